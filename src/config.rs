@@ -1,0 +1,1230 @@
+//! Configuration: every setting of SPEC §2, read once from flags and environment variables
+//! (clap with `env`), validated into domain types, and handed down as small sub-structs.
+//!
+//! This is the only module that reads the process environment. It spawns nothing: binaries are
+//! located on `PATH` here, but their versions are checked by the adapters that run them.
+//! Invalid settings are collected, not short-circuited, so an operator sees every problem at
+//! once (one line each, exit code 2, secrets never echoed).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Shortest accepted `REFRESH_POLL_INTERVAL`.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The raw command line and environment, as clap reads them. Everything is a string here so that
+/// validation can report all problems together instead of stopping at the first.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "docker-cd",
+    version,
+    about = "GitOps continuous delivery for Docker Compose: keeps this Docker host running what a Git repository says",
+    long_about = None
+)]
+pub struct Args {
+    /// Repository to watch: https://…, ssh://…, git@host:org/repo.git, file://… or an absolute path
+    #[arg(long, env = "GIT_REPO_URL", hide_env_values = true)]
+    pub git_repo_url: Option<String>,
+    /// Branch, tag or full 40-hex commit id to deploy
+    #[arg(long, env = "GIT_REVISION", default_value = "main")]
+    pub git_revision: String,
+    /// Directory inside the repository whose subdirectories are stacks (default: the root)
+    #[arg(long, env = "GIT_DEPLOY_DIR", default_value = "")]
+    pub git_deploy_dir: String,
+    /// HTTPS access token (prefer GIT_ACCESS_TOKEN_FILE)
+    #[arg(long, env = "GIT_ACCESS_TOKEN", hide_env_values = true)]
+    pub git_access_token: Option<String>,
+    /// File holding the HTTPS access token
+    #[arg(long, env = "GIT_ACCESS_TOKEN_FILE")]
+    pub git_access_token_file: Option<PathBuf>,
+    /// Private key for SSH remotes
+    #[arg(long, env = "GIT_SSH_KEY_FILE")]
+    pub git_ssh_key_file: Option<PathBuf>,
+    /// known_hosts file with the pinned host keys of the SSH remote
+    #[arg(long, env = "GIT_SSH_KNOWN_HOSTS_FILE")]
+    pub git_ssh_known_hosts_file: Option<PathBuf>,
+    /// Trust an SSH host key seen for the first time (a changed key still fails)
+    #[arg(long, env = "GIT_SSH_ACCEPT_NEW_HOST_KEYS", default_value = "false")]
+    pub git_ssh_accept_new_host_keys: String,
+    /// Hard limit for each git child process (humantime: 30s, 2m)
+    #[arg(long, env = "GIT_TIMEOUT", default_value = "120s")]
+    pub git_timeout: String,
+    /// git binary (default: `git` found on PATH)
+    #[arg(long, env = "GIT_BIN")]
+    pub git_bin: Option<PathBuf>,
+    /// docker binary (default: `docker` found on PATH)
+    #[arg(long, env = "DOCKER_BIN")]
+    pub docker_bin: Option<PathBuf>,
+    /// Standalone docker-compose binary to use instead of the `docker compose` plugin
+    #[arg(long, env = "COMPOSE_BIN")]
+    pub compose_bin: Option<PathBuf>,
+    /// Local mirror of the repository and materialised stack directories
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen_addr: String,
+    /// Port the HTTP server listens on
+    #[arg(long, env = "PORT", default_value = "8080")]
+    pub port: String,
+    /// Shared secret of the GitHub/Gitea webhook (prefer WEBHOOK_SECRET_FILE); unset disables the webhook
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// File holding the webhook secret
+    #[arg(long, env = "WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Poll interval (humantime, minimum 5s); `0` or `off` disables polling
+    #[arg(long, env = "REFRESH_POLL_INTERVAL", default_value = "3m")]
+    pub refresh_poll_interval: String,
+    /// Apply the desired state to the Docker host (`false`: refresh only)
+    #[arg(long, env = "RECONCILE_ENABLED", default_value = "true")]
+    pub reconcile_enabled: String,
+    /// Allow `down` of stacks removed from Git
+    #[arg(long, env = "RECONCILE_REMOVE_ENABLED", default_value = "false")]
+    pub reconcile_remove_enabled: String,
+    /// Resync tick: how often the host is re-checked for drift without a new commit
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "1m")]
+    pub reconcile_interval: String,
+    /// `revert` re-applies drifted stacks; `flag` marks them `drifted` until acknowledged
+    #[arg(long, env = "DRIFT_POLICY", default_value = "revert")]
+    pub drift_policy: String,
+    /// Bearer token required by mutating endpoints (prefer API_TOKEN_FILE)
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token
+    #[arg(long, env = "API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Hard limit for each compose child process
+    #[arg(long, env = "COMPOSE_TIMEOUT", default_value = "10m")]
+    pub compose_timeout: String,
+    /// Log format: `text` or `json` (level from RUST_LOG, default info)
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// A value that must never be printed. `Debug` and `Display` show `[redacted]`; the only way to
+/// the bytes is [`Secret::expose`], which makes every use greppable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Replaces every configured secret in a text with `[redacted]`. Used on every error text that
+/// leaves the process (API answers, logs), as a second line of defence: secrets are never put in
+/// argv or URLs in the first place.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<Secret>,
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
+        // Very short values would redact innocent text and protect nothing.
+        let secrets = secrets.into_iter().filter(|s| s.0.len() >= 4).collect();
+        Self { secrets }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.expose()) {
+                out = out.replace(secret.expose(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+/// How git reaches the repository; decides `GIT_ALLOW_PROTOCOL` and which credentials apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Https,
+    Http,
+    Ssh,
+    File,
+}
+
+impl Transport {
+    /// The value for `GIT_ALLOW_PROTOCOL`: only what the URL needs.
+    pub fn git_protocol(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http => "http",
+            Self::Ssh => "ssh",
+            Self::File => "file",
+        }
+    }
+}
+
+/// A validated repository URL with any `user:password@` credentials split off, so the URL itself
+/// is safe to pass in argv, to log and to show in the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoUrl {
+    url: String,
+    transport: Transport,
+    username: Option<String>,
+    password: Option<Secret>,
+}
+
+impl RepoUrl {
+    /// Accepts `https://`, `http://`, `ssh://`, `file://`, scp-like `user@host:path` and absolute
+    /// paths. Rejects transport helpers (`ext::`, `fd::`, anything with `::`) and every URL, host
+    /// or user that starts with `-`, which git or ssh would read as an option.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("is empty".into());
+        }
+        if raw.starts_with('-') {
+            return Err("must not start with '-'".into());
+        }
+        if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("must not contain whitespace or control characters".into());
+        }
+        if raw.contains("::") {
+            return Err("transport helpers (such as ext:: or fd::) are not allowed".into());
+        }
+        if let Some((scheme, rest)) = raw.split_once("://") {
+            let transport = match scheme.to_ascii_lowercase().as_str() {
+                "https" => Transport::Https,
+                "http" => Transport::Http,
+                "ssh" | "git+ssh" => Transport::Ssh,
+                "file" => Transport::File,
+                other => {
+                    return Err(format!(
+                        "scheme {other:?} is not supported (use https://, ssh://, file:// or git@host:path)"
+                    ));
+                }
+            };
+            if transport == Transport::File {
+                if !rest.starts_with('/') {
+                    return Err("file:// URLs must hold an absolute path".into());
+                }
+                return Ok(Self::plain(raw.to_owned(), transport));
+            }
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let (userinfo, host) = match authority.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, authority),
+            };
+            if host.is_empty() {
+                return Err("has no host".into());
+            }
+            if host.starts_with('-') {
+                return Err("host must not start with '-'".into());
+            }
+            if path.len() <= 1 {
+                return Err("has no repository path".into());
+            }
+            let (username, password) = match userinfo {
+                None => (None, None),
+                Some(u) => {
+                    let (user, pass) = match u.split_once(':') {
+                        Some((user, pass)) => (user, Some(pass)),
+                        None => (u, None),
+                    };
+                    if user.starts_with('-') {
+                        return Err("user must not start with '-'".into());
+                    }
+                    if transport == Transport::Ssh && pass.is_some() {
+                        return Err(
+                            "ssh URLs must not carry a password; use GIT_SSH_KEY_FILE".into()
+                        );
+                    }
+                    (
+                        (!user.is_empty()).then(|| user.to_owned()),
+                        pass.filter(|p| !p.is_empty()).map(Secret::new),
+                    )
+                }
+            };
+            // Credentials of http(s) URLs are split off; ssh keeps its user in the URL.
+            let url = match (transport, &username) {
+                (Transport::Ssh, Some(user)) => format!("{scheme}://{user}@{host}{path}"),
+                _ => format!("{scheme}://{host}{path}"),
+            };
+            return Ok(Self {
+                url,
+                transport,
+                username,
+                password,
+            });
+        }
+        if raw.starts_with('/') {
+            return Ok(Self::plain(raw.to_owned(), Transport::File));
+        }
+        // scp-like syntax: [user@]host:path, recognised by git when there is a ':' before any '/'.
+        if let Some(colon) = raw.find(':') {
+            if raw[..colon].contains('/') {
+                return Err("is a relative path; use an absolute path or a URL".into());
+            }
+            let (userhost, path) = (&raw[..colon], &raw[colon + 1..]);
+            let (user, host) = match userhost.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, userhost),
+            };
+            if host.is_empty() || path.is_empty() {
+                return Err("scp-like URLs need host and path (git@host:org/repo.git)".into());
+            }
+            if host.starts_with('-') || user.is_some_and(|u| u.starts_with('-')) {
+                return Err("host and user must not start with '-'".into());
+            }
+            if path.starts_with('-') {
+                return Err("path must not start with '-'".into());
+            }
+            return Ok(Self {
+                url: raw.to_owned(),
+                transport: Transport::Ssh,
+                username: user.map(str::to_owned),
+                password: None,
+            });
+        }
+        Err("is neither a URL (https://, ssh://, file://), an scp-like git@host:path nor an absolute path".into())
+    }
+
+    fn plain(url: String, transport: Transport) -> Self {
+        Self {
+            url,
+            transport,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// The URL git is given: never holds a password or token.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+    /// A password embedded in the configured URL (`https://user:TOKEN@host/…`).
+    pub fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// The configured `GIT_REVISION`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// A name that may be a branch or a tag; the remote decides (branch first).
+    Name(String),
+    /// Given as `refs/heads/<name>`.
+    Branch(String),
+    /// Given as `refs/tags/<name>`.
+    Tag(String),
+    /// A full 40-hex commit id (lower-cased).
+    Commit(String),
+}
+
+impl Revision {
+    /// Validates with git's ref-format rules (`git check-ref-format`), plus: never starts with
+    /// `-`, and no revision expressions (`HEAD~1`, `main..dev`, `@{…}`).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("is empty".into());
+        }
+        if raw.len() == 40 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Self::Commit(raw.to_ascii_lowercase()));
+        }
+        check_ref_name(raw)?;
+        if let Some(name) = raw.strip_prefix("refs/heads/") {
+            return Ok(Self::Branch(name.to_owned()));
+        }
+        if let Some(name) = raw.strip_prefix("refs/tags/") {
+            return Ok(Self::Tag(name.to_owned()));
+        }
+        if raw.starts_with("refs/") {
+            return Err("only refs/heads/… and refs/tags/… may be given as full ref names".into());
+        }
+        Ok(Self::Name(raw.to_owned()))
+    }
+
+    /// The name as configured (without a `refs/…/` prefix).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Name(n) | Self::Branch(n) | Self::Tag(n) | Self::Commit(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Branch(n) => write!(f, "refs/heads/{n}"),
+            Self::Tag(n) => write!(f, "refs/tags/{n}"),
+            Self::Name(n) | Self::Commit(n) => f.write_str(n),
+        }
+    }
+}
+
+/// git's ref-format rules (see `git help check-ref-format`), checked without spawning git.
+fn check_ref_name(name: &str) -> Result<(), String> {
+    if name.starts_with('-') {
+        return Err("must not start with '-'".into());
+    }
+    if name == "@" || name == "HEAD" {
+        return Err("must name a branch, tag or commit id, not a symbolic ref".into());
+    }
+    if name.contains("..") {
+        return Err("must not contain '..' (revision ranges are not allowed)".into());
+    }
+    if name.contains("@{") {
+        return Err("must not contain '@{'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(*c))
+    {
+        return Err(format!(
+            "must not contain {c:?} (no spaces, control characters or any of ~^:?*[\\)"
+        ));
+    }
+    if name.ends_with('/') || name.ends_with('.') || name.starts_with('/') {
+        return Err("must not start with '/' or end with '/' or '.'".into());
+    }
+    if name.contains("//") {
+        return Err("must not contain '//'".into());
+    }
+    for component in name.split('/') {
+        if component.starts_with('.') {
+            return Err("no path component may start with '.'".into());
+        }
+        if component.ends_with(".lock") {
+            return Err("no path component may end with '.lock'".into());
+        }
+    }
+    Ok(())
+}
+
+/// The deploy dir: a normalised relative path inside the repository (empty = the root).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeployDir(String);
+
+impl DeployDir {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with('/') {
+            return Err("must be a relative path inside the repository".into());
+        }
+        if raw.chars().any(|c| c.is_control() || c == '\\') {
+            return Err("must not contain control characters or '\\'".into());
+        }
+        let mut parts = Vec::new();
+        for part in raw.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => return Err("must not contain '..'".into()),
+                p => parts.push(p),
+            }
+        }
+        Ok(Self(parts.join("/")))
+    }
+    /// Empty for the repository root; never has a leading or trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for DeployDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("/")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+/// How SSH remotes are authenticated and their host keys checked.
+#[derive(Debug, Clone, Default)]
+pub struct SshSettings {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+}
+
+/// Everything the git adapter needs.
+#[derive(Debug, Clone)]
+pub struct GitConfig {
+    pub bin: PathBuf,
+    pub repo: RepoUrl,
+    pub revision: Revision,
+    pub deploy_dir: DeployDir,
+    /// HTTPS token (from `GIT_ACCESS_TOKEN[_FILE]` or the URL's password).
+    pub token: Option<Secret>,
+    pub ssh: SshSettings,
+    pub timeout: Duration,
+}
+
+/// Drift handling (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    Revert,
+    Flag,
+}
+
+/// Everything the compose adapter and the reconciler need.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub enabled: bool,
+    pub remove_enabled: bool,
+    pub drift_policy: DriftPolicy,
+    pub interval: Duration,
+    pub compose_timeout: Duration,
+    pub docker_bin: PathBuf,
+    pub compose_bin: Option<PathBuf>,
+}
+
+/// HTTP edge settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub api_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment children start from: a scrubbed minimum, never the agent's own environment
+/// (which holds its secrets). Docker client settings are passed on so the CLI finds the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct ChildEnv {
+    pub vars: Vec<(OsString, OsString)>,
+}
+
+/// Variables passed through to children from the agent's environment. Nothing else is.
+const PASSTHROUGH_VARS: &[&str] = &[
+    "PATH",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_API_VERSION",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "TMPDIR",
+];
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub git: GitConfig,
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    /// `None`: polling disabled.
+    pub poll_interval: Option<Duration>,
+    pub reconcile: ReconcileConfig,
+    pub child_env: ChildEnv,
+    pub log_format: LogFormat,
+}
+
+/// One invalid setting: the variable, what was wrong, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+/// All problems found in a configuration; printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl Config {
+    /// Parses the real command line and environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_args(Args::parse())
+    }
+
+    /// Validates parsed arguments. Reads `PATH` and the docker client variables from the process
+    /// environment for [`ChildEnv`], and secret files from disk.
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let vars = PASSTHROUGH_VARS
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
+            .collect();
+        Self::validate(args, ChildEnv { vars })
+    }
+
+    /// Validation proper, with the child environment given (tests pass their own).
+    pub fn validate(args: Args, child_env: ChildEnv) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |variable: &'static str, message: String| {
+            problems.push(Problem { variable, message });
+        };
+
+        let repo = match args.git_repo_url.as_deref() {
+            None | Some("") => {
+                problem(
+                    "GIT_REPO_URL",
+                    "is required (the Git repository to deploy from)".into(),
+                );
+                None
+            }
+            Some(raw) => match RepoUrl::parse(raw) {
+                Ok(url) => Some(url),
+                // The raw value may embed a token: show the problem, never the value.
+                Err(e) => {
+                    problem("GIT_REPO_URL", e);
+                    None
+                }
+            },
+        };
+
+        let revision = Revision::parse(&args.git_revision)
+            .map_err(|e| {
+                problem(
+                    "GIT_REVISION",
+                    format!(
+                        "{:?} {e}; give a branch, a tag or a 40-hex commit id",
+                        args.git_revision
+                    ),
+                )
+            })
+            .ok();
+
+        let deploy_dir = DeployDir::parse(&args.git_deploy_dir)
+            .map_err(|e| problem("GIT_DEPLOY_DIR", format!("{:?} {e}", args.git_deploy_dir)))
+            .ok();
+
+        let token_from_env = secret_value(
+            "GIT_ACCESS_TOKEN",
+            args.git_access_token,
+            args.git_access_token_file,
+            &mut problem,
+        );
+        let token = match (&repo, token_from_env) {
+            (Some(url), Some(_)) if url.password().is_some() => {
+                problem(
+                    "GIT_ACCESS_TOKEN",
+                    "is set and GIT_REPO_URL also carries a password; give only one".into(),
+                );
+                None
+            }
+            (Some(url), Some(token)) if url.transport() == Transport::Ssh => {
+                problem(
+                    "GIT_ACCESS_TOKEN",
+                    "applies to https:// repositories; use GIT_SSH_KEY_FILE for ssh".into(),
+                );
+                Some(token)
+            }
+            (Some(url), None) => url.password().cloned(),
+            (_, token) => token,
+        };
+
+        let accept_new = parse_bool(
+            "GIT_SSH_ACCEPT_NEW_HOST_KEYS",
+            &args.git_ssh_accept_new_host_keys,
+            &mut problem,
+        );
+        for (variable, file) in [
+            ("GIT_SSH_KEY_FILE", &args.git_ssh_key_file),
+            ("GIT_SSH_KNOWN_HOSTS_FILE", &args.git_ssh_known_hosts_file),
+        ] {
+            if let Some(path) = file {
+                if let Err(e) = std::fs::File::open(path) {
+                    problem(variable, format!("{} cannot be read: {e}", path.display()));
+                }
+            }
+        }
+        if let Some(url) = &repo {
+            if url.transport() == Transport::Ssh
+                && args.git_ssh_known_hosts_file.is_none()
+                && accept_new != Some(true)
+            {
+                problem(
+                    "GIT_SSH_KNOWN_HOSTS_FILE",
+                    "is required for ssh repositories (pinned host keys; `ssh-keyscan host > known_hosts`), \
+                     or set GIT_SSH_ACCEPT_NEW_HOST_KEYS=true to trust on first use"
+                        .into(),
+                );
+            }
+        }
+
+        let git_timeout = parse_duration("GIT_TIMEOUT", &args.git_timeout, &mut problem);
+        let compose_timeout =
+            parse_duration("COMPOSE_TIMEOUT", &args.compose_timeout, &mut problem);
+        let reconcile_interval =
+            parse_duration("RECONCILE_INTERVAL", &args.reconcile_interval, &mut problem);
+        if reconcile_interval.is_some_and(|d| d < MIN_POLL_INTERVAL) {
+            problem("RECONCILE_INTERVAL", "must be at least 5s".into());
+        }
+        let poll_interval = match args.refresh_poll_interval.trim() {
+            "0" | "off" | "false" => Some(None),
+            raw => match humantime::parse_duration(raw) {
+                Ok(d) if d.is_zero() => Some(None),
+                Ok(d) if d < MIN_POLL_INTERVAL => {
+                    problem(
+                        "REFRESH_POLL_INTERVAL",
+                        format!(
+                            "{raw:?} is below the minimum of 5s (use `off` to disable polling)"
+                        ),
+                    );
+                    None
+                }
+                Ok(d) => Some(Some(d)),
+                Err(e) => {
+                    problem(
+                        "REFRESH_POLL_INTERVAL",
+                        format!("{raw:?} is not a duration ({e}); use e.g. 30s, 5m, or `off`"),
+                    );
+                    None
+                }
+            },
+        };
+
+        let reconcile_enabled =
+            parse_bool("RECONCILE_ENABLED", &args.reconcile_enabled, &mut problem);
+        let remove_enabled = parse_bool(
+            "RECONCILE_REMOVE_ENABLED",
+            &args.reconcile_remove_enabled,
+            &mut problem,
+        );
+        let drift_policy = match args.drift_policy.trim().to_ascii_lowercase().as_str() {
+            "revert" => Some(DriftPolicy::Revert),
+            "flag" => Some(DriftPolicy::Flag),
+            other => {
+                problem(
+                    "DRIFT_POLICY",
+                    format!("{other:?} is not one of: revert, flag"),
+                );
+                None
+            }
+        };
+
+        let ip = args
+            .listen_addr
+            .parse::<IpAddr>()
+            .map_err(|_| {
+                problem(
+                    "LISTEN_ADDR",
+                    format!(
+                        "{:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)",
+                        args.listen_addr
+                    ),
+                )
+            })
+            .ok();
+        let port = args
+            .port
+            .parse::<u16>()
+            .map_err(|_| {
+                problem(
+                    "PORT",
+                    format!("{:?} is not a port number (0-65535)", args.port),
+                )
+            })
+            .ok();
+
+        let webhook_secret = secret_value(
+            "WEBHOOK_SECRET",
+            args.webhook_secret,
+            args.webhook_secret_file,
+            &mut problem,
+        );
+        let api_token = secret_value(
+            "API_TOKEN",
+            args.api_token,
+            args.api_token_file,
+            &mut problem,
+        );
+
+        let log_format = match args.log_format.trim() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            other => {
+                problem("LOG_FORMAT", format!("{other:?} is not one of: text, json"));
+                None
+            }
+        };
+
+        let search_path = child_env
+            .vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let git_bin = locate("GIT_BIN", args.git_bin, "git", &search_path, &mut problem);
+        let reconciling = reconcile_enabled.unwrap_or(true);
+        let docker_bin = if reconciling {
+            locate(
+                "DOCKER_BIN",
+                args.docker_bin,
+                "docker",
+                &search_path,
+                &mut problem,
+            )
+        } else {
+            // Without reconciling, docker is only used for the status page; its absence is fine.
+            Some(args.docker_bin.unwrap_or_else(|| PathBuf::from("docker")))
+        };
+        let compose_bin = args.compose_bin.and_then(|bin| {
+            locate(
+                "COMPOSE_BIN",
+                Some(bin),
+                "docker-compose",
+                &search_path,
+                &mut problem,
+            )
+        });
+
+        if args.data_dir.as_os_str().is_empty() {
+            problem("DATA_DIR", "must not be empty".into());
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        // Every Option below is Some when no problem was recorded; the `let … else` keeps that
+        // invariant checked rather than assumed.
+        let (
+            Some(repo),
+            Some(revision),
+            Some(deploy_dir),
+            Some(git_timeout),
+            Some(compose_timeout),
+            Some(reconcile_interval),
+            Some(poll_interval),
+            Some(reconcile_enabled),
+            Some(remove_enabled),
+            Some(drift_policy),
+            Some(ip),
+            Some(port),
+            Some(log_format),
+            Some(git_bin),
+            Some(docker_bin),
+            Some(accept_new),
+        ) = (
+            repo,
+            revision,
+            deploy_dir,
+            git_timeout,
+            compose_timeout,
+            reconcile_interval,
+            poll_interval,
+            reconcile_enabled,
+            remove_enabled,
+            drift_policy,
+            ip,
+            port,
+            log_format,
+            git_bin,
+            docker_bin,
+            accept_new,
+        )
+        else {
+            return Err(ConfigError(vec![Problem {
+                variable: "configuration",
+                message: "internal validation error".into(),
+            }]));
+        };
+
+        Ok(Config {
+            git: GitConfig {
+                bin: git_bin,
+                repo,
+                revision,
+                deploy_dir,
+                token,
+                ssh: SshSettings {
+                    key_file: args.git_ssh_key_file.map(absolute),
+                    known_hosts_file: args.git_ssh_known_hosts_file.map(absolute),
+                    accept_new_host_keys: accept_new,
+                },
+                timeout: git_timeout,
+            },
+            data_dir: absolute(args.data_dir),
+            http: HttpConfig {
+                listen: SocketAddr::new(ip, port),
+                api_token,
+                webhook_secret,
+            },
+            poll_interval,
+            reconcile: ReconcileConfig {
+                enabled: reconcile_enabled,
+                remove_enabled,
+                drift_policy,
+                interval: reconcile_interval,
+                compose_timeout,
+                docker_bin,
+                compose_bin,
+            },
+            child_env,
+            log_format,
+        })
+    }
+
+    /// Every secret of this configuration, for [`Redactor`].
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
+            [
+                self.git.token.clone(),
+                self.http.webhook_secret.clone(),
+                self.http.api_token.clone(),
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// A secret given directly or as `<NAME>_FILE` (trailing newline trimmed). Both set is an error.
+fn secret_value(
+    variable: &'static str,
+    direct: Option<String>,
+    file: Option<PathBuf>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Secret> {
+    match (direct, file) {
+        (Some(_), Some(_)) => {
+            problem(
+                variable,
+                format!("is set together with {variable}_FILE; give only one"),
+            );
+            None
+        }
+        (Some(value), None) if value.is_empty() => None,
+        (Some(value), None) => Some(Secret::new(value)),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(content) => {
+                let value = content.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    problem(variable, format!("file {} is empty", path.display()));
+                    None
+                } else {
+                    Some(Secret::new(value))
+                }
+            }
+            Err(e) => {
+                problem(
+                    variable,
+                    format!("file {} cannot be read: {e}", path.display()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn parse_bool(
+    variable: &'static str,
+    raw: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => {
+            problem(
+                variable,
+                format!("{raw:?} is not a boolean (true or false)"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_duration(
+    variable: &'static str,
+    raw: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Duration> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if d.is_zero() => {
+            problem(variable, "must be greater than zero".into());
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            problem(
+                variable,
+                format!("{raw:?} is not a duration ({e}); use e.g. 30s, 2m"),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves a binary: an explicit path must exist; a bare name is looked up on `PATH`.
+fn locate(
+    variable: &'static str,
+    explicit: Option<PathBuf>,
+    default: &str,
+    search_path: &std::ffi::OsStr,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<PathBuf> {
+    let wanted = explicit.unwrap_or_else(|| PathBuf::from(default));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    match which::which_in(&wanted, Some(search_path), cwd) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            problem(
+                variable,
+                format!(
+                    "{} was not found (not on PATH or not executable)",
+                    Path::new(&wanted).display()
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reconciling off, so the tests do not depend on a docker binary being installed.
+    fn args(url: &str) -> Args {
+        Args::parse_from([
+            "docker-cd",
+            "--git-repo-url",
+            url,
+            "--reconcile-enabled",
+            "false",
+        ])
+    }
+
+    fn env() -> ChildEnv {
+        ChildEnv {
+            vars: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        }
+    }
+
+    fn problems(args: Args) -> Vec<Problem> {
+        match Config::validate(args, env()) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError(p)) => p,
+        }
+    }
+
+    #[test]
+    fn option_like_and_helper_urls_are_rejected() {
+        for url in [
+            "--upload-pack=touch /tmp/x",
+            "-oProxyCommand=x",
+            "ext::sh -c touch% /tmp/pwned",
+            "ext::sh",
+            "fd::3",
+            "ssh://-oProxyCommand=touch%20/tmp/x/repo",
+            "ssh://git@-oProxyCommand=x/repo",
+            "-host:repo",
+            "git@-host:repo",
+            "ftp://host/repo",
+            "relative/path",
+        ] {
+            assert!(RepoUrl::parse(url).is_err(), "{url} must be rejected");
+        }
+    }
+
+    #[test]
+    fn accepted_url_forms_keep_their_transport() {
+        let cases = [
+            ("https://github.com/org/repo.git", Transport::Https),
+            ("ssh://git@github.com/org/repo.git", Transport::Ssh),
+            ("git@github.com:org/repo.git", Transport::Ssh),
+            ("file:///srv/repo.git", Transport::File),
+            ("/srv/repo.git", Transport::File),
+        ];
+        for (url, transport) in cases {
+            let parsed = RepoUrl::parse(url).expect(url);
+            assert_eq!(parsed.transport(), transport);
+            assert_eq!(parsed.as_str(), url);
+        }
+    }
+
+    #[test]
+    fn credentials_are_split_off_https_urls() {
+        let url = RepoUrl::parse("https://bob:s3cr3tT0ken@git.example.com/org/repo.git").unwrap();
+        assert_eq!(url.as_str(), "https://git.example.com/org/repo.git");
+        assert_eq!(url.username(), Some("bob"));
+        assert_eq!(url.password().map(Secret::expose), Some("s3cr3tT0ken"));
+        assert!(!format!("{url:?} {url}").contains("s3cr3tT0ken"));
+    }
+
+    #[test]
+    fn revisions_follow_git_ref_format_rules() {
+        for bad in [
+            "--x",
+            "-x",
+            "main..dev",
+            "ma in",
+            "HEAD~1",
+            "main^",
+            "a:b",
+            "x.lock",
+            "a//b",
+            ".hidden",
+            "main@{1}",
+            "",
+            "refs/remotes/x",
+            "HEAD",
+        ] {
+            assert!(Revision::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert_eq!(Revision::parse("main"), Ok(Revision::Name("main".into())));
+        assert_eq!(
+            Revision::parse("release/1.2"),
+            Ok(Revision::Name("release/1.2".into()))
+        );
+        assert_eq!(
+            Revision::parse("refs/tags/v1"),
+            Ok(Revision::Tag("v1".into()))
+        );
+        let id = "0123456789ABCDEF0123456789abcdef01234567";
+        assert_eq!(
+            Revision::parse(id),
+            Ok(Revision::Commit(id.to_ascii_lowercase()))
+        );
+    }
+
+    #[test]
+    fn deploy_dir_is_normalised_and_dot_dot_rejected() {
+        assert_eq!(DeployDir::parse("./stacks/").unwrap().as_str(), "stacks");
+        assert!(DeployDir::parse("").unwrap().is_root());
+        assert!(DeployDir::parse("stacks/../..").is_err());
+        assert!(DeployDir::parse("/etc").is_err());
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_once_per_line() {
+        let mut a = args("ext::sh -c x");
+        a.git_revision = "HEAD~1".into();
+        a.refresh_poll_interval = "soon".into();
+        a.drift_policy = "ignore".into();
+        a.port = "99999".into();
+        let p = problems(a);
+        let vars: Vec<_> = p.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            [
+                "GIT_REPO_URL",
+                "GIT_REVISION",
+                "REFRESH_POLL_INTERVAL",
+                "DRIFT_POLICY",
+                "PORT"
+            ]
+        );
+        let text = ConfigError(p).to_string();
+        assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn missing_repo_url_is_a_problem() {
+        let p = problems(Args::parse_from(["docker-cd"]));
+        assert_eq!(p[0].variable, "GIT_REPO_URL");
+        assert!(p[0].message.contains("required"));
+    }
+
+    #[test]
+    fn poll_interval_accepts_off_and_rejects_below_minimum() {
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "off".into();
+        assert_eq!(Config::validate(a, env()).unwrap().poll_interval, None);
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "2s".into();
+        assert_eq!(problems(a)[0].variable, "REFRESH_POLL_INTERVAL");
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "30s".into();
+        assert_eq!(
+            Config::validate(a, env()).unwrap().poll_interval,
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn token_in_url_never_shows_in_problems_or_debug() {
+        let mut a = args("https://u:hunter2secret@host/repo.git");
+        a.drift_policy = "nope".into();
+        let text = ConfigError(problems(a)).to_string();
+        assert!(!text.contains("hunter2secret"));
+        let config =
+            Config::validate(args("https://u:hunter2secret@host/repo.git"), env()).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2secret"));
+        assert_eq!(
+            config.git.token.as_ref().map(Secret::expose),
+            Some("hunter2secret")
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_newline_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut a = args("/srv/repo.git");
+        a.webhook_secret_file = Some(file);
+        let config = Config::validate(a, env()).unwrap();
+        assert_eq!(config.http.webhook_secret.unwrap().expose(), "from-file");
+    }
+
+    #[test]
+    fn ssh_without_known_hosts_is_rejected_unless_trust_on_first_use() {
+        let p = problems(args("git@github.com:org/repo.git"));
+        assert_eq!(p[0].variable, "GIT_SSH_KNOWN_HOSTS_FILE");
+        let mut a = args("git@github.com:org/repo.git");
+        a.git_ssh_accept_new_host_keys = "true".into();
+        assert!(problems(a).is_empty());
+    }
+
+    #[test]
+    fn redactor_replaces_every_secret() {
+        let r = Redactor::new([Secret::new("tok3n-value"), Secret::new("ab")]);
+        assert_eq!(r.redact("x tok3n-value y ab"), "x [redacted] y ab");
+    }
+}

@@ -1,0 +1,436 @@
+//! The desired state and the in-memory cache of it (SPEC §4).
+//!
+//! - [`Snapshot`]: what one commit of the repository says, read by the git adapter. Immutable,
+//!   shared as `Arc<Snapshot>` and swapped whole.
+//! - [`tree`]: the pure reading of a tree listing into stacks.
+//! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
+//!   and the event stream the API serves.
+//!
+//! Foundation layer: uses no adapter and spawns nothing.
+
+pub mod store;
+pub mod tree;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+pub use store::{Event, Store};
+
+/// Compose's own precedence of file names: the first present wins.
+pub const COMPOSE_FILE_NAMES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// Compose files larger than this are a per-stack error, checked from the tree listing's size
+/// before anything is read. Real compose files are a few KiB.
+pub const MAX_COMPOSE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What kind of ref the configured revision turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefType {
+    Branch,
+    Tag,
+    Commit,
+}
+
+/// The desired state read from one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Commit id everything was read from.
+    pub revision: String,
+    /// Full ref name (`refs/heads/main`), or the commit id for a pinned commit.
+    pub git_ref: String,
+    pub ref_type: RefType,
+    /// The ref's value on the remote when it was read (a tag object id for annotated tags):
+    /// when the remote still says this, nothing needs fetching.
+    pub remote_oid: String,
+    pub commit_message: String,
+    /// Stacks by path.
+    pub stacks: BTreeMap<String, DesiredStack>,
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// Compose blob id → SHA-256 of its bytes, for every stack whose blob was read. A later
+    /// refresh re-reads only blobs missing from this map.
+    pub fn known_compose_hashes(&self) -> HashMap<&str, &str> {
+        self.stacks
+            .values()
+            .filter_map(|s| Some((s.compose_blob.as_deref()?, s.compose_hash.as_deref()?)))
+            .collect()
+    }
+}
+
+/// One stack as Git says it should be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredStack {
+    pub path: String,
+    /// `None` when the path yields no valid project name.
+    pub project_name: Option<String>,
+    pub compose_file: String,
+    /// SHA-256 hex of the compose file bytes; `None` when the file could not be read.
+    pub compose_hash: Option<String>,
+    /// Git tree id of the stack directory: any change to any file of the stack changes it.
+    pub content_hash: String,
+    /// Blob id of the compose file (internal: lets the next refresh skip unchanged blobs).
+    #[serde(skip)]
+    pub compose_blob: Option<String>,
+    pub warnings: Vec<String>,
+    /// Why this stack cannot be applied at all (symlinked or oversized compose file, name
+    /// collision). The reconciler reports it as `failed` without touching the host.
+    pub error: Option<String>,
+}
+
+/// The compose project name for a stack path: lower-cased, characters outside `[a-z0-9_-]`
+/// dropped, leading `_`/`-` dropped (a name must start with a letter or digit). The same rule
+/// as Compose's own normalisation, so the name never changes under it.
+pub fn project_name(path: &str) -> Option<String> {
+    let name: String = path
+        .chars()
+        .flat_map(char::to_lowercase)
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    let name = name.trim_start_matches(['_', '-']);
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Derives every stack's project name, and fails every stack that has none or shares one with
+/// another stack: neither of two colliding stacks may touch the host.
+pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for stack in stacks.values_mut() {
+        stack.project_name = project_name(&stack.path);
+        match &stack.project_name {
+            Some(name) => by_name
+                .entry(name.clone())
+                .or_default()
+                .push(stack.path.clone()),
+            None => {
+                stack.error.get_or_insert_with(|| {
+                    format!(
+                        "path {:?} yields no valid compose project name (needs a letter or digit)",
+                        stack.path
+                    )
+                });
+            }
+        }
+    }
+    for (name, paths) in by_name.into_iter().filter(|(_, p)| p.len() > 1) {
+        for path in &paths {
+            if let Some(stack) = stacks.get_mut(path) {
+                stack.error = Some(format!(
+                    "project name {name:?} collides with stacks {}; rename one of them",
+                    paths
+                        .iter()
+                        .filter(|p| *p != path)
+                        .map(|p| format!("{p:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+}
+
+/// A stack's sync status (SPEC §4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackStatus {
+    Missing,
+    Syncing,
+    Synced,
+    Deleting,
+    Failed,
+    Drifted,
+    Orphaned,
+}
+
+/// Outcome of the last sync attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncOutcome {
+    Succeeded,
+    Failed,
+}
+
+/// What the reconciler knows about a stack on the host: status, sync metadata, runtime counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncInfo {
+    pub status: StackStatus,
+    pub synced_revision: Option<String>,
+    pub synced_commit_message: Option<String>,
+    pub synced_compose_hash: Option<String>,
+    pub synced_content_hash: Option<String>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub synced_at: Option<SystemTime>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub last_sync_at: Option<SystemTime>,
+    pub last_sync_status: Option<SyncOutcome>,
+    pub last_sync_error: Option<String>,
+    /// What drifted, while the stack is `drifted` (or was just reverted).
+    pub drift: Option<String>,
+    pub containers_running: u32,
+    pub containers_total: u32,
+    /// Content hash of the last failed attempt and how many times in a row it failed: a failing
+    /// version is retried with backoff, a new version at once.
+    #[serde(skip)]
+    pub failed_content_hash: Option<String>,
+    #[serde(skip)]
+    pub consecutive_failures: u32,
+    /// The operator acknowledged drift (`POST /api/reconcile/ack`): re-apply once.
+    #[serde(skip)]
+    pub ack_requested: bool,
+    /// For a stack no longer in Git: its compose project on the host.
+    #[serde(skip)]
+    pub host_project: Option<String>,
+}
+
+impl SyncInfo {
+    pub fn new(status: StackStatus) -> Self {
+        Self {
+            status,
+            synced_revision: None,
+            synced_commit_message: None,
+            synced_compose_hash: None,
+            synced_content_hash: None,
+            synced_at: None,
+            last_sync_at: None,
+            last_sync_status: None,
+            last_sync_error: None,
+            drift: None,
+            containers_running: 0,
+            containers_total: 0,
+            failed_content_hash: None,
+            consecutive_failures: 0,
+            ack_requested: false,
+            host_project: None,
+        }
+    }
+}
+
+/// A stack as the API shows it: the desired part (absent for a stack gone from Git) and the
+/// sync part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackRecord {
+    pub path: String,
+    pub project_name: Option<String>,
+    pub compose_file: Option<String>,
+    pub compose_hash: Option<String>,
+    pub content_hash: Option<String>,
+    /// Still in the current snapshot.
+    pub in_git: bool,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub sync: SyncInfo,
+}
+
+impl StackRecord {
+    pub fn new(desired: &DesiredStack, sync: &SyncInfo) -> Self {
+        Self {
+            path: desired.path.clone(),
+            project_name: desired.project_name.clone(),
+            compose_file: Some(desired.compose_file.clone()),
+            compose_hash: desired.compose_hash.clone(),
+            content_hash: Some(desired.content_hash.clone()),
+            in_git: true,
+            warnings: desired.warnings.clone(),
+            error: desired.error.clone(),
+            sync: sync.clone(),
+        }
+    }
+
+    pub fn gone_from_git(path: &str, sync: &SyncInfo) -> Self {
+        Self {
+            path: path.to_owned(),
+            project_name: sync.host_project.clone(),
+            compose_file: None,
+            compose_hash: None,
+            content_hash: None,
+            in_git: false,
+            warnings: Vec::new(),
+            error: None,
+            sync: sync.clone(),
+        }
+    }
+}
+
+/// What started a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Startup,
+    Periodic,
+    Webhook,
+    Manual,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Startup => "startup",
+            Self::Periodic => "periodic",
+            Self::Webhook => "webhook",
+            Self::Manual => "manual",
+        })
+    }
+}
+
+/// Where the refresh machinery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshPhase {
+    Refreshing,
+    Queued,
+    Completed,
+    Failed,
+}
+
+/// The snapshot-level status served by `/api/refresh-status` (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshStatus {
+    /// Commit id of the current snapshot.
+    pub revision: Option<String>,
+    /// Full ref name of the current snapshot, or the configured revision before the first one.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub ref_type: Option<RefType>,
+    pub commit_message: Option<String>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub refreshed_at: Option<SystemTime>,
+    pub refresh_status: RefreshPhase,
+    pub refresh_error: Option<String>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub last_success_at: Option<SystemTime>,
+    pub trigger: Option<Trigger>,
+    /// A refresh waiting behind the running one, and what asked for it.
+    pub queued_trigger: Option<Trigger>,
+    pub consecutive_failures: u32,
+    pub stack_count: usize,
+    pub warnings: Vec<String>,
+}
+
+impl RefreshStatus {
+    pub fn initial(configured_ref: String) -> Self {
+        Self {
+            revision: None,
+            git_ref: configured_ref,
+            ref_type: None,
+            commit_message: None,
+            refreshed_at: None,
+            refresh_status: RefreshPhase::Queued,
+            refresh_error: None,
+            last_success_at: None,
+            trigger: None,
+            queued_trigger: None,
+            consecutive_failures: 0,
+            stack_count: 0,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// RFC 3339 timestamps (UTC, seconds) for serde.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    pub fn format(t: SystemTime) -> String {
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    pub fn option<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(path: &str) -> DesiredStack {
+        DesiredStack {
+            path: path.into(),
+            project_name: None,
+            compose_file: "compose.yaml".into(),
+            compose_hash: None,
+            content_hash: "t".into(),
+            compose_blob: None,
+            warnings: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn project_names_are_normalised_deterministically() {
+        assert_eq!(project_name("Web App").as_deref(), Some("webapp"));
+        assert_eq!(project_name("-leading").as_deref(), Some("leading"));
+        assert_eq!(project_name("_x-Y_9").as_deref(), Some("x-y_9"));
+        assert_eq!(project_name("café").as_deref(), Some("caf"));
+        assert_eq!(project_name("ÄÖÜ"), None);
+        assert_eq!(project_name("--"), None);
+        assert_eq!(project_name("Web App"), project_name("Web App"));
+    }
+
+    #[test]
+    fn colliding_and_nameless_stacks_get_errors() {
+        let mut stacks: BTreeMap<_, _> = ["Tricky Name", "trickyname", "ok", "日本"]
+            .into_iter()
+            .map(|p| (p.to_owned(), stack(p)))
+            .collect();
+        assert_project_names(&mut stacks);
+        assert!(
+            stacks["Tricky Name"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("collides")
+        );
+        assert!(
+            stacks["trickyname"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("\"Tricky Name\"")
+        );
+        assert!(stacks["ok"].error.is_none());
+        assert!(
+            stacks["日本"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("no valid compose project name")
+        );
+    }
+
+    fn assert_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
+        assign_project_names(stacks);
+        assert_eq!(stacks["ok"].project_name.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn stack_records_serialise_in_camel_case_without_internals() {
+        let mut desired = stack("web");
+        desired.compose_blob = Some("blobid".into());
+        let mut sync = SyncInfo::new(StackStatus::Missing);
+        sync.failed_content_hash = Some("x".into());
+        let json = serde_json::to_value(StackRecord::new(&desired, &sync)).unwrap();
+        assert_eq!(json["status"], "missing");
+        assert_eq!(json["contentHash"], "t");
+        assert!(json.get("composeBlob").is_none());
+        assert!(json.get("failedContentHash").is_none());
+        assert!(json.get("syncedAt").unwrap().is_null());
+    }
+}

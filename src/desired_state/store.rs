@@ -1,0 +1,442 @@
+//! The cache: current snapshot, per-stack sync state, refresh status, and the event stream.
+//!
+//! One `std::sync::Mutex` guards it all. Every critical section is a few map operations with no
+//! `.await` inside, so a blocking mutex is cheaper and simpler than an async one, and one lock
+//! (rather than one per field) means readers always see a consistent view: a snapshot with
+//! exactly the sync entries that belong to it. Events are published while the lock is held, so
+//! their order matches the order of the changes; [`Store::subscribe`] takes the current records
+//! and a receiver under the same lock, so a subscriber misses nothing and sees nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::{RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackStatus, SyncInfo, Trigger};
+
+/// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
+const EVENT_BUFFER: usize = 1024;
+
+/// A change, as the `/api/events` stream sends it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Every stack; sent first on connect and after a subscriber fell behind.
+    StackSnapshot(Vec<StackRecord>),
+    StackUpsert(Box<StackRecord>),
+    StackDelete {
+        path: String,
+    },
+    RefreshStatus(Box<RefreshStatus>),
+}
+
+impl Event {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::StackSnapshot(_) => "stack.snapshot",
+            Self::StackUpsert(_) => "stack.upsert",
+            Self::StackDelete { .. } => "stack.delete",
+            Self::RefreshStatus(_) => "refresh.status",
+        }
+    }
+
+    /// The SSE data, as JSON.
+    pub fn data(&self) -> Value {
+        let value = match self {
+            Self::StackSnapshot(records) => serde_json::to_value(records),
+            Self::StackUpsert(record) => serde_json::to_value(record),
+            Self::StackDelete { path } => Ok(serde_json::json!({ "path": path })),
+            Self::RefreshStatus(status) => serde_json::to_value(status),
+        };
+        // Serialising these plain structs cannot fail (no maps with non-string keys).
+        value.unwrap_or(Value::Null)
+    }
+}
+
+/// What installing a snapshot changed, for logs and the reconciler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+    /// The commit differs from the previous snapshot's.
+    pub new_revision: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    refresh: RefreshStatus,
+    snapshot: Option<Arc<Snapshot>>,
+    /// Sync state by path: every stack of the snapshot, plus stacks gone from Git that still
+    /// have something on the host (`host_project` set).
+    sync: BTreeMap<String, SyncInfo>,
+}
+
+impl Inner {
+    fn record(&self, path: &str) -> Option<StackRecord> {
+        let sync = self.sync.get(path)?;
+        match self.snapshot.as_ref().and_then(|s| s.stacks.get(path)) {
+            Some(desired) => Some(StackRecord::new(desired, sync)),
+            None => Some(StackRecord::gone_from_git(path, sync)),
+        }
+    }
+
+    fn records(&self) -> Vec<StackRecord> {
+        self.sync.keys().filter_map(|p| self.record(p)).collect()
+    }
+}
+
+/// The shared cache. Cheap to clone through `Arc<Store>`.
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Store {
+    /// An empty cache; `configured_ref` is shown as `ref` until the first snapshot.
+    pub fn new(configured_ref: String) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            inner: Mutex::new(Inner {
+                refresh: RefreshStatus::initial(configured_ref),
+                snapshot: None,
+                sync: BTreeMap::new(),
+            }),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves maps that are still structurally valid; keep
+        // serving rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.lock().snapshot.clone()
+    }
+
+    pub fn refresh_status(&self) -> RefreshStatus {
+        self.lock().refresh.clone()
+    }
+
+    /// Every stack, ordered by path.
+    pub fn stacks(&self) -> Vec<StackRecord> {
+        self.lock().records()
+    }
+
+    pub fn stack(&self, path: &str) -> Option<StackRecord> {
+        self.lock().record(path)
+    }
+
+    /// The snapshot and the sync state that belongs to it, as one consistent view.
+    pub fn view(&self) -> (Option<Arc<Snapshot>>, BTreeMap<String, SyncInfo>) {
+        let inner = self.lock();
+        (inner.snapshot.clone(), inner.sync.clone())
+    }
+
+    /// The current records and a receiver for every later change.
+    pub fn subscribe(&self) -> (Vec<StackRecord>, broadcast::Receiver<Event>) {
+        let inner = self.lock();
+        (inner.records(), self.events.subscribe())
+    }
+
+    /// Changes the refresh status and publishes it.
+    pub fn update_refresh(&self, change: impl FnOnce(&mut RefreshStatus)) {
+        let mut inner = self.lock();
+        change(&mut inner.refresh);
+        self.publish(Event::RefreshStatus(Box::new(inner.refresh.clone())));
+    }
+
+    /// Installs a newly read snapshot. Stacks in both keep their sync state; new stacks start
+    /// `missing`; stacks gone from Git with nothing deployed are dropped, the others stay listed
+    /// (`orphaned`) until the reconciler has dealt with what runs on the host.
+    pub fn install_snapshot(
+        &self,
+        snapshot: Arc<Snapshot>,
+        trigger: Trigger,
+        now: SystemTime,
+    ) -> InstallReport {
+        let mut inner = self.lock();
+        let old = inner.snapshot.replace(snapshot.clone());
+        let mut report = InstallReport {
+            new_revision: old.as_ref().is_none_or(|o| o.revision != snapshot.revision),
+            ..InstallReport::default()
+        };
+        let mut touched = Vec::new();
+
+        for (path, desired) in &snapshot.stacks {
+            let before = old.as_ref().and_then(|o| o.stacks.get(path));
+            match inner.sync.get_mut(path) {
+                Some(sync) => {
+                    if sync.host_project.take().is_some()
+                        && matches!(sync.status, StackStatus::Orphaned | StackStatus::Deleting)
+                    {
+                        // Back in Git: the reconciler decides afresh.
+                        sync.status = StackStatus::Missing;
+                    }
+                    if before != Some(desired) {
+                        report.changed.push(path.clone());
+                        touched.push(path.clone());
+                    } else {
+                        report.unchanged += 1;
+                    }
+                }
+                None => {
+                    inner
+                        .sync
+                        .insert(path.clone(), SyncInfo::new(StackStatus::Missing));
+                    report.added.push(path.clone());
+                    touched.push(path.clone());
+                }
+            }
+        }
+
+        let gone: Vec<String> = inner
+            .sync
+            .keys()
+            .filter(|p| !snapshot.stacks.contains_key(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            let was_in_git = old.as_ref().is_some_and(|o| o.stacks.contains_key(&path));
+            let Some(sync) = inner.sync.get_mut(&path) else {
+                continue;
+            };
+            let deployed = sync.synced_content_hash.is_some() || sync.containers_total > 0;
+            if deployed {
+                if was_in_git {
+                    report.removed.push(path.clone());
+                    sync.host_project = old
+                        .as_ref()
+                        .and_then(|o| o.stacks.get(&path))
+                        .and_then(|d| d.project_name.clone());
+                    if sync.status != StackStatus::Deleting {
+                        sync.status = StackStatus::Orphaned;
+                    }
+                    touched.push(path);
+                }
+            } else {
+                if was_in_git {
+                    report.removed.push(path.clone());
+                }
+                inner.sync.remove(&path);
+                self.publish(Event::StackDelete { path });
+            }
+        }
+
+        for path in touched {
+            if let Some(record) = inner.record(&path) {
+                self.publish(Event::StackUpsert(Box::new(record)));
+            }
+        }
+
+        let refresh = &mut inner.refresh;
+        refresh.revision = Some(snapshot.revision.clone());
+        refresh.git_ref = snapshot.git_ref.clone();
+        refresh.ref_type = Some(snapshot.ref_type);
+        refresh.commit_message = Some(snapshot.commit_message.clone());
+        refresh.refreshed_at = Some(now);
+        refresh.last_success_at = Some(now);
+        refresh.refresh_status = RefreshPhase::Completed;
+        refresh.refresh_error = None;
+        refresh.trigger = Some(trigger);
+        refresh.consecutive_failures = 0;
+        refresh.stack_count = snapshot.stacks.len();
+        refresh.warnings = snapshot.warnings.clone();
+        if snapshot.stacks.is_empty() {
+            refresh.warnings.push(
+                "the deploy dir holds no stacks; nothing running is removed because of an empty snapshot"
+                    .into(),
+            );
+        }
+        self.publish(Event::RefreshStatus(Box::new(inner.refresh.clone())));
+        report
+    }
+
+    /// Records a failed refresh. The snapshot is left exactly as it was.
+    pub fn fail_refresh(&self, reason: String, trigger: Trigger, now: SystemTime) {
+        self.update_refresh(|r| {
+            r.refresh_status = RefreshPhase::Failed;
+            r.refresh_error = Some(reason);
+            r.refreshed_at = Some(now);
+            r.trigger = Some(trigger);
+            r.consecutive_failures += 1;
+        });
+    }
+
+    /// Changes one stack's sync state and publishes the new record. Returns false (and changes
+    /// nothing) for an unknown path.
+    pub fn update_stack(&self, path: &str, change: impl FnOnce(&mut SyncInfo)) -> bool {
+        let mut inner = self.lock();
+        let Some(sync) = inner.sync.get_mut(path) else {
+            return false;
+        };
+        let before = sync.clone();
+        change(sync);
+        if *sync != before {
+            if let Some(record) = inner.record(path) {
+                self.publish(Event::StackUpsert(Box::new(record)));
+            }
+        }
+        true
+    }
+
+    /// Lists a stack that is not in Git but has containers on the host.
+    pub fn upsert_gone(&self, path: &str, project: &str, change: impl FnOnce(&mut SyncInfo)) {
+        let mut inner = self.lock();
+        if inner
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.stacks.contains_key(path))
+        {
+            return; // in Git after all: not an orphan
+        }
+        let sync = inner
+            .sync
+            .entry(path.to_owned())
+            .or_insert_with(|| SyncInfo::new(StackStatus::Orphaned));
+        let before = sync.clone();
+        sync.host_project = Some(project.to_owned());
+        change(sync);
+        if *sync != before {
+            if let Some(record) = inner.record(path) {
+                self.publish(Event::StackUpsert(Box::new(record)));
+            }
+        }
+    }
+
+    /// Drops a stack that is neither in Git nor on the host any more.
+    pub fn remove_gone(&self, path: &str) {
+        let mut inner = self.lock();
+        if inner
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.stacks.contains_key(path))
+        {
+            return;
+        }
+        if inner.sync.remove(path).is_some() {
+            self.publish(Event::StackDelete {
+                path: path.to_owned(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DesiredStack, RefType};
+    use super::*;
+
+    fn snapshot(revision: &str, stacks: &[(&str, &str)]) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            revision: revision.into(),
+            git_ref: "refs/heads/main".into(),
+            ref_type: RefType::Branch,
+            remote_oid: revision.into(),
+            commit_message: format!("commit {revision}"),
+            stacks: stacks
+                .iter()
+                .map(|(path, hash)| {
+                    (
+                        path.to_string(),
+                        DesiredStack {
+                            path: path.to_string(),
+                            project_name: Some(path.to_string()),
+                            compose_file: "compose.yaml".into(),
+                            compose_hash: Some(format!("c-{hash}")),
+                            content_hash: hash.to_string(),
+                            compose_blob: None,
+                            warnings: vec![],
+                            error: None,
+                        },
+                    )
+                })
+                .collect(),
+            warnings: vec![],
+        })
+    }
+
+    #[test]
+    fn stacks_in_both_snapshots_keep_their_sync_state() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(
+            snapshot("r1", &[("a", "1"), ("b", "1")]),
+            Trigger::Startup,
+            now,
+        );
+        store.update_stack("a", |s| s.status = StackStatus::Synced);
+        let report = store.install_snapshot(
+            snapshot("r2", &[("a", "1"), ("c", "1")]),
+            Trigger::Webhook,
+            now,
+        );
+        assert_eq!(report.added, ["c"]);
+        assert_eq!(report.removed, ["b"]);
+        assert_eq!(report.unchanged, 1);
+        let stacks = store.stacks();
+        let paths: Vec<_> = stacks.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["a", "c"]);
+        assert_eq!(stacks[0].sync.status, StackStatus::Synced);
+        assert_eq!(stacks[1].sync.status, StackStatus::Missing);
+        assert_eq!(store.refresh_status().revision.as_deref(), Some("r2"));
+    }
+
+    #[test]
+    fn a_deployed_stack_gone_from_git_stays_listed_as_orphaned() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        store.update_stack("a", |s| {
+            s.status = StackStatus::Synced;
+            s.synced_content_hash = Some("1".into());
+        });
+        store.install_snapshot(snapshot("r2", &[]), Trigger::Webhook, now);
+        let a = store.stack("a").unwrap();
+        assert_eq!(a.sync.status, StackStatus::Orphaned);
+        assert!(!a.in_git);
+        assert_eq!(a.project_name.as_deref(), Some("a"));
+        assert!(store.refresh_status().warnings[0].contains("no stacks"));
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_snapshot() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        store.fail_refresh("remote unreachable".into(), Trigger::Periodic, now);
+        let status = store.refresh_status();
+        assert_eq!(status.refresh_status, RefreshPhase::Failed);
+        assert_eq!(status.revision.as_deref(), Some("r1"));
+        assert_eq!(status.consecutive_failures, 1);
+        assert_eq!(store.stacks().len(), 1);
+    }
+
+    #[test]
+    fn subscribers_get_changes_in_order() {
+        let store = Store::new("main".into());
+        let (initial, mut rx) = store.subscribe();
+        assert!(initial.is_empty());
+        store.install_snapshot(
+            snapshot("r1", &[("a", "1")]),
+            Trigger::Startup,
+            SystemTime::now(),
+        );
+        assert_eq!(rx.try_recv().unwrap().name(), "stack.upsert");
+        assert_eq!(rx.try_recv().unwrap().name(), "refresh.status");
+        store.update_stack("a", |s| s.status = StackStatus::Syncing);
+        let event = rx.try_recv().unwrap();
+        assert_eq!(event.data()["status"], "syncing");
+    }
+}

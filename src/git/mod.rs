@@ -1,0 +1,767 @@
+//! The shell-out Git reader: drives the host `git` binary (SPEC §3).
+//!
+//! One place ([`GitReader::git`]) builds every git command: explicit `--git-dir`, a cleared
+//! environment with no user or system config, `GIT_TERMINAL_PROMPT=0`, `GIT_ALLOW_PROTOCOL`
+//! limited to what the URL needs, `--end-of-options` before configured values, and credentials
+//! only through the environment (`GIT_CONFIG_*` for an HTTPS token, `GIT_SSH_COMMAND` for keys).
+//!
+//! A refresh costs a constant number of git processes whatever the number of stacks:
+//! `ls-remote` (1) decides whether anything changed; if it did, `fetch` (2) of just the configured
+//! ref into a persistent bare mirror, one `cat-file --batch` (3) for the commit and the compose
+//! blobs that are new since the last snapshot, and one `ls-tree` (4) for the stack listing.
+//!
+//! Uses: config, process, desired_state. Spawns only through `process`.
+
+pub mod parse;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+use crate::config::{ChildEnv, GitConfig, Revision, Transport};
+use crate::desired_state::tree::{self, ObjectKind, ScanError};
+use crate::desired_state::{self, DesiredStack, RefType, Snapshot};
+use crate::process::{Command, ProcessError, Session};
+use parse::{BatchHeader, ParseError};
+
+/// Oldest git this reader supports (`--end-of-options` arrived in 2.24, protocol v2 by default
+/// in 2.26; 2.30 is the oldest still shipped by a supported Debian/Ubuntu release).
+pub const MIN_GIT_VERSION: (u32, u32) = (2, 30);
+
+/// Where each fetch puts the configured ref inside the mirror.
+const TARGET_REF: &str = "refs/docker-cd/target";
+
+/// Everything that can go wrong reading the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {found} is too old; docker-cd needs git {}.{} or newer", MIN_GIT_VERSION.0, MIN_GIT_VERSION.1)]
+    TooOld { found: String },
+    #[error("cannot list refs of {url}")]
+    LsRemote {
+        url: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("{what} does not exist on {url}; the last good desired state is kept")]
+    RefNotFound { what: String, url: String },
+    #[error("cannot fetch {what} from {url}")]
+    Fetch {
+        what: String,
+        url: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("cannot read the local mirror")]
+    Read(#[source] ProcessError),
+    #[error("object {0} is missing from the local mirror")]
+    MissingObject(String),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("cannot prepare the mirror at {path}")]
+    Mirror {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot run git")]
+    Version(#[source] ProcessError),
+}
+
+impl GitError {
+    /// Does this look like a damaged mirror (killed mid-fetch, stale locks, lost objects) that a
+    /// rebuild would cure, rather than a remote or configuration problem?
+    fn is_mirror_damage(&self) -> bool {
+        let stderr = match self {
+            Self::Fetch { source, .. } | Self::Read(source) => source.stderr(),
+            Self::MissingObject(_) => return true,
+            _ => return false,
+        };
+        const SIGNS: [&str; 12] = [
+            "not a git repository",
+            "cannot lock ref",
+            ".lock': File exists",
+            "unable to create",
+            "bad object",
+            "corrupt",
+            "missing object",
+            "is empty",
+            "did not send all necessary objects",
+            "index-pack failed",
+            "unable to read",
+            "packfile",
+        ];
+        SIGNS.iter().any(|sign| stderr.contains(sign))
+    }
+}
+
+/// The state of the configured ref on the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteRef {
+    /// Full ref name to fetch (or the commit id for a pinned commit).
+    name: String,
+    ref_type: RefType,
+    /// The ref's value (a tag object id for annotated tags).
+    oid: String,
+    warnings: Vec<String>,
+}
+
+/// A file of a stack directory, read from a commit, for materialisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeFile {
+    /// Path relative to the stack directory.
+    pub path: String,
+    pub mode: u32,
+    /// File content, or the link target for symlinks (mode 120000).
+    pub content: Vec<u8>,
+}
+
+/// Reads desired state from one repository through a persistent bare mirror.
+#[derive(Debug)]
+pub struct GitReader {
+    config: GitConfig,
+    mirror: PathBuf,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl GitReader {
+    /// Checks the git version and prepares the mirror (created on first use, stale lock files
+    /// of a killed run removed, rebuilt if it is not a repository any more).
+    pub async fn open(
+        config: &GitConfig,
+        data_dir: &Path,
+        child_env: &ChildEnv,
+    ) -> Result<Self, GitError> {
+        let reader = Self {
+            config: config.clone(),
+            mirror: data_dir.join("mirror.git"),
+            env: git_env(config, data_dir, child_env),
+        };
+        let out = Command::new(&config.bin)
+            .arg("--version")
+            .envs(reader.env.iter().map(|(k, v)| (k, v)))
+            .timeout(config.timeout)
+            .run()
+            .await
+            .map_err(GitError::Version)?;
+        let found = parse::version(&out.stdout)?;
+        if found < MIN_GIT_VERSION {
+            return Err(GitError::TooOld {
+                found: format!("{}.{}", found.0, found.1),
+            });
+        }
+        if let Some(known_hosts) = reader.learned_known_hosts(data_dir) {
+            if let Some(parent) = known_hosts.parent() {
+                create_dir(parent)?;
+            }
+        }
+        reader.prepare_mirror().await?;
+        Ok(reader)
+    }
+
+    /// Where trust-on-first-use host keys are recorded.
+    fn learned_known_hosts(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.config
+            .ssh
+            .accept_new_host_keys
+            .then(|| data_dir.join("ssh").join("known_hosts"))
+    }
+
+    /// A git command with the hermetic environment, the mirror and the timeout set.
+    fn git(&self) -> Command {
+        Command::new(&self.config.bin)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg(format!("--git-dir={}", self.mirror.display()))
+            // Auto-gc in the foreground: a detached gc would outlive the fetch and our timeout.
+            .args([
+                "-c",
+                "gc.autoDetach=false",
+                "-c",
+                "maintenance.autoDetach=false",
+            ])
+            .timeout(self.config.timeout)
+    }
+
+    async fn prepare_mirror(&self) -> Result<(), GitError> {
+        let healthy = self.mirror.join("HEAD").is_file() && self.mirror.join("objects").is_dir();
+        if self.mirror.exists() && !healthy {
+            tracing::warn!(mirror = %self.mirror.display(), "mirror is not a git repository; rebuilding it");
+            self.remove_mirror()?;
+        }
+        if !self.mirror.exists() {
+            if let Some(parent) = self.mirror.parent() {
+                create_dir(parent)?;
+            }
+            Command::new(&self.config.bin)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .args(["init", "--bare", "--quiet", "--"])
+                .arg(&self.mirror)
+                .timeout(self.config.timeout)
+                .run()
+                .await
+                .map_err(GitError::Read)?;
+        }
+        // Only this process uses the mirror, and no git child runs yet: any lock file is a
+        // leftover of a run that was killed.
+        remove_lock_files(&self.mirror).map_err(|source| GitError::Mirror {
+            path: self.mirror.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    fn remove_mirror(&self) -> Result<(), GitError> {
+        std::fs::remove_dir_all(&self.mirror).map_err(|source| GitError::Mirror {
+            path: self.mirror.clone(),
+            source,
+        })
+    }
+
+    /// Reads the desired state at the tip of the configured revision. `Ok(None)` means the
+    /// remote still points where `previous` was read from: nothing was fetched or read.
+    #[tracing::instrument(name = "git_read", skip_all, fields(revision = %self.config.revision))]
+    pub async fn read(&self, previous: Option<&Snapshot>) -> Result<Option<Snapshot>, GitError> {
+        let remote = self.resolve_remote().await?;
+        if let Some(prev) = previous {
+            if prev.git_ref == remote.name && prev.remote_oid == remote.oid {
+                return Ok(None);
+            }
+        }
+        match self.fetch_and_read(&remote, previous).await {
+            Err(e) if e.is_mirror_damage() => {
+                tracing::warn!(error = %crate::error_chain(&e), "the local mirror looks damaged; rebuilding it and fetching again");
+                self.remove_mirror()?;
+                self.prepare_mirror().await?;
+                self.fetch_and_read(&remote, previous).await.map(Some)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// Finds what the configured revision is on the remote: one `ls-remote`, or nothing for a
+    /// pinned commit.
+    async fn resolve_remote(&self) -> Result<RemoteRef, GitError> {
+        let (candidates, description) = match &self.config.revision {
+            Revision::Commit(id) => {
+                return Ok(RemoteRef {
+                    name: id.clone(),
+                    ref_type: RefType::Commit,
+                    oid: id.clone(),
+                    warnings: Vec::new(),
+                });
+            }
+            Revision::Branch(n) => (vec![format!("refs/heads/{n}")], format!("branch {n:?}")),
+            Revision::Tag(n) => (vec![format!("refs/tags/{n}")], format!("tag {n:?}")),
+            Revision::Name(n) => (
+                vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
+                format!("branch or tag {n:?}"),
+            ),
+        };
+        let url = self.config.repo.as_str();
+        let out = self
+            .git()
+            .args(["ls-remote", "--end-of-options", url])
+            .args(&candidates)
+            .run()
+            .await
+            .map_err(|source| GitError::LsRemote {
+                url: url.to_owned(),
+                source,
+            })?;
+        let refs = parse::ls_remote(&out.stdout)?;
+        let find = |name: &str| {
+            refs.iter()
+                .find(|(_, r)| r == name)
+                .map(|(oid, _)| oid.clone())
+        };
+        let mut warnings = Vec::new();
+        for (index, name) in candidates.iter().enumerate() {
+            if let Some(oid) = find(name) {
+                if index == 0 && candidates.len() > 1 && find(&candidates[1]).is_some() {
+                    warnings.push(format!(
+                        "both a branch and a tag are named {:?}; the branch is deployed (set GIT_REVISION=refs/tags/… for the tag)",
+                        self.config.revision.name()
+                    ));
+                }
+                let ref_type = if name.starts_with("refs/heads/") {
+                    RefType::Branch
+                } else {
+                    RefType::Tag
+                };
+                return Ok(RemoteRef {
+                    name: name.clone(),
+                    ref_type,
+                    oid,
+                    warnings,
+                });
+            }
+        }
+        Err(GitError::RefNotFound {
+            what: description,
+            url: url.to_owned(),
+        })
+    }
+
+    async fn fetch_and_read(
+        &self,
+        remote: &RemoteRef,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, GitError> {
+        let url = self.config.repo.as_str();
+        let refspec = match remote.ref_type {
+            // A commit id cannot be force-updated; `+` is harmless and keeps one code path.
+            RefType::Commit | RefType::Branch | RefType::Tag => {
+                format!("+{}:{TARGET_REF}", remote.name)
+            }
+        };
+        self.git()
+            .args([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--end-of-options",
+            ])
+            .arg(url)
+            .arg(&refspec)
+            .run()
+            .await
+            .map_err(|source| GitError::Fetch {
+                what: remote.name.clone(),
+                url: url.to_owned(),
+                source,
+            })?;
+
+        let mut batch = self
+            .git()
+            .args(["cat-file", "--batch"])
+            .start_session()
+            .map_err(GitError::Read)?;
+        let request = format!("{TARGET_REF}^{{commit}}\n");
+        let (commit_id, commit) = match read_objects(&mut batch, request.as_bytes(), 1).await?.pop()
+        {
+            Some((Some(oid), content)) => (oid, content),
+            _ => return Err(GitError::MissingObject(format!("{TARGET_REF}^{{commit}}"))),
+        };
+
+        let mut listing = self.git().args([
+            "ls-tree",
+            "-r",
+            "-t",
+            "-l",
+            "-z",
+            "--end-of-options",
+            &commit_id,
+        ]);
+        if !self.config.deploy_dir.is_root() {
+            listing = listing.arg("--").arg(self.config.deploy_dir.as_str());
+        }
+        let out = listing.run().await.map_err(GitError::Read)?;
+        let entries = parse::ls_tree(&out.stdout)?;
+        let scan = tree::scan(&entries, self.config.deploy_dir.as_str())?;
+
+        // Compose hashes already known from the previous snapshot are not read again.
+        let known = previous
+            .map(Snapshot::known_compose_hashes)
+            .unwrap_or_default();
+        let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+        let mut wanted: Vec<&str> = Vec::new();
+        for draft in &scan.stacks {
+            if let Some(blob) = &draft.compose {
+                match known.get(blob.oid.as_str()) {
+                    Some(hash) => {
+                        hashes.insert(blob.oid.clone(), (*hash).to_owned());
+                    }
+                    None if !wanted.contains(&blob.oid.as_str()) => wanted.push(&blob.oid),
+                    None => {}
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            let mut requests = wanted.join("\n");
+            requests.push('\n');
+            for (oid, content) in
+                read_objects(&mut batch, requests.as_bytes(), wanted.len()).await?
+            {
+                let oid = oid.ok_or_else(|| GitError::MissingObject("compose blob".into()))?;
+                hashes.insert(oid, hex::encode(Sha256::digest(&content)));
+            }
+        }
+        batch.finish().await.map_err(GitError::Read)?;
+        tracing::debug!(
+            blobs_read = wanted.len(),
+            blobs_reused = known.len(),
+            "compose blobs"
+        );
+
+        let mut stacks: BTreeMap<String, DesiredStack> = scan
+            .stacks
+            .into_iter()
+            .map(|draft| {
+                let blob = draft.compose.as_ref().map(|b| b.oid.clone());
+                let stack = DesiredStack {
+                    path: draft.path.clone(),
+                    project_name: None,
+                    compose_file: draft.compose_file,
+                    compose_hash: blob.as_ref().and_then(|b| hashes.get(b).cloned()),
+                    content_hash: draft.content_hash,
+                    compose_blob: blob,
+                    warnings: draft.warnings,
+                    error: draft.error,
+                };
+                (draft.path, stack)
+            })
+            .collect();
+        desired_state::assign_project_names(&mut stacks);
+
+        let mut warnings = remote.warnings.clone();
+        warnings.extend(scan.warnings);
+        Ok(Snapshot {
+            revision: commit_id,
+            git_ref: remote.name.clone(),
+            ref_type: remote.ref_type,
+            remote_oid: remote.oid.clone(),
+            commit_message: parse::commit_message(&commit),
+            stacks,
+            warnings,
+        })
+    }
+
+    /// Every file of one stack directory at `commit`: one `ls-tree` and one `cat-file --batch`.
+    /// Submodules inside a stack are skipped (they have no content in this repository).
+    pub async fn read_stack_files(
+        &self,
+        commit: &str,
+        stack_path: &str,
+    ) -> Result<Vec<TreeFile>, GitError> {
+        let dir = if self.config.deploy_dir.is_root() {
+            stack_path.to_owned()
+        } else {
+            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
+        };
+        let out = self
+            .git()
+            .args(["ls-tree", "-r", "-l", "-z", "--end-of-options"])
+            .arg(format!("{commit}:{dir}"))
+            .run()
+            .await
+            .map_err(GitError::Read)?;
+        let entries: Vec<_> = parse::ls_tree(&out.stdout)?
+            .into_iter()
+            .filter(|e| e.kind == ObjectKind::Blob)
+            .collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batch = self
+            .git()
+            .args(["cat-file", "--batch"])
+            .start_session()
+            .map_err(GitError::Read)?;
+        let mut requests = String::new();
+        for e in &entries {
+            requests.push_str(&e.oid);
+            requests.push('\n');
+        }
+        let contents = read_objects(&mut batch, requests.as_bytes(), entries.len()).await?;
+        batch.finish().await.map_err(GitError::Read)?;
+        entries
+            .into_iter()
+            .zip(contents)
+            .map(|(entry, (oid, content))| match oid {
+                Some(_) => Ok(TreeFile {
+                    path: entry.path,
+                    mode: entry.mode,
+                    content,
+                }),
+                None => Err(GitError::MissingObject(entry.oid)),
+            })
+            .collect()
+    }
+}
+
+/// Sends `requests` to a `cat-file --batch` session and reads `count` answers: `(Some(oid),
+/// content)` for each object found, `(None, empty)` for each missing one.
+async fn read_objects(
+    session: &mut Session,
+    requests: &[u8],
+    count: usize,
+) -> Result<Vec<(Option<String>, Vec<u8>)>, GitError> {
+    let answers = session
+        .exchange(requests, async |out| {
+            let mut answers = Vec::with_capacity(count);
+            let mut line = Vec::new();
+            for _ in 0..count {
+                line.clear();
+                if out.read_until(b'\n', &mut line).await? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "cat-file ended early",
+                    ));
+                }
+                match parse::batch_header(&line).map_err(io::Error::other)? {
+                    BatchHeader::Missing { .. } => answers.push((None, Vec::new())),
+                    BatchHeader::Found { oid, size, .. } => {
+                        let mut content = vec![0u8; size + 1];
+                        out.read_exact(&mut content).await?;
+                        content.pop(); // the LF after each object
+                        answers.push((Some(oid), content));
+                    }
+                }
+            }
+            Ok(answers)
+        })
+        .await
+        .map_err(GitError::Read)?;
+    Ok(answers)
+}
+
+/// The environment of every git child: the scrubbed base plus git's own switches. Credentials
+/// go here and nowhere else.
+fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(OsString, OsString)> {
+    let mut env = child_env.vars.clone();
+    let mut set = |k: &str, v: &str| env.push((k.into(), v.into()));
+    set("HOME", &data_dir.display().to_string());
+    set("LC_ALL", "C");
+    set("LANG", "C");
+    set("GIT_TERMINAL_PROMPT", "0");
+    set("GCM_INTERACTIVE", "never");
+    set("GIT_CONFIG_NOSYSTEM", "1");
+    set("GIT_CONFIG_GLOBAL", "/dev/null");
+    set("GIT_ALLOW_PROTOCOL", config.repo.transport().git_protocol());
+    set("GIT_OPTIONAL_LOCKS", "0");
+    match config.repo.transport() {
+        Transport::Https | Transport::Http => {
+            if let Some(token) = &config.token {
+                // Basic auth works for GitHub (`x-access-token`), GitLab and Gitea tokens. The
+                // header is scoped to the repository URL so a redirect cannot carry it away.
+                let user = config.repo.username().unwrap_or("x-access-token");
+                let basic = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{user}:{}", token.expose()));
+                set("GIT_CONFIG_COUNT", "1");
+                set(
+                    "GIT_CONFIG_KEY_0",
+                    &format!("http.{}.extraHeader", config.repo.as_str()),
+                );
+                set(
+                    "GIT_CONFIG_VALUE_0",
+                    &format!("Authorization: Basic {basic}"),
+                );
+            }
+        }
+        Transport::Ssh => {
+            set("GIT_SSH_VARIANT", "ssh");
+            set("GIT_SSH_COMMAND", &ssh_command(config, data_dir));
+        }
+        Transport::File => {}
+    }
+    env
+}
+
+/// The ssh command line for `GIT_SSH_COMMAND` (run by git through a shell, hence the quoting):
+/// no user config, batch mode (never a prompt), pinned host keys, only the configured key.
+fn ssh_command(config: &GitConfig, data_dir: &Path) -> String {
+    let ssh = &config.ssh;
+    let mut known_hosts = Vec::new();
+    if ssh.accept_new_host_keys {
+        known_hosts.push(data_dir.join("ssh").join("known_hosts"));
+    }
+    if let Some(pinned) = &ssh.known_hosts_file {
+        known_hosts.push(pinned.clone());
+    }
+    let known_hosts = known_hosts
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = vec![
+        "ssh".to_owned(),
+        "-F".into(),
+        "/dev/null".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!(
+            "StrictHostKeyChecking={}",
+            if ssh.accept_new_host_keys {
+                "accept-new"
+            } else {
+                "yes"
+            }
+        ),
+        "-o".into(),
+        format!("UserKnownHostsFile={known_hosts}"),
+        "-o".into(),
+        "GlobalKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "ConnectTimeout=30".into(),
+        "-o".into(),
+        "ServerAliveInterval=15".into(),
+    ];
+    if let Some(key) = &ssh.key_file {
+        cmd.extend([
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-i".into(),
+            key.display().to_string(),
+        ]);
+    }
+    cmd.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), GitError> {
+    std::fs::create_dir_all(path).map_err(|source| GitError::Mirror {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Removes `*.lock` files left in the mirror's top level and under `refs/`.
+fn remove_lock_files(mirror: &Path) -> io::Result<()> {
+    fn walk(dir: &Path, recurse: bool) -> io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                if recurse {
+                    walk(&path, true)?;
+                }
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                tracing::warn!(file = %path.display(), "removing a stale lock file from the mirror");
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+    walk(mirror, false)?;
+    walk(&mirror.join("refs"), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DeployDir, RepoUrl, Secret, SshSettings};
+    use std::time::Duration;
+
+    fn config(url: &str) -> GitConfig {
+        GitConfig {
+            bin: "git".into(),
+            repo: RepoUrl::parse(url).unwrap(),
+            revision: Revision::parse("main").unwrap(),
+            deploy_dir: DeployDir::default(),
+            token: None,
+            ssh: SshSettings::default(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn lookup<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a str> {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.to_str())
+    }
+
+    #[test]
+    fn a_token_goes_into_a_url_scoped_header_in_the_environment() {
+        let mut c = config("https://bob:t0ken-value@git.example.com/org/repo.git");
+        c.token = c.repo.password().cloned();
+        let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
+        assert_eq!(
+            lookup(&env, "GIT_CONFIG_KEY_0"),
+            Some("http.https://git.example.com/org/repo.git.extraHeader")
+        );
+        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
+        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(decoded, b"bob:t0ken-value");
+        assert_eq!(lookup(&env, "GIT_ALLOW_PROTOCOL"), Some("https"));
+        assert_eq!(lookup(&env, "GIT_TERMINAL_PROMPT"), Some("0"));
+    }
+
+    #[test]
+    fn a_token_without_user_uses_the_github_convention() {
+        let mut c = config("https://github.com/org/repo.git");
+        c.token = Some(Secret::new("ghp_x"));
+        let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
+        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
+        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(decoded, b"x-access-token:ghp_x");
+    }
+
+    #[test]
+    fn ssh_is_batch_mode_with_pinned_keys() {
+        let mut c = config("git@github.com:org/repo.git");
+        c.ssh = SshSettings {
+            key_file: Some("/keys/id ed25519".into()),
+            known_hosts_file: Some("/keys/known_hosts".into()),
+            accept_new_host_keys: false,
+        };
+        let cmd = ssh_command(&c, Path::new("/data"));
+        assert!(cmd.contains("-o BatchMode=yes"), "{cmd}");
+        assert!(cmd.contains("StrictHostKeyChecking=yes"), "{cmd}");
+        assert!(
+            cmd.contains("UserKnownHostsFile=/keys/known_hosts"),
+            "{cmd}"
+        );
+        assert!(cmd.contains("-i '/keys/id ed25519'"), "{cmd}");
+        assert!(cmd.starts_with("ssh -F /dev/null"), "{cmd}");
+    }
+
+    #[test]
+    fn trust_on_first_use_records_keys_under_the_data_dir() {
+        let mut c = config("ssh://git@host/repo.git");
+        c.ssh.accept_new_host_keys = true;
+        let cmd = ssh_command(&c, Path::new("/data"));
+        assert!(cmd.contains("StrictHostKeyChecking=accept-new"), "{cmd}");
+        assert!(
+            cmd.contains("UserKnownHostsFile=/data/ssh/known_hosts"),
+            "{cmd}"
+        );
+    }
+
+    #[test]
+    fn stale_lock_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = dir.path();
+        std::fs::create_dir_all(mirror.join("refs/docker-cd")).unwrap();
+        std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
+        std::fs::write(mirror.join("refs/docker-cd/target.lock"), "").unwrap();
+        std::fs::write(mirror.join("refs/docker-cd/target"), "x").unwrap();
+        remove_lock_files(mirror).unwrap();
+        assert!(!mirror.join("packed-refs.lock").exists());
+        assert!(!mirror.join("refs/docker-cd/target.lock").exists());
+        assert!(mirror.join("refs/docker-cd/target").exists());
+    }
+}
