@@ -538,6 +538,7 @@ pub struct ChildEnv {
 /// Variables passed through to children from the agent's environment. Nothing else is.
 const PASSTHROUGH_VARS: &[&str] = &[
     "PATH",
+    "HOME",
     "DOCKER_HOST",
     "DOCKER_CONTEXT",
     "DOCKER_CONFIG",

@@ -8,7 +8,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`] | settings; child processes; the snapshot and the cache |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`] | settings; child processes; the snapshot and the cache; the single-slot queue |
 //! | adapters | [`git`], [`compose`], [`webhook`] | the `git` binary; `docker`/`docker compose`; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
@@ -17,10 +17,16 @@
 //! Only [`process`] spawns children; only [`config`] reads the environment; [`http`] reaches
 //! git and docker only through the workflows and adapters it is handed.
 
+pub mod app;
+pub mod compose;
 pub mod config;
 pub mod desired_state;
 pub mod git;
+pub mod http;
 pub mod process;
+pub mod queue;
+pub mod reconcile;
+pub mod refresh;
 pub mod webhook;
 
 /// An error with its chain of causes, joined by `: `, for logs and API answers.

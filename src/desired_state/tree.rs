@@ -36,6 +36,17 @@ pub struct TreeEntry {
     pub path_lossy: bool,
 }
 
+/// A file of a stack directory read from a commit, for materialisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFile {
+    /// Path relative to the stack directory.
+    pub path: String,
+    /// Git file mode (`0o100644`, `0o100755`, `0o120000` for symlinks).
+    pub mode: u32,
+    /// File content, or the link target for symlinks.
+    pub content: Vec<u8>,
+}
+
 /// The compose file chosen for a stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposeBlob {

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::config::{ChildEnv, GitConfig, Revision, Transport};
-use crate::desired_state::tree::{self, ObjectKind, ScanError};
+use crate::desired_state::tree::{self, ObjectKind, ScanError, StackFile};
 use crate::desired_state::{self, DesiredStack, RefType, Snapshot};
 use crate::process::{Command, ProcessError, Session};
 use parse::{BatchHeader, ParseError};
@@ -110,16 +110,6 @@ struct RemoteRef {
     /// The ref's value (a tag object id for annotated tags).
     oid: String,
     warnings: Vec<String>,
-}
-
-/// A file of a stack directory, read from a commit, for materialisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeFile {
-    /// Path relative to the stack directory.
-    pub path: String,
-    pub mode: u32,
-    /// File content, or the link target for symlinks (mode 120000).
-    pub content: Vec<u8>,
 }
 
 /// Reads desired state from one repository through a persistent bare mirror.
@@ -439,7 +429,7 @@ impl GitReader {
         &self,
         commit: &str,
         stack_path: &str,
-    ) -> Result<Vec<TreeFile>, GitError> {
+    ) -> Result<Vec<StackFile>, GitError> {
         let dir = if self.config.deploy_dir.is_root() {
             stack_path.to_owned()
         } else {
@@ -475,7 +465,7 @@ impl GitReader {
             .into_iter()
             .zip(contents)
             .map(|(entry, (oid, content))| match oid {
-                Some(_) => Ok(TreeFile {
+                Some(_) => Ok(StackFile {
                     path: entry.path,
                     mode: entry.mode,
                     content,

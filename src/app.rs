@@ -1,0 +1,195 @@
+//! Wiring: builds every piece from the configuration, runs them until shutdown.
+//!
+//! [`start`] does the start-up checks that must stop the process (git version, the mirror,
+//! the compose tool when reconciling), then spawns the workers and the HTTP server and returns
+//! at once: the first refresh runs in the background while the API already answers.
+//! [`App::stop`] cancels everything and waits, bounded, for the workers to finish (a running
+//! compose operation gets its grace period; git children are killed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::compose::{Compose, ComposeTool, Docker};
+use crate::config::Config;
+use crate::desired_state::{Store, Trigger};
+use crate::git::GitReader;
+use crate::http::{self, AppState, ServiceInfo};
+use crate::reconcile::{self, Layout, ReconcileHandle, Reconciler, plan::Policy};
+use crate::refresh::{self, RefreshHandle, Refresher};
+
+/// Everything after start-up must be done within this (SPEC §8: exit within 25 s).
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(25);
+
+/// A running instance.
+#[derive(Debug)]
+pub struct App {
+    /// Where the HTTP server listens.
+    pub addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub refresh: RefreshHandle,
+    pub reconcile: Option<ReconcileHandle>,
+    /// Refresh progress counters (tests wait on them).
+    pub refresh_progress: tokio::sync::watch::Receiver<refresh::Progress>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Checks, builds and spawns everything; returns once the server accepts connections.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App> {
+    let addr = listener.local_addr().context("listener has no address")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create DATA_DIR {}", config.data_dir.display()))?;
+    let redactor = config.redactor();
+    let store = Arc::new(Store::new(config.git.revision.to_string()));
+    let git = Arc::new(
+        GitReader::open(&config.git, &config.data_dir, &config.child_env)
+            .await
+            .context("cannot start the git reader")?,
+    );
+    tracing::info!(
+        repo = %config.git.repo,
+        revision = %config.git.revision,
+        deploy_dir = %config.git.deploy_dir,
+        git = %config.git.bin.display(),
+        "git reader ready"
+    );
+
+    let docker_env = crate::compose::client_env(&config.child_env.vars);
+    let docker = Docker::new(config.reconcile.docker_bin.clone(), docker_env.clone());
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let (reconciler, compose_tool) = if config.reconcile.enabled {
+        let tool = ComposeTool::detect(
+            &config.reconcile.docker_bin,
+            config.reconcile.compose_bin.as_deref(),
+            &docker_env,
+        )
+        .await
+        .context("RECONCILE_ENABLED=true needs a compose tool")?;
+        tracing::info!(tool = %tool.describe(), "compose tool found");
+        let description = tool.describe();
+        let compose = Compose::new(tool, docker_env.clone(), config.reconcile.compose_timeout);
+        let reconciler = Reconciler::new(
+            store.clone(),
+            git.clone(),
+            compose,
+            docker.clone(),
+            Policy {
+                remove_enabled: config.reconcile.remove_enabled,
+                drift_policy: config.reconcile.drift_policy,
+            },
+            Layout::under(&config.data_dir),
+            redactor.clone(),
+        );
+        (Some(reconciler), Some(description))
+    } else {
+        tracing::info!("RECONCILE_ENABLED=false: desired state is refreshed, nothing is applied");
+        (None, None)
+    };
+    let reconcile_handle = reconciler.as_ref().map(Reconciler::handle);
+
+    let after_refresh = reconcile_handle.clone();
+    let refresher =
+        Refresher::new(git, store.clone(), redactor).after_refresh(Box::new(move |_| {
+            if let Some(handle) = &after_refresh {
+                handle.request(reconcile::Reason::Refresh);
+            }
+        }));
+    let refresh_handle = refresher.handle();
+    let refresh_progress = refresher.progress();
+
+    tasks.spawn(refresh::run_periodic(
+        refresh_handle.clone(),
+        config.poll_interval,
+        refresher.progress(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(refresher.run(shutdown.clone()));
+    if let Some(reconciler) = reconciler {
+        tasks.spawn(reconcile::run_ticker(
+            reconciler.handle(),
+            config.reconcile.interval,
+            shutdown.clone(),
+        ));
+        tasks.spawn(reconciler.run(shutdown.clone()));
+    }
+
+    let state = AppState {
+        store: store.clone(),
+        refresh: refresh_handle.clone(),
+        reconcile: reconcile_handle.clone(),
+        docker,
+        info: Arc::new(ServiceInfo {
+            repo: config.git.repo.clone(),
+            revision: config.git.revision.clone(),
+            deploy_dir: config.git.deploy_dir.clone(),
+            webhook_secret: config.http.webhook_secret.clone(),
+            api_token: config.http.api_token.clone(),
+            reconcile_enabled: config.reconcile.enabled,
+            compose_tool,
+            data_dir: config.data_dir.clone(),
+        }),
+        shutdown: shutdown.clone(),
+    };
+    let router = http::router(state);
+    let server_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    if config.http.webhook_secret.is_none() {
+        tracing::info!("WEBHOOK_SECRET is not set: the webhook endpoint is disabled");
+    }
+    tracing::info!(%addr, poll_interval = ?config.poll_interval, "listening");
+
+    refresh_handle.request(Trigger::Startup);
+    Ok(App {
+        addr,
+        store,
+        refresh: refresh_handle,
+        reconcile: reconcile_handle,
+        refresh_progress,
+        shutdown,
+        tasks,
+    })
+}
+
+impl App {
+    /// Stops accepting work, lets a running compose operation finish within its grace period,
+    /// kills git children, and returns within [`SHUTDOWN_LIMIT`].
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_LIMIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop in time; exiting anyway");
+        }
+    }
+}
+
+/// Runs until `signal` resolves, then stops.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    signal: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let app = start(config, listener).await?;
+    signal.await;
+    tracing::info!("shutting down");
+    app.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}

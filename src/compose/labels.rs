@@ -1,0 +1,93 @@
+//! docker-cd's labels: the durable record, on every container, of what was deployed.
+//!
+//! They are added through a generated override file (JSON, which both compose versions read as
+//! YAML) so the operator's compose file is never rewritten. After a restart, docker-cd reads
+//! them back with one `docker ps` and knows what runs without redeploying anything.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// Marks containers docker-cd created. Containers of a project without it are not ours.
+pub const OWNER: &str = "com.docker-cd.owner";
+pub const OWNER_VALUE: &str = "docker-cd";
+pub const STACK_PATH: &str = "com.docker-cd.stack.path";
+pub const REVISION: &str = "com.docker-cd.revision";
+pub const CONTENT_HASH: &str = "com.docker-cd.content-hash";
+pub const COMPOSE_HASH: &str = "com.docker-cd.compose-hash";
+pub const SYNCED_AT: &str = "com.docker-cd.synced-at";
+/// The services the stack had at sync time, comma-separated: a service whose container is gone
+/// is drift even when the other containers run.
+pub const SERVICES: &str = "com.docker-cd.services";
+
+/// The values of one sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLabels {
+    pub stack_path: String,
+    pub revision: String,
+    pub content_hash: String,
+    pub compose_hash: String,
+    /// RFC 3339.
+    pub synced_at: String,
+    pub services: Vec<String>,
+}
+
+impl SyncLabels {
+    pub fn to_map(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            (OWNER, OWNER_VALUE.to_owned()),
+            (STACK_PATH, self.stack_path.clone()),
+            (REVISION, self.revision.clone()),
+            (CONTENT_HASH, self.content_hash.clone()),
+            (COMPOSE_HASH, self.compose_hash.clone()),
+            (SYNCED_AT, self.synced_at.clone()),
+            (SERVICES, self.services.join(",")),
+        ])
+    }
+}
+
+/// The override document: every service gets the labels (merged by compose with the
+/// service's own labels). It has no `version` key: compose v1.29 merges it with files of any
+/// version, and v2 ignores `version`.
+pub fn override_document(labels: &SyncLabels) -> Value {
+    let service_labels: Map<String, Value> = labels
+        .to_map()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    let services: Map<String, Value> = labels
+        .services
+        .iter()
+        .map(|s| (s.clone(), json!({ "labels": service_labels })))
+        .collect();
+    json!({ "services": services })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> SyncLabels {
+        SyncLabels {
+            stack_path: "web".into(),
+            revision: "abc".into(),
+            content_hash: "t1".into(),
+            compose_hash: "c1".into(),
+            synced_at: "2026-11-28T16:00:00Z".into(),
+            services: vec!["app".into(), "db".into()],
+        }
+    }
+
+    #[test]
+    fn every_service_gets_every_label() {
+        let doc = override_document(&labels());
+        for service in ["app", "db"] {
+            let l = &doc["services"][service]["labels"];
+            assert_eq!(l[OWNER], OWNER_VALUE);
+            assert_eq!(l[STACK_PATH], "web");
+            assert_eq!(l[CONTENT_HASH], "t1");
+            assert_eq!(l[SERVICES], "app,db");
+        }
+        assert!(doc.get("version").is_none());
+    }
+}

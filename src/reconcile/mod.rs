@@ -1,0 +1,567 @@
+//! Sync: make the Docker host run what the snapshot says (SPEC §6).
+//!
+//! Decide, then act: [`plan::plan`] is pure; [`Reconciler::apply`] is a thin loop over it that
+//! runs compose one stack at a time, so there is never more than one compose operation per
+//! project (nor at all). A reconcile runs after each completed refresh and on a resync tick,
+//! through the same single-slot queue as refreshes: one running, at most one waiting.
+//!
+//! Actual state is read with one `docker ps` per reconcile (plus one after syncs to refresh the
+//! counts); a no-op reconcile spawns exactly one docker process.
+//!
+//! Uses: desired_state, queue, git (stack files), compose (tool, engine, materialisation),
+//! config.
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::compose::labels::{self, SyncLabels};
+use crate::compose::materialise::{self, MaterialiseError};
+use crate::compose::{Compose, ComposeError, Docker, Project};
+use crate::config::Redactor;
+use crate::desired_state::{
+    COMPOSE_FILE_NAMES, Snapshot, StackStatus, Store, SyncInfo, SyncOutcome, rfc3339,
+};
+use crate::git::{GitError, GitReader};
+use crate::queue::{Admission, SingleSlot};
+use plan::{Action, Counts, Deployed, Policy, SyncReason};
+
+/// How much of a compose error a stack record keeps.
+const MAX_ERROR_CHARS: usize = 2000;
+/// How long a running compose operation may go on after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Why a reconcile was requested (logged only: the reconciler is level-triggered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Refresh,
+    Tick,
+    Ack,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("no stack {0:?}")]
+    UnknownStack(String),
+    #[error("stack {path:?} is {status:?}, not drifted; nothing to acknowledge")]
+    NotDrifted { path: String, status: StackStatus },
+}
+
+/// Asks for reconciles and takes acknowledgements. Cheap to clone; never blocks.
+#[derive(Debug, Clone)]
+pub struct ReconcileHandle {
+    slot: Arc<SingleSlot<Reason>>,
+    store: Arc<Store>,
+}
+
+impl ReconcileHandle {
+    pub fn request(&self, reason: Reason) -> Admission {
+        self.slot.request(reason)
+    }
+
+    /// Acknowledges the drift of a `drifted` stack: it is re-applied from Git once.
+    pub fn ack(&self, path: &str) -> Result<(), AckError> {
+        let record = self
+            .store
+            .stack(path)
+            .ok_or_else(|| AckError::UnknownStack(path.to_owned()))?;
+        if record.sync.status != StackStatus::Drifted {
+            return Err(AckError::NotDrifted {
+                path: path.to_owned(),
+                status: record.sync.status,
+            });
+        }
+        self.store.update_stack(path, |s| s.ack_requested = true);
+        self.request(Reason::Ack);
+        Ok(())
+    }
+}
+
+/// Where materialised stacks and override files live.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub stacks_dir: PathBuf,
+    pub overrides_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn under(data_dir: &Path) -> Self {
+        Self {
+            stacks_dir: data_dir.join("stacks"),
+            overrides_dir: data_dir.join("overrides"),
+        }
+    }
+}
+
+/// The reconcile worker.
+#[derive(Debug)]
+pub struct Reconciler {
+    store: Arc<Store>,
+    git: Arc<GitReader>,
+    compose: Compose,
+    docker: Docker,
+    policy: Policy,
+    layout: Layout,
+    redactor: Redactor,
+    slot: Arc<SingleSlot<Reason>>,
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Arc<Store>,
+        git: Arc<GitReader>,
+        compose: Compose,
+        docker: Docker,
+        policy: Policy,
+        layout: Layout,
+        redactor: Redactor,
+    ) -> Self {
+        Self {
+            store,
+            git,
+            compose,
+            docker,
+            policy,
+            layout,
+            redactor,
+            slot: Arc::new(SingleSlot::new()),
+        }
+    }
+
+    pub fn handle(&self) -> ReconcileHandle {
+        ReconcileHandle {
+            slot: self.slot.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// Takes requests until `shutdown`. A reconcile in flight at shutdown starts nothing new
+    /// and gets [`SHUTDOWN_GRACE`] to finish its compose operation; then it is dropped, which
+    /// kills the compose process group.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let reason = tokio::select! {
+                reason = self.slot.next() => reason,
+                () = shutdown.cancelled() => return,
+            };
+            let work = self.reconcile_once(reason, &shutdown);
+            tokio::pin!(work);
+            tokio::select! {
+                () = &mut work => {}
+                () = shutdown.cancelled() => {
+                    if tokio::time::timeout(SHUTDOWN_GRACE, work).await.is_err() {
+                        tracing::warn!("compose did not finish within the shutdown grace period; killed");
+                    }
+                    return;
+                }
+            }
+            self.slot.done();
+        }
+    }
+
+    #[tracing::instrument(name = "reconcile", skip(self, shutdown))]
+    async fn reconcile_once(&self, reason: Reason, shutdown: &CancellationToken) {
+        let (snapshot, sync) = self.store.view();
+        let Some(snapshot) = snapshot else {
+            return; // nothing desired yet
+        };
+        let containers = match self.docker.compose_containers().await {
+            Ok(containers) => containers,
+            Err(e) => {
+                let message = format!(
+                    "cannot read the Docker host: {}",
+                    self.redactor.redact(&crate::error_chain(&e))
+                );
+                tracing::error!(error = %message, "reconcile skipped; retried on the next tick");
+                for path in snapshot.stacks.keys() {
+                    self.store.update_stack(path, |s| {
+                        s.status = StackStatus::Failed;
+                        s.last_sync_error = Some(message.clone());
+                    });
+                }
+                return;
+            }
+        };
+        let plan = plan::plan(
+            &snapshot,
+            &sync,
+            &containers,
+            self.policy,
+            SystemTime::now(),
+        );
+        let compose_runs = plan.compose_runs();
+        if compose_runs > 0 {
+            tracing::info!(
+                compose_runs,
+                stacks = snapshot.stacks.len(),
+                "reconcile plan"
+            );
+        } else {
+            tracing::debug!(
+                stacks = snapshot.stacks.len(),
+                "reconcile plan: nothing to apply"
+            );
+        }
+        for action in plan.actions {
+            if shutdown.is_cancelled() {
+                tracing::info!("shutdown: no further syncs started");
+                return;
+            }
+            self.apply(action, &snapshot).await;
+        }
+        if compose_runs > 0 {
+            self.observe_counts(&snapshot).await;
+        }
+    }
+
+    /// Carries out one action.
+    async fn apply(&self, action: Action, snapshot: &Snapshot) {
+        match action {
+            Action::Sync {
+                path,
+                project,
+                reason,
+            } => self.sync(&path, &project, &reason, snapshot).await,
+            Action::Recognise {
+                path,
+                deployed,
+                counts,
+            } => self.recognise(&path, &deployed, counts, snapshot),
+            Action::Observe { path, counts } => {
+                self.store.update_stack(&path, |s| set_counts(s, counts));
+            }
+            Action::Fail {
+                path,
+                reason,
+                counts,
+            } => {
+                let changed = self
+                    .store
+                    .stack(&path)
+                    .is_none_or(|r| r.sync.last_sync_error.as_deref() != Some(reason.as_str()));
+                if changed {
+                    tracing::error!(stack = %path, error = %reason, "stack cannot be applied");
+                }
+                self.store.update_stack(&path, |s| {
+                    s.status = StackStatus::Failed;
+                    s.last_sync_error = Some(reason);
+                    set_counts(s, counts);
+                });
+            }
+            Action::Flag {
+                path,
+                drift,
+                counts,
+            } => {
+                let first = self
+                    .store
+                    .stack(&path)
+                    .is_none_or(|r| r.sync.status != StackStatus::Drifted);
+                if first {
+                    tracing::warn!(stack = %path, %drift, "drift detected; flagged (DRIFT_POLICY=flag), waiting for an acknowledgement");
+                }
+                self.store.update_stack(&path, |s| {
+                    s.status = StackStatus::Drifted;
+                    s.drift = Some(drift);
+                    set_counts(s, counts);
+                });
+            }
+            Action::Backoff {
+                path,
+                retry_at,
+                counts,
+            } => {
+                tracing::debug!(stack = %path, retry_at = %rfc3339::format(retry_at), "failed sync; waiting before retrying");
+                self.store.update_stack(&path, |s| set_counts(s, counts));
+            }
+            Action::Remove { path, project } => self.remove(&path, &project).await,
+            Action::Orphan {
+                path,
+                project,
+                counts,
+                reason,
+            } => {
+                let known = self
+                    .store
+                    .stack(&path)
+                    .is_some_and(|r| r.sync.status == StackStatus::Orphaned);
+                if !known {
+                    tracing::warn!(stack = %path, %project, reason, "stack is orphaned");
+                }
+                self.store.upsert_gone(&path, &project, |s| {
+                    s.status = StackStatus::Orphaned;
+                    s.last_sync_error = Some(reason.to_owned());
+                    set_counts(s, counts);
+                });
+            }
+            Action::Forget { path } => self.store.remove_gone(&path),
+        }
+    }
+
+    #[tracing::instrument(name = "sync", skip_all, fields(stack = %path, project = %project))]
+    async fn sync(&self, path: &str, project: &str, reason: &SyncReason, snapshot: &Snapshot) {
+        let Some(desired) = snapshot.stacks.get(path) else {
+            return;
+        };
+        tracing::info!(commit = %snapshot.revision, %reason, "sync started");
+        self.store
+            .update_stack(path, |s| s.status = StackStatus::Syncing);
+        let started = std::time::Instant::now();
+        let now = SystemTime::now();
+        match self.sync_steps(path, project, snapshot, now).await {
+            Ok(()) => {
+                tracing::info!(commit = %snapshot.revision, elapsed_ms = started.elapsed().as_millis() as u64, "sync succeeded");
+                self.store.update_stack(path, |s| {
+                    s.status = StackStatus::Synced;
+                    s.synced_revision = Some(snapshot.revision.clone());
+                    s.synced_commit_message = Some(snapshot.commit_message.clone());
+                    s.synced_compose_hash = desired.compose_hash.clone();
+                    s.synced_content_hash = Some(desired.content_hash.clone());
+                    s.synced_at = Some(now);
+                    s.last_sync_at = Some(now);
+                    s.last_sync_status = Some(SyncOutcome::Succeeded);
+                    s.last_sync_error = None;
+                    s.drift = None;
+                    s.failed_content_hash = None;
+                    s.consecutive_failures = 0;
+                    s.ack_requested = false;
+                });
+            }
+            Err(error) => {
+                let message = truncate(&self.redactor.redact(&error.describe()));
+                tracing::error!(commit = %snapshot.revision, error = %message, "sync failed");
+                self.store.update_stack(path, |s| {
+                    s.status = StackStatus::Failed;
+                    s.last_sync_at = Some(now);
+                    s.last_sync_status = Some(SyncOutcome::Failed);
+                    s.last_sync_error = Some(message);
+                    if s.failed_content_hash.as_deref() == Some(desired.content_hash.as_str()) {
+                        s.consecutive_failures += 1;
+                    } else {
+                        s.failed_content_hash = Some(desired.content_hash.clone());
+                        s.consecutive_failures = 1;
+                    }
+                    s.ack_requested = false;
+                });
+            }
+        }
+    }
+
+    /// Materialise, validate and list services, write the label override, `up`.
+    async fn sync_steps(
+        &self,
+        path: &str,
+        project: &str,
+        snapshot: &Snapshot,
+        now: SystemTime,
+    ) -> Result<(), SyncError> {
+        let Some(desired) = snapshot.stacks.get(path) else {
+            return Ok(());
+        };
+        let files = self.git.read_stack_files(&snapshot.revision, path).await?;
+        let stacks_dir = self.layout.stacks_dir.clone();
+        let name = project.to_owned();
+        let dir = tokio::task::spawn_blocking(move || {
+            materialise::materialise(&stacks_dir, &name, &files)
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))??;
+        let mut target = Project {
+            name: project.to_owned(),
+            dir,
+            compose_file: desired.compose_file.clone(),
+            override_file: None,
+        };
+        let services = self.compose.services(&target).await?;
+        let labels = SyncLabels {
+            stack_path: path.to_owned(),
+            revision: snapshot.revision.clone(),
+            content_hash: desired.content_hash.clone(),
+            compose_hash: desired.compose_hash.clone().unwrap_or_default(),
+            synced_at: rfc3339::format(now),
+            services,
+        };
+        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+        let document = labels::override_document(&labels).to_string();
+        let file = override_file.clone();
+        tokio::task::spawn_blocking(move || {
+            materialise::write_atomically(&file, document.as_bytes())
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))??;
+        target.override_file = Some(override_file);
+        self.compose.up(&target).await?;
+        Ok(())
+    }
+
+    fn recognise(&self, path: &str, deployed: &Deployed, counts: Counts, snapshot: &Snapshot) {
+        let first_time = self
+            .store
+            .stack(path)
+            .is_none_or(|r| r.sync.status != StackStatus::Synced);
+        if first_time {
+            tracing::info!(stack = %path, revision = %deployed.revision, "already deployed on this host; recognised from its labels, no compose run");
+        }
+        self.store.update_stack(path, |s| {
+            s.status = StackStatus::Synced;
+            s.synced_revision = Some(deployed.revision.clone());
+            if deployed.revision == snapshot.revision {
+                s.synced_commit_message = Some(snapshot.commit_message.clone());
+            }
+            s.synced_content_hash = Some(deployed.content_hash.clone());
+            s.synced_compose_hash = Some(deployed.compose_hash.clone());
+            s.synced_at = humantime::parse_rfc3339(&deployed.synced_at)
+                .ok()
+                .or(s.synced_at);
+            s.drift = None;
+            s.ack_requested = false;
+            s.failed_content_hash = None;
+            s.consecutive_failures = 0;
+            if s.last_sync_status != Some(SyncOutcome::Succeeded) {
+                s.last_sync_error = None;
+            }
+            set_counts(s, counts);
+        });
+    }
+
+    /// Takes a stack gone from Git down with the files of its last sync.
+    #[tracing::instrument(name = "remove", skip_all, fields(stack = %path, project = %project))]
+    async fn remove(&self, path: &str, project: &str) {
+        tracing::info!("removing a stack deleted from Git (RECONCILE_REMOVE_ENABLED=true)");
+        self.store
+            .upsert_gone(path, project, |s| s.status = StackStatus::Deleting);
+        let dir = self.layout.stacks_dir.join(project);
+        let compose_file = COMPOSE_FILE_NAMES
+            .iter()
+            .find(|name| dir.join(name).is_file())
+            .map(|name| (*name).to_owned());
+        let result = match compose_file {
+            Some(compose_file) => {
+                let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+                let target = Project {
+                    name: project.to_owned(),
+                    dir: dir.clone(),
+                    compose_file,
+                    override_file: override_file.is_file().then_some(override_file),
+                };
+                self.compose.down(&target).await.map_err(SyncError::from)
+            }
+            None => Err(SyncError::Internal(format!(
+                "the files of its last sync are gone from {}; remove it by hand with `docker compose -p {project} down`",
+                dir.display()
+            ))),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!("stack removed");
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ =
+                    std::fs::remove_file(self.layout.overrides_dir.join(format!("{project}.json")));
+                self.store.remove_gone(path);
+            }
+            Err(error) => {
+                let message = truncate(&self.redactor.redact(&error.describe()));
+                tracing::error!(error = %message, "removal failed");
+                self.store.upsert_gone(path, project, |s| {
+                    s.status = StackStatus::Orphaned;
+                    s.last_sync_error = Some(message);
+                    s.last_sync_at = Some(SystemTime::now());
+                    s.last_sync_status = Some(SyncOutcome::Failed);
+                });
+            }
+        }
+    }
+
+    /// After syncs: one more `docker ps` to show the new containers' counts.
+    async fn observe_counts(&self, snapshot: &Snapshot) {
+        let Ok(containers) = self.docker.compose_containers().await else {
+            return;
+        };
+        for (path, desired) in &snapshot.stacks {
+            let Some(project) = &desired.project_name else {
+                continue;
+            };
+            let mine: Vec<_> = containers
+                .iter()
+                .filter(|c| &c.project == project && !c.is_oneoff())
+                .collect();
+            let counts = Counts {
+                running: mine.iter().filter(|c| c.is_running()).count() as u32,
+                total: mine.len() as u32,
+            };
+            self.store.update_stack(path, |s| set_counts(s, counts));
+        }
+    }
+}
+
+/// Requests a reconcile every `interval` (the resync tick that finds drift).
+pub async fn run_ticker(handle: ReconcileHandle, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => { handle.request(Reason::Tick); }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn set_counts(s: &mut SyncInfo, counts: Counts) {
+    s.containers_running = counts.running;
+    s.containers_total = counts.total;
+}
+
+/// Keeps the end of long compose output (the error is at the end).
+fn truncate(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_ERROR_CHARS {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(count - MAX_ERROR_CHARS).collect();
+    format!("[…] {tail}")
+}
+
+/// Why one sync failed.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("cannot read the stack's files from Git")]
+    Git(#[from] GitError),
+    #[error("cannot write the stack's files")]
+    Materialise(#[from] MaterialiseError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    /// For `lastSyncError`: compose's own words when compose failed, the cause chain otherwise.
+    fn describe(&self) -> String {
+        match self {
+            Self::Compose(e) => match (e.tool_message(), e.is_timeout()) {
+                (_, true) => crate::error_chain(e),
+                (Some(message), false) => format!("{e}: {message}"),
+                (None, false) => crate::error_chain(e),
+            },
+            other => crate::error_chain(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_keep_their_end() {
+        let long = format!("{}THE END", "x".repeat(5000));
+        let short = truncate(&long);
+        assert!(short.ends_with("THE END"));
+        assert!(short.chars().count() <= MAX_ERROR_CHARS + 4);
+        assert_eq!(truncate("short"), "short");
+    }
+}

@@ -1,0 +1,890 @@
+//! The pure decision: desired state + actual state → what to do with each stack, and why.
+//!
+//! Level-triggered: [`plan`] never cares why it was called; it compares what Git says (the
+//! snapshot), what docker-cd knows (sync state) and what runs (the containers' labels), and
+//! every call with the same inputs gives the same plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use crate::compose::ContainerInfo;
+use crate::config::DriftPolicy;
+use crate::desired_state::{Snapshot, StackStatus, SyncInfo};
+
+/// First retry of a stack whose sync failed (same content); doubles per failure.
+pub const RETRY_BASE: Duration = Duration::from_secs(30);
+/// Longest wait between retries of a failing stack.
+pub const RETRY_CAP: Duration = Duration::from_secs(600);
+
+/// The knobs that change decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub remove_enabled: bool,
+    pub drift_policy: DriftPolicy,
+}
+
+/// Why a stack is (re-)synced. Logged with every sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncReason {
+    /// Nothing of this stack runs on the host.
+    NotDeployed,
+    /// The content hash on the containers differs from Git's.
+    ContentChanged { deployed: String, desired: String },
+    /// The host drifted and the policy is `revert`.
+    Drift(String),
+    /// The operator acknowledged the drift.
+    Acknowledged(String),
+}
+
+impl std::fmt::Display for SyncReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotDeployed => f.write_str("not deployed on this host"),
+            Self::ContentChanged { deployed, desired } => write!(
+                f,
+                "content hash changed from {} to {}",
+                short(deployed),
+                short(desired)
+            ),
+            Self::Drift(what) => write!(f, "drift: {what}"),
+            Self::Acknowledged(what) => write!(f, "drift acknowledged by the operator: {what}"),
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Runtime counts of a stack's containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub running: u32,
+    pub total: u32,
+}
+
+/// What the labels of a synced stack's containers say was deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub revision: String,
+    pub content_hash: String,
+    pub compose_hash: String,
+    pub synced_at: String,
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Materialise and `up` the stack.
+    Sync {
+        path: String,
+        project: String,
+        reason: SyncReason,
+    },
+    /// The host already runs exactly this: record it as `synced` without running compose.
+    Recognise {
+        path: String,
+        deployed: Deployed,
+        counts: Counts,
+    },
+    /// Synced and unchanged: only refresh the runtime counts.
+    Observe { path: String, counts: Counts },
+    /// Cannot be applied; the host is not touched.
+    Fail {
+        path: String,
+        reason: String,
+        counts: Counts,
+    },
+    /// Drift under the `flag` policy: mark `drifted` and wait for an acknowledgement.
+    Flag {
+        path: String,
+        drift: String,
+        counts: Counts,
+    },
+    /// The last sync of this content failed; wait before retrying.
+    Backoff {
+        path: String,
+        retry_at: SystemTime,
+        counts: Counts,
+    },
+    /// Gone from Git, owned by docker-cd, removal enabled, snapshot not empty: `down`.
+    Remove { path: String, project: String },
+    /// Gone from Git but left running.
+    Orphan {
+        path: String,
+        project: String,
+        counts: Counts,
+        reason: &'static str,
+    },
+    /// Gone from Git and from the host: drop it from the list.
+    Forget { path: String },
+}
+
+impl Action {
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Sync { path, .. }
+            | Self::Recognise { path, .. }
+            | Self::Observe { path, .. }
+            | Self::Fail { path, .. }
+            | Self::Flag { path, .. }
+            | Self::Backoff { path, .. }
+            | Self::Remove { path, .. }
+            | Self::Orphan { path, .. }
+            | Self::Forget { path } => path,
+        }
+    }
+
+    /// Does this action run compose?
+    pub fn runs_compose(&self) -> bool {
+        matches!(self, Self::Sync { .. } | Self::Remove { .. })
+    }
+}
+
+/// The plan: one action per stack, in path order (stacks in Git first, then the others).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    pub fn compose_runs(&self) -> usize {
+        self.actions.iter().filter(|a| a.runs_compose()).count()
+    }
+}
+
+/// How long to wait after `failures` consecutive failed syncs of the same content.
+pub fn retry_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    RETRY_BASE.saturating_mul(1 << exponent).min(RETRY_CAP)
+}
+
+/// Decides what to do. `containers`: every compose container on the host.
+pub fn plan(
+    snapshot: &Snapshot,
+    sync: &BTreeMap<String, SyncInfo>,
+    containers: &[ContainerInfo],
+    policy: Policy,
+    now: SystemTime,
+) -> Plan {
+    let mut by_project: BTreeMap<&str, Vec<&ContainerInfo>> = BTreeMap::new();
+    for c in containers.iter().filter(|c| !c.is_oneoff()) {
+        by_project.entry(c.project.as_str()).or_default().push(c);
+    }
+    let mut actions = Vec::new();
+    let mut desired_projects = BTreeSet::new();
+
+    for (path, desired) in &snapshot.stacks {
+        let info = sync.get(path);
+        let project = desired.project_name.as_deref();
+        let present: &[&ContainerInfo] = project
+            .and_then(|p| by_project.get(p))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(p) = project {
+            desired_projects.insert(p);
+        }
+        let counts = count(present);
+        if let Some(error) = &desired.error {
+            actions.push(Action::Fail {
+                path: path.clone(),
+                reason: error.clone(),
+                counts,
+            });
+            continue;
+        }
+        let Some(project) = project else {
+            continue; // unreachable: a stack without a project name always has an error
+        };
+        let (owned, foreign): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
+            present.iter().partition(|c| c.is_owned());
+
+        if owned.is_empty() && !foreign.is_empty() {
+            actions.push(Action::Fail {
+                path: path.clone(),
+                reason: format!(
+                    "compose project {project:?} already runs on this host and was not deployed by docker-cd; \
+                     it is left alone. To let docker-cd take it over, stop it (`docker compose -p {project} down`, \
+                     volumes are kept) or rename the stack directory"
+                ),
+                counts,
+            });
+            continue;
+        }
+
+        let backoff = |reason: SyncReason| -> Action {
+            let failing_same = info.is_some_and(|i| {
+                i.status == StackStatus::Failed
+                    && i.failed_content_hash.as_deref() == Some(desired.content_hash.as_str())
+            });
+            if let (true, Some(info)) = (failing_same, info) {
+                let last = info.last_sync_at.unwrap_or(now);
+                let retry_at = last + retry_delay(info.consecutive_failures);
+                if now < retry_at {
+                    return Action::Backoff {
+                        path: path.clone(),
+                        retry_at,
+                        counts,
+                    };
+                }
+            }
+            Action::Sync {
+                path: path.clone(),
+                project: project.to_owned(),
+                reason,
+            }
+        };
+
+        if owned.is_empty() {
+            let was_deployed = info
+                .is_some_and(|i| matches!(i.status, StackStatus::Synced | StackStatus::Drifted));
+            if was_deployed {
+                actions.push(drift_action(
+                    path,
+                    project,
+                    "all containers are gone".into(),
+                    info,
+                    policy,
+                    counts,
+                ));
+            } else {
+                actions.push(backoff(SyncReason::NotDeployed));
+            }
+            continue;
+        }
+
+        let hashes: BTreeSet<&str> = owned.iter().map(|c| c.content_hash.as_str()).collect();
+        let deployed_hash = hashes.iter().next().copied().unwrap_or_default();
+        if hashes.len() > 1 || deployed_hash != desired.content_hash {
+            actions.push(backoff(SyncReason::ContentChanged {
+                deployed: if hashes.len() > 1 {
+                    "mixed".into()
+                } else {
+                    deployed_hash.to_owned()
+                },
+                desired: desired.content_hash.clone(),
+            }));
+            continue;
+        }
+
+        match describe_drift(&owned, &foreign) {
+            Some(drift) => {
+                actions.push(drift_action(path, project, drift, info, policy, counts));
+            }
+            None => {
+                let already = info.is_some_and(|i| {
+                    i.status == StackStatus::Synced
+                        && i.synced_content_hash.as_deref() == Some(deployed_hash)
+                        && !i.ack_requested
+                });
+                if already {
+                    actions.push(Action::Observe {
+                        path: path.clone(),
+                        counts,
+                    });
+                } else {
+                    let first = owned[0];
+                    actions.push(Action::Recognise {
+                        path: path.clone(),
+                        deployed: Deployed {
+                            revision: first.revision.clone(),
+                            content_hash: first.content_hash.clone(),
+                            compose_hash: first.compose_hash.clone(),
+                            synced_at: first.synced_at.clone(),
+                        },
+                        counts,
+                    });
+                }
+            }
+        }
+    }
+
+    // Owned containers whose stack is not in Git (any more).
+    let mut gone: BTreeMap<&str, (&str, Vec<&ContainerInfo>)> = BTreeMap::new();
+    for (project, list) in &by_project {
+        if desired_projects.contains(project) {
+            continue;
+        }
+        for c in list.iter().filter(|c| c.is_owned()) {
+            let path = if c.path.is_empty() {
+                *project
+            } else {
+                c.path.as_str()
+            };
+            if snapshot.stacks.contains_key(path) {
+                continue; // the stack is in Git under another project name; leave it
+            }
+            gone.entry(path).or_insert((project, Vec::new())).1.push(c);
+        }
+    }
+    for (path, (project, list)) in &gone {
+        let action = if snapshot.stacks.is_empty() {
+            Action::Orphan {
+                path: (*path).to_owned(),
+                project: (*project).to_owned(),
+                counts: count(list),
+                reason: "the snapshot has no stacks at all; an empty snapshot never removes anything",
+            }
+        } else if policy.remove_enabled {
+            Action::Remove {
+                path: (*path).to_owned(),
+                project: (*project).to_owned(),
+            }
+        } else {
+            Action::Orphan {
+                path: (*path).to_owned(),
+                project: (*project).to_owned(),
+                counts: count(list),
+                reason: "removed from Git; RECONCILE_REMOVE_ENABLED=false leaves it running",
+            }
+        };
+        actions.push(action);
+    }
+    // Listed stacks that are neither in Git nor on the host any more.
+    for path in sync.keys() {
+        if !snapshot.stacks.contains_key(path) && !gone.contains_key(path.as_str()) {
+            actions.push(Action::Forget { path: path.clone() });
+        }
+    }
+    Plan { actions }
+}
+
+fn count(containers: &[&ContainerInfo]) -> Counts {
+    Counts {
+        running: containers.iter().filter(|c| c.is_running()).count() as u32,
+        total: containers.len() as u32,
+    }
+}
+
+/// What differs between a synced stack's containers and its last sync, if anything:
+/// a recorded service without a container, a container stopped (exited with a non-zero code,
+/// dead, created but never started), or containers of the project without docker-cd's labels.
+fn describe_drift(owned: &[&ContainerInfo], foreign: &[&ContainerInfo]) -> Option<String> {
+    let mut problems = Vec::new();
+    let present: BTreeSet<&str> = owned.iter().map(|c| c.service.as_str()).collect();
+    let recorded: BTreeSet<&str> = owned.iter().flat_map(|c| c.recorded_services()).collect();
+    for service in recorded.difference(&present) {
+        problems.push(format!("service {service} has no container"));
+    }
+    for c in owned {
+        let stopped = match c.state.as_str() {
+            "running" | "restarting" | "paused" | "removing" => false,
+            // A one-shot service that finished cleanly is not drift.
+            "exited" => c.exit_code() != Some(0),
+            _ => true,
+        };
+        if stopped {
+            problems.push(format!(
+                "container {} is {} ({})",
+                c.name, c.state, c.status
+            ));
+        }
+    }
+    for c in foreign {
+        problems.push(format!(
+            "container {} does not carry docker-cd's labels",
+            c.name
+        ));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+fn drift_action(
+    path: &str,
+    project: &str,
+    drift: String,
+    info: Option<&SyncInfo>,
+    policy: Policy,
+    counts: Counts,
+) -> Action {
+    if info.is_some_and(|i| i.ack_requested) {
+        return Action::Sync {
+            path: path.to_owned(),
+            project: project.to_owned(),
+            reason: SyncReason::Acknowledged(drift),
+        };
+    }
+    match policy.drift_policy {
+        DriftPolicy::Revert => Action::Sync {
+            path: path.to_owned(),
+            project: project.to_owned(),
+            reason: SyncReason::Drift(drift),
+        },
+        DriftPolicy::Flag => Action::Flag {
+            path: path.to_owned(),
+            drift,
+            counts,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::labels::OWNER_VALUE;
+    use crate::desired_state::{DesiredStack, RefType, assign_project_names};
+
+    const REVERT: Policy = Policy {
+        remove_enabled: false,
+        drift_policy: DriftPolicy::Revert,
+    };
+
+    fn snapshot(stacks: &[(&str, &str)]) -> Snapshot {
+        let mut map: BTreeMap<String, DesiredStack> = stacks
+            .iter()
+            .map(|(path, hash)| {
+                (
+                    path.to_string(),
+                    DesiredStack {
+                        path: path.to_string(),
+                        project_name: None,
+                        compose_file: "compose.yaml".into(),
+                        compose_hash: Some("c".into()),
+                        content_hash: hash.to_string(),
+                        compose_blob: None,
+                        warnings: vec![],
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        assign_project_names(&mut map);
+        Snapshot {
+            revision: "r".into(),
+            git_ref: "refs/heads/main".into(),
+            ref_type: RefType::Branch,
+            remote_oid: "r".into(),
+            commit_message: "m".into(),
+            stacks: map,
+            warnings: vec![],
+        }
+    }
+
+    fn container(project: &str, service: &str, hash: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("{project}-{service}"),
+            name: format!("{project}_{service}_1"),
+            state: "running".into(),
+            status: "Up 1 minute".into(),
+            image: "img".into(),
+            ports: String::new(),
+            project: project.into(),
+            service: service.into(),
+            oneoff: "False".into(),
+            owner: OWNER_VALUE.into(),
+            path: project.into(),
+            revision: "r0".into(),
+            content_hash: hash.into(),
+            compose_hash: "c".into(),
+            synced_at: "2026-11-28T16:00:00Z".into(),
+            services: service.into(),
+        }
+    }
+
+    fn synced(hash: &str) -> SyncInfo {
+        let mut info = SyncInfo::new(StackStatus::Synced);
+        info.synced_content_hash = Some(hash.into());
+        info
+    }
+
+    fn only(plan: Plan) -> Action {
+        assert_eq!(plan.actions.len(), 1, "{plan:?}");
+        plan.actions.into_iter().next().unwrap()
+    }
+
+    fn sync_map(entries: &[(&str, SyncInfo)]) -> BTreeMap<String, SyncInfo> {
+        entries
+            .iter()
+            .map(|(p, i)| (p.to_string(), i.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stack_not_on_the_host_is_synced() {
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert_eq!(
+            action,
+            Action::Sync {
+                path: "web".into(),
+                project: "web".into(),
+                reason: SyncReason::NotDeployed
+            }
+        );
+    }
+
+    #[test]
+    fn a_changed_content_hash_is_synced_with_both_hashes_in_the_reason() {
+        let action = only(plan(
+            &snapshot(&[("web", "h2")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &[container("web", "app", "h1")],
+            REVERT,
+            SystemTime::now(),
+        ));
+        let Action::Sync { reason, .. } = action else {
+            panic!("{action:?}")
+        };
+        assert_eq!(
+            reason,
+            SyncReason::ContentChanged {
+                deployed: "h1".into(),
+                desired: "h2".into()
+            }
+        );
+        assert!(reason.to_string().contains("from h1 to h2"));
+    }
+
+    #[test]
+    fn matching_labels_after_a_restart_are_recognised_without_compose() {
+        let plan = plan(
+            &snapshot(&[("web", "h1")]),
+            &sync_map(&[("web", SyncInfo::new(StackStatus::Missing))]),
+            &[container("web", "app", "h1")],
+            REVERT,
+            SystemTime::now(),
+        );
+        assert_eq!(plan.compose_runs(), 0);
+        let Action::Recognise {
+            deployed, counts, ..
+        } = only(plan)
+        else {
+            panic!()
+        };
+        assert_eq!(deployed.content_hash, "h1");
+        assert_eq!(deployed.revision, "r0");
+        assert_eq!(
+            counts,
+            Counts {
+                running: 1,
+                total: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_synced_unchanged_stack_is_only_observed() {
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &[container("web", "app", "h1")],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(matches!(action, Action::Observe { .. }), "{action:?}");
+    }
+
+    #[test]
+    fn stacks_with_desired_state_errors_fail_without_touching_the_host() {
+        let mut snap = snapshot(&[("web", "h1")]);
+        snap.stacks.get_mut("web").unwrap().error = Some("compose.yaml is a symbolic link".into());
+        let action = only(plan(
+            &snap,
+            &BTreeMap::new(),
+            &[container("web", "app", "h0")],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&action, Action::Fail { reason, .. } if reason.contains("symbolic link")),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn colliding_project_names_fail_both_stacks() {
+        let plan = plan(
+            &snapshot(&[("Web", "h1"), ("web", "h2")]),
+            &BTreeMap::new(),
+            &[],
+            REVERT,
+            SystemTime::now(),
+        );
+        assert_eq!(plan.actions.len(), 2);
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| matches!(a, Action::Fail { reason, .. } if reason.contains("collides")))
+        );
+    }
+
+    #[test]
+    fn a_foreign_project_of_the_same_name_is_not_taken_over() {
+        let mut foreign = container("web", "app", "");
+        foreign.owner = String::new();
+        foreign.path = String::new();
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[foreign],
+            REVERT,
+            SystemTime::now(),
+        ));
+        let Action::Fail { reason, .. } = action else {
+            panic!("{action:?}")
+        };
+        assert!(reason.contains("not deployed by docker-cd"), "{reason}");
+        assert!(reason.contains("docker compose -p web down"), "{reason}");
+    }
+
+    #[test]
+    fn drift_is_reverted_or_flagged_by_policy() {
+        let mut stopped = container("web", "app", "h1");
+        stopped.state = "exited".into();
+        stopped.status = "Exited (137) 1 second ago".into();
+        let snap = snapshot(&[("web", "h1")]);
+        let sync = sync_map(&[("web", synced("h1"))]);
+        let revert = only(plan(
+            &snap,
+            &sync,
+            &[stopped.clone()],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&revert, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("exited")),
+            "{revert:?}"
+        );
+        let flag_policy = Policy {
+            drift_policy: DriftPolicy::Flag,
+            ..REVERT
+        };
+        let flagged = only(plan(
+            &snap,
+            &sync,
+            &[stopped.clone()],
+            flag_policy,
+            SystemTime::now(),
+        ));
+        assert!(matches!(flagged, Action::Flag { .. }), "{flagged:?}");
+
+        let mut acked = synced("h1");
+        acked.status = StackStatus::Drifted;
+        acked.ack_requested = true;
+        let after_ack = only(plan(
+            &snap,
+            &sync_map(&[("web", acked)]),
+            &[stopped],
+            flag_policy,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(
+                after_ack,
+                Action::Sync {
+                    reason: SyncReason::Acknowledged(_),
+                    ..
+                }
+            ),
+            "{after_ack:?}"
+        );
+    }
+
+    #[test]
+    fn removed_containers_missing_services_and_foreign_containers_are_drift() {
+        let snap = snapshot(&[("web", "h1")]);
+        let sync = sync_map(&[("web", synced("h1"))]);
+        // Every container removed by hand.
+        let all_gone = only(plan(&snap, &sync, &[], REVERT, SystemTime::now()));
+        assert!(
+            matches!(&all_gone, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("all containers are gone"))
+        );
+        // One of two services removed.
+        let mut app = container("web", "app", "h1");
+        app.services = "app,db".into();
+        let one_gone = only(plan(
+            &snap,
+            &sync,
+            &[app.clone()],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&one_gone, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("service db has no container"))
+        );
+        // A container of the project started by hand without labels.
+        let mut stray = container("web", "extra", "");
+        stray.owner = String::new();
+        let mixed = only(plan(
+            &snap,
+            &sync,
+            &[container("web", "app", "h1"), stray],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&mixed, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("does not carry"))
+        );
+    }
+
+    #[test]
+    fn a_cleanly_finished_one_shot_container_is_not_drift() {
+        let mut job = container("web", "migrate", "h1");
+        job.state = "exited".into();
+        job.status = "Exited (0) 2 minutes ago".into();
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &[job],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(matches!(action, Action::Observe { .. }), "{action:?}");
+    }
+
+    #[test]
+    fn a_failing_version_backs_off_but_a_new_version_syncs_at_once() {
+        let now = SystemTime::now();
+        let mut failed = SyncInfo::new(StackStatus::Failed);
+        failed.failed_content_hash = Some("h2".into());
+        failed.consecutive_failures = 1;
+        failed.last_sync_at = Some(now - Duration::from_secs(10));
+        let sync = sync_map(&[("web", failed.clone())]);
+        let running_old = [container("web", "app", "h1")];
+        let waiting = only(plan(
+            &snapshot(&[("web", "h2")]),
+            &sync,
+            &running_old,
+            REVERT,
+            now,
+        ));
+        assert!(matches!(waiting, Action::Backoff { .. }), "{waiting:?}");
+        let later = now + Duration::from_secs(30);
+        let retry = only(plan(
+            &snapshot(&[("web", "h2")]),
+            &sync,
+            &running_old,
+            REVERT,
+            later,
+        ));
+        assert!(matches!(retry, Action::Sync { .. }), "{retry:?}");
+        let fixed = only(plan(
+            &snapshot(&[("web", "h3")]),
+            &sync,
+            &running_old,
+            REVERT,
+            now,
+        ));
+        assert!(matches!(fixed, Action::Sync { .. }), "{fixed:?}");
+    }
+
+    #[test]
+    fn retry_delays_double_and_are_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(30));
+        assert_eq!(retry_delay(2), Duration::from_secs(60));
+        assert_eq!(retry_delay(20), RETRY_CAP);
+    }
+
+    #[test]
+    fn a_stack_gone_from_git_is_removed_only_when_enabled_and_owned() {
+        let snap = snapshot(&[("web", "h1")]);
+        let containers = [container("web", "app", "h1"), container("old", "app", "h0")];
+        let kept = plan(
+            &snap,
+            &BTreeMap::new(),
+            &containers,
+            REVERT,
+            SystemTime::now(),
+        );
+        assert!(
+            kept.actions
+                .iter()
+                .any(|a| matches!(a, Action::Orphan { path, .. } if path == "old"))
+        );
+        assert!(
+            !kept
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Remove { .. }))
+        );
+
+        let removing = Policy {
+            remove_enabled: true,
+            ..REVERT
+        };
+        let removed = plan(
+            &snap,
+            &BTreeMap::new(),
+            &containers,
+            removing,
+            SystemTime::now(),
+        );
+        assert!(removed.actions.iter().any(
+            |a| matches!(a, Action::Remove { path, project } if path == "old" && project == "old")
+        ));
+
+        // Not owned: never removed, not even listed.
+        let mut foreign = container("other", "app", "");
+        foreign.owner = String::new();
+        let untouched = plan(
+            &snap,
+            &BTreeMap::new(),
+            &[foreign],
+            removing,
+            SystemTime::now(),
+        );
+        assert_eq!(untouched.actions.len(), 1); // only the "web" sync
+    }
+
+    #[test]
+    fn an_empty_snapshot_never_removes_anything() {
+        let removing = Policy {
+            remove_enabled: true,
+            ..REVERT
+        };
+        let plan = plan(
+            &snapshot(&[]),
+            &BTreeMap::new(),
+            &[container("web", "app", "h1")],
+            removing,
+            SystemTime::now(),
+        );
+        let action = only(plan);
+        assert!(
+            matches!(action, Action::Orphan { reason, .. } if reason.contains("empty snapshot"))
+        );
+    }
+
+    #[test]
+    fn listed_stacks_gone_from_git_and_host_are_forgotten() {
+        let mut orphan = synced("h0");
+        orphan.status = StackStatus::Orphaned;
+        let plan = plan(
+            &snapshot(&[]),
+            &sync_map(&[("old", orphan)]),
+            &[],
+            REVERT,
+            SystemTime::now(),
+        );
+        assert_eq!(only(plan), Action::Forget { path: "old".into() });
+    }
+
+    #[test]
+    fn one_off_containers_are_ignored() {
+        let mut run = container("web", "app", "");
+        run.oneoff = "True".into();
+        run.owner = String::new();
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[run],
+            REVERT,
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(
+                action,
+                Action::Sync {
+                    reason: SyncReason::NotDeployed,
+                    ..
+                }
+            ),
+            "{action:?}"
+        );
+    }
+}

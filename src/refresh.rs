@@ -1,0 +1,405 @@
+//! Refresh: fetch from Git, read the stacks, swap the snapshot (SPEC §5).
+//!
+//! - [`RefreshHandle::request`] is what the triggers call (start-up, the poll timer, the
+//!   webhook, the manual endpoint). It never blocks: the request goes into a
+//!   [`SingleSlot`], so however many arrive, one refresh runs and at most one waits.
+//! - [`Refresher::run`] is the one worker that takes requests from the slot, reads through a
+//!   [`Source`] (the git adapter in production, fakes in tests) and installs the result in the
+//!   [`Store`]. A failed read never touches the snapshot; its redacted reason is recorded.
+//! - [`run_periodic`] asks for a refresh every poll interval after the last one completed, and
+//!   backs off exponentially (capped) while refreshes fail, recovering by itself.
+//!
+//! Uses: desired_state, queue, git (through [`Source`]), config (redaction).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Redactor;
+use crate::desired_state::store::InstallReport;
+use crate::desired_state::{RefreshPhase, Snapshot, Store, Trigger};
+use crate::queue::{Admission, SingleSlot};
+
+/// First retry delay after a failed refresh; doubles with each further failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest delay between retries of a failing refresh.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// Where desired state comes from.
+pub trait Source: Send + Sync + 'static {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reads the current desired state. `Ok(None)`: unchanged since `previous`.
+    fn read(
+        &self,
+        previous: Option<Arc<Snapshot>>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Self::Error>> + Send;
+}
+
+impl Source for crate::git::GitReader {
+    type Error = crate::git::GitError;
+
+    async fn read(&self, previous: Option<Arc<Snapshot>>) -> Result<Option<Snapshot>, Self::Error> {
+        crate::git::GitReader::read(self, previous.as_deref()).await
+    }
+}
+
+impl<S: Source> Source for Arc<S> {
+    type Error = S::Error;
+
+    fn read(
+        &self,
+        previous: Option<Arc<Snapshot>>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Self::Error>> + Send {
+        S::read(self, previous)
+    }
+}
+
+/// Counters the periodic scheduler (and tests) watch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Refreshes finished, successfully or not.
+    pub completed: u64,
+    pub consecutive_failures: u32,
+}
+
+/// Asks for refreshes. Cheap to clone; never blocks.
+#[derive(Debug, Clone)]
+pub struct RefreshHandle {
+    slot: Arc<SingleSlot<Trigger>>,
+    store: Arc<Store>,
+}
+
+impl RefreshHandle {
+    /// Requests a refresh: `Started` if none was running, `Queued` otherwise.
+    pub fn request(&self, trigger: Trigger) -> Admission {
+        let admission = self.slot.request(trigger);
+        if admission == Admission::Queued
+            && self.store.refresh_status().queued_trigger != Some(trigger)
+        {
+            self.store
+                .update_refresh(|r| r.queued_trigger = Some(trigger));
+        }
+        admission
+    }
+}
+
+/// Called after each successful refresh (the app wires it to the reconciler).
+pub type AfterRefresh = Box<dyn Fn(&InstallReport) + Send + Sync>;
+
+/// The refresh worker.
+pub struct Refresher<S> {
+    source: S,
+    store: Arc<Store>,
+    slot: Arc<SingleSlot<Trigger>>,
+    redactor: Redactor,
+    progress: watch::Sender<Progress>,
+    after_refresh: Option<AfterRefresh>,
+}
+
+impl<S> std::fmt::Debug for Refresher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher").finish_non_exhaustive()
+    }
+}
+
+impl<S: Source> Refresher<S> {
+    pub fn new(source: S, store: Arc<Store>, redactor: Redactor) -> Self {
+        Self {
+            source,
+            store,
+            slot: Arc::new(SingleSlot::new()),
+            redactor,
+            progress: watch::Sender::new(Progress::default()),
+            after_refresh: None,
+        }
+    }
+
+    pub fn after_refresh(mut self, hook: AfterRefresh) -> Self {
+        self.after_refresh = Some(hook);
+        self
+    }
+
+    pub fn handle(&self) -> RefreshHandle {
+        RefreshHandle {
+            slot: self.slot.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Takes requests until `shutdown`. A refresh in flight at shutdown is dropped, which kills
+    /// its git children.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let trigger = tokio::select! {
+                trigger = self.slot.next() => trigger,
+                () = shutdown.cancelled() => return,
+            };
+            tokio::select! {
+                () = self.refresh_once(trigger) => {}
+                () = shutdown.cancelled() => return,
+            }
+            self.slot.done();
+        }
+    }
+
+    #[tracing::instrument(name = "refresh", skip(self), fields(%trigger))]
+    async fn refresh_once(&self, trigger: Trigger) {
+        let waiting = self.slot.is_waiting();
+        self.store.update_refresh(|r| {
+            r.refresh_status = RefreshPhase::Refreshing;
+            r.trigger = Some(trigger);
+            if !waiting {
+                r.queued_trigger = None;
+            }
+        });
+        let previous = self.store.snapshot();
+        tracing::info!("refresh started");
+        let started = std::time::Instant::now();
+        let result = self.source.read(previous.clone()).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let now = SystemTime::now();
+        let ok = match result {
+            Ok(read) => {
+                let snapshot = match (read, previous) {
+                    (Some(new), _) => Arc::new(new),
+                    (None, Some(previous)) => previous,
+                    (None, None) => {
+                        // A source only says "unchanged" relative to a snapshot it was given.
+                        self.store.fail_refresh(
+                            "the source reported no change but there is no snapshot yet".into(),
+                            trigger,
+                            now,
+                        );
+                        self.finish(false);
+                        return;
+                    }
+                };
+                let commit = snapshot.revision.clone();
+                let report = self.store.install_snapshot(snapshot, trigger, now);
+                tracing::info!(
+                    %commit,
+                    new_revision = report.new_revision,
+                    added = report.added.len(),
+                    removed = report.removed.len(),
+                    changed = report.changed.len(),
+                    unchanged = report.unchanged,
+                    elapsed_ms,
+                    "refresh completed"
+                );
+                if let Some(hook) = &self.after_refresh {
+                    hook(&report);
+                }
+                true
+            }
+            Err(error) => {
+                let reason = self.redactor.redact(&crate::error_chain(&error));
+                tracing::error!(error = %reason, elapsed_ms, "refresh failed; keeping the last good desired state");
+                self.store.fail_refresh(reason, trigger, now);
+                false
+            }
+        };
+        self.finish(ok);
+    }
+
+    fn finish(&self, ok: bool) {
+        self.progress.send_modify(|p| {
+            p.completed += 1;
+            p.consecutive_failures = if ok { 0 } else { p.consecutive_failures + 1 };
+        });
+    }
+}
+
+/// The delay before the next periodic refresh: the poll interval after a success, an
+/// exponential backoff (5s, 10s, 20s, … capped at 5m) after failures, whether or not polling is
+/// enabled (a failing start-up refresh is retried either way). `None`: wait for a trigger.
+pub fn next_delay(poll_interval: Option<Duration>, consecutive_failures: u32) -> Option<Duration> {
+    if consecutive_failures == 0 {
+        return poll_interval;
+    }
+    let exponent = consecutive_failures.saturating_sub(1).min(16);
+    Some(BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP))
+}
+
+/// Requests periodic refreshes until `shutdown`. The timer starts once the first refresh has
+/// finished and restarts whenever any refresh finishes, so a busy webhook means fewer polls.
+pub async fn run_periodic(
+    handle: RefreshHandle,
+    poll_interval: Option<Duration>,
+    mut progress: watch::Receiver<Progress>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let seen = *progress.borrow_and_update();
+        let delay = if seen.completed == 0 {
+            None // the start-up refresh has not finished yet
+        } else {
+            next_delay(poll_interval, seen.consecutive_failures)
+        };
+        let Some(delay) = delay else {
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {
+                if seen.consecutive_failures > 0 {
+                    tracing::warn!(failures = seen.consecutive_failures, "retrying the failed refresh");
+                }
+                handle.request(Trigger::Periodic);
+                // Wait for a refresh to finish before computing the next delay.
+                loop {
+                    tokio::select! {
+                        changed = progress.changed() => {
+                            if changed.is_err() { return }
+                            if progress.borrow().completed > seen.completed { break }
+                        }
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            }
+            changed = progress.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired_state::RefType;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("remote unreachable: token s3cret-t0ken rejected")]
+    struct FakeError;
+
+    /// Fails while `failing` is set; records the (virtual) time of every read.
+    #[derive(Clone, Default)]
+    struct FakeSource {
+        failing: Arc<Mutex<bool>>,
+        calls: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Source for FakeSource {
+        type Error = FakeError;
+        async fn read(&self, _: Option<Arc<Snapshot>>) -> Result<Option<Snapshot>, FakeError> {
+            self.calls.lock().unwrap().push(Instant::now());
+            if *self.failing.lock().unwrap() {
+                return Err(FakeError);
+            }
+            Ok(Some(Snapshot {
+                revision: "abc".into(),
+                git_ref: "refs/heads/main".into(),
+                ref_type: RefType::Branch,
+                remote_oid: "abc".into(),
+                commit_message: "m".into(),
+                stacks: BTreeMap::new(),
+                warnings: vec![],
+            }))
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let poll = Some(Duration::from_secs(180));
+        assert_eq!(next_delay(poll, 0), poll);
+        assert_eq!(next_delay(None, 0), None);
+        assert_eq!(next_delay(poll, 1), Some(Duration::from_secs(5)));
+        assert_eq!(next_delay(poll, 2), Some(Duration::from_secs(10)));
+        assert_eq!(next_delay(None, 3), Some(Duration::from_secs(20)));
+        assert_eq!(next_delay(poll, 10), Some(BACKOFF_CAP));
+        assert_eq!(next_delay(poll, u32::MAX), Some(BACKOFF_CAP));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_refresh_backs_off_while_failing_and_recovers() {
+        let source = FakeSource::default();
+        *source.failing.lock().unwrap() = true;
+        let store = Arc::new(Store::new("main".into()));
+        let refresher = Refresher::new(
+            source.clone(),
+            store.clone(),
+            Redactor::new([crate::config::Secret::new("s3cret-t0ken")]),
+        );
+        let handle = refresher.handle();
+        let progress = refresher.progress();
+        let shutdown = CancellationToken::new();
+        let start = Instant::now();
+        tokio::spawn(refresher.run(shutdown.clone()));
+        tokio::spawn(run_periodic(
+            handle.clone(),
+            Some(Duration::from_secs(60)),
+            progress.clone(),
+            shutdown.clone(),
+        ));
+        handle.request(Trigger::Startup);
+
+        let mut rx = progress.clone();
+        // Start-up failure, then retries at +5s, +10s, +20s (cumulative 5, 15, 35).
+        rx.wait_for(|p| p.completed == 4).await.unwrap();
+        let status = store.refresh_status();
+        assert_eq!(status.refresh_status, RefreshPhase::Failed);
+        assert_eq!(status.consecutive_failures, 4);
+        let reason = status.refresh_error.unwrap();
+        assert!(reason.contains("remote unreachable"), "{reason}");
+        assert!(!reason.contains("s3cret-t0ken"), "secret leaked: {reason}");
+
+        *source.failing.lock().unwrap() = false;
+        rx.wait_for(|p| p.completed == 5).await.unwrap();
+        assert_eq!(
+            store.refresh_status().refresh_status,
+            RefreshPhase::Completed
+        );
+        // Recovered: back to the poll interval.
+        rx.wait_for(|p| p.completed == 6).await.unwrap();
+
+        let offsets: Vec<u64> = source
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_secs())
+            .collect();
+        assert_eq!(offsets, [0, 5, 15, 35, 75, 135]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_off_still_retries_a_failed_start() {
+        let source = FakeSource::default();
+        *source.failing.lock().unwrap() = true;
+        let store = Arc::new(Store::new("main".into()));
+        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
+        let handle = refresher.handle();
+        let progress = refresher.progress();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(refresher.run(shutdown.clone()));
+        tokio::spawn(run_periodic(
+            handle.clone(),
+            None,
+            progress.clone(),
+            shutdown.clone(),
+        ));
+        handle.request(Trigger::Startup);
+        let mut rx = progress.clone();
+        rx.wait_for(|p| p.completed == 2).await.unwrap();
+        *source.failing.lock().unwrap() = false;
+        rx.wait_for(|p| p.completed == 3).await.unwrap();
+        // Success with polling off: nothing more happens, however long we wait.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(progress.borrow().completed, 3);
+        shutdown.cancel();
+    }
+}
