@@ -1,0 +1,455 @@
+//! Shared test helpers: a real Git repository builder ([`TestRepo`]), the real app on
+//! 127.0.0.1:0 ([`TestApp`]), webhook signing, log capture, and Docker guards ([`docker`]).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod docker;
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use docker_cd::app::{self, App};
+use docker_cd::config::{Args, ChildEnv, Config};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tempfile::TempDir;
+
+/// The webhook secret every [`TestApp`] uses unless told otherwise.
+pub const SECRET: &str = "It's a Secret to Everybody";
+
+/// A Git repository in a temp dir: a bare `origin` (reached over `file://`) and a work tree to
+/// commit and push from. Author, committer and dates are fixed, so commit ids are deterministic.
+pub struct TestRepo {
+    dir: TempDir,
+    clock: Cell<u64>,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Self {
+            dir,
+            clock: Cell::new(1_700_000_000),
+        };
+        git(repo.dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
+        git(repo.dir.path(), &["init", "--quiet", "--initial-branch=main", "work"]);
+        let origin = repo.url();
+        repo.git(&["remote", "add", "origin", &origin]);
+        repo
+    }
+
+    /// `file://` URL of the bare origin.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.origin().display())
+    }
+
+    pub fn origin(&self) -> PathBuf {
+        self.dir.path().join("origin.git")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Runs git in the work tree and returns its trimmed stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.work(), args)
+    }
+
+    /// Writes a file (creating directories) relative to the work tree.
+    pub fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
+        let full = self.work().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+        self
+    }
+
+    /// Creates a symbolic link at `path` pointing to `target`.
+    pub fn symlink(&self, path: &str, target: &str) -> &Self {
+        let full = self.work().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, full).unwrap();
+        self
+    }
+
+    /// Removes a file or directory from the work tree.
+    pub fn remove(&self, path: &str) -> &Self {
+        let full = self.work().join(path);
+        if full.is_dir() {
+            std::fs::remove_dir_all(full).unwrap();
+        } else {
+            std::fs::remove_file(full).unwrap();
+        }
+        self
+    }
+
+    /// Copies a directory tree (e.g. a fixture) into the work tree at `dest`.
+    pub fn copy_dir(&self, source: &Path, dest: &str) -> &Self {
+        copy_tree(source, &self.work().join(dest));
+        self
+    }
+
+    /// Commits everything with a fixed author and the next fixed date; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "--all"]);
+        let t = self.clock.get() + 60;
+        self.clock.set(t);
+        let date = format!("@{t} +0000");
+        let out = Command::new("git")
+            .current_dir(self.work())
+            .args(["commit", "--quiet", "--allow-empty", "-m", message])
+            .envs(git_env())
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "commit failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Pushes the current branch to origin.
+    pub fn push(&self) -> &Self {
+        self.git(&["push", "--quiet", "origin", "HEAD"]);
+        self
+    }
+
+    pub fn force_push(&self) -> &Self {
+        self.git(&["push", "--quiet", "--force", "origin", "HEAD"]);
+        self
+    }
+
+    /// Commits and pushes; returns the commit id.
+    pub fn commit_and_push(&self, message: &str) -> String {
+        let id = self.commit(message);
+        self.push();
+        id
+    }
+
+    /// Deletes a branch on origin.
+    pub fn delete_remote_branch(&self, branch: &str) {
+        self.git(&["push", "--quiet", "origin", "--delete", branch]);
+    }
+
+    /// Moves the work tree back one commit (for a force-push).
+    pub fn reset_hard(&self, rev: &str) {
+        self.git(&["reset", "--quiet", "--hard", rev]);
+    }
+}
+
+/// The environment for test git commands: no user or system config, fixed identity.
+fn git_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("GIT_CONFIG_GLOBAL", "/dev/null".into()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        ("GIT_AUTHOR_NAME", "Test Author".into()),
+        ("GIT_AUTHOR_EMAIL", "author@example.invalid".into()),
+        ("GIT_COMMITTER_NAME", "Test Committer".into()),
+        ("GIT_COMMITTER_EMAIL", "committer@example.invalid".into()),
+    ]
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .envs(git_env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn copy_tree(source: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        let to = dest.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as GitHub sends it.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A GitHub push payload for `git_ref` with `after`.
+pub fn push_payload(git_ref: &str, after: &str) -> Vec<u8> {
+    serde_json::json!({
+        "ref": git_ref,
+        "before": "0000000000000000000000000000000000000000",
+        "after": after,
+        "created": false,
+        "deleted": false,
+        "repository": { "full_name": "example/gitops", "clone_url": "https://example.invalid/gitops.git" },
+        "head_commit": { "id": after, "message": "change" },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Everything the app logs in this test binary (all tests share one subscriber).
+pub fn logs() -> String {
+    let buffer = log_buffer();
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER
+        .get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let writer = CaptureWriter(buffer.clone());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
+                )
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .try_init();
+            buffer
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        // Also show it when a test fails (cargo captures stderr per test thread poorly for
+        // spawned tasks, so print through the test harness's capture).
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Arguments for a test instance: reconciling off, polling off, the test webhook secret, a
+/// temp data dir, 127.0.0.1.
+pub fn args(repo_url: &str, data_dir: &Path) -> Args {
+    let mut args = Args {
+        git_repo_url: Some(repo_url.to_owned()),
+        git_revision: "main".into(),
+        git_deploy_dir: String::new(),
+        git_ssh_accept_new_host_keys: "false".into(),
+        git_timeout: "30s".into(),
+        data_dir: data_dir.to_owned(),
+        listen_addr: "127.0.0.1".into(),
+        port: "0".into(),
+        webhook_secret: Some(SECRET.into()),
+        refresh_poll_interval: "off".into(),
+        reconcile_enabled: "false".into(),
+        reconcile_remove_enabled: "false".into(),
+        reconcile_interval: "1m".into(),
+        drift_policy: "revert".into(),
+        compose_timeout: "2m".into(),
+        log_format: "text".into(),
+        ..Args::default()
+    };
+    args.git_deploy_dir = String::new();
+    args
+}
+
+/// The child environment tests run the app with: this process's PATH and HOME.
+pub fn child_env() -> ChildEnv {
+    ChildEnv {
+        vars: ["PATH", "HOME"]
+            .iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k.into(), v)))
+            .collect(),
+    }
+}
+
+/// The real app (router, workers) on 127.0.0.1 with an ephemeral port.
+pub struct TestApp {
+    pub app: Option<App>,
+    pub base: String,
+    pub data: TempDir,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts with [`args`] for `repo_url`, changed by `adjust`.
+    pub async fn start(repo_url: &str, adjust: impl FnOnce(&mut Args)) -> Self {
+        log_buffer();
+        let data = tempfile::tempdir().unwrap();
+        let mut a = args(repo_url, &data.path().join("data"));
+        adjust(&mut a);
+        let config = Config::validate(a, child_env()).expect("valid test configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = app::start(config, listener).await.expect("app starts");
+        let base = format!("http://{}", app.addr);
+        Self {
+            app: Some(app),
+            base,
+            data,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        }
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a signed push webhook for `git_ref`.
+    pub async fn push_webhook(&self, git_ref: &str, after: &str) -> (u16, Value) {
+        let body = push_payload(git_ref, after);
+        let response = self
+            .client
+            .post(self.url("/api/webhook"))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", "test-delivery")
+            .header("x-hub-signature-256", sign(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn refresh_status(&self) -> Value {
+        self.get_json("/api/refresh-status").await.1
+    }
+
+    pub async fn stacks(&self) -> Vec<Value> {
+        match self.get_json("/api/stacks").await.1 {
+            Value::Array(stacks) => stacks,
+            other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    /// Waits until the refresh counter reaches `n` completed refreshes.
+    pub async fn wait_refreshes(&self, n: u64) {
+        let mut progress = self.app().refresh_progress.clone();
+        tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|p| p.completed >= n))
+            .await
+            .expect("refresh finished in time")
+            .unwrap();
+    }
+
+    /// Polls `check` on `/api/stacks` until it holds (or fails after `timeout`).
+    pub async fn wait_stacks(&self, timeout: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stacks = self.stacks().await;
+            if check(&stacks) {
+                return stacks;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("condition not reached in {timeout:?}; stacks: {}", serde_json::to_string_pretty(&stacks).unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+}
+
+/// Finds one stack by path in an `/api/stacks` answer.
+pub fn stack<'a>(stacks: &'a [Value], path: &str) -> &'a Value {
+    stacks
+        .iter()
+        .find(|s| s["path"] == path)
+        .unwrap_or_else(|| panic!("no stack {path:?} in {stacks:?}"))
+}
+
+/// A git wrapper script that logs each invocation's subcommand (and optionally sleeps during
+/// fetches), then runs the real git: for counting processes and holding a refresh open.
+pub fn recording_git(dir: &Path, fetch_delay_secs: u32) -> (PathBuf, PathBuf) {
+    let real = which::which("git").unwrap();
+    let log = dir.join("git-calls.log");
+    let script = dir.join("git-recorder");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+sub=""
+for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$sub" ] && [ "$prev" != "-c" ]; then sub="$a"; fi ;; esac; prev="$a"; done
+echo "start $sub $$" >> "{log}"
+if [ "$sub" = fetch ] && [ {delay} -gt 0 ]; then sleep {delay}; fi
+"{real}" "$@"
+rc=$?
+echo "end $sub $$" >> "{log}"
+exit $rc
+"#,
+            log = log.display(),
+            delay = fetch_delay_secs,
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+/// Subcommands recorded by [`recording_git`], in order of start.
+pub fn recorded_calls(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The largest number of overlapping `fetch` runs in a recording.
+pub fn max_concurrent_fetches(log: &Path) -> usize {
+    let mut running = 0usize;
+    let mut max = 0usize;
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        if line.starts_with("start fetch") {
+            running += 1;
+            max = max.max(running);
+        } else if line.starts_with("end fetch") {
+            running = running.saturating_sub(1);
+        }
+    }
+    max
+}
