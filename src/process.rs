@@ -227,27 +227,28 @@ impl Command {
         out
     }
 
+    /// `git --git-dir=… -c k=v fetch …` → `git fetch`: the first argument that is neither an
+    /// option nor the value of `-c`/`-C`. For logs and the spawn counters.
     fn program_name(&self) -> String {
         let name = self
             .program
             .file_name()
             .unwrap_or(self.program.as_os_str())
-            .to_string_lossy();
-        match self.args.first().map(|a| a.to_string_lossy()) {
-            // `git --git-dir=… fetch` → "git fetch": the subcommand is the first non-option.
-            Some(_) => {
-                let sub = self
-                    .args
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .find(|a| !a.starts_with('-'))
-                    .map(|a| a.into_owned());
-                match sub {
-                    Some(sub) => format!("{name} {sub}"),
-                    None => name.into_owned(),
-                }
+            .to_string_lossy()
+            .into_owned();
+        let mut previous = "";
+        let mut sub = None;
+        for arg in &self.args {
+            let arg = arg.to_str().unwrap_or_default();
+            if !arg.starts_with('-') && previous != "-c" && previous != "-C" {
+                sub = Some(arg);
+                break;
             }
-            None => name.into_owned(),
+            previous = arg;
+        }
+        match sub {
+            Some(sub) => format!("{name} {sub}"),
+            None => name,
         }
     }
 

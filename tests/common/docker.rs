@@ -31,12 +31,18 @@ pub fn require() -> bool {
         eprintln!("\n*** SKIPPING Docker test: the Docker engine does not answer ({why}) ***\n");
         return false;
     }
-    let image = Command::new("docker").args(["image", "inspect", TEST_IMAGE]).output();
+    let image = Command::new("docker")
+        .args(["image", "inspect", TEST_IMAGE])
+        .output();
     if !matches!(&image, Ok(out) if out.status.success()) {
         if in_ci() {
-            panic!("CI=true but the test image {TEST_IMAGE} is missing: run scripts/build-test-image.sh");
+            panic!(
+                "CI=true but the test image {TEST_IMAGE} is missing: run scripts/build-test-image.sh"
+            );
         }
-        eprintln!("\n*** SKIPPING Docker test: image {TEST_IMAGE} is missing (run scripts/build-test-image.sh) ***\n");
+        eprintln!(
+            "\n*** SKIPPING Docker test: image {TEST_IMAGE} is missing (run scripts/build-test-image.sh) ***\n"
+        );
         return false;
     }
     true
@@ -80,9 +86,18 @@ impl Drop for Cleanup {
 pub fn remove_project(project: &str) {
     let filter = format!("label=com.docker.compose.project={project}");
     for (list, remove) in [
-        (vec!["ps", "-aq", "--filter", &filter], vec!["rm", "-f", "-v"]),
-        (vec!["network", "ls", "-q", "--filter", &filter], vec!["network", "rm"]),
-        (vec!["volume", "ls", "-q", "--filter", &filter], vec!["volume", "rm", "-f"]),
+        (
+            vec!["ps", "-aq", "--filter", &filter],
+            vec!["rm", "-f", "-v"],
+        ),
+        (
+            vec!["network", "ls", "-q", "--filter", &filter],
+            vec!["network", "rm"],
+        ),
+        (
+            vec!["volume", "ls", "-q", "--filter", &filter],
+            vec!["volume", "rm", "-f"],
+        ),
     ] {
         let ids = output(&list);
         let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
@@ -116,9 +131,14 @@ pub fn container_ids(project: &str) -> Vec<String> {
 
 /// One label of a container.
 pub fn label(container: &str, key: &str) -> String {
-    output(&["inspect", "--format", &format!("{{{{index .Config.Labels \"{key}\"}}}}"), container])
-        .trim()
-        .to_owned()
+    output(&[
+        "inspect",
+        "--format",
+        &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
+        container,
+    ])
+    .trim()
+    .to_owned()
 }
 
 /// A compose file running the test image with a long sleep.

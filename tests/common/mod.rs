@@ -34,8 +34,20 @@ impl TestRepo {
             dir,
             clock: Cell::new(1_700_000_000),
         };
-        git(repo.dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
-        git(repo.dir.path(), &["init", "--quiet", "--initial-branch=main", "work"]);
+        git(
+            repo.dir.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ],
+        );
+        git(
+            repo.dir.path(),
+            &["init", "--quiet", "--initial-branch=main", "work"],
+        );
         let origin = repo.url();
         repo.git(&["remote", "add", "origin", &origin]);
         repo
@@ -106,7 +118,11 @@ impl TestRepo {
             .env("GIT_COMMITTER_DATE", &date)
             .output()
             .unwrap();
-        assert!(out.status.success(), "commit failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "commit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.head()
     }
 
@@ -219,8 +235,9 @@ fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
             let writer = CaptureWriter(buffer.clone());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug")),
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                        tracing_subscriber::EnvFilter::new("info,docker_cd=debug")
+                    }),
                 )
                 .with_ansi(false)
                 .with_writer(move || writer.clone())
@@ -307,7 +324,10 @@ impl TestApp {
             app: Some(app),
             base,
             data,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         }
     }
 
@@ -326,7 +346,13 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.client.post(self.url(path)).json(&body).send().await.unwrap();
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -363,14 +389,21 @@ impl TestApp {
     /// Waits until the refresh counter reaches `n` completed refreshes.
     pub async fn wait_refreshes(&self, n: u64) {
         let mut progress = self.app().refresh_progress.clone();
-        tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|p| p.completed >= n))
-            .await
-            .expect("refresh finished in time")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            progress.wait_for(|p| p.completed >= n),
+        )
+        .await
+        .expect("refresh finished in time")
+        .unwrap();
     }
 
     /// Polls `check` on `/api/stacks` until it holds (or fails after `timeout`).
-    pub async fn wait_stacks(&self, timeout: Duration, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_stacks(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let stacks = self.stacks().await;
@@ -378,7 +411,10 @@ impl TestApp {
                 return stacks;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("condition not reached in {timeout:?}; stacks: {}", serde_json::to_string_pretty(&stacks).unwrap());
+                panic!(
+                    "condition not reached in {timeout:?}; stacks: {}",
+                    serde_json::to_string_pretty(&stacks).unwrap()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
