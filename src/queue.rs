@@ -57,14 +57,23 @@ impl<T> SingleSlot<T> {
 
     /// Asks for work. Never blocks.
     pub fn request(&self, item: T) -> Admission {
+        self.request_then(item, |_| {})
+    }
+
+    /// Asks for work and runs `then` with the answer while the queue is still locked, so a
+    /// status derived from the queue (e.g. "a refresh is waiting") is published in the same
+    /// order as the queue changes. `then` must be quick and must not touch this queue.
+    pub fn request_then(&self, item: T, then: impl FnOnce(Admission)) -> Admission {
         let mut state = self.lock();
         state.waiting = Some(item);
-        if state.running {
+        let admission = if state.running {
             Admission::Queued
         } else {
             self.notify.notify_one();
             Admission::Started
-        }
+        };
+        then(admission);
+        admission
     }
 
     /// Is work waiting behind the running one?
@@ -76,11 +85,18 @@ impl<T> SingleSlot<T> {
     /// For the worker: waits for the next request and marks work as running. Call
     /// [`SingleSlot::done`] when it is finished.
     pub async fn next(&self) -> T {
+        self.next_then(|_| {}).await
+    }
+
+    /// Like [`SingleSlot::next`], running `then` on the item while the queue is still locked
+    /// (nothing is waiting at that moment). Same rules as for [`SingleSlot::request_then`].
+    pub async fn next_then(&self, then: impl Fn(&T)) -> T {
         loop {
             {
                 let mut state = self.lock();
                 if let Some(item) = state.waiting.take() {
                     state.running = true;
+                    then(&item);
                     return item;
                 }
             }

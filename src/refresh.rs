@@ -138,8 +138,16 @@ impl<S: Source> Refresher<S> {
     /// its git children.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
+            // Marked running under the queue's lock: nothing is waiting at that moment.
+            let starting = |trigger: &Trigger| {
+                self.store.update_refresh(|r| {
+                    r.refresh_status = RefreshPhase::Refreshing;
+                    r.trigger = Some(*trigger);
+                    r.queued_trigger = None;
+                });
+            };
             let trigger = tokio::select! {
-                trigger = self.slot.next() => trigger,
+                trigger = self.slot.next_then(starting) => trigger,
                 () = shutdown.cancelled() => return,
             };
             tokio::select! {
@@ -152,14 +160,6 @@ impl<S: Source> Refresher<S> {
 
     #[tracing::instrument(name = "refresh", skip(self), fields(%trigger))]
     async fn refresh_once(&self, trigger: Trigger) {
-        let waiting = self.slot.is_waiting();
-        self.store.update_refresh(|r| {
-            r.refresh_status = RefreshPhase::Refreshing;
-            r.trigger = Some(trigger);
-            if !waiting {
-                r.queued_trigger = None;
-            }
-        });
         let previous = self.store.snapshot();
         tracing::info!("refresh started");
         let started = std::time::Instant::now();

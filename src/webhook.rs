@@ -268,6 +268,14 @@ fn is_form(content_type: Option<&[u8]>) -> bool {
 /// deep, serde_json skips every other value with a heap stack, and its recursion limit (128)
 /// guards the rest.
 fn from_json<T: DeserializeOwned>(json: &[u8]) -> Result<T, WebhookError> {
+    // JSON is UTF-8 (RFC 8259). serde_json skips unread string values without checking them,
+    // so check the whole document: invalid bytes anywhere make it invalid JSON.
+    if let Err(e) = std::str::from_utf8(json) {
+        return Err(invalid_payload(&format!(
+            "invalid JSON: not valid UTF-8 at byte {}",
+            e.valid_up_to()
+        )));
+    }
     serde_json::from_slice(json).map_err(|e| match e.classify() {
         Category::Data => invalid_payload(&e.to_string()),
         Category::Syntax | Category::Eof | Category::Io => {
@@ -297,6 +305,17 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_in_an_unread_field_is_still_invalid_json() {
+        let body = b"{\"ref\":\"refs/heads/main\",\"repository\":{},\"head_commit\":{\"message\":\"caf\xe9\"}}";
+        let err = parse_push(Some(b"application/json"), body).unwrap_err();
+        assert!(
+            matches!(&err, WebhookError::InvalidPayload(m) if m.starts_with("invalid JSON")),
+            "{err}"
+        );
+        assert!(parse_ping(None, b"{\"zen\":\"\xff\",\"hook_id\":1}").is_err());
+    }
 
     const SECRET: &[u8] = b"It's a Secret to Everybody";
     const BODY: &[u8] = b"Hello, World!";

@@ -1,0 +1,488 @@
+//! Private repositories, end to end: an HTTP token against a real smart-HTTP git server
+//! (`git http-backend` behind a small CGI bridge) and SSH keys against a real `sshd`
+//! (TESTPLAN C2, C5, F4). The token must never appear in argv, the mirror's config, logs or the
+//! API; SSH must never prompt and must refuse unknown and changed host keys.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use common::{TestApp, TestRepo};
+use tokio::io::AsyncWriteExt;
+
+const TOKEN: &str = "ghp_Th1sIsTheT0kenValue";
+
+fn compose(image: &str) -> String {
+    format!("services:\n  app:\n    image: {image}\n")
+}
+
+/// A smart-HTTP git server: every request must carry `expected_auth`, then goes to
+/// `git http-backend` as CGI. Records every Authorization header it sees.
+struct GitHttpServer {
+    addr: SocketAddr,
+    seen_auth: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct ServerState {
+    root: PathBuf,
+    expected_auth: String,
+    seen_auth: Arc<Mutex<Vec<String>>>,
+}
+
+impl GitHttpServer {
+    async fn start(root: &Path, expected_auth: String) -> Self {
+        let seen_auth = Arc::new(Mutex::new(Vec::new()));
+        let state = ServerState {
+            root: root.to_owned(),
+            expected_auth,
+            seen_auth: seen_auth.clone(),
+        };
+        let router = axum::Router::new().fallback(cgi).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { addr, seen_auth }
+    }
+}
+
+async fn cgi(State(state): State<ServerState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    state.seen_auth.lock().unwrap().push(auth.clone());
+    if auth != state.expected_auth {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", "Basic realm=\"git\"")
+            .body(Body::empty())
+            .unwrap();
+    }
+    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("GIT_PROJECT_ROOT", &state.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or_default())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "deploy")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let out = child.wait_with_output().await.unwrap();
+    writer.await.unwrap();
+    // CGI output: headers, a blank line, the body.
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        })
+        .unwrap();
+    let (head, rest) = (&out.stdout[..split.0], &out.stdout[split.0 + split.1..]);
+    let mut response = Response::builder().status(StatusCode::OK);
+    for line in String::from_utf8_lossy(head).lines() {
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code: u16 = value.split(' ').next().unwrap().parse().unwrap();
+            response = response.status(code);
+        } else {
+            response = response.header(name, HeaderValue::from_str(value).unwrap());
+        }
+    }
+    response.body(Body::from(rest.to_vec())).unwrap()
+}
+
+/// A git wrapper that records its full argv, one line per run.
+fn argv_recorder(dir: &Path) -> (PathBuf, PathBuf) {
+    let real = which::which("git").unwrap();
+    let log = dir.join("argv.log");
+    let script = dir.join("git-argv");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]) {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
+    let argv = std::fs::read_to_string(argv_log).unwrap();
+    assert!(!argv.is_empty());
+    let config = std::fs::read_to_string(app.data.path().join("data/mirror.git/config")).unwrap();
+    let logs = common::logs();
+    for (place, text) in [
+        ("argv", argv.as_str()),
+        ("mirror config", &config),
+        ("logs", &logs),
+    ] {
+        assert!(!text.contains(TOKEN), "token in {place}");
+        assert!(!text.contains(&basic), "encoded token in {place}");
+    }
+    for value in api {
+        let text = value.to_string();
+        assert!(
+            !text.contains(TOKEN) && !text.contains(&basic),
+            "token in the API: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_https_style_token_authenticates_and_never_leaks() {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    let commit = repo.commit_and_push("private");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
+    let server =
+        GitHttpServer::start(repo.origin().parent().unwrap(), format!("Basic {basic}")).await;
+    let tools = tempfile::tempdir().unwrap();
+    let (git, argv_log) = argv_recorder(tools.path());
+    let url = format!("http://deploy:{TOKEN}@{}/origin.git", server.addr);
+
+    let app = TestApp::start(&url, |a| a.git_bin = Some(git)).await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["revision"], commit.as_str());
+    assert!(
+        server
+            .seen_auth
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| *a == format!("Basic {basic}"))
+    );
+    let stacks = app.get_json("/api/stacks").await.1;
+    let banner = serde_json::Value::String(
+        app.client
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_token_absent(&app, &argv_log, &[status, stacks, banner]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("private");
+    let server =
+        GitHttpServer::start(repo.origin().parent().unwrap(), "Basic bm9wZTpub3Bl".into()).await;
+    let tools = tempfile::tempdir().unwrap();
+    let (git, argv_log) = argv_recorder(tools.path());
+    let app = TestApp::start(&format!("http://{}/origin.git", server.addr), |a| {
+        a.git_bin = Some(git);
+        a.git_access_token = Some(TOKEN.into());
+    })
+    .await;
+    let started = Instant::now();
+    app.wait_refreshes(1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let reason = status["refreshError"].as_str().unwrap();
+    // git got a 401 for the header it sent; it then refuses to prompt for other credentials.
+    assert!(
+        reason.contains("Authentication failed") || reason.contains("terminal prompts disabled"),
+        "{reason}"
+    );
+    assert!(!server.seen_auth.lock().unwrap().is_empty());
+    assert_token_absent(&app, &argv_log, &[status]);
+    app.stop().await;
+}
+
+/// A real sshd on 127.0.0.1 serving git over SSH for the current user.
+struct Sshd {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Sshd {
+    /// `None` (with a loud message) when no sshd is installed, except under CI=true.
+    fn start() -> Option<Self> {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(sshd) = sshd else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but sshd is not installed (apt-get install openssh-server)");
+            }
+            eprintln!(
+                "\n*** SKIPPING SSH test: no sshd installed (apt-get install openssh-server) ***\n"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let user = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let user = String::from_utf8(user.stdout).unwrap().trim().to_owned();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {dir}/host_key\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
+                 PidFile {dir}/sshd.pid\nAllowUsers {user}\n",
+                dir = d.display()
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until it accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { port, dir, child })
+    }
+
+    fn user(&self) -> String {
+        let out = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn url(&self, repo: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user(),
+            self.port,
+            repo.display()
+        )
+    }
+
+    /// A known_hosts line pinning this server's host key.
+    fn known_hosts(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let mut fields = key.split_whitespace();
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        )
+    }
+
+    fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
+    let Some(sshd) = Sshd::start() else { return };
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    let commit = repo.commit_and_push("over ssh");
+    let files = tempfile::tempdir().unwrap();
+    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
+    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
+        a.git_ssh_key_file = Some(sshd.client_key());
+        a.git_ssh_known_hosts_file = Some(known);
+    })
+    .await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["revision"], commit.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_changed_host_key_fails_without_a_prompt() {
+    let Some(sshd) = Sshd::start() else { return };
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("over ssh");
+    let files = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    keygen(&other.path().join("k"));
+    let other_key = std::fs::read_to_string(other.path().join("k.pub")).unwrap();
+    let mut fields = other_key.split_whitespace();
+    let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+    let cases = [
+        ("unknown", format!("[127.0.0.1]:1 {kind} {key}\n"), "false"),
+        (
+            "changed",
+            format!("[127.0.0.1]:{} {kind} {key}\n", sshd.port),
+            "false",
+        ),
+        // Trust on first use never accepts a key that differs from a pinned one.
+        (
+            "changed, accept-new",
+            format!("[127.0.0.1]:{} {kind} {key}\n", sshd.port),
+            "true",
+        ),
+    ];
+    for (case, known_hosts, accept_new) in cases {
+        let known = write(files.path(), "known_hosts", &known_hosts);
+        let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
+            a.git_ssh_key_file = Some(sshd.client_key());
+            a.git_ssh_known_hosts_file = Some(known);
+            a.git_ssh_accept_new_host_keys = accept_new.into();
+        })
+        .await;
+        let started = Instant::now();
+        app.wait_refreshes(1).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{case}: took {:?}",
+            started.elapsed()
+        );
+        let status = app.refresh_status().await;
+        assert_eq!(status["refreshStatus"], "failed", "{case}: {status}");
+        let reason = status["refreshError"].as_str().unwrap();
+        assert!(
+            reason.contains("Host key verification failed"),
+            "{case}: {reason}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn trust_on_first_use_records_the_key_and_a_wrong_client_key_is_refused() {
+    let Some(sshd) = Sshd::start() else { return };
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("over ssh");
+    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
+        a.git_ssh_key_file = Some(sshd.client_key());
+        a.git_ssh_accept_new_host_keys = "true".into();
+    })
+    .await;
+    app.wait_refreshes(1).await;
+    assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
+    let learned = std::fs::read_to_string(app.data.path().join("data/ssh/known_hosts")).unwrap();
+    assert!(
+        learned.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{learned}"
+    );
+    app.stop().await;
+
+    let files = tempfile::tempdir().unwrap();
+    keygen(&files.path().join("stranger"));
+    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
+    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
+        a.git_ssh_key_file = Some(files.path().join("stranger"));
+        a.git_ssh_known_hosts_file = Some(known);
+    })
+    .await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    assert!(
+        status["refreshError"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{status}"
+    );
+    app.stop().await;
+}
