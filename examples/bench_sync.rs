@@ -32,7 +32,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -71,12 +75,24 @@ fn compose_file(value: &str) -> String {
 fn remove_project(project: &str) {
     let filter = format!("label=com.docker.compose.project={project}");
     for (list, rm) in [
-        (vec!["ps", "-aq", "--filter", filter.as_str()], vec!["rm", "-f", "-v"]),
-        (vec!["network", "ls", "-q", "--filter", filter.as_str()], vec!["network", "rm"]),
-        (vec!["volume", "ls", "-q", "--filter", filter.as_str()], vec!["volume", "rm", "-f"]),
+        (
+            vec!["ps", "-aq", "--filter", filter.as_str()],
+            vec!["rm", "-f", "-v"],
+        ),
+        (
+            vec!["network", "ls", "-q", "--filter", filter.as_str()],
+            vec!["network", "rm"],
+        ),
+        (
+            vec!["volume", "ls", "-q", "--filter", filter.as_str()],
+            vec!["volume", "rm", "-f"],
+        ),
     ] {
         let out = Command::new("docker").args(&list).output().unwrap();
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
         if !ids.is_empty() {
             let _ = Command::new("docker").args(&rm).args(&ids).output();
         }
@@ -94,14 +110,22 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let rounds: usize = std::env::args().nth(1).map(|r| r.parse().unwrap()).unwrap_or(5);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map(|r| r.parse().unwrap())
+        .unwrap_or(5);
     let root = std::env::current_dir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
     let tag = format!("dcdbench{}", std::process::id());
     let one = format!("{tag}-one");
-    let demo: Vec<String> = ["web", "worker", "cache"].iter().map(|n| format!("{tag}-{n}")).collect();
-    let projects: Vec<String> = std::iter::once(one.clone()).chain(demo.iter().cloned()).collect();
+    let demo: Vec<String> = ["web", "worker", "cache"]
+        .iter()
+        .map(|n| format!("{tag}-{n}"))
+        .collect();
+    let projects: Vec<String> = std::iter::once(one.clone())
+        .chain(demo.iter().cloned())
+        .collect();
     struct Cleanup(Vec<String>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
@@ -113,18 +137,42 @@ async fn main() {
     let _cleanup = Cleanup(projects.clone());
 
     // The repository: one single-service stack plus the demo stacks under unique names.
-    run(s, "git", &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
-    run(s, "git", &["init", "--quiet", "--initial-branch=main", "work"]);
+    run(
+        s,
+        "git",
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "origin.git",
+        ],
+    );
+    run(
+        s,
+        "git",
+        &["init", "--quiet", "--initial-branch=main", "work"],
+    );
     let work = s.join("work");
     std::fs::create_dir_all(work.join(&one)).unwrap();
     std::fs::write(work.join(&one).join("compose.yaml"), compose_file("0")).unwrap();
     for (name, dest) in ["web", "worker", "cache"].iter().zip(&demo) {
         let from = root.join("fixtures/demo/stacks").join(name);
-        run(&root, "cp", &["-a", &from.display().to_string(), &work.join(dest).display().to_string()]);
+        run(
+            &root,
+            "cp",
+            &[
+                "-a",
+                &from.display().to_string(),
+                &work.join(dest).display().to_string(),
+            ],
+        );
     }
     // The demo's web stack publishes 127.0.0.1:18080; move it aside in case a demo runs.
     let web_compose = work.join(&demo[0]).join("compose.yaml");
-    let text = std::fs::read_to_string(&web_compose).unwrap().replace("18080", "18981");
+    let text = std::fs::read_to_string(&web_compose)
+        .unwrap()
+        .replace("18080", "18981");
     std::fs::write(&web_compose, text).unwrap();
     run(&work, "git", &["add", "-A"]);
     run(&work, "git", &["commit", "--quiet", "-m", "bench stacks"]);
@@ -134,11 +182,16 @@ async fn main() {
     let docker_real = which::which("docker").unwrap();
     let (docker_bin, docker_log) = recorder(s, "docker", &docker_real);
     // Like docker-cd itself: the plugin when there is one (its runs are then docker runs).
-    let plugin = Command::new("docker").args(["compose", "version"]).output().is_ok_and(|o| o.status.success());
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     let compose_bin = if plugin {
         None
     } else {
-        which::which("docker-compose").ok().map(|real| recorder(s, "docker-compose", &real))
+        which::which("docker-compose")
+            .ok()
+            .map(|real| recorder(s, "docker-compose", &real))
     };
     let args = Args {
         git_repo_url: Some(origin.clone()),
@@ -210,8 +263,16 @@ async fn main() {
         .map(|_| vec!["docker-compose".to_owned()])
         .unwrap_or_else(|| vec!["docker".to_owned(), "compose".to_owned()]);
     for round in 1..=rounds {
-        std::fs::write(work.join(&one).join("compose.yaml"), compose_file(&round.to_string())).unwrap();
-        run(&work, "git", &["commit", "--quiet", "-am", &format!("round {round}")]);
+        std::fs::write(
+            work.join(&one).join("compose.yaml"),
+            compose_file(&round.to_string()),
+        )
+        .unwrap();
+        run(
+            &work,
+            "git",
+            &["commit", "--quiet", "-am", &format!("round {round}")],
+        );
         run(&work, "git", &["push", "--quiet", &origin, "HEAD:main"]);
         let commit = run(&work, "git", &["rev-parse", "HEAD"]);
         let body = serde_json::json!({
@@ -235,7 +296,11 @@ async fn main() {
         synced(&one, &commit).await;
         ours.push(started.elapsed());
 
-        std::fs::write(manual_dir.join("compose.yaml"), compose_file(&round.to_string())).unwrap();
+        std::fs::write(
+            manual_dir.join("compose.yaml"),
+            compose_file(&round.to_string()),
+        )
+        .unwrap();
         let mut cmd = Command::new(&compose_cmd[0]);
         cmd.args(&compose_cmd[1..])
             .args(["--project-name", &manual_project, "--project-directory"])
@@ -245,13 +310,20 @@ async fn main() {
             .args(["up", "--detach", "--remove-orphans"]);
         let started = Instant::now();
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         by_hand.push(started.elapsed());
     }
 
     // 2. No-op reconcile over the demo stacks (and the single one): count children.
     let docker_before = lines(&docker_log).len();
-    let compose_before = compose_bin.as_ref().map(|(_, log)| lines(log).len()).unwrap_or(0);
+    let compose_before = compose_bin
+        .as_ref()
+        .map(|(_, log)| lines(log).len())
+        .unwrap_or(0);
     app.reconcile.as_ref().unwrap().request(Reason::Tick);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let docker_calls = lines(&docker_log)[docker_before..].to_vec();
@@ -262,7 +334,10 @@ async fn main() {
     app.stop().await;
 
     let (ours, base_time) = (median(ours), median(by_hand));
-    println!("sync benchmark: {rounds} rounds, medians, compose: {}", compose_cmd.join(" "));
+    println!(
+        "sync benchmark: {rounds} rounds, medians, compose: {}",
+        compose_cmd.join(" ")
+    );
     println!(
         "webhook -> new container running and synced (one-service stack): {}   compose up -d by hand: {}   ratio {:.2}x",
         ms(ours),

@@ -84,6 +84,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
             Policy {
                 remove_enabled: config.reconcile.remove_enabled,
                 drift_policy: config.reconcile.drift_policy,
+                instance: crate::compose::labels::instance_id(
+                    config.git.repo.as_str(),
+                    config.git.deploy_dir.as_str(),
+                ),
             },
             Layout::under(&config.data_dir),
             redactor.clone(),

@@ -13,7 +13,10 @@ fn run(vars: &[(&str, &str)], marker_dir: &Path) -> Output {
     let fake_git = fake_bin.join("git");
     std::fs::write(
         &fake_git,
-        format!("#!/bin/sh\ntouch {}/git-ran\nexit 1\n", marker_dir.display()),
+        format!(
+            "#!/bin/sh\ntouch {}/git-ran\nexit 1\n",
+            marker_dir.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -46,11 +49,19 @@ fn option_like_and_command_running_urls_are_rejected_before_git_runs() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = run(&[("GIT_REPO_URL", url)], dir.path());
-        assert_eq!(out.status.code(), Some(2), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines = stderr_lines(&out);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].starts_with("error: GIT_REPO_URL: "), "{lines:?}");
-        assert!(!dir.path().join("git-ran").exists(), "git was spawned for {url}");
+        assert!(
+            !dir.path().join("git-ran").exists(),
+            "git was spawned for {url}"
+        );
         assert!(!Path::new("/tmp/pwned").exists());
     }
 }
@@ -60,7 +71,10 @@ fn revision_expressions_and_option_like_revisions_are_rejected() {
     for revision in ["--x", "main..dev", "ma in", "HEAD~1", "main^{}", "-"] {
         let dir = tempfile::tempdir().unwrap();
         let out = run(
-            &[("GIT_REPO_URL", "/srv/repo.git"), ("GIT_REVISION", revision)],
+            &[
+                ("GIT_REPO_URL", "/srv/repo.git"),
+                ("GIT_REVISION", revision),
+            ],
             dir.path(),
         );
         assert_eq!(out.status.code(), Some(2), "{revision}");
@@ -91,12 +105,26 @@ fn every_problem_gets_one_clear_line_and_exit_code_2() {
         .collect();
     assert_eq!(
         variables,
-        ["GIT_REPO_URL", "GIT_TIMEOUT", "REFRESH_POLL_INTERVAL", "DRIFT_POLICY", "PORT"],
+        [
+            "GIT_REPO_URL",
+            "GIT_TIMEOUT",
+            "REFRESH_POLL_INTERVAL",
+            "DRIFT_POLICY",
+            "PORT"
+        ],
         "{lines:#?}"
     );
     assert!(lines[0].contains("is required"));
-    assert!(lines[2].contains("\"every now and then\" is not a duration"), "{}", lines[2]);
-    assert!(lines[3].contains("not one of: revert, flag"), "{}", lines[3]);
+    assert!(
+        lines[2].contains("\"every now and then\" is not a duration"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("not one of: revert, flag"),
+        "{}",
+        lines[3]
+    );
 }
 
 #[test]
@@ -104,7 +132,10 @@ fn secrets_are_never_echoed_in_configuration_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         &[
-            ("GIT_REPO_URL", "https://bob:hunter2-token@example.com/a.git"),
+            (
+                "GIT_REPO_URL",
+                "https://bob:hunter2-token@example.com/a.git",
+            ),
             ("GIT_ACCESS_TOKEN", "other-token-value"),
             ("WEBHOOK_SECRET", "whsec-value"),
             ("WEBHOOK_SECRET_FILE", "/nonexistent"),
@@ -151,6 +182,9 @@ fn help_lists_every_setting() {
         "COMPOSE_TIMEOUT",
         "LOG_FORMAT",
     ] {
-        assert!(help.contains(&format!("[env: {variable}")), "--help lacks {variable}");
+        assert!(
+            help.contains(&format!("[env: {variable}")),
+            "--help lacks {variable}"
+        );
     }
 }

@@ -25,6 +25,7 @@ const PS_FORMAT: &str = concat!(
     r#""service":{{json (.Label "com.docker.compose.service")}},"#,
     r#""oneoff":{{json (.Label "com.docker.compose.oneoff")}},"#,
     r#""owner":{{json (.Label "com.docker-cd.owner")}},"#,
+    r#""instance":{{json (.Label "com.docker-cd.instance")}},"#,
     r#""path":{{json (.Label "com.docker-cd.stack.path")}},"#,
     r#""revision":{{json (.Label "com.docker-cd.revision")}},"#,
     r#""contentHash":{{json (.Label "com.docker-cd.content-hash")}},"#,
@@ -52,6 +53,9 @@ pub struct ContainerInfo {
     pub oneoff: String,
     #[serde(skip_serializing)]
     pub owner: String,
+    /// Absent (empty) on containers of docker-cd versions before the label existed.
+    #[serde(skip_serializing, default)]
+    pub instance: String,
     #[serde(skip_serializing)]
     pub path: String,
     #[serde(skip_serializing)]
@@ -223,8 +227,8 @@ mod tests {
     use super::*;
 
     // Captured from Docker 20.10 with the PS_FORMAT template (ids shortened).
-    const SAMPLE: &[u8] = br#"{"id":"587155ecb091","name":"web_app_1","state":"running","status":"Up 4 minutes (healthy)","image":"docker-cd-test/busybox:latest","ports":"127.0.0.1:18080->8080/tcp","project":"web","service":"app","oneoff":"False","owner":"docker-cd","path":"web","revision":"abc","contentHash":"t1","composeHash":"c1","syncedAt":"2026-11-28T16:00:00Z","services":"app,db"}
-{"id":"69ba7779f6ef","name":"other_x_1","state":"exited","status":"Exited (137) 4 minutes ago","image":"busybox","ports":"","project":"other","service":"x","oneoff":"False","owner":"","path":"","revision":"","contentHash":"","composeHash":"","syncedAt":"","services":""}
+    const SAMPLE: &[u8] = br#"{"id":"587155ecb091","name":"web_app_1","state":"running","status":"Up 4 minutes (healthy)","image":"docker-cd-test/busybox:latest","ports":"127.0.0.1:18080->8080/tcp","project":"web","service":"app","oneoff":"False","owner":"docker-cd","instance":"0123456789abcdef","path":"web","revision":"abc","contentHash":"t1","composeHash":"c1","syncedAt":"2026-11-28T16:00:00Z","services":"app,db"}
+{"id":"69ba7779f6ef","name":"other_x_1","state":"exited","status":"Exited (137) 4 minutes ago","image":"busybox","ports":"","project":"other","service":"x","oneoff":"False","owner":"","instance":"","path":"","revision":"","contentHash":"","composeHash":"","syncedAt":"","services":""}
 "#;
 
     #[test]

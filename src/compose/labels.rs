@@ -11,6 +11,9 @@ use serde_json::{Map, Value, json};
 /// Marks containers docker-cd created. Containers of a project without it are not ours.
 pub const OWNER: &str = "com.docker-cd.owner";
 pub const OWNER_VALUE: &str = "docker-cd";
+/// Which docker-cd instance deployed the container (see [`instance_id`]): an instance only
+/// ever removes stacks it deployed itself, so several agents can share a host.
+pub const INSTANCE: &str = "com.docker-cd.instance";
 pub const STACK_PATH: &str = "com.docker-cd.stack.path";
 pub const REVISION: &str = "com.docker-cd.revision";
 pub const CONTENT_HASH: &str = "com.docker-cd.content-hash";
@@ -20,9 +23,19 @@ pub const SYNCED_AT: &str = "com.docker-cd.synced-at";
 /// is drift even when the other containers run.
 pub const SERVICES: &str = "com.docker-cd.services";
 
+/// A stable id for the agent watching `repo` (the URL without credentials) and `deploy_dir`:
+/// the first 16 hex digits of their SHA-256. Derived, not stored, so it survives a lost data
+/// dir; it changes only if the repository URL or deploy dir changes.
+pub fn instance_id(repo: &str, deploy_dir: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{repo}\n{deploy_dir}"));
+    hex::encode(&digest[..8])
+}
+
 /// The values of one sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncLabels {
+    pub instance: String,
     pub stack_path: String,
     pub revision: String,
     pub content_hash: String,
@@ -36,6 +49,7 @@ impl SyncLabels {
     pub fn to_map(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
             (OWNER, OWNER_VALUE.to_owned()),
+            (INSTANCE, self.instance.clone()),
             (STACK_PATH, self.stack_path.clone()),
             (REVISION, self.revision.clone()),
             (CONTENT_HASH, self.content_hash.clone()),
@@ -69,6 +83,7 @@ mod tests {
 
     fn labels() -> SyncLabels {
         SyncLabels {
+            instance: instance_id("https://example.com/a.git", "stacks"),
             stack_path: "web".into(),
             revision: "abc".into(),
             content_hash: "t1".into(),
@@ -87,7 +102,16 @@ mod tests {
             assert_eq!(l[STACK_PATH], "web");
             assert_eq!(l[CONTENT_HASH], "t1");
             assert_eq!(l[SERVICES], "app,db");
+            assert_eq!(l[INSTANCE].as_str().unwrap().len(), 16);
         }
         assert!(doc.get("version").is_none());
+    }
+
+    #[test]
+    fn instance_ids_are_stable_and_differ_per_repository_and_deploy_dir() {
+        let a = instance_id("https://example.com/a.git", "stacks");
+        assert_eq!(a, instance_id("https://example.com/a.git", "stacks"));
+        assert_ne!(a, instance_id("https://example.com/b.git", "stacks"));
+        assert_ne!(a, instance_id("https://example.com/a.git", ""));
     }
 }

@@ -159,7 +159,7 @@ impl Store {
 
     /// Installs a newly read snapshot. Stacks in both keep their sync state; new stacks start
     /// `missing`; stacks gone from Git with nothing deployed are dropped, the others stay listed
-    /// (`orphaned`) until the reconciler has dealt with what runs on the host.
+    /// (`inGit: false`, status unchanged) until the reconciler decides: `deleting` or `orphaned`.
     pub fn install_snapshot(
         &self,
         snapshot: Arc<Snapshot>,
@@ -220,9 +220,6 @@ impl Store {
                         .as_ref()
                         .and_then(|o| o.stacks.get(&path))
                         .and_then(|d| d.project_name.clone());
-                    if sync.status != StackStatus::Deleting {
-                        sync.status = StackStatus::Orphaned;
-                    }
                     touched.push(path);
                 }
             } else {
@@ -394,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deployed_stack_gone_from_git_stays_listed_as_orphaned() {
+    fn a_deployed_stack_gone_from_git_stays_listed_for_the_reconciler() {
         let store = Store::new("main".into());
         let now = SystemTime::now();
         store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
@@ -404,7 +401,7 @@ mod tests {
         });
         store.install_snapshot(snapshot("r2", &[]), Trigger::Webhook, now);
         let a = store.stack("a").unwrap();
-        assert_eq!(a.sync.status, StackStatus::Orphaned);
+        assert_eq!(a.sync.status, StackStatus::Synced);
         assert!(!a.in_git);
         assert_eq!(a.project_name.as_deref(), Some("a"));
         assert!(store.refresh_status().warnings[0].contains("no stacks"));

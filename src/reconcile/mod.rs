@@ -190,7 +190,7 @@ impl Reconciler {
             &snapshot,
             &sync,
             &containers,
-            self.policy,
+            &self.policy,
             SystemTime::now(),
         );
         let compose_runs = plan.compose_runs();
@@ -225,7 +225,11 @@ impl Reconciler {
                 path,
                 project,
                 reason,
-            } => self.sync(&path, &project, &reason, snapshot).await,
+                reuse,
+            } => {
+                self.sync(&path, &project, &reason, reuse.as_ref(), snapshot)
+                    .await
+            }
             Action::Recognise {
                 path,
                 deployed,
@@ -303,7 +307,14 @@ impl Reconciler {
     }
 
     #[tracing::instrument(name = "sync", skip_all, fields(stack = %path, project = %project))]
-    async fn sync(&self, path: &str, project: &str, reason: &SyncReason, snapshot: &Snapshot) {
+    async fn sync(
+        &self,
+        path: &str,
+        project: &str,
+        reason: &SyncReason,
+        reuse: Option<&Deployed>,
+        snapshot: &Snapshot,
+    ) {
         let Some(desired) = snapshot.stacks.get(path) else {
             return;
         };
@@ -312,16 +323,26 @@ impl Reconciler {
             .update_stack(path, |s| s.status = StackStatus::Syncing);
         let started = std::time::Instant::now();
         let now = SystemTime::now();
-        match self.sync_steps(path, project, snapshot, now).await {
+        // A drift revert keeps the labels (revision, sync time) of the sync it restores.
+        let (revision, synced_at) = match reuse {
+            Some(d) => (d.revision.clone(), d.synced_at.clone()),
+            None => (snapshot.revision.clone(), rfc3339::format(now)),
+        };
+        match self
+            .sync_steps(path, project, snapshot, &revision, &synced_at)
+            .await
+        {
             Ok(()) => {
                 tracing::info!(commit = %snapshot.revision, elapsed_ms = started.elapsed().as_millis() as u64, "sync succeeded");
                 self.store.update_stack(path, |s| {
                     s.status = StackStatus::Synced;
-                    s.synced_revision = Some(snapshot.revision.clone());
-                    s.synced_commit_message = Some(snapshot.commit_message.clone());
+                    if revision == snapshot.revision {
+                        s.synced_commit_message = Some(snapshot.commit_message.clone());
+                    }
+                    s.synced_revision = Some(revision.clone());
                     s.synced_compose_hash = desired.compose_hash.clone();
                     s.synced_content_hash = Some(desired.content_hash.clone());
-                    s.synced_at = Some(now);
+                    s.synced_at = humantime::parse_rfc3339(&synced_at).ok().or(Some(now));
                     s.last_sync_at = Some(now);
                     s.last_sync_status = Some(SyncOutcome::Succeeded);
                     s.last_sync_error = None;
@@ -357,7 +378,8 @@ impl Reconciler {
         path: &str,
         project: &str,
         snapshot: &Snapshot,
-        now: SystemTime,
+        revision: &str,
+        synced_at: &str,
     ) -> Result<(), SyncError> {
         let Some(desired) = snapshot.stacks.get(path) else {
             return Ok(());
@@ -378,11 +400,12 @@ impl Reconciler {
         };
         let services = self.compose.services(&target).await?;
         let labels = SyncLabels {
+            instance: self.policy.instance.clone(),
             stack_path: path.to_owned(),
-            revision: snapshot.revision.clone(),
+            revision: revision.to_owned(),
             content_hash: desired.content_hash.clone(),
             compose_hash: desired.compose_hash.clone().unwrap_or_default(),
-            synced_at: rfc3339::format(now),
+            synced_at: synced_at.to_owned(),
             services,
         };
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));

@@ -17,10 +17,13 @@ pub const RETRY_BASE: Duration = Duration::from_secs(30);
 pub const RETRY_CAP: Duration = Duration::from_secs(600);
 
 /// The knobs that change decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub remove_enabled: bool,
     pub drift_policy: DriftPolicy,
+    /// This agent's instance id (`com.docker-cd.instance`): stacks gone from Git are only
+    /// considered when this agent deployed them.
+    pub instance: String,
 }
 
 /// Why a stack is (re-)synced. Logged with every sync.
@@ -80,6 +83,10 @@ pub enum Action {
         path: String,
         project: String,
         reason: SyncReason,
+        /// For a drift revert of unchanged content: the labels of the last sync, reused so
+        /// compose recreates only what drifted (new label values would recreate every
+        /// container of the stack).
+        reuse: Option<Deployed>,
     },
     /// The host already runs exactly this: record it as `synced` without running compose.
     Recognise {
@@ -164,7 +171,7 @@ pub fn plan(
     snapshot: &Snapshot,
     sync: &BTreeMap<String, SyncInfo>,
     containers: &[ContainerInfo],
-    policy: Policy,
+    policy: &Policy,
     now: SystemTime,
 ) -> Plan {
     let mut by_project: BTreeMap<&str, Vec<&ContainerInfo>> = BTreeMap::new();
@@ -232,6 +239,7 @@ pub fn plan(
                 path: path.clone(),
                 project: project.to_owned(),
                 reason,
+                reuse: None,
             }
         };
 
@@ -243,6 +251,7 @@ pub fn plan(
                     path,
                     project,
                     "all containers are gone".into(),
+                    None,
                     info,
                     policy,
                     counts,
@@ -267,9 +276,23 @@ pub fn plan(
             continue;
         }
 
+        let deployed = Deployed {
+            revision: owned[0].revision.clone(),
+            content_hash: owned[0].content_hash.clone(),
+            compose_hash: owned[0].compose_hash.clone(),
+            synced_at: owned[0].synced_at.clone(),
+        };
         match describe_drift(&owned, &foreign) {
             Some(drift) => {
-                actions.push(drift_action(path, project, drift, info, policy, counts));
+                actions.push(drift_action(
+                    path,
+                    project,
+                    drift,
+                    Some(deployed),
+                    info,
+                    policy,
+                    counts,
+                ));
             }
             None => {
                 let already = info.is_some_and(|i| {
@@ -283,15 +306,9 @@ pub fn plan(
                         counts,
                     });
                 } else {
-                    let first = owned[0];
                     actions.push(Action::Recognise {
                         path: path.clone(),
-                        deployed: Deployed {
-                            revision: first.revision.clone(),
-                            content_hash: first.content_hash.clone(),
-                            compose_hash: first.compose_hash.clone(),
-                            synced_at: first.synced_at.clone(),
-                        },
+                        deployed,
                         counts,
                     });
                 }
@@ -305,7 +322,11 @@ pub fn plan(
         if desired_projects.contains(project) {
             continue;
         }
-        for c in list.iter().filter(|c| c.is_owned()) {
+        // Only what this agent deployed: another agent on the host owns the rest.
+        let mine = |c: &&&ContainerInfo| {
+            c.is_owned() && (c.instance == policy.instance || c.instance.is_empty())
+        };
+        for c in list.iter().filter(mine) {
             let path = if c.path.is_empty() {
                 *project
             } else {
@@ -393,8 +414,9 @@ fn drift_action(
     path: &str,
     project: &str,
     drift: String,
+    deployed: Option<Deployed>,
     info: Option<&SyncInfo>,
-    policy: Policy,
+    policy: &Policy,
     counts: Counts,
 ) -> Action {
     if info.is_some_and(|i| i.ack_requested) {
@@ -402,6 +424,7 @@ fn drift_action(
             path: path.to_owned(),
             project: project.to_owned(),
             reason: SyncReason::Acknowledged(drift),
+            reuse: deployed,
         };
     }
     match policy.drift_policy {
@@ -409,6 +432,7 @@ fn drift_action(
             path: path.to_owned(),
             project: project.to_owned(),
             reason: SyncReason::Drift(drift),
+            reuse: deployed,
         },
         DriftPolicy::Flag => Action::Flag {
             path: path.to_owned(),
@@ -424,10 +448,15 @@ mod tests {
     use crate::compose::labels::OWNER_VALUE;
     use crate::desired_state::{DesiredStack, RefType, assign_project_names};
 
-    const REVERT: Policy = Policy {
-        remove_enabled: false,
-        drift_policy: DriftPolicy::Revert,
-    };
+    const INSTANCE: &str = "0123456789abcdef";
+
+    fn revert() -> Policy {
+        Policy {
+            remove_enabled: false,
+            drift_policy: DriftPolicy::Revert,
+            instance: INSTANCE.into(),
+        }
+    }
 
     fn snapshot(stacks: &[(&str, &str)]) -> Snapshot {
         let mut map: BTreeMap<String, DesiredStack> = stacks
@@ -472,6 +501,7 @@ mod tests {
             service: service.into(),
             oneoff: "False".into(),
             owner: OWNER_VALUE.into(),
+            instance: INSTANCE.into(),
             path: project.into(),
             revision: "r0".into(),
             content_hash: hash.into(),
@@ -505,7 +535,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),
             &[],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert_eq!(
@@ -513,7 +543,8 @@ mod tests {
             Action::Sync {
                 path: "web".into(),
                 project: "web".into(),
-                reason: SyncReason::NotDeployed
+                reason: SyncReason::NotDeployed,
+                reuse: None,
             }
         );
     }
@@ -524,7 +555,7 @@ mod tests {
             &snapshot(&[("web", "h2")]),
             &sync_map(&[("web", synced("h1"))]),
             &[container("web", "app", "h1")],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         let Action::Sync { reason, .. } = action else {
@@ -546,7 +577,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &sync_map(&[("web", SyncInfo::new(StackStatus::Missing))]),
             &[container("web", "app", "h1")],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         );
         assert_eq!(plan.compose_runs(), 0);
@@ -573,7 +604,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &sync_map(&[("web", synced("h1"))]),
             &[container("web", "app", "h1")],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(matches!(action, Action::Observe { .. }), "{action:?}");
@@ -587,7 +618,7 @@ mod tests {
             &snap,
             &BTreeMap::new(),
             &[container("web", "app", "h0")],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(
@@ -602,7 +633,7 @@ mod tests {
             &snapshot(&[("Web", "h1"), ("web", "h2")]),
             &BTreeMap::new(),
             &[],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         );
         assert_eq!(plan.actions.len(), 2);
@@ -622,7 +653,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),
             &[foreign],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         let Action::Fail { reason, .. } = action else {
@@ -639,26 +670,26 @@ mod tests {
         stopped.status = "Exited (137) 1 second ago".into();
         let snap = snapshot(&[("web", "h1")]);
         let sync = sync_map(&[("web", synced("h1"))]);
-        let revert = only(plan(
+        let reverted = only(plan(
             &snap,
             &sync,
             &[stopped.clone()],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(
-            matches!(&revert, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("exited")),
-            "{revert:?}"
+            matches!(&reverted, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("exited")),
+            "{reverted:?}"
         );
         let flag_policy = Policy {
             drift_policy: DriftPolicy::Flag,
-            ..REVERT
+            ..revert()
         };
         let flagged = only(plan(
             &snap,
             &sync,
             &[stopped.clone()],
-            flag_policy,
+            &flag_policy,
             SystemTime::now(),
         ));
         assert!(matches!(flagged, Action::Flag { .. }), "{flagged:?}");
@@ -670,7 +701,7 @@ mod tests {
             &snap,
             &sync_map(&[("web", acked)]),
             &[stopped],
-            flag_policy,
+            &flag_policy,
             SystemTime::now(),
         ));
         assert!(
@@ -690,7 +721,7 @@ mod tests {
         let snap = snapshot(&[("web", "h1")]);
         let sync = sync_map(&[("web", synced("h1"))]);
         // Every container removed by hand.
-        let all_gone = only(plan(&snap, &sync, &[], REVERT, SystemTime::now()));
+        let all_gone = only(plan(&snap, &sync, &[], &revert(), SystemTime::now()));
         assert!(
             matches!(&all_gone, Action::Sync { reason: SyncReason::Drift(d), .. } if d.contains("all containers are gone"))
         );
@@ -701,7 +732,7 @@ mod tests {
             &snap,
             &sync,
             &[app.clone()],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(
@@ -714,7 +745,7 @@ mod tests {
             &snap,
             &sync,
             &[container("web", "app", "h1"), stray],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(
@@ -731,7 +762,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &sync_map(&[("web", synced("h1"))]),
             &[job],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(matches!(action, Action::Observe { .. }), "{action:?}");
@@ -750,7 +781,7 @@ mod tests {
             &snapshot(&[("web", "h2")]),
             &sync,
             &running_old,
-            REVERT,
+            &revert(),
             now,
         ));
         assert!(matches!(waiting, Action::Backoff { .. }), "{waiting:?}");
@@ -759,7 +790,7 @@ mod tests {
             &snapshot(&[("web", "h2")]),
             &sync,
             &running_old,
-            REVERT,
+            &revert(),
             later,
         ));
         assert!(matches!(retry, Action::Sync { .. }), "{retry:?}");
@@ -767,7 +798,7 @@ mod tests {
             &snapshot(&[("web", "h3")]),
             &sync,
             &running_old,
-            REVERT,
+            &revert(),
             now,
         ));
         assert!(matches!(fixed, Action::Sync { .. }), "{fixed:?}");
@@ -788,7 +819,7 @@ mod tests {
             &snap,
             &BTreeMap::new(),
             &containers,
-            REVERT,
+            &revert(),
             SystemTime::now(),
         );
         assert!(
@@ -805,13 +836,13 @@ mod tests {
 
         let removing = Policy {
             remove_enabled: true,
-            ..REVERT
+            ..revert()
         };
         let removed = plan(
             &snap,
             &BTreeMap::new(),
             &containers,
-            removing,
+            &removing,
             SystemTime::now(),
         );
         assert!(removed.actions.iter().any(
@@ -825,23 +856,58 @@ mod tests {
             &snap,
             &BTreeMap::new(),
             &[foreign],
-            removing,
+            &removing,
             SystemTime::now(),
         );
         assert_eq!(untouched.actions.len(), 1); // only the "web" sync
+
+        // Deployed by another docker-cd instance on this host: not ours to remove or list.
+        let mut theirs = container("theirs", "app", "h9");
+        theirs.instance = "fedcba9876543210".into();
+        let other_agent = plan(
+            &snap,
+            &BTreeMap::new(),
+            &[theirs],
+            &removing,
+            SystemTime::now(),
+        );
+        assert_eq!(other_agent.actions.len(), 1, "{other_agent:?}");
+    }
+
+    #[test]
+    fn a_drift_revert_reuses_the_deployed_labels_so_intact_containers_stay() {
+        let mut a = container("web", "a", "h1");
+        a.services = "a,b".into();
+        let action = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &[a],
+            &revert(),
+            SystemTime::now(),
+        ));
+        let Action::Sync {
+            reuse: Some(deployed),
+            reason: SyncReason::Drift(_),
+            ..
+        } = action
+        else {
+            panic!("{action:?}")
+        };
+        assert_eq!(deployed.revision, "r0");
+        assert_eq!(deployed.synced_at, "2026-11-28T16:00:00Z");
     }
 
     #[test]
     fn an_empty_snapshot_never_removes_anything() {
         let removing = Policy {
             remove_enabled: true,
-            ..REVERT
+            ..revert()
         };
         let plan = plan(
             &snapshot(&[]),
             &BTreeMap::new(),
             &[container("web", "app", "h1")],
-            removing,
+            &removing,
             SystemTime::now(),
         );
         let action = only(plan);
@@ -858,7 +924,7 @@ mod tests {
             &snapshot(&[]),
             &sync_map(&[("old", orphan)]),
             &[],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         );
         assert_eq!(only(plan), Action::Forget { path: "old".into() });
@@ -873,7 +939,7 @@ mod tests {
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),
             &[run],
-            REVERT,
+            &revert(),
             SystemTime::now(),
         ));
         assert!(

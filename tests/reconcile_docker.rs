@@ -1,0 +1,1306 @@
+//! The reconciler end to end against the real Docker Engine and the host's compose tool
+//! (SPEC §4, §6, §7; TESTPLAN "Repository content", faults F8 and F9, and restarts (F11).
+//!
+//! Every test skips loudly without Docker (and fails under `CI=true`), uses project names from
+//! [`docker::unique_prefix`], and holds a [`Cleanup`] for each project it may create, made before
+//! the app starts. The app is always stopped before the cleanup runs, even when the test fails,
+//! so a reconcile still in flight cannot recreate what the cleanup removed.
+//!
+//! Several apps may run at once (`--test-threads=2`) against the same engine. Each has its own
+//! repository, hence its own `com.docker-cd.instance`, so none removes or lists another's stacks;
+//! assertions still look only at a test's own stacks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::docker::{self, Cleanup, TEST_IMAGE};
+use common::{TestApp, TestRepo};
+use docker_cd::config::Args;
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+
+/// The deploy dir every test repository uses.
+const DEPLOY: &str = "stacks";
+/// Compose 1.29.2 is slow (1–2 s a call on two cores): deployments get this long.
+const LONG: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Stack paths (= project names) `<prefix>-<name>`.
+fn paths(prefix: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{prefix}-{n}")).collect()
+}
+
+/// Starts the app with reconciling on, the docker CLI from `PATH` and the deploy dir `stacks`.
+async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut Args)) -> TestApp {
+    TestApp::start(&repo.url(), |a| {
+        a.reconcile_enabled = "true".into();
+        a.docker_bin = None;
+        a.git_deploy_dir = DEPLOY.into();
+        adjust(a);
+    })
+    .await
+}
+
+/// Stops the app, then re-raises the test body's panic (so `Cleanup` runs after the stop).
+async fn finish(app: TestApp, outcome: std::thread::Result<()>) {
+    app.stop().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The last lines of the app's logs that mention `needle` (all tests share one log).
+fn log_tail(needle: &str) -> String {
+    let logs = common::logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn find<'a>(stacks: &'a [Value], path: &str) -> Option<&'a Value> {
+    stacks.iter().find(|s| s["path"] == path)
+}
+
+fn status<'a>(stacks: &'a [Value], path: &str) -> &'a str {
+    find(stacks, path)
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or("<absent>")
+}
+
+/// Polls `/api/stacks` until `check` holds; on timeout fails with the test's stacks and logs.
+async fn wait_for(
+    app: &TestApp,
+    prefix: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stacks = app.stacks().await;
+        if check(&stacks) {
+            return stacks;
+        }
+        if Instant::now() > deadline {
+            let mine: Vec<&Value> = stacks
+                .iter()
+                .filter(|s| s["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+                .collect();
+            panic!(
+                "{what}: not reached within {timeout:?}\nstacks: {}\nlogs:\n{}",
+                serde_json::to_string_pretty(&mine).unwrap(),
+                log_tail(prefix)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every path is `synced` with its containers counted as running.
+async fn wait_synced(app: &TestApp, prefix: &str, paths: &[String]) -> Vec<Value> {
+    wait_for(app, prefix, LONG, "all stacks synced", |stacks| {
+        paths.iter().all(|p| {
+            find(stacks, p).is_some_and(|s| {
+                s["status"] == "synced" && s["containersRunning"].as_u64().unwrap_or(0) > 0
+            })
+        })
+    })
+    .await
+}
+
+/// Polls a condition on the engine.
+async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A refresh through the manual endpoint.
+async fn refresh(app: &TestApp) {
+    let (code, body) = app.post_json("/api/refresh", Value::Null).await;
+    assert_eq!(code, 200, "POST /api/refresh: {body}");
+}
+
+/// Waits until the app has read `commit`.
+async fn wait_revision(app: &TestApp, commit: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = app.refresh_status().await;
+        if status["revision"] == commit && status["refreshStatus"] == "completed" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refresh to {commit} did not complete: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Commits, pushes, refreshes, and waits until the app has read the commit.
+async fn publish(app: &TestApp, repo: &TestRepo, message: &str) -> String {
+    let commit = repo.commit_and_push(message);
+    refresh(app).await;
+    wait_revision(app, &commit).await;
+    commit
+}
+
+/// The tree id of a stack directory at HEAD: what `contentHash` must be.
+fn tree_id(repo: &TestRepo, path: &str) -> String {
+    repo.git(&["rev-parse", &format!("HEAD:{DEPLOY}/{path}")])
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// `docker inspect` of one container.
+fn inspect(id: &str) -> Value {
+    let out = docker::output(&["inspect", id]);
+    let mut list: Vec<Value> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("docker inspect {id}: {e}: {out:?}"));
+    assert_eq!(list.len(), 1, "docker inspect {id}: {out}");
+    list.remove(0)
+}
+
+/// Ids of a project's running containers, sorted.
+fn running_ids(project: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let mut ids: Vec<String> = docker::output(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--filter",
+        "status=running",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    ids.sort();
+    ids
+}
+
+/// The id of the (single) container of `service` in `project`, running or not.
+fn service_container(project: &str, service: &str) -> Option<String> {
+    let project_filter = format!("label=com.docker.compose.project={project}");
+    let service_filter = format!("label=com.docker.compose.service={service}");
+    let out = docker::output(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &project_filter,
+        "--filter",
+        &service_filter,
+    ]);
+    let ids: Vec<&str> = out.lines().collect();
+    assert!(
+        ids.len() <= 1,
+        "{project}/{service}: several containers {ids:?}"
+    );
+    ids.first().map(|s| (*s).to_owned())
+}
+
+fn env_var(container: &Value, name: &str) -> Option<String> {
+    container["Config"]["Env"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+/// The networks compose created for a project.
+fn networks(project: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    docker::output(&["network", "ls", "-q", "--filter", &filter])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Is a process alive? A zombie (state `Z`) or a missing `/proc` entry counts as dead.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A `docker-compose` wrapper that appends each invocation's arguments to a log, then runs the
+/// real tool.
+fn recording_compose(dir: &Path) -> (PathBuf, PathBuf) {
+    let real = which::which("docker-compose").expect("docker-compose on PATH");
+    let log = dir.join("compose-calls.log");
+    let script = dir.join("compose-recorder");
+    write_executable(
+        &script,
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+    (script, log)
+}
+
+/// The compose subcommands recorded by [`recording_compose`] (the first word after the global
+/// options, which all take a value).
+fn compose_subcommands(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let mut i = 0;
+            while i < words.len() && words[i].starts_with('-') {
+                i += 2; // --project-name X, --project-directory D, --file F
+            }
+            words.get(i).copied().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// A compose service with a healthcheck and a published port on an ephemeral host port.
+fn healthy_web_compose() -> String {
+    format!(
+        "services:\n  web:\n    image: {TEST_IMAGE}\n    command: [\"sleep\", \"3600\"]\n    init: true\n    \
+         ports:\n      - \"127.0.0.1::8080\"\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      \
+         interval: 1s\n      timeout: 1s\n      retries: 1\n"
+    )
+}
+
+/// A sleeper whose environment comes from `.env` through interpolation.
+fn greeting_compose() -> String {
+    format!(
+        "services:\n  app:\n    image: {TEST_IMAGE}\n    command: [\"sleep\", \"3600\"]\n    init: true\n    \
+         environment:\n      GREETING: \"${{GREETING}}\"\n"
+    )
+}
+
+fn stack_file(path: &str, file: &str) -> String {
+    format!("{DEPLOY}/{path}/{file}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Deploy
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_their_containers() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("deploy");
+    let p = paths(&prefix, &["one", "two", "web"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    let composes = [
+        docker::sleeper_compose(&["app"]),
+        docker::sleeper_compose(&["front", "back"]),
+        healthy_web_compose(),
+    ];
+    for (path, compose) in p.iter().zip(&composes) {
+        repo.write(&stack_file(path, "compose.yaml"), compose);
+    }
+    repo.write(&stack_file(&p[2], "README.md"), "not a compose file\n");
+    let commit = repo.commit_and_push("three stacks");
+    let started = SystemTime::now() - Duration::from_secs(1);
+
+    let app = start(&repo, |_| {}).await;
+    let outcome = AssertUnwindSafe(async {
+        let stacks = wait_synced(&app, &prefix, &p).await;
+        let expected_services: [&[&str]; 3] = [&["app"], &["back", "front"], &["web"]];
+        for ((path, compose), services) in p.iter().zip(&composes).zip(expected_services) {
+            let record = find(&stacks, path).unwrap();
+            let content = tree_id(&repo, path);
+            let compose_hash = sha256_hex(compose.as_bytes());
+            assert_eq!(record["syncedContentHash"], content.as_str(), "{record}");
+            assert_eq!(record["syncedRevision"], commit.as_str(), "{record}");
+            assert_eq!(record["lastSyncError"], Value::Null, "{record}");
+            assert_eq!(
+                record["containersRunning"].as_u64(),
+                Some(services.len() as u64),
+                "{record}"
+            );
+
+            let ids = docker::container_ids(path);
+            assert_eq!(ids.len(), services.len(), "{path}: containers {ids:?}");
+            assert_eq!(running_ids(path), ids, "{path}: all running");
+            for id in &ids {
+                let c = inspect(id);
+                let labels = &c["Config"]["Labels"];
+                let got = |k: &str| labels[k].as_str().unwrap_or("<absent>").to_owned();
+                assert_eq!(got("com.docker-cd.owner"), "docker-cd", "{path}");
+                assert_eq!(got("com.docker-cd.stack.path"), *path);
+                assert_eq!(got("com.docker-cd.revision"), commit, "{path}");
+                assert_eq!(got("com.docker-cd.content-hash"), content, "{path}");
+                assert_eq!(got("com.docker-cd.compose-hash"), compose_hash, "{path}");
+                assert_eq!(got("com.docker.compose.project"), *path);
+                let synced_at = got("com.docker-cd.synced-at");
+                let when = humantime::parse_rfc3339_weak(&synced_at)
+                    .unwrap_or_else(|e| panic!("{path}: synced-at {synced_at:?}: {e}"));
+                assert!(
+                    when >= started && when <= SystemTime::now() + Duration::from_secs(1),
+                    "{path}: synced-at {synced_at} is not the time of this sync"
+                );
+                assert_eq!(c["State"]["Status"], "running");
+            }
+        }
+
+        // The detail endpoint reads the containers from the engine.
+        for (path, services) in p.iter().zip(expected_services) {
+            let (code, body) = app.get_json(&format!("/api/stacks/{path}")).await;
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body["status"], "synced", "{body}");
+            let containers = body["containers"].as_array().expect("containers array");
+            let mut listed: Vec<&str> = containers
+                .iter()
+                .map(|c| c["service"].as_str().unwrap())
+                .collect();
+            listed.sort_unstable();
+            assert_eq!(listed, services, "{body}");
+            for c in containers {
+                for key in ["name", "service", "state", "image", "ports"] {
+                    assert!(c[key].is_string(), "{key} missing in {c}");
+                }
+                assert!(c.get("health").is_some(), "health missing in {c}");
+                assert_eq!(c["state"], "running", "{c}");
+                assert_eq!(c["image"], TEST_IMAGE, "{c}");
+                let name = c["name"].as_str().unwrap();
+                let id = service_container(path, c["service"].as_str().unwrap()).unwrap();
+                assert_eq!(
+                    inspect(&id)["Name"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches('/'),
+                    name
+                );
+            }
+        }
+        // The web stack: health from the healthcheck, the published port.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = app.get_json(&format!("/api/stacks/{}", p[2])).await;
+            let web = &body["containers"][0];
+            if web["health"] == "healthy" {
+                let ports = web["ports"].as_str().unwrap();
+                assert!(
+                    ports.starts_with("127.0.0.1:") && ports.contains("->8080/tcp"),
+                    "{web}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "never healthy: {body}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let (_, plain) = app.get_json(&format!("/api/stacks/{}", p[0])).await;
+        assert_eq!(plain["containers"][0]["health"], Value::Null, "{plain}");
+        assert_eq!(plain["containers"][0]["ports"], "", "{plain}");
+        let (code, _) = app.get_json(&format!("/api/stacks/{prefix}-nosuch")).await;
+        assert_eq!(code, 404);
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A change in one stack re-syncs that stack alone
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("dotenv");
+    let p = paths(&prefix, &["greet", "b", "c"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(&stack_file(&p[0], "compose.yaml"), greeting_compose())
+        .write(&stack_file(&p[0], ".env"), "GREETING=hello-v1\n")
+        .write(
+            &stack_file(&p[1], "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        )
+        .write(
+            &stack_file(&p[2], "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    repo.commit_and_push("three stacks");
+
+    let app = start(&repo, |_| {}).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let before: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
+        let old = service_container(&p[0], "app").unwrap();
+        assert_eq!(
+            env_var(&inspect(&old), "GREETING").as_deref(),
+            Some("hello-v1")
+        );
+
+        repo.write(&stack_file(&p[0], ".env"), "GREETING=hello-v2\n");
+        let commit = publish(&app, &repo, "change the greeting").await;
+        let new_hash = tree_id(&repo, &p[0]);
+        let stacks = wait_for(&app, &prefix, LONG, "greet re-synced", |stacks| {
+            find(stacks, &p[0]).is_some_and(|s| {
+                s["status"] == "synced" && s["syncedContentHash"] == new_hash.as_str()
+            })
+        })
+        .await;
+
+        let new = service_container(&p[0], "app").expect("greet has a container");
+        assert_ne!(new, old, "the greet container was not recreated");
+        let c = inspect(&new);
+        assert_eq!(env_var(&c, "GREETING").as_deref(), Some("hello-v2"));
+        assert_eq!(c["State"]["Status"], "running");
+        let labels = &c["Config"]["Labels"];
+        assert_eq!(labels["com.docker-cd.content-hash"], new_hash.as_str());
+        assert_eq!(labels["com.docker-cd.revision"], commit.as_str());
+        for (i, path) in p.iter().enumerate().skip(1) {
+            assert_eq!(status(&stacks, path), "synced");
+            assert_eq!(
+                docker::container_ids(path),
+                before[i],
+                "{path} was touched by a change to another stack"
+            );
+            // Untouched stacks keep the labels of the commit that deployed them.
+            let id = &before[i][0];
+            assert_ne!(docker::label(id, "com.docker-cd.revision"), commit);
+        }
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A broken stack fails alone and keeps running its previous version
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_keep_the_old_containers() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("broken");
+    let p = paths(&prefix, &["good", "yaml", "image"]);
+    let (good, yaml, image) = (&p[0], &p[1], &p[2]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        )
+        .write(&stack_file(path, "VERSION"), "1\n");
+    }
+    repo.commit_and_push("three good stacks");
+
+    let app = start(&repo, |_| {}).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
+        let old_hashes: Vec<String> = p.iter().map(|s| tree_id(&repo, s)).collect();
+
+        // `good` changes too, so the same reconcile has work to do after the failures.
+        repo.write(&stack_file(good, "VERSION"), "2\n")
+            .write(
+                &stack_file(yaml, "compose.yaml"),
+                "services:\n  app:\n    image: [unclosed\n    command: x: y\n",
+            )
+            .write(
+                &stack_file(image, "compose.yaml"),
+                "services:\n  app:\n    image: docker-cd-test/does-not-exist:1\n    init: true\n",
+            );
+        publish(&app, &repo, "break two stacks").await;
+        let good_hash = tree_id(&repo, good);
+        let stacks = wait_for(&app, &prefix, LONG, "two failed, one synced", |stacks| {
+            status(stacks, yaml) == "failed"
+                && status(stacks, image) == "failed"
+                && find(stacks, good).is_some_and(|s| {
+                    s["status"] == "synced" && s["syncedContentHash"] == good_hash.as_str()
+                })
+        })
+        .await;
+
+        let yaml_error = find(&stacks, yaml).unwrap()["lastSyncError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            yaml_error.contains("while parsing") || yaml_error.contains("ParserError"),
+            "invalid YAML should report the parser's message: {yaml_error}"
+        );
+        let image_error = find(&stacks, image).unwrap()["lastSyncError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            image_error.contains("docker-cd-test/does-not-exist"),
+            "an unknown image should report compose's pull error: {image_error}"
+        );
+
+        // The broken stacks' previous containers run on, untouched, with their old labels.
+        for (i, path) in p.iter().enumerate().skip(1) {
+            assert_eq!(
+                docker::container_ids(path),
+                ids[i],
+                "{path}: containers changed"
+            );
+            assert_eq!(running_ids(path), ids[i], "{path}: not running any more");
+            assert_eq!(
+                docker::label(&ids[i][0], "com.docker-cd.content-hash"),
+                old_hashes[i],
+                "{path}"
+            );
+            let record = find(&stacks, path).unwrap();
+            assert_eq!(
+                record["syncedContentHash"],
+                old_hashes[i].as_str(),
+                "{record}"
+            );
+            assert_eq!(record["containersRunning"], 1, "{record}");
+        }
+        assert_ne!(
+            docker::container_ids(good),
+            ids[0],
+            "good was not re-synced"
+        );
+
+        // Reverting the bad commit's content: the host already runs exactly that, so the
+        // stacks are recognised as synced without touching their containers.
+        for path in [yaml, image] {
+            repo.write(
+                &stack_file(path, "compose.yaml"),
+                docker::sleeper_compose(&["app"]),
+            );
+        }
+        publish(&app, &repo, "fix them").await;
+        wait_for(&app, &prefix, LONG, "all synced after the fix", |stacks| {
+            p.iter().all(|s| status(stacks, s) == "synced")
+        })
+        .await;
+        let stacks = app.stacks().await;
+        for (i, path) in p.iter().enumerate().skip(1) {
+            assert_eq!(docker::container_ids(path), ids[i], "{path} was recreated");
+            assert_eq!(find(&stacks, path).unwrap()["lastSyncError"], Value::Null);
+        }
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Stacks removed from Git
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("rmon");
+    let p = paths(&prefix, &["keep", "gone"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    repo.commit_and_push("two stacks");
+
+    let app = start(&repo, |a| a.reconcile_remove_enabled = "true".into()).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let keep_ids = docker::container_ids(&p[0]);
+        assert_eq!(docker::container_ids(&p[1]).len(), 1);
+        assert!(!networks(&p[1]).is_empty());
+
+        repo.remove(&format!("{DEPLOY}/{}", p[1]));
+        publish(&app, &repo, "remove a stack").await;
+        wait_for(&app, &prefix, LONG, "removed stack dropped", |stacks| {
+            find(stacks, &p[1]).is_none() && status(stacks, &p[0]) == "synced"
+        })
+        .await;
+        assert!(
+            docker::container_ids(&p[1]).is_empty(),
+            "containers of the removed stack remain: {:?}",
+            docker::container_ids(&p[1])
+        );
+        assert!(networks(&p[1]).is_empty(), "its network remains");
+        assert_eq!(
+            docker::container_ids(&p[0]),
+            keep_ids,
+            "the other stack was touched"
+        );
+        assert_eq!(running_ids(&p[0]), keep_ids);
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("rmoff");
+    let p = paths(&prefix, &["keep", "gone"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    repo.commit_and_push("two stacks");
+
+    let app = start(&repo, |a| {
+        a.reconcile_remove_enabled = "false".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
+
+        repo.remove(&format!("{DEPLOY}/{}", p[1]));
+        publish(&app, &repo, "remove a stack").await;
+        // The refresh lists it `orphaned` at once; the reconcile that follows adds the reason.
+        let stacks = wait_for(&app, &prefix, LONG, "gone stack orphaned", |stacks| {
+            status(stacks, &p[1]) == "orphaned"
+                && find(stacks, &p[1]).is_some_and(|s| s["lastSyncError"].is_string())
+        })
+        .await;
+        let record = find(&stacks, &p[1]).unwrap();
+        assert_eq!(record["inGit"], false, "{record}");
+        assert_eq!(record["containersRunning"], 1, "{record}");
+        assert!(
+            record["lastSyncError"]
+                .as_str()
+                .is_some_and(|e| e.contains("RECONCILE_REMOVE_ENABLED")),
+            "the orphan should say why it runs on: {record}"
+        );
+        // Across a resync tick: still running, still orphaned.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let stacks = app.stacks().await;
+        assert_eq!(status(&stacks, &p[1]), "orphaned");
+        assert_eq!(status(&stacks, &p[0]), "synced");
+        for (i, path) in p.iter().enumerate() {
+            assert_eq!(running_ids(path), ids[i], "{path} was touched");
+        }
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("empty");
+    let p = paths(&prefix, &["a", "b"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(&format!("{DEPLOY}/README.md"), "stacks live here\n");
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    repo.commit_and_push("two stacks");
+
+    let app = start(&repo, |a| {
+        a.reconcile_remove_enabled = "true".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
+
+        for path in &p {
+            repo.remove(&format!("{DEPLOY}/{path}"));
+        }
+        publish(&app, &repo, "empty the deploy dir").await;
+        let status_now = app.refresh_status().await;
+        assert_eq!(status_now["stackCount"], 0, "{status_now}");
+        // The refresh lists them `orphaned` at once; the reconcile that follows adds the reason.
+        let stacks = wait_for(&app, &prefix, LONG, "both orphaned", |stacks| {
+            p.iter().all(|s| {
+                status(stacks, s) == "orphaned"
+                    && find(stacks, s).is_some_and(|r| r["lastSyncError"].is_string())
+            })
+        })
+        .await;
+        for path in &p {
+            let record = find(&stacks, path).unwrap();
+            assert!(
+                record["lastSyncError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("no stacks")),
+                "the orphan should say why nothing was removed: {record}"
+            );
+        }
+        // Across resync ticks: nothing is removed.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let stacks = app.stacks().await;
+        for (i, path) in p.iter().enumerate() {
+            assert_eq!(status(&stacks, path), "orphaned");
+            assert_eq!(running_ids(path), ids[i], "{path} was taken down");
+        }
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Restart
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("restart");
+    let p = paths(&prefix, &["a", "b"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(&p[0], "compose.yaml"),
+        docker::sleeper_compose(&["app"]),
+    )
+    .write(&stack_file(&p[1], "compose.yaml"), greeting_compose())
+    .write(&stack_file(&p[1], ".env"), "GREETING=hi\n");
+    let commit = repo.commit_and_push("two stacks");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (recorder, log) = recording_compose(dir.path());
+    let configure = |a: &mut Args| {
+        a.data_dir = data_dir.clone();
+        a.compose_bin = Some(recorder.clone());
+    };
+
+    let first = start(&repo, configure).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&first, &prefix, &p).await;
+    })
+    .catch_unwind()
+    .await;
+    finish(first, outcome).await;
+    let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
+    let calls_before = compose_subcommands(&log);
+    assert_eq!(
+        calls_before.iter().filter(|c| *c == "up").count(),
+        2,
+        "the first instance should run one `up` per stack: {calls_before:?}"
+    );
+
+    let started = Instant::now();
+    let second = start(&repo, configure).await;
+    let outcome = AssertUnwindSafe(async {
+        let stacks = wait_for(
+            &second,
+            &prefix,
+            Duration::from_secs(20),
+            "synced",
+            |stacks| {
+                p.iter().all(|s| {
+                    find(stacks, s)
+                        .is_some_and(|r| r["status"] == "synced" && r["containersRunning"] == 1)
+                })
+            },
+        )
+        .await;
+        let elapsed = started.elapsed();
+        for path in &p {
+            let record = find(&stacks, path).unwrap();
+            assert_eq!(record["syncedRevision"], commit.as_str(), "{record}");
+            assert_eq!(record["syncedContentHash"], tree_id(&repo, path).as_str());
+            assert!(record["syncedAt"].is_string(), "{record}");
+        }
+        // Give a late, unwanted sync the chance to show up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let calls: Vec<String> = compose_subcommands(&log)
+            .into_iter()
+            .skip(calls_before.len())
+            .collect();
+        assert!(
+            calls.iter().all(|c| c == "version"),
+            "the restarted instance ran compose beyond detecting it: {calls:?}\n{}",
+            log_tail(&prefix)
+        );
+        for (i, path) in p.iter().enumerate() {
+            assert_eq!(docker::container_ids(path), ids[i], "{path} was recreated");
+        }
+        assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    })
+    .catch_unwind()
+    .await;
+    finish(second, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Drift
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_revert() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("revert");
+    let p = paths(&prefix, &["pair"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(&p[0], "compose.yaml"),
+        docker::sleeper_compose(&["a", "b"]),
+    );
+    repo.commit_and_push("one stack");
+
+    let app = start(&repo, |a| {
+        a.drift_policy = "revert".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let removed = service_container(&p[0], "b").unwrap();
+        docker::output(&["rm", "-f", &removed]);
+        assert!(service_container(&p[0], "b").is_none());
+
+        let deadline = Instant::now() + LONG;
+        loop {
+            let stacks = app.stacks().await;
+            let back = service_container(&p[0], "b");
+            if status(&stacks, &p[0]) == "synced"
+                && back.as_ref().is_some_and(|id| id != &removed)
+                && running_ids(&p[0]).len() == 2
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the drift was not reverted: {stacks:?}\n{}",
+                log_tail(&prefix)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let logs = log_tail(&p[0]);
+        assert!(
+            logs.contains("service b has no container"),
+            "the re-sync should log the drift it reverts:\n{logs}"
+        );
+
+        // A container stopped by hand is drift too: it runs again after the next tick.
+        let stopped = service_container(&p[0], "a").unwrap();
+        docker::output(&["stop", &stopped]);
+        assert_eq!(running_ids(&p[0]).len(), 1);
+        let deadline = Instant::now() + LONG;
+        while running_ids(&p[0]).len() != 2 || status(&app.stacks().await, &p[0]) != "synced" {
+            assert!(
+                Instant::now() < deadline,
+                "the stopped container was not started again\n{}",
+                log_tail(&prefix)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let logs = log_tail(&p[0]);
+        assert!(
+            logs.contains("is exited"),
+            "the re-sync should name the stopped container:\n{logs}"
+        );
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+/// Found while writing the test above: a drift revert recreates every container of the stack,
+/// including those that did not drift, because the sync writes new `synced-at` (and possibly
+/// `revision`) label values, which changes compose's config hash of every service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("healonly");
+    let p = paths(&prefix, &["pair"]);
+    let path = &p[0];
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(path, "compose.yaml"),
+        docker::sleeper_compose(&["a", "b"]),
+    );
+    repo.commit_and_push("one stack");
+
+    let app = start(&repo, |a| {
+        a.drift_policy = "revert".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let healthy = service_container(path, "a").unwrap();
+        let synced_at = docker::label(&healthy, "com.docker-cd.synced-at");
+        let removed = service_container(path, "b").unwrap();
+        docker::output(&["rm", "-f", &removed]);
+
+        let deadline = Instant::now() + LONG;
+        while !(service_container(path, "b").is_some()
+            && running_ids(path).len() == 2
+            && status(&app.stacks().await, path) == "synced")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the drift was not reverted\n{}",
+                log_tail(&prefix)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let after = service_container(path, "a").unwrap();
+        assert_eq!(
+            after,
+            healthy,
+            "reverting the drift of service b also recreated service a, which had not drifted \
+             (its com.docker-cd.synced-at label went from {synced_at} to {}); a self-heal should \
+             only touch what drifted",
+            docker::label(&after, "com.docker-cd.synced-at")
+        );
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_flag() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("flag");
+    let p = paths(&prefix, &["pair"]);
+    let path = &p[0];
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(path, "compose.yaml"),
+        docker::sleeper_compose(&["a", "b"]),
+    );
+    repo.commit_and_push("one stack");
+
+    let app = start(&repo, |a| {
+        a.drift_policy = "flag".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        // Nothing to acknowledge yet.
+        let (code, body) = app
+            .post_json("/api/reconcile/ack", json!({ "path": path }))
+            .await;
+        assert_eq!(code, 409, "{body}");
+
+        let kept = service_container(path, "a").unwrap();
+        let removed = service_container(path, "b").unwrap();
+        docker::output(&["rm", "-f", &removed]);
+
+        let stacks = wait_for(
+            &app,
+            &prefix,
+            Duration::from_secs(60),
+            "drifted",
+            |stacks| status(stacks, path) == "drifted",
+        )
+        .await;
+        let record = find(&stacks, path).unwrap();
+        let drift = record["drift"].as_str().unwrap_or_default();
+        assert!(drift.contains("service b has no container"), "{record}");
+
+        // Two more ticks: still drifted, nothing re-applied.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let stacks = app.stacks().await;
+        assert_eq!(status(&stacks, path), "drifted", "{stacks:?}");
+        assert!(
+            service_container(path, "b").is_none(),
+            "re-applied without an ack"
+        );
+        assert_eq!(running_ids(path), vec![kept.clone()]);
+
+        let (code, body) = app
+            .post_json("/api/reconcile/ack", json!({ "path": path }))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], "acknowledged", "{body}");
+        let stacks = wait_for(&app, &prefix, LONG, "re-applied after the ack", |stacks| {
+            status(stacks, path) == "synced" && running_ids(path).len() == 2
+        })
+        .await;
+        let record = find(&stacks, path).unwrap();
+        assert_eq!(record["drift"], Value::Null, "{record}");
+        let back = service_container(path, "b").expect("b is back");
+        assert_ne!(back, removed);
+        // Stays synced on the following tick.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(status(&app.stacks().await, path), "synced");
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A project docker-cd does not own
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_project_started_by_hand_is_not_taken_over() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("foreign");
+    let p = paths(&prefix, &["mine", "theirs"]);
+    let (mine, theirs) = (&p[0], &p[1]);
+    let _cleanup = Cleanup::new(p.clone());
+
+    // Someone runs the project by hand, with their own file.
+    let by_hand = tempfile::tempdir().unwrap();
+    let file = by_hand.path().join("docker-compose.yml");
+    std::fs::write(&file, docker::sleeper_compose(&["app"])).unwrap();
+    let out = std::process::Command::new("docker-compose")
+        .args(["-p", theirs, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose up by hand: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hand_ids = docker::container_ids(theirs);
+    assert_eq!(hand_ids.len(), 1);
+
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    repo.commit_and_push("two stacks, one already running by hand");
+
+    let app = start(&repo, |a| a.reconcile_interval = "5s".into()).await;
+    let outcome = AssertUnwindSafe(async {
+        let stacks = wait_for(
+            &app,
+            &prefix,
+            LONG,
+            "mine synced, theirs failed",
+            |stacks| status(stacks, mine) == "synced" && status(stacks, theirs) == "failed",
+        )
+        .await;
+        let error = find(&stacks, theirs).unwrap()["lastSyncError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains("not deployed by docker-cd")
+                && error.contains(&format!("-p {theirs} down")),
+            "the failure should say how to adopt the project: {error}"
+        );
+        // Across a tick: the hand-started container is untouched.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(status(&app.stacks().await, theirs), "failed");
+        assert_eq!(docker::container_ids(theirs), hand_ids, "taken over");
+        assert_eq!(running_ids(theirs), hand_ids, "stopped");
+        let labels = &inspect(&hand_ids[0])["Config"]["Labels"];
+        for key in [
+            "com.docker-cd.owner",
+            "com.docker-cd.stack.path",
+            "com.docker-cd.content-hash",
+            "com.docker-cd.revision",
+        ] {
+            assert!(labels.get(key).is_none(), "{key} was added: {labels}");
+        }
+        assert_eq!(
+            labels["com.docker.compose.project.config_files"],
+            file.to_str().unwrap(),
+            "{labels}"
+        );
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. A hanging compose
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
+{
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("hang");
+    let p = paths(&prefix, &["first", "second"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let fake = dir.path().join("fake-compose");
+    write_executable(
+        &fake,
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = version ]; then echo 1.29.2; exit 0; fi\n\
+             for a in \"$@\"; do [ \"$a\" = config ] && {{ echo app; exit 0; }}; done\n\
+             echo \"script $$\" >> '{pids}'\n\
+             sleep 3600 &\n\
+             echo \"grandchild $!\" >> '{pids}'\n\
+             sleep 3600\n",
+            pids = pids.display()
+        ),
+    );
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    repo.commit_and_push("two stacks");
+
+    let started = Instant::now();
+    let app = start(&repo, |a| {
+        a.compose_bin = Some(fake.clone());
+        a.compose_timeout = "3s".into();
+    })
+    .await;
+    let outcome = AssertUnwindSafe(async {
+        let stacks = wait_for(
+            &app,
+            &prefix,
+            Duration::from_secs(30),
+            "both failed",
+            |stacks| p.iter().all(|s| status(stacks, s) == "failed"),
+        )
+        .await;
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(20),
+            "both failed only after {elapsed:?}"
+        );
+        for path in &p {
+            let error = find(&stacks, path).unwrap()["lastSyncError"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                error.contains("compose up failed") && error.contains("timed out after 3s"),
+                "{path}: the failure should name the step and the timeout: {error}"
+            );
+        }
+        let recorded: Vec<u32> = std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .collect();
+        assert!(
+            recorded.len() >= 4,
+            "each stack should have started the fake tool once: {recorded:?}"
+        );
+        eventually(
+            Duration::from_secs(5),
+            "fake compose processes dead",
+            || recorded.iter().all(|pid| !alive(*pid)),
+        )
+        .await;
+        assert!(docker::container_ids(&p[0]).is_empty());
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+    // Whatever happened, leave no sleeper behind.
+    for line in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
+        if let Some(pid) = line.split_whitespace().nth(1) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", pid])
+                .output();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Reconciling disabled
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_deployed() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("off");
+    let p = paths(&prefix, &["a", "b"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    for path in &p {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+    let commit = repo.commit_and_push("two stacks");
+
+    let app = start(&repo, |a| a.reconcile_enabled = "false".into()).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_revision(&app, &commit).await;
+        refresh(&app).await;
+        app.wait_refreshes(2).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let stacks = app.stacks().await;
+        for path in &p {
+            assert_eq!(status(&stacks, path), "missing", "{stacks:?}");
+            assert!(
+                docker::container_ids(path).is_empty(),
+                "{path} was deployed"
+            );
+            assert!(networks(path).is_empty(), "{path} got a network");
+        }
+        let (code, body) = app
+            .post_json("/api/reconcile/ack", json!({ "path": p[0] }))
+            .await;
+        assert_eq!(code, 409, "{body}");
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
