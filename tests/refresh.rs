@@ -1,4 +1,5 @@
 //! Desired-state cache and refresh, end to end against the real `git` binary (issue 2).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -445,4 +446,121 @@ async fn a_mirror_that_lost_its_objects_recovers() {
     assert_eq!(status["refreshStatus"], "completed", "{status}");
     assert_eq!(status["revision"], tip.as_str());
     app.stop().await;
+}
+
+/// Child processes of this test process that are still around (running or zombie).
+fn children_of_this_process() -> Vec<String> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(text.split_whitespace().map(str::to_owned));
+    }
+    children
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("file://{}/nowhere.git", dir.path().display());
+    let app = TestApp::start(&missing, |_| {}).await;
+    app.wait_refreshes(1).await;
+    assert_eq!(app.refresh_status().await["refreshStatus"], "failed");
+    let fds_before = open_fds();
+    for n in 2..=1001 {
+        app.app()
+            .refresh
+            .request(docker_cd::desired_state::Trigger::Manual);
+        app.wait_refreshes(n).await;
+    }
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed");
+    assert!(
+        status["consecutiveFailures"].as_u64().unwrap() >= 1001,
+        "{status}"
+    );
+    let fds_after = open_fds();
+    // Other tests in this binary run concurrently and open descriptors too: allow some slack,
+    // far below one leaked descriptor per cycle.
+    assert!(
+        fds_after < fds_before + 50,
+        "{fds_before} -> {fds_after} descriptors"
+    );
+    // No zombie children: every git that ran was reaped (retried briefly, as other tests in
+    // this binary may have a child between its exit and its reaping).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let zombies: Vec<String> = children_of_this_process()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
+            })
+            .collect();
+        if zombies.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zombie children: {zombies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_remote_that_never_answers_is_killed_at_the_git_timeout() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let app = TestApp::start(&format!("http://127.0.0.1:{port}/repo.git"), |a| {
+        a.git_timeout = "2s".into();
+    })
+    .await;
+    let started = std::time::Instant::now();
+    app.wait_refreshes(1).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed");
+    assert!(
+        status["refreshError"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 2s"),
+        "{status}"
+    );
+    // The next refresh can run.
+    app.post_json("/api/refresh", Value::Null).await;
+    app.wait_refreshes(2).await;
+    app.stop().await;
+    // git and its http helper were killed with their process group and reaped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = children_of_this_process()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains(&port.to_string()))
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git children left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
