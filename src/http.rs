@@ -198,28 +198,27 @@ async fn status_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .unwrap_or_else(|| "(not read yet)".into());
     if !wants_html {
         let mut text = format!(
-            "Docker-CD\n\nrunning containers: {running}\nrepository: {}\nrevision: {} ({})\ndeploy dir: {}\nrefresh: {:?}\nstacks: {}\n",
+            "Docker-CD\n\nrunning containers: {running}\nrepository: {}\nrevision: {} ({})\ndeploy dir: {}\nrefresh: {}\nstacks: {}\n",
             info.repo,
             info.revision,
             revision,
             info.deploy_dir,
-            refresh.refresh_status,
+            wire_name(&refresh.refresh_status),
             stacks.len()
         );
         for s in &stacks {
-            text.push_str(&format!("  {:<30} {:?}\n", s.path, s.sync.status));
+            text.push_str(&format!("  {:<30} {}\n", s.path, wire_name(&s.sync.status)));
         }
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
     }
     let rows: String = stacks
         .iter()
         .map(|s| {
+            let status = wire_name(&s.sync.status);
             format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"{:?}\">{:?}</td><td>{}/{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}/{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 escape(&s.path),
                 escape(s.project_name.as_deref().unwrap_or("")),
-                s.sync.status,
-                s.sync.status,
                 s.sync.containers_running,
                 s.sync.containers_total,
                 escape(&s.content_hash.as_deref().unwrap_or("").chars().take(12).collect::<String>()),
@@ -230,16 +229,16 @@ async fn status_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
 <title>Docker-CD</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}\
-.Synced{{color:green}}.Failed,.Drifted{{color:#b00}}.Orphaned,.Missing{{color:#a60}}</style></head><body>\
+.synced{{color:green}}.failed,.drifted{{color:#b00}}.orphaned,.missing{{color:#a60}}</style></head><body>\
 <h1>Docker-CD</h1><p>Running containers: {}<br>Repository: <code>{}</code><br>Revision: <code>{}</code> at <code>{}</code><br>\
-Deploy dir: <code>{}</code><br>Refresh: {:?}{}</p><table><tr><th>stack</th><th>project</th><th>status</th><th>running</th><th>content</th><th>error</th></tr>{}</table>\
+Deploy dir: <code>{}</code><br>Refresh: {}{}</p><table><tr><th>stack</th><th>project</th><th>status</th><th>running</th><th>content</th><th>error</th></tr>{}</table>\
 <p>API: <a href=\"/api/stacks\">/api/stacks</a> · <a href=\"/api/refresh-status\">/api/refresh-status</a> · <a href=\"/api/events\">/api/events</a></p></body></html>",
         escape(&running),
         escape(&info.repo.to_string()),
         escape(&info.revision.to_string()),
         escape(&revision),
         escape(&info.deploy_dir.to_string()),
-        refresh.refresh_status,
+        wire_name(&refresh.refresh_status),
         refresh
             .refresh_error
             .as_deref()
@@ -248,6 +247,14 @@ Deploy dir: <code>{}</code><br>Refresh: {:?}{}</p><table><tr><th>stack</th><th>p
         rows
     ))
     .into_response()
+}
+
+/// A status as the JSON API spells it (`synced`, `completed`).
+fn wire_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        _ => String::new(),
+    }
 }
 
 fn escape(s: &str) -> String {
