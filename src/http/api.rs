@@ -1,0 +1,185 @@
+//! The JSON endpoints: stacks, refresh, acknowledgement, health, readiness, events.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiError, AppState, authorize};
+use crate::compose::ContainerView;
+use crate::desired_state::{Event, Trigger};
+use crate::queue::Admission;
+use crate::reconcile::AckError;
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the data dir is writable and, if reconciling, the Docker engine answers. (git was
+/// found and its version checked before the server started.)
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    let data_dir_ok = tempfile::tempfile_in(&state.info.data_dir).is_ok();
+    let docker = if state.info.reconcile_enabled {
+        match state.docker.server_version().await {
+            Ok(version) => json!({ "reachable": true, "version": version }),
+            Err(e) => json!({ "reachable": false, "error": crate::error_chain(&e) }),
+        }
+    } else {
+        json!({ "reachable": null, "note": "reconciling is disabled" })
+    };
+    let docker_ok = !state.info.reconcile_enabled || docker["reachable"] == true;
+    let ready = data_dir_ok && docker_ok;
+    let body = json!({
+        "ready": ready,
+        "git": { "found": true },
+        "dataDir": { "writable": data_dir_ok },
+        "docker": docker,
+        "composeTool": state.info.compose_tool,
+        "refreshStatus": state.store.refresh_status().refresh_status,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(state.store.refresh_status()).unwrap_or(Value::Null))
+}
+
+pub(super) async fn stacks(State(state): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(state.store.stacks()).unwrap_or(Value::Null))
+}
+
+/// One stack with its containers, read from the engine now.
+pub(super) async fn stack(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .store
+        .stack(&path)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stack {path:?}")))?;
+    let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
+    match &record.project_name {
+        Some(project) => match state.docker.project_containers(project).await {
+            Ok(containers) => {
+                let views: Vec<ContainerView> = containers
+                    .iter()
+                    .filter(|c| !c.is_oneoff())
+                    .map(ContainerView::from)
+                    .collect();
+                body["containers"] = serde_json::to_value(views).unwrap_or(Value::Null);
+            }
+            Err(e) => {
+                body["containers"] = Value::Null;
+                body["containersError"] = Value::String(crate::error_chain(&e));
+            }
+        },
+        None => body["containers"] = json!([]),
+    }
+    Ok(Json(body))
+}
+
+pub(super) async fn manual_refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let admission = state.refresh.request(Trigger::Manual);
+    tracing::info!(?admission, "manual refresh requested");
+    Ok(Json(refresh_answer(admission)))
+}
+
+pub(super) fn refresh_answer(admission: Admission) -> Value {
+    match admission {
+        Admission::Started => json!({ "status": "refreshing", "message": "refresh started" }),
+        Admission::Queued => json!({
+            "status": "queued",
+            "message": "a refresh is running; another will follow it"
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AckRequest {
+    path: String,
+}
+
+pub(super) async fn ack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"path\": \"<stack path>\"}}: {e}"),
+        )
+    })?;
+    let Some(reconcile) = &state.reconcile else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "reconciling is disabled (RECONCILE_ENABLED=false)",
+        ));
+    };
+    match reconcile.ack(&request.path) {
+        Ok(()) => {
+            tracing::info!(stack = %request.path, "drift acknowledged; re-applying from Git");
+            Ok(Json(
+                json!({ "status": "acknowledged", "path": request.path }),
+            ))
+        }
+        Err(e @ AckError::UnknownStack(_)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ AckError::NotDrifted { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+    }
+}
+
+/// `GET /api/events`: a `stack.snapshot` and the refresh status on connect, then every change.
+/// A subscriber that falls behind gets a fresh snapshot instead of the events it missed.
+pub(super) async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+    let (records, rx) = state.store.subscribe();
+    let first = vec![
+        Event::StackSnapshot(records),
+        Event::RefreshStatus(Box::new(state.store.refresh_status())),
+    ];
+    let store = state.store.clone();
+    let stream = futures_util::stream::unfold(
+        (first.into_iter(), rx, store, state.shutdown.clone()),
+        |(mut pending, mut rx, store, shutdown)| async move {
+            if let Some(event) = pending.next() {
+                return Some((Ok(to_sse(&event)), (pending, rx, store, shutdown)));
+            }
+            let event = tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(_)) => Event::StackSnapshot(store.stacks()),
+                    Err(RecvError::Closed) => return None,
+                },
+                () = shutdown.cancelled() => return None,
+            };
+            Some((Ok(to_sse(&event)), (pending, rx, store, shutdown)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .event(event.name())
+        .data(event.data().to_string())
+}

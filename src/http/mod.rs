@@ -1,0 +1,152 @@
+//! The HTTP API (SPEC §7), on axum.
+//!
+//! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
+//! reconciler for work (never waiting for it), and query the engine only through the compose
+//! adapter. Errors become `{"error": "…"}` in one place ([`ApiError`]); internal errors are
+//! logged once with their cause chain and shown to clients as a plain 500.
+//!
+//! - [`api`]: the JSON endpoints, health and readiness, the event stream.
+//! - [`webhook`]: `POST /api/webhook`.
+//! - [`page`]: the status page at `/`.
+//!
+//! Uses: desired_state, webhook, refresh, reconcile, compose (read-only queries), config.
+
+mod api;
+mod page;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::compose::Docker;
+use crate::config::{DeployDir, RepoUrl, Revision, Secret};
+use crate::desired_state::Store;
+use crate::reconcile::ReconcileHandle;
+use crate::refresh::RefreshHandle;
+
+/// What the status page and `/readyz` show about this instance. Holds no secret but the two
+/// the API checks, both behind [`Secret`].
+#[derive(Debug)]
+pub struct ServiceInfo {
+    pub repo: RepoUrl,
+    pub revision: Revision,
+    pub deploy_dir: DeployDir,
+    pub webhook_secret: Option<Secret>,
+    pub api_token: Option<Secret>,
+    pub reconcile_enabled: bool,
+    /// The compose tool in use, e.g. `docker compose plugin 2.29.7`.
+    pub compose_tool: Option<String>,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Everything the handlers use.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub refresh: RefreshHandle,
+    pub reconcile: Option<ReconcileHandle>,
+    pub docker: Docker,
+    pub info: Arc<ServiceInfo>,
+    /// Ends event streams at shutdown, so graceful shutdown does not wait on them.
+    pub shutdown: CancellationToken,
+}
+
+/// An error answer: status and a message for the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::status_page).fallback(method_not_allowed))
+        .route("/healthz", get(api::healthz).fallback(method_not_allowed))
+        .route("/readyz", get(api::readyz).fallback(method_not_allowed))
+        .route(
+            "/api/webhook",
+            post(webhook::webhook).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/refresh",
+            post(api::manual_refresh).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/refresh-status",
+            get(api::refresh_status).fallback(method_not_allowed),
+        )
+        .route("/api/stacks", get(api::stacks).fallback(method_not_allowed))
+        .route(
+            "/api/stacks/{path}",
+            get(api::stack).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/reconcile/ack",
+            post(api::ack).fallback(method_not_allowed),
+        )
+        .route("/api/events", get(api::events).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Mutating endpoints (but the webhook, which has its signature) need the API token if one is
+/// configured. Compared in constant time.
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.info.api_token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        })
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        tracing::warn!("rejected a request without a valid API token");
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid bearer token",
+        ))
+    }
+}

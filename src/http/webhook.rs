@@ -1,0 +1,124 @@
+//! `POST /api/webhook`: GitHub, Gitea and Forgejo push webhooks.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::api::refresh_answer;
+use super::{ApiError, AppState};
+use crate::config::Revision;
+use crate::desired_state::{RefType, Trigger};
+use crate::webhook::{self, Decision, EventKind};
+
+/// The refs a push must name to count as a push to the tracked revision.
+fn tracked_refs(state: &AppState) -> Vec<String> {
+    let status = state.store.refresh_status();
+    match (status.ref_type, &state.info.revision) {
+        (_, Revision::Commit(_)) | (Some(RefType::Commit), _) => Vec::new(),
+        (Some(_), _) if status.revision.is_some() => vec![status.git_ref],
+        (_, Revision::Branch(n)) => vec![format!("refs/heads/{n}")],
+        (_, Revision::Tag(n)) => vec![format!("refs/tags/{n}")],
+        (_, Revision::Name(n)) => vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
+    }
+}
+
+/// `POST /api/webhook` (SPEC §7). Order: enabled? → size → signature over the raw bytes →
+/// event → payload → decision. Nothing is parsed before the signature is verified.
+pub(super) async fn webhook(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some(secret) = state.info.webhook_secret.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the webhook is disabled: set WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) to enable it",
+        ));
+    };
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let delivery = header_str(&headers, "x-github-delivery")
+        .or_else(|| header_str(&headers, "x-gitea-delivery"))
+        .unwrap_or("-")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let too_large = || {
+        tracing::warn!(%delivery, "rejected webhook: body over the limit");
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {} bytes", webhook::MAX_BODY_BYTES),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > webhook::MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    // Reads at most the limit, whatever the framing (chunked bodies have no Content-Length).
+    let body = axum::body::to_bytes(Body::new(body), webhook::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+
+    let signature = headers
+        .get("x-hub-signature-256")
+        .map(HeaderValue::as_bytes);
+    if let Err(e) = webhook::verify_signature(secret.expose().as_bytes(), &body, signature) {
+        tracing::warn!(%delivery, reason = %e, "rejected webhook: authentication failed");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()));
+    }
+    let bad_request = |e: webhook::WebhookError| {
+        tracing::warn!(%delivery, reason = %e, "rejected webhook: bad request");
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    };
+    let event = webhook::event_kind(
+        headers.get("x-github-event").map(HeaderValue::as_bytes),
+        headers.get("x-gitea-event").map(HeaderValue::as_bytes),
+        headers.get("x-gogs-event").map(HeaderValue::as_bytes),
+    )
+    .map_err(bad_request)?;
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    let answer = match event {
+        EventKind::Ping => {
+            webhook::parse_ping(content_type, &body).map_err(bad_request)?;
+            tracing::info!(%delivery, "webhook ping");
+            json!({ "status": "pong" })
+        }
+        EventKind::Other(name) => {
+            tracing::info!(%delivery, event = %name, "webhook event ignored");
+            json!({ "status": "ignored", "reason": format!("{name} events are not handled") })
+        }
+        EventKind::Push => {
+            let push = webhook::parse_push(content_type, &body).map_err(bad_request)?;
+            match webhook::decide(&push, &tracked_refs(&state)) {
+                Decision::Ignored(reason) => {
+                    tracing::info!(%delivery, git_ref = %push.git_ref, %reason, "webhook push ignored");
+                    json!({ "status": "ignored", "reason": reason })
+                }
+                Decision::Refresh => {
+                    let admission = state.refresh.request(Trigger::Webhook);
+                    tracing::info!(%delivery, git_ref = %push.git_ref, ?admission, "webhook push accepted");
+                    refresh_answer(admission)
+                }
+                Decision::RefreshTrackedRefDeleted => {
+                    let admission = state.refresh.request(Trigger::Webhook);
+                    tracing::warn!(%delivery, git_ref = %push.git_ref, "webhook says the tracked ref was deleted; nothing is torn down");
+                    let mut answer = refresh_answer(admission);
+                    answer["warning"] = json!(
+                        "the push deletes the tracked ref; the last good desired state is kept and nothing is removed"
+                    );
+                    answer
+                }
+            }
+        }
+    };
+    Ok(Json(answer).into_response())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
