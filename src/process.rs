@@ -658,7 +658,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn huge_stderr_is_bounded_and_does_not_deadlock() {
+    async fn f13_huge_stderr_is_bounded_and_does_not_deadlock() {
         // 100 MB of stderr while stdout stays small.
         let out = sh("head -c 100000000 /dev/zero | tr '\\0' x >&2; echo fine")
             .timeout(Duration::from_secs(60))

@@ -180,7 +180,7 @@ fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]
 }
 
 #[tokio::test]
-async fn an_https_style_token_authenticates_and_never_leaks() {
+async fn c02_a_token_in_the_url_works_and_never_leaks() {
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));
     let commit = repo.commit_and_push("private");
@@ -220,7 +220,7 @@ async fn an_https_style_token_authenticates_and_never_leaks() {
 }
 
 #[tokio::test]
-async fn a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
+async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));
     repo.commit_and_push("private");
@@ -375,7 +375,7 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
+async fn c05_ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
     let Some(sshd) = Sshd::start() else { return };
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));
@@ -395,7 +395,7 @@ async fn ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
 }
 
 #[tokio::test]
-async fn an_unknown_or_changed_host_key_fails_without_a_prompt() {
+async fn c05_an_unknown_or_changed_host_key_fails_without_a_prompt() {
     let Some(sshd) = Sshd::start() else { return };
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));
@@ -447,7 +447,7 @@ async fn an_unknown_or_changed_host_key_fails_without_a_prompt() {
 }
 
 #[tokio::test]
-async fn trust_on_first_use_records_the_key_and_a_wrong_client_key_is_refused() {
+async fn c05_trust_on_first_use_records_the_key_and_f04_a_wrong_client_key_is_refused() {
     let Some(sshd) = Sshd::start() else { return };
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));

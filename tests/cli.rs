@@ -40,7 +40,7 @@ fn stderr_lines(out: &Output) -> Vec<String> {
 }
 
 #[test]
-fn option_like_and_command_running_urls_are_rejected_before_git_runs() {
+fn c01_option_like_and_command_running_urls_are_rejected_before_git_runs() {
     for url in [
         "--upload-pack=touch /tmp/x",
         "ext::sh -c touch% /tmp/pwned",
@@ -67,7 +67,7 @@ fn option_like_and_command_running_urls_are_rejected_before_git_runs() {
 }
 
 #[test]
-fn revision_expressions_and_option_like_revisions_are_rejected() {
+fn c03_revision_expressions_and_option_like_revisions_are_rejected() {
     for revision in ["--x", "main..dev", "ma in", "HEAD~1", "main^{}", "-"] {
         let dir = tempfile::tempdir().unwrap();
         let out = run(
@@ -86,7 +86,7 @@ fn revision_expressions_and_option_like_revisions_are_rejected() {
 }
 
 #[test]
-fn every_problem_gets_one_clear_line_and_exit_code_2() {
+fn c04_every_problem_gets_one_clear_line_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         &[
@@ -128,7 +128,7 @@ fn every_problem_gets_one_clear_line_and_exit_code_2() {
 }
 
 #[test]
-fn secrets_are_never_echoed_in_configuration_errors() {
+fn c04_secrets_are_never_echoed_in_configuration_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         &[

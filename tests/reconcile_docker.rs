@@ -498,7 +498,8 @@ async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone()
 // 3. A broken stack fails alone and keeps running its previous version
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_keep_the_old_containers() {
+async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_keep_the_old_containers()
+ {
     if !docker::require() {
         return;
     }
@@ -615,7 +616,7 @@ async fn invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_keep_the_o
 // 4. Stacks removed from Git
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
+async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
     if !docker::require() {
         return;
     }
@@ -663,7 +664,8 @@ async fn a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled() {
+async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled()
+ {
     if !docker::require() {
         return;
     }
@@ -720,7 +722,7 @@ async fn a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_remo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
+async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
     if !docker::require() {
         return;
     }
@@ -786,7 +788,7 @@ async fn a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enable
 // 5. Restart
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
+async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
     if !docker::require() {
         return;
     }
@@ -1167,8 +1169,8 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
 // 8. A hanging compose
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
-{
+async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
+ {
     if !docker::require() {
         return;
     }

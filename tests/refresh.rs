@@ -131,7 +131,7 @@ async fn a_signed_webhook_after_a_push_updates_the_cache() {
 }
 
 #[tokio::test]
-async fn a_force_push_deploys_the_new_tip_and_the_payload_commit_is_never_trusted() {
+async fn w16_the_payload_commit_is_never_trusted_and_a_force_push_deploys_the_new_tip() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     let first = repo.commit_and_push("first");
@@ -154,7 +154,7 @@ async fn a_force_push_deploys_the_new_tip_and_the_payload_commit_is_never_truste
 }
 
 #[tokio::test]
-async fn deleting_the_tracked_branch_keeps_the_last_good_snapshot() {
+async fn f05_tracked_branch_deleted_upstream_is_an_error_never_read_as_no_stacks() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     let commit = repo.commit_and_push("one");
@@ -187,7 +187,7 @@ async fn deleting_the_tracked_branch_keeps_the_last_good_snapshot() {
 }
 
 #[tokio::test]
-async fn an_unreachable_origin_after_a_good_refresh_keeps_the_snapshot_and_says_why() {
+async fn f02_remote_unreachable_after_a_good_refresh_keeps_the_snapshot_and_says_why() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     let commit = repo.commit_and_push("one");
@@ -208,16 +208,49 @@ async fn an_unreachable_origin_after_a_good_refresh_keeps_the_snapshot_and_says_
     assert!(reason.contains("cannot list refs"), "{reason}");
     assert_eq!(app.stacks().await, before);
 
-    // Recovers by itself once the origin is back.
+    // Recovers by itself once the origin is back: the backoff retry (5 s) finds it, with
+    // polling off and nobody asking.
     std::fs::rename(&moved, repo.origin()).unwrap();
-    app.post_json("/api/refresh", Value::Null).await;
     app.wait_refreshes(3).await;
-    assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["trigger"], "periodic");
     app.stop().await;
 }
 
 #[tokio::test]
-async fn a_hundred_concurrent_requests_run_at_most_two_fetches_one_at_a_time() {
+async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_until_it_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("late.git");
+    let app = TestApp::start(&format!("file://{}", origin.display()), |_| {}).await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    assert!(status["refreshError"].as_str().unwrap().contains("cannot list refs"), "{status}");
+    assert!(status["revision"].is_null());
+    assert!(app.stacks().await.is_empty(), "nothing is listed, nothing touched");
+
+    // The origin appears; the backoff retry picks it up without any trigger.
+    common::git(dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "late.git"]);
+    let work = dir.path().join("work");
+    common::git(dir.path(), &["clone", "--quiet", origin.to_str().unwrap(), "work"]);
+    std::fs::create_dir_all(work.join("a")).unwrap();
+    std::fs::write(work.join("a/compose.yaml"), compose("a:1")).unwrap();
+    common::git(&work, &["add", "-A"]);
+    common::git(&work, &["commit", "--quiet", "-m", "finally"]);
+    common::git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
+    let started = std::time::Instant::now();
+    app.wait_refreshes(2).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["trigger"], "periodic");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(app.stacks().await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn c06_a_hundred_concurrent_requests_run_at_most_two_fetches_one_at_a_time() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     repo.commit_and_push("one");
@@ -336,36 +369,43 @@ async fn tags_and_pinned_commits_are_deployable_revisions() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn repository_content_edge_cases_become_per_stack_results() {
-    let repo = TestRepo::new();
-    repo.write("good/compose.yaml", compose("good:1"))
-        .write("Tricky Name/compose.yaml", compose("t:1"))
-        .write("trickyname/compose.yaml", compose("t:2"))
-        .write("two/compose.yaml", compose("two:1"))
-        .write("two/docker-compose.yml", compose("two:old"))
-        .write("huge/compose.yaml", vec![b'#'; 2 * 1024 * 1024])
-        .write("target/compose.yaml", compose("target:1"))
-        .symlink("linked", "target")
-        .write("evil/README.md", "x")
-        .symlink("evil/compose.yaml", "/etc/shadow")
-        .write(".github/compose.yaml", compose("hidden:1"));
-    repo.commit_and_push("edge cases");
+/// Starts an app on `repo` and returns its stacks after the first refresh.
+async fn stacks_of(repo: &TestRepo) -> (TestApp, Vec<Value>) {
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
+    assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
     let stacks = app.stacks().await;
-    let paths: Vec<&str> = stacks.iter().map(|s| s["path"].as_str().unwrap()).collect();
-    assert_eq!(
-        paths,
-        [
-            "Tricky Name",
-            "evil",
-            "good",
-            "huge",
-            "target",
-            "trickyname",
-            "two"
-        ]
+    (app, stacks)
+}
+
+#[tokio::test]
+async fn r01_awkward_stack_names_map_to_valid_project_names_or_errors_deterministically() {
+    let repo = TestRepo::new();
+    for name in [
+        "Web App",
+        "-leading",
+        "UPPER",
+        "Ünïcode-Stack",
+        "日本",
+        "a.b",
+        "Tricky Name",
+        "trickyname",
+    ] {
+        repo.write(&format!("{name}/compose.yaml"), compose("x:1"));
+    }
+    repo.commit_and_push("awkward names");
+    let (app, stacks) = stacks_of(&repo).await;
+    let name = |p: &str| stack(&stacks, p)["projectName"].clone();
+    assert_eq!(name("Web App"), "webapp");
+    assert_eq!(name("-leading"), "leading");
+    assert_eq!(name("UPPER"), "upper");
+    assert_eq!(name("Ünïcode-Stack"), "ncode-stack");
+    assert_eq!(name("a.b"), "ab");
+    assert!(
+        stack(&stacks, "日本")["error"]
+            .as_str()
+            .unwrap()
+            .contains("no valid compose project name")
     );
     assert!(
         stack(&stacks, "Tricky Name")["error"]
@@ -379,36 +419,185 @@ async fn repository_content_edge_cases_become_per_stack_results() {
             .unwrap()
             .contains("collides")
     );
+    for s in &stacks {
+        if let Some(n) = s["projectName"].as_str() {
+            assert!(
+                n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "{n}"
+            );
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'),
+                "{n}"
+            );
+        }
+    }
+    // Always the same result: a second instance reads the same commit the same way.
+    app.stop().await;
+    let (again, stacks_again) = stacks_of(&repo).await;
+    assert_eq!(stacks, stacks_again);
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn r02_hidden_directories_submodules_and_symlinked_directories_are_not_stacks() {
+    let repo = TestRepo::new();
+    repo.write("real/compose.yaml", compose("real:1"))
+        .write(".github/compose.yaml", compose("hidden:1"))
+        .write(".archive/old/compose.yaml", compose("hidden:2"))
+        .symlink("linked", "real");
+    // A submodule (gitlink) named like a stack.
+    let commit = repo.commit("content");
+    repo.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{commit},sub"),
+    ]);
+    // Not commit(): its `add --all` would record the missing `sub` directory as deleted.
+    repo.git(&["commit", "--quiet", "-m", "with a submodule"]);
+    repo.push();
+    assert!(repo.git(&["ls-tree", "HEAD"]).contains("160000 commit"));
+    let (app, stacks) = stacks_of(&repo).await;
+    let paths: Vec<&str> = stacks.iter().map(|s| s["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["real"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn r03_a_symlinked_compose_file_is_a_stack_error_and_nothing_outside_is_read() {
+    let repo = TestRepo::new();
+    repo.write("good/compose.yaml", compose("good:1"))
+        .write("shadow/README.md", "x")
+        .symlink("shadow/compose.yaml", "/etc/shadow")
+        .write("other/compose.yaml", compose("other:1"))
+        .write("sibling/README.md", "x")
+        .symlink("sibling/compose.yaml", "../other/compose.yaml");
+    repo.commit_and_push("symlinked compose files");
+    let (app, stacks) = stacks_of(&repo).await;
+    for path in ["shadow", "sibling"] {
+        let s = stack(&stacks, path);
+        assert!(
+            s["error"].as_str().unwrap().contains("symbolic link"),
+            "{s}"
+        );
+        assert!(
+            s["composeHash"].is_null(),
+            "nothing may be read through the link: {s}"
+        );
+    }
+    assert!(stack(&stacks, "good")["error"].is_null());
+    assert!(stack(&stacks, "other")["error"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn r04_a_50_mb_compose_file_is_refused_by_its_size_before_it_is_read() {
+    let repo = TestRepo::new();
+    repo.write("big/compose.yaml", vec![b'#'; 50 * 1024 * 1024])
+        .write("small/compose.yaml", compose("small:1"));
+    repo.commit_and_push("a huge compose file");
+    let dir = tempfile::tempdir().unwrap();
+    let (git, log) = common::recording_git(dir.path(), 0);
+    let app = TestApp::start(&repo.url(), |a| a.git_bin = Some(git)).await;
+    app.wait_refreshes(1).await;
+    let stacks = app.stacks().await;
+    let big = stack(&stacks, "big");
     assert!(
-        stack(&stacks, "evil")["error"]
-            .as_str()
-            .unwrap()
-            .contains("symbolic link")
+        big["error"].as_str().unwrap().contains("over the limit"),
+        "{big}"
     );
-    assert!(stack(&stacks, "evil")["composeHash"].is_null());
-    assert!(
-        stack(&stacks, "huge")["error"]
-            .as_str()
-            .unwrap()
-            .contains("over the limit")
+    assert!(big["composeHash"].is_null());
+    assert!(stack(&stacks, "small")["composeHash"].is_string());
+    // Still one cat-file for the whole refresh: the big blob was never requested.
+    let calls = common::recorded_calls(&log);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "cat-file").count(),
+        1,
+        "{calls:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn r06_two_compose_names_in_one_directory_follow_compose_precedence_with_a_warning() {
+    let repo = TestRepo::new();
+    repo.write("two/docker-compose.yml", compose("two:old"))
+        .write("two/compose.yaml", compose("two:chosen"))
+        .write("three/compose.yml", compose("three:chosen"))
+        .write("three/docker-compose.yaml", compose("three:old"))
+        .write("three/docker-compose.yml", compose("three:older"));
+    repo.commit_and_push("several compose files");
+    let (app, stacks) = stacks_of(&repo).await;
     let two = stack(&stacks, "two");
     assert_eq!(two["composeFile"], "compose.yaml");
+    assert_eq!(two["warnings"].as_array().unwrap().len(), 1);
     assert!(
         two["warnings"][0]
             .as_str()
             .unwrap()
             .contains("docker-compose.yml is ignored")
     );
-    assert!(stack(&stacks, "good")["error"].is_null());
-    // The answer carries hashes, never file contents.
-    let body = serde_json::to_string(&stacks).unwrap();
-    assert!(!body.contains("good:1"));
+    let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(compose(
+        "two:chosen",
+    )));
+    assert_eq!(two["composeHash"], expected.as_str());
+    let three = stack(&stacks, "three");
+    assert_eq!(three["composeFile"], "compose.yml");
+    assert_eq!(three["warnings"].as_array().unwrap().len(), 2);
     app.stop().await;
 }
 
 #[tokio::test]
-async fn a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
+async fn r08_ten_thousand_stacks_cost_one_ls_tree_and_one_cat_file() {
+    let repo = TestRepo::new();
+    // fast-import keeps building 10,000 stacks to a second or two.
+    let mut script = String::from(
+        "commit refs/heads/main\ncommitter T <t@example.invalid> 1700000000 +0000\ndata 4\nbulk\n",
+    );
+    for i in 0..10_000 {
+        let body = compose(&format!("img:{i}"));
+        script.push_str(&format!(
+            "M 100644 inline stacks/s{i:05}/compose.yaml\ndata {}\n{body}\n",
+            body.len()
+        ));
+    }
+    script.push_str("done\n");
+    let mut child = std::process::Command::new("git")
+        .args(["fast-import", "--quiet", "--done"])
+        .current_dir(repo.origin())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (git, log) = common::recording_git(dir.path(), 0);
+    let started = std::time::Instant::now();
+    let app = TestApp::start(&repo.url(), |a| {
+        a.git_bin = Some(git);
+        a.git_deploy_dir = "stacks".into();
+    })
+    .await;
+    app.wait_refreshes(1).await;
+    eprintln!(
+        "r08: 10,000 stacks read in {:?} (debug build, includes start-up)",
+        started.elapsed()
+    );
+    assert_eq!(app.refresh_status().await["stackCount"], 10_000);
+    let calls = common::recorded_calls(&log);
+    let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+    assert_eq!(
+        (count("ls-tree"), count("cat-file"), count("fetch")),
+        (1, 1, 1),
+        "{calls:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn f06_a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     repo.commit_and_push("one");
@@ -429,7 +618,7 @@ async fn a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
 }
 
 #[tokio::test]
-async fn a_mirror_that_lost_its_objects_recovers() {
+async fn f06_a_mirror_that_lost_its_objects_recovers() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));
     repo.commit_and_push("one");
@@ -463,7 +652,7 @@ fn open_fds() -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptors() {
+async fn f12_a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("file://{}/nowhere.git", dir.path().display());
     let app = TestApp::start(&missing, |_| {}).await;
@@ -513,7 +702,7 @@ async fn a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptor
 }
 
 #[tokio::test]
-async fn a_remote_that_never_answers_is_killed_at_the_git_timeout() {
+async fn f03_a_remote_that_accepts_and_never_answers_is_killed_at_the_git_timeout() {
     // Accepts connections and never says a word.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

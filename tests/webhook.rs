@@ -280,7 +280,7 @@ fn padded_push(git_ref: &str, size: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn missing_signature_is_rejected_and_nothing_is_queued() {
+async fn w01_missing_signature_is_401_and_nothing_is_queued() {
     // W1
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -306,7 +306,7 @@ async fn missing_signature_is_rejected_and_nothing_is_queued() {
 }
 
 #[tokio::test]
-async fn legacy_sha1_signature_header_alone_is_rejected() {
+async fn w02_legacy_sha1_signature_alone_is_401() {
     // W2: GitHub also sends `X-Hub-Signature: sha1=…`; a correct one alone is not enough.
     assert_eq!(
         hmac_sha1_hex("key", b"The quick brown fox jumps over the lazy dog"),
@@ -331,7 +331,7 @@ async fn legacy_sha1_signature_header_alone_is_rejected() {
 }
 
 #[tokio::test]
-async fn sha1_digest_in_the_sha256_header_is_rejected() {
+async fn w03_sha1_prefix_in_the_sha256_header_is_401() {
     // W3
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -356,7 +356,7 @@ async fn sha1_digest_in_the_sha256_header_is_rejected() {
 }
 
 #[tokio::test]
-async fn signature_of_another_body_or_secret_is_rejected_and_never_logged() {
+async fn w04_signature_of_another_body_or_secret_is_401_and_never_logged() {
     // W4
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -412,7 +412,7 @@ async fn signature_of_another_body_or_secret_is_rejected_and_never_logged() {
 }
 
 #[tokio::test]
-async fn malformed_digests_are_rejected_without_panic() {
+async fn w05_malformed_digests_are_401_without_panic() {
     // W5
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -468,7 +468,7 @@ async fn malformed_digests_are_rejected_without_panic() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn bodies_over_the_limit_are_refused_with_413_with_or_without_content_length() {
+async fn w06_oversize_body_is_413_before_hashing_with_or_without_content_length() {
     // W6
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -519,7 +519,7 @@ async fn bodies_over_the_limit_are_refused_with_413_with_or_without_content_leng
 }
 
 #[tokio::test]
-async fn a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
+async fn w06_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
     // W6, the boundary: 5 MiB is allowed, 5 MiB + 1 is not, in both framings.
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -553,7 +553,7 @@ async fn a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn non_utf8_body_with_a_valid_signature_is_a_bad_request_for_invalid_json() {
+async fn w07_non_utf8_body_with_a_valid_signature_is_400_invalid_json() {
     // W7: JSON is UTF-8 (RFC 8259 §8.1); a body that is not is not JSON, wherever the bad bytes
     // sit, including fields the agent does not read (a Latin-1 commit message).
     let (repo, _) = one_stack_repo();
@@ -591,7 +591,7 @@ async fn non_utf8_body_with_a_valid_signature_is_a_bad_request_for_invalid_json(
 }
 
 #[tokio::test]
-async fn form_encoded_push_with_a_valid_signature_is_accepted_like_json() {
+async fn w08_form_encoded_push_is_accepted_like_json() {
     // W8, with the real GitHub "push creating a branch" payload, retargeted at main.
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -653,8 +653,7 @@ async fn form_encoded_push_with_a_valid_signature_is_accepted_like_json() {
 }
 
 #[tokio::test]
-async fn form_body_without_payload_or_with_non_json_payload_is_a_bad_request_after_the_signature_check()
- {
+async fn w09_form_without_payload_or_with_non_json_payload_is_400_after_the_signature_check() {
     // W9
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -684,7 +683,7 @@ async fn form_body_without_payload_or_with_non_json_payload_is_a_bad_request_aft
 }
 
 #[tokio::test]
-async fn ping_is_answered_200_without_a_refresh() {
+async fn w10_ping_is_200_without_a_refresh() {
     // W10
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -722,7 +721,7 @@ async fn ping_is_answered_200_without_a_refresh() {
 }
 
 #[tokio::test]
-async fn missing_event_header_with_a_valid_signature_is_a_bad_request() {
+async fn w11_missing_event_header_with_a_valid_signature_is_400() {
     // W11
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -743,7 +742,7 @@ async fn missing_event_header_with_a_valid_signature_is_a_bad_request() {
 }
 
 #[tokio::test]
-async fn unsupported_events_are_ignored_with_2xx_and_no_refresh() {
+async fn w12_unsupported_events_are_2xx_ignored_without_a_refresh() {
     // W12
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -803,7 +802,7 @@ async fn gitea_push_signed_with_the_same_header_is_accepted() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn push_to_another_branch_is_ignored_without_running_git() {
+async fn w13_push_to_another_branch_is_2xx_ignored_without_running_git() {
     // W13, also with the real GitHub payload (a push creating refs/heads/master).
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -851,7 +850,7 @@ async fn push_to_another_branch_is_ignored_without_running_git() {
 }
 
 #[tokio::test]
-async fn with_a_pinned_commit_every_push_is_ignored_without_running_git() {
+async fn w13_with_a_pinned_commit_every_push_is_ignored_without_running_git() {
     // W13: a fixed commit id has no ref a push could move.
     let (repo, commit) = one_stack_repo();
     let app = Watched::start(&repo, 0, |a| a.git_revision = commit.clone()).await;
@@ -874,7 +873,7 @@ async fn with_a_pinned_commit_every_push_is_ignored_without_running_git() {
 }
 
 #[tokio::test]
-async fn push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
+async fn w14_push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
     // W14: the branch is really gone on origin.
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"))
@@ -926,7 +925,7 @@ async fn push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
 }
 
 #[tokio::test]
-async fn a_deletion_payload_for_a_branch_that_still_exists_keeps_the_tip() {
+async fn w14_a_deletion_payload_for_a_branch_that_still_exists_keeps_the_tip() {
     // W14 (and W16): the payload is not trusted; origin still has the branch.
     let (repo, commit) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -951,7 +950,7 @@ async fn a_deletion_payload_for_a_branch_that_still_exists_keeps_the_tip() {
 }
 
 #[tokio::test]
-async fn real_github_deletion_of_the_tracked_tag_warns_and_keeps_the_last_good_state() {
+async fn w14_real_github_deletion_of_the_tracked_tag_keeps_the_last_good_state() {
     // W14 with the real GitHub "tag deleted" payload (refs/tags/simple-tag, form-encoded as the
     // GitHub UI sends by default).
     let (repo, commit) = one_stack_repo();
@@ -998,7 +997,7 @@ async fn real_github_deletion_of_the_tracked_tag_warns_and_keeps_the_last_good_s
 }
 
 #[tokio::test]
-async fn force_push_to_the_tracked_branch_deploys_the_new_tip() {
+async fn w15_force_push_to_the_tracked_branch_deploys_the_new_tip() {
     // W15
     let (repo, first) = one_stack_repo();
     repo.write("a/compose.yaml", compose("a:2"));
@@ -1036,7 +1035,7 @@ async fn force_push_to_the_tracked_branch_deploys_the_new_tip() {
 }
 
 #[tokio::test]
-async fn duplicate_and_out_of_order_deliveries_end_at_the_tip_of_origin() {
+async fn w16_duplicate_and_out_of_order_deliveries_end_at_the_tip_of_origin() {
     // W16
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -1094,7 +1093,7 @@ async fn duplicate_and_out_of_order_deliveries_end_at_the_tip_of_origin() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn type_confused_and_deeply_nested_payloads_are_bad_requests_naming_the_problem() {
+async fn w17_type_confused_and_deeply_nested_payloads_are_400_naming_the_problem() {
     // W17
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -1216,7 +1215,7 @@ async fn type_confused_and_deeply_nested_payloads_are_bad_requests_naming_the_pr
 }
 
 #[tokio::test]
-async fn get_and_put_on_the_webhook_path_are_405_with_a_json_error() {
+async fn w18_get_and_put_on_the_webhook_path_are_405_with_a_json_error() {
     // W18
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |_| {}).await;
@@ -1257,7 +1256,7 @@ async fn get_and_put_on_the_webhook_path_are_405_with_a_json_error() {
 }
 
 #[tokio::test]
-async fn without_a_secret_the_webhook_says_it_is_disabled_and_accepts_nothing() {
+async fn w19_without_a_secret_the_webhook_is_disabled_and_accepts_nothing() {
     // W19
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |a| a.webhook_secret = None).await;
@@ -1288,7 +1287,7 @@ async fn without_a_secret_the_webhook_says_it_is_disabled_and_accepts_nothing() 
 
 // The app runs on a multi-threaded runtime in production; so does this burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_signed_pushes_are_answered_fast_with_one_refresh_running_and_one_waiting() {
+async fn w20_a_thousand_signed_pushes_run_at_most_one_refresh_plus_one_waiting() {
     // W20. Each fetch takes 2 s, so the burst meets a running refresh.
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 2, |_| {}).await;
@@ -1364,7 +1363,7 @@ async fn a_thousand_signed_pushes_are_answered_fast_with_one_refresh_running_and
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn manual_refresh_while_one_runs_is_queued_and_fetches_never_overlap() {
+async fn c06_manual_refresh_while_one_runs_is_queued_and_fetches_never_overlap() {
     // C6
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 2, |_| {}).await;
@@ -1411,7 +1410,7 @@ async fn manual_refresh_while_one_runs_is_queued_and_fetches_never_overlap() {
 }
 
 #[tokio::test]
-async fn api_token_guards_mutating_endpoints_but_not_the_webhook() {
+async fn c07_api_token_guards_mutating_endpoints_but_not_the_webhook() {
     // C7
     const TOKEN: &str = "c7-api-t0ken-5f2e8a91";
     let (repo, _) = one_stack_repo();
@@ -1535,7 +1534,7 @@ fn many_stacks_origin(dir: &Path, n: usize) -> String {
 }
 
 #[tokio::test]
-async fn ten_thousand_stacks_are_listed_quickly_without_file_contents() {
+async fn c08_ten_thousand_stacks_are_listed_quickly_without_file_contents() {
     // C8
     let dir = tempfile::tempdir().unwrap();
     let built = Instant::now();

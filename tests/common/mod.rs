@@ -307,6 +307,10 @@ pub struct TestApp {
     pub base: String,
     pub data: TempDir,
     pub client: reqwest::Client,
+    /// Strings that identify this instance's child processes (data dir, repository).
+    markers: Vec<String>,
+    /// The secrets of this instance's configuration: never in logs.
+    secrets: Vec<String>,
 }
 
 impl TestApp {
@@ -317,6 +321,25 @@ impl TestApp {
         let mut a = args(repo_url, &data.path().join("data"));
         adjust(&mut a);
         let config = Config::validate(a, child_env()).expect("valid test configuration");
+        let repo = config.git.repo.as_str().to_owned();
+        let mut markers = vec![config.data_dir.display().to_string(), repo.clone()];
+        if let Some((_, rest)) = repo.split_once("://") {
+            // file:///x/origin.git → /x/origin.git (what git-upload-pack is given)
+            if let Some(path) = rest.find('/').map(|i| &rest[i..]) {
+                if path.len() > 1 {
+                    markers.push(path.to_owned());
+                }
+            }
+        }
+        let secrets = [
+            config.git.token.as_ref(),
+            config.http.webhook_secret.as_ref(),
+            config.http.api_token.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_owned())
+        .collect();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = app::start(config, listener).await.expect("app starts");
         let base = format!("http://{}", app.addr);
@@ -328,7 +351,41 @@ impl TestApp {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            markers,
+            secrets,
         }
+    }
+
+    /// What the snapshot says: revision and every stack's desired fields. For the invariant
+    /// "the snapshot changes only when a new valid commit of the configured ref was read".
+    pub async fn snapshot_fingerprint(&self) -> Value {
+        let status = self.refresh_status().await;
+        let stacks: Vec<Value> = self
+            .stacks()
+            .await
+            .into_iter()
+            .map(|s| {
+                serde_json::json!([
+                    s["path"],
+                    s["projectName"],
+                    s["composeFile"],
+                    s["composeHash"],
+                    s["contentHash"],
+                    s["error"],
+                    s["inGit"]
+                ])
+            })
+            .collect();
+        serde_json::json!({ "revision": status["revision"], "stacks": stacks })
+    }
+
+    /// Asserts the snapshot is what `before` captured.
+    pub async fn assert_snapshot_unchanged(&self, before: &Value) {
+        assert_eq!(
+            &self.snapshot_fingerprint().await,
+            before,
+            "the snapshot changed"
+        );
     }
 
     pub fn app(&self) -> &App {
@@ -420,10 +477,67 @@ impl TestApp {
         }
     }
 
+    /// Stops the app, then checks the invariants every case must keep (TESTPLAN): no child
+    /// process of this instance left running or zombie, and no secret of its configuration in
+    /// the captured logs.
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
+        assert_no_leftover_processes(&self.markers).await;
+        let logs = logs();
+        for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
+            assert!(
+                !logs.contains(secret.as_str()),
+                "a configured secret reached the logs"
+            );
+        }
+    }
+}
+
+/// Waits (up to 5 s, for children still being reaped) until no process on the machine has any
+/// of `markers` in its command line, and no child of this test process is a zombie.
+pub async fn assert_no_leftover_processes(markers: &[String]) {
+    let me = std::process::id().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let after_name = stat
+                .rsplit_once(") ")
+                .map(|(_, rest)| rest)
+                .unwrap_or_default();
+            let mut fields = after_name.split(' ');
+            let (state, ppid) = (
+                fields.next().unwrap_or_default(),
+                fields.next().unwrap_or_default(),
+            );
+            if state == "Z" && ppid == me {
+                found.push(format!("zombie child {pid}"));
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if markers
+                .iter()
+                .any(|m| !m.is_empty() && cmdline.contains(m.as_str()))
+            {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes left behind: {found:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
