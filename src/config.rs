@@ -105,6 +105,10 @@ pub struct Args {
     /// Log format: `text` or `json` (level from RUST_LOG, default info)
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// `compose` (docker compose on this host), `swarm` (docker stack deploy on a swarm manager),
+    /// or `auto` (swarm when the engine is a swarm manager)
+    #[arg(long, env = "DEPLOY_MODE", default_value = "compose")]
+    pub deploy_mode: String,
 }
 
 /// A value that must never be printed. `Debug` and `Display` show `[redacted]`; the only way to
@@ -502,6 +506,18 @@ pub enum DriftPolicy {
     Flag,
 }
 
+/// Which engine deploys stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployMode {
+    /// `docker compose` on this host.
+    Compose,
+    /// `docker stack deploy` on a swarm manager.
+    Swarm,
+    /// Swarm when the engine is a swarm manager at start-up, compose otherwise.
+    Auto,
+}
+
 /// Everything the compose adapter and the reconciler need.
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -512,6 +528,7 @@ pub struct ReconcileConfig {
     pub compose_timeout: Duration,
     pub docker_bin: PathBuf,
     pub compose_bin: Option<PathBuf>,
+    pub deploy_mode: DeployMode,
 }
 
 /// HTTP edge settings.
@@ -743,6 +760,19 @@ impl Config {
             }
         };
 
+        let deploy_mode = match args.deploy_mode.trim().to_ascii_lowercase().as_str() {
+            "" | "compose" => Some(DeployMode::Compose),
+            "swarm" => Some(DeployMode::Swarm),
+            "auto" => Some(DeployMode::Auto),
+            other => {
+                problem(
+                    "DEPLOY_MODE",
+                    format!("{other:?} is not one of: compose, swarm, auto"),
+                );
+                None
+            }
+        };
+
         let ip = args
             .listen_addr
             .parse::<IpAddr>()
@@ -845,6 +875,7 @@ impl Config {
             Some(git_bin),
             Some(docker_bin),
             Some(accept_new),
+            Some(deploy_mode),
         ) = (
             repo,
             revision,
@@ -862,6 +893,7 @@ impl Config {
             git_bin,
             docker_bin,
             accept_new,
+            deploy_mode,
         )
         else {
             return Err(ConfigError(vec![Problem {
@@ -899,6 +931,7 @@ impl Config {
                 compose_timeout,
                 docker_bin,
                 compose_bin,
+                deploy_mode,
             },
             child_env,
             log_format,
@@ -1221,6 +1254,25 @@ mod tests {
         let mut a = args("git@github.com:org/repo.git");
         a.git_ssh_accept_new_host_keys = "true".into();
         assert!(problems(a).is_empty());
+    }
+
+    #[test]
+    fn deploy_mode_defaults_to_compose_and_rejects_unknown_engines() {
+        let config = Config::validate(args("/srv/repo.git"), env()).unwrap();
+        assert_eq!(config.reconcile.deploy_mode, DeployMode::Compose);
+        for (raw, mode) in [("swarm", DeployMode::Swarm), ("AUTO", DeployMode::Auto)] {
+            let mut a = args("/srv/repo.git");
+            a.deploy_mode = raw.into();
+            assert_eq!(
+                Config::validate(a, env()).unwrap().reconcile.deploy_mode,
+                mode
+            );
+        }
+        let mut a = args("/srv/repo.git");
+        a.deploy_mode = "kubernetes".into();
+        let p = problems(a);
+        assert_eq!(p[0].variable, "DEPLOY_MODE");
+        assert!(p[0].message.contains("compose, swarm, auto"), "{}", p[0]);
     }
 
     #[test]

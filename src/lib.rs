@@ -9,7 +9,7 @@
 //! | layer | modules | owns |
 //! |---|---|---|
 //! | foundation | [`config`], [`process`], [`desired_state`], [`queue`] | settings; child processes; the snapshot and the cache; the single-slot queue |
-//! | adapters | [`git`], [`compose`], [`webhook`] | the `git` binary; `docker`/`docker compose`; GitHub webhook verification |
+//! | adapters | [`git`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
 //! | wiring | [`app`] | builds the pieces, runs them until shutdown |
@@ -27,6 +27,7 @@ pub mod process;
 pub mod queue;
 pub mod reconcile;
 pub mod refresh;
+pub mod swarm;
 pub mod webhook;
 
 /// An error with its chain of causes, joined by `: `, for logs and API answers.

@@ -40,6 +40,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         "dataDir": { "writable": data_dir_ok },
         "docker": docker,
         "composeTool": state.info.compose_tool,
+        "deployMode": state.info.deploy_mode,
         "refreshStatus": state.store.refresh_status().refresh_status,
     });
     let status = if ready {
@@ -58,7 +59,7 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(state.store.stacks()).unwrap_or(Value::Null))
 }
 
-/// One stack with its containers, read from the engine now.
+/// One stack with its containers (in swarm mode also its services), read from the engine now.
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -68,6 +69,43 @@ pub(super) async fn stack(
         .stack(&path)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stack {path:?}")))?;
     let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
+    if let Some(swarm) = &state.swarm {
+        // Swarm mode: the stack's services with their replicas and the nodes of their tasks;
+        // `containers` lists the tasks in compose mode's shape.
+        match &record.project_name {
+            Some(project) => {
+                let read = async {
+                    let services = swarm.stack_services(project).await?;
+                    let tasks = if services.is_empty() {
+                        Vec::new()
+                    } else {
+                        swarm.tasks(project).await?
+                    };
+                    Ok::<_, crate::swarm::SwarmError>((services, tasks))
+                };
+                match read.await {
+                    Ok((services, tasks)) => {
+                        body["services"] =
+                            serde_json::to_value(crate::swarm::service_views(&services, &tasks))
+                                .unwrap_or(Value::Null);
+                        body["containers"] =
+                            serde_json::to_value(crate::swarm::task_containers(&services, &tasks))
+                                .unwrap_or(Value::Null);
+                    }
+                    Err(e) => {
+                        body["services"] = Value::Null;
+                        body["containers"] = Value::Null;
+                        body["containersError"] = Value::String(crate::error_chain(&e));
+                    }
+                }
+            }
+            None => {
+                body["services"] = json!([]);
+                body["containers"] = json!([]);
+            }
+        }
+        return Ok(Json(body));
+    }
     match &record.project_name {
         Some(project) => match state.docker.project_containers(project).await {
             Ok(containers) => {

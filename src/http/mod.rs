@@ -9,7 +9,7 @@
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
 //!
-//! Uses: desired_state, webhook, refresh, reconcile, compose (read-only queries), config.
+//! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries), config.
 
 mod api;
 mod page;
@@ -30,6 +30,7 @@ use crate::config::{DeployDir, RepoUrl, Revision, Secret};
 use crate::desired_state::Store;
 use crate::reconcile::ReconcileHandle;
 use crate::refresh::RefreshHandle;
+use crate::swarm::Swarm;
 
 /// What the status page and `/readyz` show about this instance. Holds no secret but the two
 /// the API checks, both behind [`Secret`].
@@ -41,8 +42,11 @@ pub struct ServiceInfo {
     pub webhook_secret: Option<Secret>,
     pub api_token: Option<Secret>,
     pub reconcile_enabled: bool,
-    /// The compose tool in use, e.g. `docker compose plugin 2.29.7`.
+    /// The compose tool in use, e.g. `docker compose plugin 2.29.7`, or in swarm mode
+    /// `docker stack deploy (docker CLI 28.2.2) --prune …`.
     pub compose_tool: Option<String>,
+    /// `compose` or `swarm` (`None` when reconciling is disabled).
+    pub deploy_mode: Option<&'static str>,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -53,6 +57,8 @@ pub struct AppState {
     pub refresh: RefreshHandle,
     pub reconcile: Option<ReconcileHandle>,
     pub docker: Docker,
+    /// Set in swarm mode: the stack detail reads services and tasks through it.
+    pub swarm: Option<Swarm>,
     pub info: Arc<ServiceInfo>,
     /// Ends event streams at shutdown, so graceful shutdown does not wait on them.
     pub shutdown: CancellationToken,

@@ -6,10 +6,12 @@
 //! through the same single-slot queue as refreshes: one running, at most one waiting.
 //!
 //! Actual state is read with one `docker ps` per reconcile (plus one after syncs to refresh the
-//! counts); a no-op reconcile spawns exactly one docker process.
+//! counts); a no-op reconcile spawns exactly one docker process. In swarm mode ([`Engine`]) the
+//! same loop deploys with `docker stack deploy` and reads services instead: two docker
+//! processes per reconcile (`service ls`, `service inspect`), whatever the number of stacks.
 //!
 //! Uses: desired_state, queue, git (stack files), compose (tool, engine, materialisation),
-//! config.
+//! swarm (stack deploy, services), config.
 
 pub mod plan;
 
@@ -28,7 +30,8 @@ use crate::desired_state::{
 };
 use crate::git::{GitError, GitReader};
 use crate::queue::{Admission, SingleSlot};
-use plan::{Action, Counts, Deployed, Policy, SyncReason};
+use crate::swarm::{StackFiles, Swarm, SwarmError, check};
+use plan::{Action, Counts, Deployed, Policy, SyncReason, Workload};
 
 /// How much of a compose error a stack record keeps.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -97,13 +100,53 @@ impl Layout {
     }
 }
 
+/// What stacks are deployed with.
+#[derive(Debug)]
+pub enum Engine {
+    /// `docker compose` on this host; actual state from containers.
+    Compose { compose: Compose, docker: Docker },
+    /// `docker stack deploy` on a swarm manager; actual state from services.
+    Swarm(Swarm),
+}
+
+/// Actual state as one engine reports it.
+enum Actual {
+    Containers(Vec<crate::compose::ContainerInfo>),
+    Services(Vec<crate::swarm::ServiceInfo>),
+}
+
+impl Engine {
+    async fn read(&self) -> Result<Actual, String> {
+        match self {
+            Self::Compose { docker, .. } => docker
+                .compose_containers()
+                .await
+                .map(Actual::Containers)
+                .map_err(|e| crate::error_chain(&e)),
+            Self::Swarm(swarm) => swarm
+                .services()
+                .await
+                .map(Actual::Services)
+                .map_err(|e| crate::error_chain(&e)),
+        }
+    }
+}
+
+/// Runtime counts per project, for workloads not ignored.
+fn counts_by_project<W: Workload>(workloads: &[W]) -> std::collections::BTreeMap<&str, Counts> {
+    let mut counts = std::collections::BTreeMap::<&str, Counts>::new();
+    for w in workloads.iter().filter(|w| !w.is_ignored()) {
+        w.count_into(counts.entry(w.project()).or_default());
+    }
+    counts
+}
+
 /// The reconcile worker.
 #[derive(Debug)]
 pub struct Reconciler {
     store: Arc<Store>,
     git: Arc<GitReader>,
-    compose: Compose,
-    docker: Docker,
+    engine: Engine,
     policy: Policy,
     layout: Layout,
     redactor: Redactor,
@@ -120,11 +163,29 @@ impl Reconciler {
         layout: Layout,
         redactor: Redactor,
     ) -> Self {
+        Self::with_engine(
+            store,
+            git,
+            Engine::Compose { compose, docker },
+            policy,
+            layout,
+            redactor,
+        )
+    }
+
+    /// A reconciler for either engine.
+    pub fn with_engine(
+        store: Arc<Store>,
+        git: Arc<GitReader>,
+        engine: Engine,
+        policy: Policy,
+        layout: Layout,
+        redactor: Redactor,
+    ) -> Self {
         Self {
             store,
             git,
-            compose,
-            docker,
+            engine,
             policy,
             layout,
             redactor,
@@ -169,13 +230,10 @@ impl Reconciler {
         let Some(snapshot) = snapshot else {
             return; // nothing desired yet
         };
-        let containers = match self.docker.compose_containers().await {
-            Ok(containers) => containers,
+        let actual = match self.engine.read().await {
+            Ok(actual) => actual,
             Err(e) => {
-                let message = format!(
-                    "cannot read the Docker host: {}",
-                    self.redactor.redact(&crate::error_chain(&e))
-                );
+                let message = format!("cannot read the Docker host: {}", self.redactor.redact(&e));
                 tracing::error!(error = %message, "reconcile skipped; retried on the next tick");
                 for path in snapshot.stacks.keys() {
                     self.store.update_stack(path, |s| {
@@ -186,13 +244,15 @@ impl Reconciler {
                 return;
             }
         };
-        let plan = plan::plan(
-            &snapshot,
-            &sync,
-            &containers,
-            &self.policy,
-            SystemTime::now(),
-        );
+        let now = SystemTime::now();
+        let plan = match &actual {
+            Actual::Containers(containers) => {
+                plan::plan(&snapshot, &sync, containers, &self.policy, now)
+            }
+            Actual::Services(services) => {
+                plan::plan_for(&snapshot, &sync, services, &self.policy, now)
+            }
+        };
         let compose_runs = plan.compose_runs();
         if compose_runs > 0 {
             tracing::info!(
@@ -392,14 +452,7 @@ impl Reconciler {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
-        let mut target = Project {
-            name: project.to_owned(),
-            dir,
-            compose_file: desired.compose_file.clone(),
-            override_file: None,
-        };
-        let services = self.compose.services(&target).await?;
-        let labels = SyncLabels {
+        let labels = |services: Vec<String>| SyncLabels {
             instance: self.policy.instance.clone(),
             stack_path: path.to_owned(),
             revision: revision.to_owned(),
@@ -409,15 +462,65 @@ impl Reconciler {
             services,
         };
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        let document = labels::override_document(&labels).to_string();
-        let file = override_file.clone();
+        match &self.engine {
+            Engine::Compose { compose, .. } => {
+                let mut target = Project {
+                    name: project.to_owned(),
+                    dir,
+                    compose_file: desired.compose_file.clone(),
+                    override_file: None,
+                };
+                let services = compose.services(&target).await?;
+                let document = labels::override_document(&labels(services)).to_string();
+                self.write_override(&override_file, document).await?;
+                target.override_file = Some(override_file);
+                compose.up(&target).await?;
+            }
+            Engine::Swarm(swarm) => {
+                let mut target = StackFiles {
+                    name: project.to_owned(),
+                    dir,
+                    compose_file: desired.compose_file.clone(),
+                    override_file: None,
+                };
+                // Refuse what swarm would drop, before the engine is touched: first the file as
+                // written, then the CLI's normalisation of it.
+                let raw = tokio::fs::read(target.dir.join(&target.compose_file))
+                    .await
+                    .map_err(|e| {
+                        SyncError::Internal(format!("cannot read the compose file: {e}"))
+                    })?;
+                let has_dot_env = target.dir.join(".env").is_file();
+                let source = check::check_source(&target.compose_file, &raw, has_dot_env)
+                    .map_err(SwarmError::from)?;
+                let normalised = swarm.config(&target).await?;
+                let specs = check::read_config(&normalised).map_err(SwarmError::from)?;
+                let services = specs.iter().map(|s| s.name.clone()).collect();
+                let document =
+                    check::override_document(&labels(services), &specs, source.version.as_deref())
+                        .to_string();
+                self.write_override(&override_file, document).await?;
+                target.override_file = Some(override_file);
+                if let Err(error) = swarm.deploy(&target).await {
+                    // A deploy that did not converge says little by itself; the tasks say why.
+                    let errors = swarm.task_errors(project).await;
+                    return Err(SyncError::Swarm {
+                        error,
+                        task_errors: errors,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_override(&self, file: &Path, document: String) -> Result<(), SyncError> {
+        let file = file.to_owned();
         tokio::task::spawn_blocking(move || {
             materialise::write_atomically(&file, document.as_bytes())
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
-        target.override_file = Some(override_file);
-        self.compose.up(&target).await?;
         Ok(())
     }
 
@@ -458,6 +561,15 @@ impl Reconciler {
         self.store
             .upsert_gone(path, project, |s| s.status = StackStatus::Deleting);
         let dir = self.layout.stacks_dir.join(project);
+        let Engine::Compose { compose, .. } = &self.engine else {
+            // A stack needs no files to be removed from a swarm.
+            let result = match &self.engine {
+                Engine::Swarm(swarm) => swarm.remove(project).await.map_err(SyncError::from),
+                Engine::Compose { .. } => Ok(()),
+            };
+            self.removed(path, project, &dir, result);
+            return;
+        };
         let compose_file = COMPOSE_FILE_NAMES
             .iter()
             .find(|name| dir.join(name).is_file())
@@ -471,17 +583,22 @@ impl Reconciler {
                     compose_file,
                     override_file: override_file.is_file().then_some(override_file),
                 };
-                self.compose.down(&target).await.map_err(SyncError::from)
+                compose.down(&target).await.map_err(SyncError::from)
             }
             None => Err(SyncError::Internal(format!(
                 "the files of its last sync are gone from {}; remove it by hand with `docker compose -p {project} down`",
                 dir.display()
             ))),
         };
+        self.removed(path, project, &dir, result);
+    }
+
+    /// Records the outcome of a removal.
+    fn removed(&self, path: &str, project: &str, dir: &Path, result: Result<(), SyncError>) {
         match result {
             Ok(()) => {
                 tracing::info!("stack removed");
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(dir);
                 let _ =
                     std::fs::remove_file(self.layout.overrides_dir.join(format!("{project}.json")));
                 self.store.remove_gone(path);
@@ -499,23 +616,20 @@ impl Reconciler {
         }
     }
 
-    /// After syncs: one more `docker ps` to show the new containers' counts.
+    /// After syncs: one more read of the engine to show the new containers' (tasks') counts.
     async fn observe_counts(&self, snapshot: &Snapshot) {
-        let Ok(containers) = self.docker.compose_containers().await else {
+        let Ok(actual) = self.engine.read().await else {
             return;
+        };
+        let counts = match &actual {
+            Actual::Containers(containers) => counts_by_project(containers),
+            Actual::Services(services) => counts_by_project(services),
         };
         for (path, desired) in &snapshot.stacks {
             let Some(project) = &desired.project_name else {
                 continue;
             };
-            let mine: Vec<_> = containers
-                .iter()
-                .filter(|c| &c.project == project && !c.is_oneoff())
-                .collect();
-            let counts = Counts {
-                running: mine.iter().filter(|c| c.is_running()).count() as u32,
-                total: mine.len() as u32,
-            };
+            let counts = counts.get(project.as_str()).copied().unwrap_or_default();
             self.store.update_stack(path, |s| set_counts(s, counts));
         }
     }
@@ -557,8 +671,23 @@ enum SyncError {
     Materialise(#[from] MaterialiseError),
     #[error(transparent)]
     Compose(#[from] ComposeError),
+    #[error("{error}")]
+    Swarm {
+        error: SwarmError,
+        /// The errors of the stack's failed tasks, when a deploy failed.
+        task_errors: Vec<String>,
+    },
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<SwarmError> for SyncError {
+    fn from(error: SwarmError) -> Self {
+        Self::Swarm {
+            error,
+            task_errors: Vec::new(),
+        }
+    }
 }
 
 impl SyncError {
@@ -570,6 +699,17 @@ impl SyncError {
                 (Some(message), false) => format!("{e}: {message}"),
                 (None, false) => crate::error_chain(e),
             },
+            Self::Swarm { error, task_errors } => {
+                let mut text = match (error.tool_message(), error.is_timeout()) {
+                    (Some(message), false) => format!("{error}: {message}"),
+                    _ => crate::error_chain(error),
+                };
+                if !task_errors.is_empty() {
+                    text.push_str("\nfailed tasks:\n");
+                    text.push_str(&task_errors.join("\n"));
+                }
+                text
+            }
             other => crate::error_chain(other),
         }
     }

@@ -3,6 +3,10 @@
 //! Level-triggered: [`plan`] never cares why it was called; it compares what Git says (the
 //! snapshot), what docker-cd knows (sync state) and what runs (the containers' labels), and
 //! every call with the same inputs gives the same plan.
+//!
+//! Both engines share it: actual state is a list of [`Workload`]s, compose containers
+//! ([`plan`]) or swarm services ([`plan_for`] with [`ServiceInfo`]), each carrying docker-cd's
+//! labels; only how a workload drifts and how messages name it differ.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -10,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::compose::ContainerInfo;
 use crate::config::DriftPolicy;
 use crate::desired_state::{Snapshot, StackStatus, SyncInfo};
+use crate::swarm::ServiceInfo;
 
 /// First retry of a stack whose sync failed (same content); doubles per failure.
 pub const RETRY_BASE: Duration = Duration::from_secs(30);
@@ -166,6 +171,171 @@ pub fn retry_delay(failures: u32) -> Duration {
     RETRY_BASE.saturating_mul(1 << exponent).min(RETRY_CAP)
 }
 
+/// One unit of actual state: what the plan needs from a compose container or a swarm service.
+pub trait Workload {
+    /// The compose project or swarm stack it belongs to.
+    fn project(&self) -> &str;
+    /// The compose service it runs.
+    fn service(&self) -> &str;
+    /// Not part of the project's desired services (`compose run` containers).
+    fn is_ignored(&self) -> bool {
+        false
+    }
+    fn is_owned(&self) -> bool;
+    fn instance(&self) -> &str;
+    /// `com.docker-cd.stack.path` (empty when absent).
+    fn stack_path(&self) -> &str;
+    fn content_hash(&self) -> &str;
+    fn deployed(&self) -> Deployed;
+    fn recorded_services(&self) -> Vec<&str>;
+    /// Adds this workload to its stack's runtime counts.
+    fn count_into(&self, counts: &mut Counts);
+    /// How this workload alone drifted (stopped, scaled, changed by hand), if it did.
+    fn drift(&self) -> Option<String>;
+    /// A failure the engine reports for this workload's last change: the stack is failed with
+    /// it, and not re-applied until Git changes.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    /// Drift message for a workload of the project without docker-cd's labels.
+    fn unlabelled(&self) -> String;
+    /// Drift message for a recorded service with no workload.
+    fn missing_service(service: &str) -> String;
+    /// Drift message when nothing of a synced stack is left.
+    fn all_gone() -> String;
+    /// Why a same-named project docker-cd did not deploy is left alone, and how to adopt it.
+    fn foreign_project(project: &str) -> String;
+}
+
+impl Workload for ContainerInfo {
+    fn project(&self) -> &str {
+        &self.project
+    }
+    fn service(&self) -> &str {
+        &self.service
+    }
+    fn is_ignored(&self) -> bool {
+        self.is_oneoff()
+    }
+    fn is_owned(&self) -> bool {
+        ContainerInfo::is_owned(self)
+    }
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+    fn stack_path(&self) -> &str {
+        &self.path
+    }
+    fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+    fn deployed(&self) -> Deployed {
+        Deployed {
+            revision: self.revision.clone(),
+            content_hash: self.content_hash.clone(),
+            compose_hash: self.compose_hash.clone(),
+            synced_at: self.synced_at.clone(),
+        }
+    }
+    fn recorded_services(&self) -> Vec<&str> {
+        ContainerInfo::recorded_services(self)
+    }
+    fn count_into(&self, counts: &mut Counts) {
+        counts.running += u32::from(self.is_running());
+        counts.total += 1;
+    }
+    /// A container stopped: exited with a non-zero code, dead, created but never started.
+    fn drift(&self) -> Option<String> {
+        let stopped = match self.state.as_str() {
+            "running" | "restarting" | "paused" | "removing" => false,
+            // A one-shot service that finished cleanly is not drift.
+            "exited" => self.exit_code() != Some(0),
+            _ => true,
+        };
+        stopped.then(|| {
+            format!(
+                "container {} is {} ({})",
+                self.name, self.state, self.status
+            )
+        })
+    }
+    fn unlabelled(&self) -> String {
+        format!("container {} does not carry docker-cd's labels", self.name)
+    }
+    fn missing_service(service: &str) -> String {
+        format!("service {service} has no container")
+    }
+    fn all_gone() -> String {
+        "all containers are gone".into()
+    }
+    fn foreign_project(project: &str) -> String {
+        format!(
+            "compose project {project:?} already runs on this host and was not deployed by docker-cd; \
+             it is left alone. To let docker-cd take it over, stop it (`docker compose -p {project} down`, \
+             volumes are kept) or rename the stack directory"
+        )
+    }
+}
+
+impl Workload for ServiceInfo {
+    fn project(&self) -> &str {
+        &self.stack
+    }
+    fn service(&self) -> &str {
+        &self.service
+    }
+    fn is_owned(&self) -> bool {
+        ServiceInfo::is_owned(self)
+    }
+    fn instance(&self) -> &str {
+        ServiceInfo::instance(self)
+    }
+    fn stack_path(&self) -> &str {
+        ServiceInfo::stack_path(self)
+    }
+    fn content_hash(&self) -> &str {
+        ServiceInfo::content_hash(self)
+    }
+    fn deployed(&self) -> Deployed {
+        Deployed {
+            revision: self.revision().to_owned(),
+            content_hash: ServiceInfo::content_hash(self).to_owned(),
+            compose_hash: self.compose_hash().to_owned(),
+            synced_at: self.synced_at().to_owned(),
+        }
+    }
+    fn recorded_services(&self) -> Vec<&str> {
+        ServiceInfo::recorded_services(self)
+    }
+    /// Tasks: running and desired, summed over the stack's services.
+    fn count_into(&self, counts: &mut Counts) {
+        counts.running += self.running;
+        counts.total += self.desired;
+    }
+    fn drift(&self) -> Option<String> {
+        ServiceInfo::drift(self)
+    }
+    fn failure(&self) -> Option<String> {
+        ServiceInfo::failure(self)
+    }
+    fn unlabelled(&self) -> String {
+        format!("service {} does not carry docker-cd's labels", self.name)
+    }
+    fn missing_service(service: &str) -> String {
+        format!("service {service} was removed")
+    }
+    fn all_gone() -> String {
+        "all services are gone".into()
+    }
+    fn foreign_project(project: &str) -> String {
+        format!(
+            "stack {project:?} already runs on this swarm and was not deployed by docker-cd; \
+             it is left alone. To let docker-cd take it over, remove it (`docker stack rm {project}`, \
+             volumes are kept) or rename the stack directory"
+        )
+    }
+}
+
 /// Decides what to do. `containers`: every compose container on the host.
 pub fn plan(
     snapshot: &Snapshot,
@@ -174,9 +344,21 @@ pub fn plan(
     policy: &Policy,
     now: SystemTime,
 ) -> Plan {
-    let mut by_project: BTreeMap<&str, Vec<&ContainerInfo>> = BTreeMap::new();
-    for c in containers.iter().filter(|c| !c.is_oneoff()) {
-        by_project.entry(c.project.as_str()).or_default().push(c);
+    plan_for(snapshot, sync, containers, policy, now)
+}
+
+/// Decides what to do. `workloads`: every workload of every project (or stack) on the engine,
+/// docker-cd's or not.
+pub fn plan_for<W: Workload>(
+    snapshot: &Snapshot,
+    sync: &BTreeMap<String, SyncInfo>,
+    workloads: &[W],
+    policy: &Policy,
+    now: SystemTime,
+) -> Plan {
+    let mut by_project: BTreeMap<&str, Vec<&W>> = BTreeMap::new();
+    for c in workloads.iter().filter(|c| !c.is_ignored()) {
+        by_project.entry(c.project()).or_default().push(c);
     }
     let mut actions = Vec::new();
     let mut desired_projects = BTreeSet::new();
@@ -184,7 +366,7 @@ pub fn plan(
     for (path, desired) in &snapshot.stacks {
         let info = sync.get(path);
         let project = desired.project_name.as_deref();
-        let present: &[&ContainerInfo] = project
+        let present: &[&W] = project
             .and_then(|p| by_project.get(p))
             .map(Vec::as_slice)
             .unwrap_or_default();
@@ -203,17 +385,12 @@ pub fn plan(
         let Some(project) = project else {
             continue; // unreachable: a stack without a project name always has an error
         };
-        let (owned, foreign): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
-            present.iter().partition(|c| c.is_owned());
+        let (owned, foreign): (Vec<&W>, Vec<&W>) = present.iter().partition(|c| c.is_owned());
 
         if owned.is_empty() && !foreign.is_empty() {
             actions.push(Action::Fail {
                 path: path.clone(),
-                reason: format!(
-                    "compose project {project:?} already runs on this host and was not deployed by docker-cd; \
-                     it is left alone. To let docker-cd take it over, stop it (`docker compose -p {project} down`, \
-                     volumes are kept) or rename the stack directory"
-                ),
+                reason: W::foreign_project(project),
                 counts,
             });
             continue;
@@ -250,7 +427,7 @@ pub fn plan(
                 actions.push(drift_action(
                     path,
                     project,
-                    "all containers are gone".into(),
+                    W::all_gone(),
                     None,
                     info,
                     policy,
@@ -262,7 +439,7 @@ pub fn plan(
             continue;
         }
 
-        let hashes: BTreeSet<&str> = owned.iter().map(|c| c.content_hash.as_str()).collect();
+        let hashes: BTreeSet<&str> = owned.iter().map(|c| c.content_hash()).collect();
         let deployed_hash = hashes.iter().next().copied().unwrap_or_default();
         if hashes.len() > 1 || deployed_hash != desired.content_hash {
             actions.push(backoff(SyncReason::ContentChanged {
@@ -276,12 +453,16 @@ pub fn plan(
             continue;
         }
 
-        let deployed = Deployed {
-            revision: owned[0].revision.clone(),
-            content_hash: owned[0].content_hash.clone(),
-            compose_hash: owned[0].compose_hash.clone(),
-            synced_at: owned[0].synced_at.clone(),
-        };
+        let deployed = owned[0].deployed();
+        let failures: Vec<String> = owned.iter().filter_map(|c| c.failure()).collect();
+        if !failures.is_empty() {
+            actions.push(Action::Fail {
+                path: path.clone(),
+                reason: failures.join("; "),
+                counts,
+            });
+            continue;
+        }
         match describe_drift(&owned, &foreign) {
             Some(drift) => {
                 actions.push(drift_action(
@@ -317,20 +498,19 @@ pub fn plan(
     }
 
     // Owned containers whose stack is not in Git (any more).
-    let mut gone: BTreeMap<&str, (&str, Vec<&ContainerInfo>)> = BTreeMap::new();
+    let mut gone: BTreeMap<&str, (&str, Vec<&W>)> = BTreeMap::new();
     for (project, list) in &by_project {
         if desired_projects.contains(project) {
             continue;
         }
         // Only what this agent deployed: another agent on the host owns the rest.
-        let mine = |c: &&&ContainerInfo| {
-            c.is_owned() && (c.instance == policy.instance || c.instance.is_empty())
-        };
+        let mine =
+            |c: &&&W| c.is_owned() && (c.instance() == policy.instance || c.instance().is_empty());
         for c in list.iter().filter(mine) {
-            let path = if c.path.is_empty() {
+            let path = if c.stack_path().is_empty() {
                 *project
             } else {
-                c.path.as_str()
+                c.stack_path()
             };
             if snapshot.stacks.contains_key(path) {
                 continue; // the stack is in Git under another project name; leave it
@@ -370,43 +550,26 @@ pub fn plan(
     Plan { actions }
 }
 
-fn count(containers: &[&ContainerInfo]) -> Counts {
-    Counts {
-        running: containers.iter().filter(|c| c.is_running()).count() as u32,
-        total: containers.len() as u32,
+fn count<W: Workload>(workloads: &[&W]) -> Counts {
+    let mut counts = Counts::default();
+    for w in workloads {
+        w.count_into(&mut counts);
     }
+    counts
 }
 
-/// What differs between a synced stack's containers and its last sync, if anything:
-/// a recorded service without a container, a container stopped (exited with a non-zero code,
-/// dead, created but never started), or containers of the project without docker-cd's labels.
-fn describe_drift(owned: &[&ContainerInfo], foreign: &[&ContainerInfo]) -> Option<String> {
+/// What differs between a synced stack's workloads and its last sync, if anything: a recorded
+/// service without a workload, a workload that drifted by itself (a container stopped, a
+/// service scaled), or workloads of the project without docker-cd's labels.
+fn describe_drift<W: Workload>(owned: &[&W], foreign: &[&W]) -> Option<String> {
     let mut problems = Vec::new();
-    let present: BTreeSet<&str> = owned.iter().map(|c| c.service.as_str()).collect();
+    let present: BTreeSet<&str> = owned.iter().map(|c| c.service()).collect();
     let recorded: BTreeSet<&str> = owned.iter().flat_map(|c| c.recorded_services()).collect();
     for service in recorded.difference(&present) {
-        problems.push(format!("service {service} has no container"));
+        problems.push(W::missing_service(service));
     }
-    for c in owned {
-        let stopped = match c.state.as_str() {
-            "running" | "restarting" | "paused" | "removing" => false,
-            // A one-shot service that finished cleanly is not drift.
-            "exited" => c.exit_code() != Some(0),
-            _ => true,
-        };
-        if stopped {
-            problems.push(format!(
-                "container {} is {} ({})",
-                c.name, c.state, c.status
-            ));
-        }
-    }
-    for c in foreign {
-        problems.push(format!(
-            "container {} does not carry docker-cd's labels",
-            c.name
-        ));
-    }
+    problems.extend(owned.iter().filter_map(|c| c.drift()));
+    problems.extend(foreign.iter().map(|c| c.unlabelled()));
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
@@ -952,5 +1115,166 @@ mod tests {
             ),
             "{action:?}"
         );
+    }
+
+    // Swarm services go through the same plan.
+
+    fn service(stack: &str, name: &str, hash: &str) -> ServiceInfo {
+        use crate::compose::labels;
+        let labels = [
+            (labels::OWNER, OWNER_VALUE),
+            (labels::INSTANCE, INSTANCE),
+            (labels::STACK_PATH, stack),
+            (labels::REVISION, "r0"),
+            (labels::CONTENT_HASH, hash),
+            (labels::COMPOSE_HASH, "c"),
+            (labels::SYNCED_AT, "2026-11-28T16:00:00Z"),
+            (labels::SERVICES, name),
+            (crate::swarm::check::REPLICAS, "1"),
+            (crate::swarm::NAMESPACE_LABEL, stack),
+            (crate::swarm::STACK_IMAGE_LABEL, "img"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        ServiceInfo {
+            id: format!("{stack}-{name}"),
+            name: format!("{stack}_{name}"),
+            stack: stack.into(),
+            service: name.into(),
+            labels,
+            mode: "replicated".into(),
+            spec_replicas: Some(1),
+            running: 1,
+            desired: 1,
+            image: "img@sha256:0123".into(),
+            update_state: Some("completed".into()),
+            update_message: None,
+            ports: String::new(),
+        }
+    }
+
+    #[test]
+    fn swarm_services_with_matching_labels_are_recognised_and_counted_in_tasks() {
+        let mut web = service("web", "app", "h1");
+        web.running = 2;
+        web.desired = 3;
+        web.spec_replicas = Some(3);
+        web.labels
+            .insert(crate::swarm::check::REPLICAS.into(), "3".into());
+        let action = only(plan_for(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[web],
+            &revert(),
+            SystemTime::now(),
+        ));
+        let Action::Recognise {
+            deployed, counts, ..
+        } = action
+        else {
+            panic!("{action:?}")
+        };
+        assert_eq!(deployed.revision, "r0");
+        assert_eq!(
+            counts,
+            Counts {
+                running: 2,
+                total: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_service_scaled_or_removed_by_hand_is_drift_named_as_a_service() {
+        let snap = snapshot(&[("web", "h1")]);
+        let sync = sync_map(&[("web", synced("h1"))]);
+        let mut scaled = service("web", "app", "h1");
+        scaled.spec_replicas = Some(3);
+        let action = only(plan_for(
+            &snap,
+            &sync,
+            &[scaled],
+            &revert(),
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&action, Action::Sync { reason: SyncReason::Drift(d), reuse: Some(_), .. }
+                if d == "service web_app was scaled to 3 replicas (Git says 1)"),
+            "{action:?}"
+        );
+        let mut app = service("web", "app", "h1");
+        app.labels
+            .insert(crate::compose::labels::SERVICES.into(), "app,db".into());
+        let action = only(plan_for(&snap, &sync, &[app], &revert(), SystemTime::now()));
+        assert!(
+            matches!(&action, Action::Sync { reason: SyncReason::Drift(d), .. } if d == "service db was removed"),
+            "{action:?}"
+        );
+        let none: [ServiceInfo; 0] = [];
+        let flag = Policy {
+            drift_policy: DriftPolicy::Flag,
+            ..revert()
+        };
+        let action = only(plan_for(&snap, &sync, &none, &flag, SystemTime::now()));
+        assert!(
+            matches!(&action, Action::Flag { drift, .. } if drift == "all services are gone"),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn a_paused_swarm_update_fails_the_stack_without_redeploying() {
+        let mut paused = service("web", "app", "h2");
+        paused.update_state = Some("paused".into());
+        paused.update_message = Some("update paused due to failure of task x".into());
+        let plan = plan_for(
+            &snapshot(&[("web", "h2")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &[paused],
+            &revert(),
+            SystemTime::now(),
+        );
+        assert_eq!(plan.compose_runs(), 0);
+        let action = only(plan);
+        assert!(
+            matches!(&action, Action::Fail { reason, .. } if reason.contains("update of service web_app is paused: update paused due to failure")),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_stack_is_not_taken_over_and_says_how_to_remove_it() {
+        let mut foreign = service("web", "app", "");
+        foreign.labels.clear();
+        let action = only(plan_for(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[foreign],
+            &revert(),
+            SystemTime::now(),
+        ));
+        assert!(
+            matches!(&action, Action::Fail { reason, .. } if reason.contains("docker stack rm web") && reason.contains("swarm")),
+            "{action:?}"
+        );
+    }
+
+    #[test]
+    fn a_swarm_stack_gone_from_git_is_removed_when_enabled() {
+        let removing = Policy {
+            remove_enabled: true,
+            ..revert()
+        };
+        let plan = plan_for(
+            &snapshot(&[("web", "h1")]),
+            &BTreeMap::new(),
+            &[service("web", "app", "h1"), service("old", "app", "h0")],
+            &removing,
+            SystemTime::now(),
+        );
+        assert!(plan.actions.iter().any(
+            |a| matches!(a, Action::Remove { path, project } if path == "old" && project == "old")
+        ));
     }
 }
