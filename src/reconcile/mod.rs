@@ -720,6 +720,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_swarm_stack_and_failed_tasks_are_described_in_full() {
+        let refused = SyncError::from(SwarmError::Refused(check::Refusal::Unsupported(vec![
+            "service app: build: swarm does not build images".into(),
+        ])));
+        let text = refused.describe();
+        assert!(
+            text.starts_with("swarm mode cannot deploy this stack"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("- service app: build: swarm does not build images"),
+            "{text}"
+        );
+        let failed = SyncError::Swarm {
+            error: SwarmError::MissingFlag("--prune"),
+            task_errors: vec!["web_app.1: task: non-zero exit (3)".into()],
+        };
+        assert!(
+            failed
+                .describe()
+                .ends_with("failed tasks:\nweb_app.1: task: non-zero exit (3)"),
+            "{}",
+            failed.describe()
+        );
+    }
+
+    #[test]
     fn long_errors_keep_their_end() {
         let long = format!("{}THE END", "x".repeat(5000));
         let short = truncate(&long);
