@@ -226,14 +226,35 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
     app.wait_refreshes(1).await;
     let status = app.refresh_status().await;
     assert_eq!(status["refreshStatus"], "failed", "{status}");
-    assert!(status["refreshError"].as_str().unwrap().contains("cannot list refs"), "{status}");
+    assert!(
+        status["refreshError"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list refs"),
+        "{status}"
+    );
     assert!(status["revision"].is_null());
-    assert!(app.stacks().await.is_empty(), "nothing is listed, nothing touched");
+    assert!(
+        app.stacks().await.is_empty(),
+        "nothing is listed, nothing touched"
+    );
 
     // The origin appears; the backoff retry picks it up without any trigger.
-    common::git(dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "late.git"]);
+    common::git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "late.git",
+        ],
+    );
     let work = dir.path().join("work");
-    common::git(dir.path(), &["clone", "--quiet", origin.to_str().unwrap(), "work"]);
+    common::git(
+        dir.path(),
+        &["clone", "--quiet", origin.to_str().unwrap(), "work"],
+    );
     std::fs::create_dir_all(work.join("a")).unwrap();
     std::fs::write(work.join("a/compose.yaml"), compose("a:1")).unwrap();
     common::git(&work, &["add", "-A"]);
