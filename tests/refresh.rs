@@ -668,18 +668,29 @@ fn children_of_this_process() -> Vec<String> {
     children
 }
 
+/// Resident memory of this test process.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f12_a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptors() {
+async fn f12_a_thousand_failing_refreshes_leave_no_children_descriptors_or_memory() {
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("file://{}/nowhere.git", dir.path().display());
     let app = TestApp::start(&missing, |_| {}).await;
     app.wait_refreshes(1).await;
     assert_eq!(app.refresh_status().await["refreshStatus"], "failed");
     let fds_before = open_fds();
+    let rss_before = rss_kib();
     for n in 2..=1001 {
         app.app()
             .refresh
@@ -693,6 +704,12 @@ async fn f12_a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descri
         "{status}"
     );
     let fds_after = open_fds();
+    let rss_after = rss_kib();
+    // Memory stays flat: far below what keeping anything per cycle would cost.
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS {rss_before} KiB -> {rss_after} KiB"
+    );
     // Other tests in this binary run concurrently and open descriptors too: allow some slack,
     // far below one leaked descriptor per cycle.
     assert!(
