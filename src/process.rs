@@ -729,7 +729,20 @@ mod tests {
         assert!(err.is_timeout(), "{err}");
     }
 
+    /// Is `pid` still alive 5 s from now? SIGKILL is delivered asynchronously, so a killed
+    /// process may still be scheduled for a moment on a loaded machine.
     fn is_alive(pid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive_now(pid) {
+            if Instant::now() > deadline {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn is_alive_now(pid: i32) -> bool {
         // A zombie still answers kill(0); read its state to tell.
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),

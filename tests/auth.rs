@@ -57,6 +57,8 @@ impl GitHttpServer {
 }
 
 async fn cgi(State(state): State<ServerState>, request: Request) -> Response {
+    // Slow enough that the client's processes can be sampled from /proc while they run.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let (parts, body) = request.into_parts();
     let auth = parts
         .headers
@@ -156,6 +158,30 @@ fn argv_recorder(dir: &Path) -> (PathBuf, PathBuf) {
     (script, log)
 }
 
+/// Scans /proc/*/cmdline until `stop`: returns how many processes mentioning the server's
+/// port were seen, and every command line that held the token (plain or base64).
+fn sample_cmdlines(stop: &std::sync::atomic::AtomicBool, port: &str) -> (usize, Vec<String>) {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut leaked = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmdline.contains(port) {
+                seen.insert(entry.file_name());
+            }
+            if cmdline.contains(TOKEN) || cmdline.contains(&basic) {
+                leaked.push(cmdline);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (seen.len(), leaked)
+}
+
 fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
     let argv = std::fs::read_to_string(argv_log).unwrap();
@@ -191,8 +217,25 @@ async fn c02_a_token_in_the_url_works_and_never_leaks() {
     let (git, argv_log) = argv_recorder(tools.path());
     let url = format!("http://deploy:{TOKEN}@{}/origin.git", server.addr);
 
+    // Sample every process's argv while the refresh runs (git, git-remote-http, …).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let stop = stop.clone();
+        let port = server.addr.port().to_string();
+        move || sample_cmdlines(&stop, &port)
+    });
     let app = TestApp::start(&url, |a| a.git_bin = Some(git)).await;
     app.wait_refreshes(1).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, leaked) = sampler.join().unwrap();
+    assert!(
+        seen > 0,
+        "the sampler never saw a git process talking to the server"
+    );
+    assert!(
+        leaked.is_empty(),
+        "the token was in a child's argv: {leaked:?}"
+    );
     let status = app.refresh_status().await;
     assert_eq!(status["refreshStatus"], "completed", "{status}");
     assert_eq!(status["revision"], commit.as_str());
@@ -352,6 +395,34 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// The server's host key changes (a reinstalled or impostor host) on the same address.
+    fn restart_with_a_new_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let d = self.dir.path();
+        std::fs::remove_file(d.join("host_key")).unwrap();
+        std::fs::remove_file(d.join("host_key.pub")).unwrap();
+        keygen(&d.join("host_key"));
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        self.child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -484,5 +555,41 @@ async fn c05_trust_on_first_use_records_the_key_and_f04_a_wrong_client_key_is_re
             .contains("Permission denied"),
         "{status}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn c05_a_host_key_that_changes_after_a_good_refresh_fails_and_keeps_the_last_good_snapshot() {
+    let Some(mut sshd) = Sshd::start() else {
+        return;
+    };
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("over ssh");
+    let files = tempfile::tempdir().unwrap();
+    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
+    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
+        a.git_ssh_key_file = Some(sshd.client_key());
+        a.git_ssh_known_hosts_file = Some(known);
+    })
+    .await;
+    app.wait_refreshes(1).await;
+    assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
+    let before = app.snapshot_fingerprint().await;
+
+    sshd.restart_with_a_new_host_key();
+    repo.write("web/compose.yaml", compose("web:2"));
+    repo.commit_and_push("pushed while the host key changed");
+    app.post_json("/api/refresh", serde_json::Value::Null).await;
+    app.wait_refreshes(2).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let reason = status["refreshError"].as_str().unwrap();
+    assert!(
+        reason.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            || reason.contains("Host key verification failed"),
+        "{reason}"
+    );
+    app.assert_snapshot_unchanged(&before).await;
     app.stop().await;
 }

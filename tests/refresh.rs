@@ -226,14 +226,35 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
     app.wait_refreshes(1).await;
     let status = app.refresh_status().await;
     assert_eq!(status["refreshStatus"], "failed", "{status}");
-    assert!(status["refreshError"].as_str().unwrap().contains("cannot list refs"), "{status}");
+    assert!(
+        status["refreshError"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list refs"),
+        "{status}"
+    );
     assert!(status["revision"].is_null());
-    assert!(app.stacks().await.is_empty(), "nothing is listed, nothing touched");
+    assert!(
+        app.stacks().await.is_empty(),
+        "nothing is listed, nothing touched"
+    );
 
     // The origin appears; the backoff retry picks it up without any trigger.
-    common::git(dir.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "late.git"]);
+    common::git(
+        dir.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "late.git",
+        ],
+    );
     let work = dir.path().join("work");
-    common::git(dir.path(), &["clone", "--quiet", origin.to_str().unwrap(), "work"]);
+    common::git(
+        dir.path(),
+        &["clone", "--quiet", origin.to_str().unwrap(), "work"],
+    );
     std::fs::create_dir_all(work.join("a")).unwrap();
     std::fs::write(work.join("a/compose.yaml"), compose("a:1")).unwrap();
     common::git(&work, &["add", "-A"]);
@@ -647,18 +668,29 @@ fn children_of_this_process() -> Vec<String> {
     children
 }
 
+/// Resident memory of this test process.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f12_a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descriptors() {
+async fn f12_a_thousand_failing_refreshes_leave_no_children_descriptors_or_memory() {
     let dir = tempfile::tempdir().unwrap();
     let missing = format!("file://{}/nowhere.git", dir.path().display());
     let app = TestApp::start(&missing, |_| {}).await;
     app.wait_refreshes(1).await;
     assert_eq!(app.refresh_status().await["refreshStatus"], "failed");
     let fds_before = open_fds();
+    let rss_before = rss_kib();
     for n in 2..=1001 {
         app.app()
             .refresh
@@ -672,6 +704,12 @@ async fn f12_a_thousand_failing_refreshes_leave_no_children_and_no_leaked_descri
         "{status}"
     );
     let fds_after = open_fds();
+    let rss_after = rss_kib();
+    // Memory stays flat: far below what keeping anything per cycle would cost.
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS {rss_before} KiB -> {rss_after} KiB"
+    );
     // Other tests in this binary run concurrently and open descriptors too: allow some slack,
     // far below one leaked descriptor per cycle.
     assert!(
