@@ -53,7 +53,8 @@ struct History {
 
 impl History {
     /// Records the change from `before` to `after`, if it is one worth keeping: a new status
-    /// other than `syncing`, or a new error or drift message with the same status. Entering
+    /// other than `syncing`, or a new error while `failed`. (A drift message changes while the
+    /// stack stays `drifted`: it quotes the engine's "Exited (1) 8 seconds ago".) Entering
     /// `syncing` only starts the clock for the entry that ends the sync.
     fn record(
         &mut self,
@@ -69,7 +70,8 @@ impl History {
             return;
         }
         let message = history_message(after);
-        if after.status == before.status && message == history_message(before) {
+        let new_error = after.status == StackStatus::Failed && message != history_message(before);
+        if after.status == before.status && !new_error {
             return;
         }
         // A sync's outcome is shown against the status the stack had before the sync.
@@ -594,6 +596,10 @@ mod tests {
             s.status = StackStatus::Drifted;
             s.drift = Some("container app_1 exited (137)".into());
         });
+        // A drift message that changes while the stack stays drifted adds nothing.
+        store.update_stack("a", |s| {
+            s.drift = Some("container app_1 exited (137) 5 s ago".into())
+        });
         let history = store.history("a");
         assert_eq!(history.len(), 3);
         assert_eq!(history[1].message.as_deref(), Some("another reason"));
@@ -636,6 +642,7 @@ mod tests {
         store.upsert_gone("old", "old", |s| {
             s.last_sync_error = Some("removal is disabled".into());
         });
+        store.upsert_gone("old", "old", |s| s.status = StackStatus::Deleting);
         assert_eq!(store.history("a").len(), 1);
         assert_eq!(store.history("old").len(), 1);
         store.install_snapshot(snapshot("r2", &[]), Trigger::Webhook, now);
