@@ -386,6 +386,18 @@ const REFRESH: &str = "const f = n => document.querySelector(`[data-refresh-fiel
 const NOTICE: &str = "const n = document.getElementById('notice');
     return n.hidden ? null : { kind: n.dataset.kind, text: n.textContent };";
 
+/// The stack page: status, acknowledge button, containers (service, state), history.
+const STACK_PAGE: &str = "const d = document.getElementById('stack-detail');
+    if (!d) return null;
+    return {
+        status: d.dataset.status,
+        ack: !d.querySelector('[data-action=ack]').hidden,
+        containers: [...d.querySelectorAll('#containers tbody tr')]
+            .map(r => [r.cells[1].textContent, r.cells[2].textContent]),
+        history: [...d.querySelectorAll('#history tbody tr')]
+            .map(r => [...r.querySelectorAll('.badge')].map(s => s.textContent).join('>')),
+    };";
+
 /// The token dialog.
 const DIALOG: &str = "const d = document.getElementById('token-dialog');
     const e = document.getElementById('token-error');
@@ -500,6 +512,46 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
         html.contains("data-path=\"web\" data-status=\"missing\" hidden>"),
         "web is hidden"
     );
+
+    // An unknown stack's page is a 404 page; the assets are revalidated by their ETag.
+    let missing = app
+        .client
+        .get(app.url("/stacks/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        missing
+            .text()
+            .await
+            .unwrap()
+            .contains("There is no stack <code>nope</code>")
+    );
+    let script = app
+        .client
+        .get(app.url("/assets/dashboard.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let etag = script.headers()["etag"].to_str().unwrap().to_owned();
+    let again = app
+        .client
+        .get(app.url("/assets/dashboard.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let (status, _) = app.get_json("/assets/../Cargo.toml").await;
+    assert_eq!(status, 404);
 
     let browser = Browser::start(&tools, "grid").await;
     let b = &browser;
@@ -853,7 +905,16 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
             .await;
         b.click("button[data-filter-status='']").await;
 
-        // Drift: the container is stopped by hand; the next resync tick flags it.
+        // The stack page, open while the container is stopped by hand: the next resync tick
+        // flags the drift, and the page follows without a reload.
+        b.click(&format!("article.card[data-path='{app_stack}'] a.path"))
+            .await;
+        b.wait_for(WAIT, "the stack page", STACK_PAGE, vec![], |v| {
+            v["status"] == "synced" && v["containers"] == json!([["app", "running"]])
+        })
+        .await;
+        b.eval("window.dcdMarker = 'no reload'; return null;", vec![])
+            .await;
         let ids = docker::container_ids(&app_stack);
         assert_eq!(ids.len(), 1, "{ids:?}");
         let stopped = Command::new("docker")
@@ -861,25 +922,47 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
             .output()
             .unwrap();
         assert!(stopped.status.success(), "{stopped:?}");
+        let page = b
+            .wait_for(
+                DEPLOY_WAIT,
+                "drift on the stack page",
+                STACK_PAGE,
+                vec![],
+                |v| v["status"] == "drifted" && v["ack"] == true,
+            )
+            .await;
+        assert_eq!(page["history"], json!(["synced>drifted", "missing>synced"]));
+        assert_eq!(page["containers"][0][0], "app");
+        assert_ne!(page["containers"][0][1], "running");
+        assert_eq!(
+            b.eval("return window.dcdMarker || null;", vec![]).await,
+            "no reload"
+        );
+
+        // Back on the grid, the card shows the drift; acknowledging it asks for the token,
+        // then re-applies the stack from Git.
+        b.click(".crumbs a").await;
         let drifted = b
-            .wait_card(DEPLOY_WAIT, &app_stack, "drift flagged", |c| {
+            .wait_card(WAIT, &app_stack, "drift on the grid", |c| {
                 c["status"] == "drifted" && c["ack"] == true && !c["drift"].is_null()
             })
             .await;
         assert_eq!(drifted["containers"], "0/1");
         b.screenshot("dashboard-drift.png").await;
-
-        // Acknowledge from the card: asks for the token, then re-applies from Git.
         b.click(&format!(
             "article.card[data-path='{app_stack}'] button[data-action='ack']"
         ))
         .await;
-        b.wait_for(WAIT, "the token dialog", DIALOG, vec![], |v| v["open"] == true)
-            .await;
+        b.wait_for(WAIT, "the token dialog", DIALOG, vec![], |v| {
+            v["open"] == true
+        })
+        .await;
         b.type_into("#token-input", TOKEN).await;
         b.click("#token-save").await;
         let notice = b
-            .wait_for(WAIT, "the acknowledgement", NOTICE, vec![], |v| !v.is_null())
+            .wait_for(WAIT, "the acknowledgement", NOTICE, vec![], |v| {
+                !v.is_null()
+            })
             .await;
         assert_eq!(notice["kind"], "ok", "{notice}");
         b.wait_card(DEPLOY_WAIT, &app_stack, "re-synced", |c| {
@@ -888,32 +971,23 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
         .await;
         b.screenshot("dashboard-docker.png").await;
 
-        // The stack page: its container, and the history of this run, newest first.
+        // The history of this run, newest first.
         b.click(&format!("article.card[data-path='{app_stack}'] a.path"))
             .await;
-        let history = b
+        let page = b
             .wait_for(
                 WAIT,
-                "the stack page with its history",
-                "return [...document.querySelectorAll('#history tbody tr')]
-                    .map(r => [...r.querySelectorAll('.badge')].map(s => s.textContent).join('>'));",
+                "the stack page after the ack",
+                STACK_PAGE,
                 vec![],
-                |v| v.as_array().is_some_and(|a| a.len() >= 3),
+                |v| v["status"] == "synced",
             )
             .await;
         assert_eq!(
-            history,
-            json!(["drifted>synced", "synced>drifted", "missing>synced"]),
-            "newest first"
+            page["history"],
+            json!(["drifted>synced", "synced>drifted", "missing>synced"])
         );
-        let containers = b
-            .eval(
-                "return [...document.querySelectorAll('#containers tbody tr')]
-                    .map(r => [r.cells[1].textContent, r.cells[2].textContent]);",
-                vec![],
-            )
-            .await;
-        assert_eq!(containers, json!([["app", "running"]]));
+        assert_eq!(page["containers"], json!([["app", "running"]]));
         b.screenshot("dashboard-docker-stack.png").await;
     })
     .catch_unwind()
