@@ -49,7 +49,7 @@ pub(super) async fn status_page(
 }
 
 /// A status as the JSON API spells it (`synced`, `completed`).
-fn wire_name(value: &impl serde::Serialize) -> String {
+pub(super) fn wire_name(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(Value::String(name)) => name,
         _ => String::new(),

@@ -26,10 +26,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::page::wire_name;
 use crate::compose::ContainerView;
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
 use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
@@ -576,14 +576,6 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
         asset.body,
     )
         .into_response()
-}
-
-/// A status as the JSON API spells it (`synced`, `completed`).
-fn wire_name(value: &impl serde::Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(name)) => name,
-        _ => String::new(),
-    }
 }
 
 fn status_name(record: &StackRecord) -> String {

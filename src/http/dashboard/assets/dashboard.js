@@ -32,6 +32,11 @@
     return message ? message.split(/\r?\n/)[0].trim() : '';
   }
 
+  /** `refresh started` → `Refresh started.` */
+  function sentence(text) {
+    return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+  }
+
   /** Sets an element's text and hides it when there is none. */
   function optional(element, text) {
     element.textContent = text;
@@ -176,7 +181,7 @@
 
   document.getElementById('refresh-button').addEventListener('click', (event) => {
     send('/api/refresh', null, event.currentTarget,
-      (answer) => `Refresh ${answer.status || 'requested'}: ${answer.message || ''}`);
+      (answer) => sentence(answer.message || 'refresh requested'));
   });
 
   document.getElementById('forget-token').addEventListener('click', () => {
@@ -285,7 +290,7 @@
     const reason = cards.size === 0 ? 'none' : (visible ? '' : 'filter');
     empty.dataset.reason = reason;
     optional(empty, reason === 'none'
-      ? 'No stacks yet: the first refresh has not found any.'
+      ? 'No stacks: the deploy dir holds none, or the first refresh has not finished.'
       : (reason === 'filter' ? 'No stack matches the filter.' : ''));
   }
 
