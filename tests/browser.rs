@@ -299,6 +299,35 @@ impl Browser {
         path
     }
 
+    /// Waits until the grid the script keeps up to date from the event stream equals the grid
+    /// the server renders now for the same URL: every card's status, visibility, and each
+    /// field's text, visibility and attributes. `fillCard` (JS) and `CardView` (Rust) are twins;
+    /// this is where a difference between them shows.
+    async fn assert_grid_matches_server(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let views = self
+                .client
+                .execute_async(GRID_VS_SERVER, vec![])
+                .await
+                .expect("the grid comparison runs");
+            assert!(
+                views[0].as_array().is_some_and(|a| !a.is_empty()),
+                "{views}"
+            );
+            if views[0] == views[1] {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the live grid differs from the server's:\nserver: {:#}\nlive:   {:#}",
+                views[0],
+                views[1]
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Emulates `prefers-color-scheme` through the DevTools protocol (chromedriver's
     /// `goog/cdp/execute`).
     async fn prefer_color_scheme(&self, scheme: &str) {
@@ -356,6 +385,23 @@ fn rethrow(outcome: std::thread::Result<()>) {
 /// The paths of the grid's visible cards, in page order.
 const VISIBLE_CARDS: &str = "return [...document.querySelectorAll('#grid .card')]
     .filter(c => !c.hidden).map(c => c.dataset.path);";
+
+/// `[server's cards, live cards]`, each card as the comparable facts of its markup.
+const GRID_VS_SERVER: &str = "const done = arguments[arguments.length - 1];
+    const view = root => [...root.querySelectorAll('#grid .card')].map(c => ({
+        path: c.dataset.path, status: c.dataset.status, hidden: c.hidden,
+        ack: [c.querySelector('[data-action=ack]').hidden,
+              c.querySelector('[data-action=ack]').dataset.path],
+        fields: [...c.querySelectorAll('[data-field]')].map(f => [
+            f.dataset.field, f.hidden, f.textContent.replace(/\\s+/g, ' ').trim(),
+            f.getAttribute('href'), f.getAttribute('title'), f.getAttribute('datetime'),
+            f.dataset.status || null, f.value === undefined ? null : [f.value, f.max]]),
+    }));
+    fetch(location.pathname + location.search, { headers: { Accept: 'text/html' } })
+        .then(r => r.text())
+        .then(html => done([view(new DOMParser().parseFromString(html, 'text/html')),
+                            view(document)]))
+        .catch(e => done(String(e)));";
 
 /// One card's fields, or null.
 const CARD: &str = "const c = [...document.querySelectorAll('#grid .card')]
@@ -605,6 +651,7 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
         .await;
         let marker = b.eval("return window.dcdMarker || null;", vec![]).await;
         assert_eq!(marker, "no reload", "the page was reloaded");
+        b.assert_grid_matches_server().await;
         let counts = b
             .eval(
                 "return Object.fromEntries([...document.querySelectorAll('[data-count]')]
@@ -945,6 +992,7 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
             })
             .await;
         assert_eq!(drifted["containers"], "0/1");
+        b.assert_grid_matches_server().await;
         b.screenshot("dashboard-drift.png").await;
         b.click(&format!(
             "article.card[data-path='{app_stack}'] button[data-action='ack']"
@@ -966,6 +1014,7 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
             c["status"] == "synced" && c["containers"] == "1/1" && c["ack"] == false
         })
         .await;
+        b.assert_grid_matches_server().await;
         b.screenshot("dashboard-docker.png").await;
 
         // The history of this run, newest first.
