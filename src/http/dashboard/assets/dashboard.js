@@ -249,18 +249,30 @@
       && (!q || card.dataset.path.toLowerCase().includes(q));
   }
 
+  /** Updates or creates a card; returns true when it is new (and not yet in the grid). */
   function upsertCard(rec) {
     records.set(rec.path, rec);
     let card = cards.get(rec.path);
-    if (!card) {
+    const created = !card;
+    if (created) {
       card = cardTemplate.content.firstElementChild.cloneNode(true);
       cards.set(rec.path, card);
-      // Keep the server's order (by path).
-      const next = [...cards.keys()].filter((p) => p > rec.path).sort()[0];
-      grid.insertBefore(card, next === undefined ? null : cards.get(next));
     }
     fillCard(card, rec);
     card.hidden = !matches(card);
+    return created;
+  }
+
+  /** Puts a new card in its place: the server's order, by path. */
+  function placeCard(path) {
+    let next = null;
+    for (const other of grid.children) {
+      if (other.dataset.path > path) {
+        next = other;
+        break;
+      }
+    }
+    grid.insertBefore(cards.get(path), next);
   }
 
   function removeCard(path) {
@@ -336,11 +348,14 @@
       for (const path of [...cards.keys()]) {
         if (!paths.has(path)) removeCard(path);
       }
-      for (const rec of list) upsertCard(rec);
+      let created = 0;
+      for (const rec of list) created += upsertCard(rec) ? 1 : 0;
+      // New cards (after a reconnect): order the whole grid once.
+      if (created > 0) grid.append(...[...cards.keys()].sort().map((path) => cards.get(path)));
       updateSummary();
     },
     upsert(rec) {
-      upsertCard(rec);
+      if (upsertCard(rec)) placeCard(rec.path);
       updateSummary();
     },
     remove(path) {
