@@ -76,7 +76,7 @@ async fn the_status_page_is_a_plain_banner_for_curl_and_html_for_browsers() {
     );
     let body = html.text().await.unwrap();
     assert!(
-        body.contains("<h1>Docker-CD</h1>") && body.contains("<td>web</td>"),
+        body.contains("<h1>Docker-CD</h1>") && body.contains("data-path=\"web\""),
         "{body}"
     );
     app.stop().await;

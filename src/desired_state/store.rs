@@ -6,10 +6,14 @@
 //! exactly the sync entries that belong to it. Events are published while the lock is held, so
 //! their order matches the order of the changes; [`Store::subscribe`] takes the current records
 //! and a receiver under the same lock, so a subscriber misses nothing and sees nothing twice.
+//!
+//! The store also keeps each stack's sync history of this run ([`Store::history`]): a bounded
+//! list of the statuses it reached, recorded as the reconciler changes them. Nothing of it
+//! survives a restart; the labels on the host stay the durable record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -18,6 +22,88 @@ use super::{RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackStatus, Syn
 
 /// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
 const EVENT_BUFFER: usize = 1024;
+
+/// How many history entries each stack keeps; older ones are dropped first.
+pub const HISTORY_PER_STACK: usize = 50;
+
+/// One entry of a stack's sync history: a status it reached, when, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncHistoryEntry {
+    pub at: SystemTime,
+    pub status: StackStatus,
+    /// The status before: for the outcome of a sync, the status before the sync started.
+    pub previous: StackStatus,
+    /// The commit the stack runs after this change, as far as docker-cd knows.
+    pub synced_revision: Option<String>,
+    /// The commit of the snapshot at that moment: what Git asked for.
+    pub git_revision: Option<String>,
+    /// How long the sync that ended with this entry ran.
+    pub duration: Option<Duration>,
+    /// The error (`failed`, `orphaned`) or the drift (`drifted`).
+    pub message: Option<String>,
+}
+
+/// A stack's history: newest last, at most [`HISTORY_PER_STACK`] entries.
+#[derive(Debug, Default)]
+struct History {
+    entries: VecDeque<SyncHistoryEntry>,
+    /// When the running sync started (the stack entered `syncing`), and the status before it.
+    syncing_since: Option<(SystemTime, StackStatus)>,
+}
+
+impl History {
+    /// Records the change from `before` to `after`, if it is one worth keeping: a new status
+    /// other than `syncing`, or a new error while `failed`. (A drift message changes while the
+    /// stack stays `drifted`: it quotes the engine's "Exited (1) 8 seconds ago".) Entering
+    /// `syncing` only starts the clock for the entry that ends the sync.
+    fn record(
+        &mut self,
+        before: &SyncInfo,
+        after: &SyncInfo,
+        git_revision: Option<&str>,
+        now: SystemTime,
+    ) {
+        if after.status == StackStatus::Syncing {
+            if before.status != StackStatus::Syncing {
+                self.syncing_since = Some((now, before.status));
+            }
+            return;
+        }
+        let message = history_message(after);
+        let new_error = after.status == StackStatus::Failed && message != history_message(before);
+        if after.status == before.status && !new_error {
+            return;
+        }
+        // A sync's outcome is shown against the status the stack had before the sync.
+        let (previous, duration) = match (before.status, self.syncing_since.take()) {
+            (StackStatus::Syncing, Some((since, previous))) => {
+                (previous, now.duration_since(since).ok())
+            }
+            (previous, _) => (previous, None),
+        };
+        if self.entries.len() == HISTORY_PER_STACK {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(SyncHistoryEntry {
+            at: now,
+            status: after.status,
+            previous,
+            synced_revision: after.synced_revision.clone(),
+            git_revision: git_revision.map(str::to_owned),
+            duration,
+            message: message.map(str::to_owned),
+        });
+    }
+}
+
+/// What a history entry says about a status: the error or the drift.
+fn history_message(sync: &SyncInfo) -> Option<&str> {
+    match sync.status {
+        StackStatus::Failed | StackStatus::Orphaned => sync.last_sync_error.as_deref(),
+        StackStatus::Drifted => sync.drift.as_deref(),
+        _ => None,
+    }
+}
 
 /// A change, as the `/api/events` stream sends it.
 #[derive(Debug, Clone)]
@@ -73,9 +159,22 @@ struct Inner {
     /// Sync state by path: every stack of the snapshot, plus stacks gone from Git that still
     /// have something on the host (`host_project` set).
     sync: BTreeMap<String, SyncInfo>,
+    /// Sync history by path, for the stacks in `sync`.
+    history: BTreeMap<String, History>,
 }
 
 impl Inner {
+    /// Records a change of one stack's sync state in its history.
+    fn note_change(&mut self, path: &str, before: &SyncInfo, after: &SyncInfo) {
+        let git_revision = self.snapshot.as_ref().map(|s| s.revision.clone());
+        self.history.entry(path.to_owned()).or_default().record(
+            before,
+            after,
+            git_revision.as_deref(),
+            SystemTime::now(),
+        );
+    }
+
     fn record(&self, path: &str) -> Option<StackRecord> {
         let sync = self.sync.get(path)?;
         match self.snapshot.as_ref().and_then(|s| s.stacks.get(path)) {
@@ -105,6 +204,7 @@ impl Store {
                 refresh: RefreshStatus::initial(configured_ref),
                 snapshot: None,
                 sync: BTreeMap::new(),
+                history: BTreeMap::new(),
             }),
             events,
         }
@@ -136,6 +236,15 @@ impl Store {
 
     pub fn stack(&self, path: &str) -> Option<StackRecord> {
         self.lock().record(path)
+    }
+
+    /// A stack's sync history of this run, oldest first (empty for an unknown path).
+    pub fn history(&self, path: &str) -> Vec<SyncHistoryEntry> {
+        self.lock()
+            .history
+            .get(path)
+            .map(|h| h.entries.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The snapshot and the sync state that belongs to it, as one consistent view.
@@ -227,6 +336,7 @@ impl Store {
                     report.removed.push(path.clone());
                 }
                 inner.sync.remove(&path);
+                inner.history.remove(&path);
                 self.publish(Event::StackDelete { path });
             }
         }
@@ -281,6 +391,8 @@ impl Store {
         let before = sync.clone();
         change(sync);
         if *sync != before {
+            let after = sync.clone();
+            inner.note_change(path, &before, &after);
             if let Some(record) = inner.record(path) {
                 self.publish(Event::StackUpsert(Box::new(record)));
             }
@@ -306,6 +418,8 @@ impl Store {
         sync.host_project = Some(project.to_owned());
         change(sync);
         if *sync != before {
+            let after = sync.clone();
+            inner.note_change(path, &before, &after);
             if let Some(record) = inner.record(path) {
                 self.publish(Event::StackUpsert(Box::new(record)));
             }
@@ -323,6 +437,7 @@ impl Store {
             return;
         }
         if inner.sync.remove(path).is_some() {
+            inner.history.remove(path);
             self.publish(Event::StackDelete {
                 path: path.to_owned(),
             });
@@ -418,6 +533,123 @@ mod tests {
         assert_eq!(status.revision.as_deref(), Some("r1"));
         assert_eq!(status.consecutive_failures, 1);
         assert_eq!(store.stacks().len(), 1);
+    }
+
+    fn history_statuses(store: &Store, path: &str) -> Vec<(StackStatus, StackStatus)> {
+        store
+            .history(path)
+            .iter()
+            .map(|e| (e.previous, e.status))
+            .collect()
+    }
+
+    #[test]
+    fn sync_outcomes_are_kept_in_the_history_with_the_status_before_the_sync() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        store.update_stack("a", |s| s.status = StackStatus::Syncing);
+        store.update_stack("a", |s| {
+            s.status = StackStatus::Synced;
+            s.synced_revision = Some("r1".into());
+        });
+        store.update_stack("a", |s| s.status = StackStatus::Syncing);
+        store.update_stack("a", |s| {
+            s.status = StackStatus::Failed;
+            s.last_sync_error = Some("port is already allocated".into());
+        });
+        assert_eq!(
+            history_statuses(&store, "a"),
+            [
+                (StackStatus::Missing, StackStatus::Synced),
+                (StackStatus::Synced, StackStatus::Failed)
+            ]
+        );
+        let history = store.history("a");
+        assert!(history.iter().all(|e| e.duration.is_some()));
+        assert_eq!(history[0].synced_revision.as_deref(), Some("r1"));
+        assert_eq!(history[0].git_revision.as_deref(), Some("r1"));
+        assert_eq!(history[0].message, None);
+        assert_eq!(
+            history[1].message.as_deref(),
+            Some("port is already allocated")
+        );
+        assert!(store.history("unknown").is_empty());
+    }
+
+    #[test]
+    fn unchanged_statuses_and_count_updates_add_no_history() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        for _ in 0..3 {
+            store.update_stack("a", |s| {
+                s.status = StackStatus::Failed;
+                s.last_sync_error = Some("cannot read the Docker host".into());
+            });
+        }
+        store.update_stack("a", |s| s.containers_total = 2);
+        assert_eq!(history_statuses(&store, "a").len(), 1);
+        // The same status with a new reason is worth an entry.
+        store.update_stack("a", |s| s.last_sync_error = Some("another reason".into()));
+        store.update_stack("a", |s| {
+            s.status = StackStatus::Drifted;
+            s.drift = Some("container app_1 exited (137)".into());
+        });
+        // A drift message that changes while the stack stays drifted adds nothing.
+        store.update_stack("a", |s| {
+            s.drift = Some("container app_1 exited (137) 5 s ago".into())
+        });
+        let history = store.history("a");
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[1].message.as_deref(), Some("another reason"));
+        assert_eq!(
+            history[2].message.as_deref(),
+            Some("container app_1 exited (137)")
+        );
+        assert_eq!(history[2].duration, None);
+    }
+
+    #[test]
+    fn the_history_is_bounded_and_keeps_the_newest_entries() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        for i in 0..HISTORY_PER_STACK + 7 {
+            store.update_stack("a", |s| {
+                s.status = StackStatus::Failed;
+                s.last_sync_error = Some(format!("attempt {i}"));
+            });
+        }
+        let history = store.history("a");
+        assert_eq!(history.len(), HISTORY_PER_STACK);
+        assert_eq!(history[0].message.as_deref(), Some("attempt 7"));
+        assert_eq!(
+            history.last().unwrap().message,
+            Some(format!("attempt {}", HISTORY_PER_STACK + 6))
+        );
+    }
+
+    #[test]
+    fn the_history_of_a_dropped_stack_is_dropped_with_it() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
+        store.update_stack("a", |s| {
+            s.status = StackStatus::Failed;
+            s.last_sync_error = Some("no services".into());
+        });
+        store.upsert_gone("old", "old", |s| {
+            s.last_sync_error = Some("removal is disabled".into());
+        });
+        store.upsert_gone("old", "old", |s| s.status = StackStatus::Deleting);
+        assert_eq!(store.history("a").len(), 1);
+        assert_eq!(store.history("old").len(), 1);
+        store.install_snapshot(snapshot("r2", &[]), Trigger::Webhook, now);
+        store.remove_gone("old");
+        assert!(store.stack("a").is_none());
+        assert!(store.history("a").is_empty());
+        assert!(store.history("old").is_empty());
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
+//! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
 //!
 //! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries), config.
 
 mod api;
+mod dashboard;
 mod page;
 mod webhook;
 
@@ -114,6 +116,14 @@ pub fn router(state: AppState) -> Router {
             post(api::ack).fallback(method_not_allowed),
         )
         .route("/api/events", get(api::events).fallback(method_not_allowed))
+        .route(
+            "/stacks/{path}",
+            get(dashboard::stack_page).fallback(method_not_allowed),
+        )
+        .route(
+            "/assets/{name}",
+            get(dashboard::asset).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,752 @@
+//! The dashboard for browsers: the stacks grid at `/` (for requests that accept HTML), a page per
+//! stack at `/stacks/{path}`, and the static files they use at `/assets/…`.
+//!
+//! Pages are askama templates (`templates/` here, checked at compile time, HTML-escaped by
+//! default): every value that comes from Git or the host (paths, commit messages, errors) is
+//! escaped by the template engine, never by hand. The script and the stylesheet (`assets/`
+//! here) are embedded with `include_str!`; there is no build step. Everything lives under
+//! `src/` so the container build, which copies `src/` only, has it. The script keeps the pages
+//! live from `/api/events`, filters the grid, and sends the refresh and acknowledge requests.
+//! Pages are served with a Content-Security-Policy that allows only these same-origin files:
+//! no inline script, style or event handler.
+//!
+//! The grid's view of a stack ([`CardView`]) has a twin in `assets/dashboard.js`
+//! (`fillCard`), which renders the same fields from the JSON records of the event stream into
+//! the same markup (the card template is rendered once, empty, for it). A change to one needs
+//! the same change to the other.
+//!
+//! Uses: desired_state (records, refresh status, sync history), compose (the containers of one
+//! project, read-only), config (what the header shows).
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::page::wire_name;
+use crate::compose::ContainerView;
+use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
+use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
+
+/// The statuses the grid can filter by, in the order of its chips.
+const STATUSES: [&str; 7] = [
+    "missing", "syncing", "synced", "failed", "drifted", "orphaned", "deleting",
+];
+
+/// Only the dashboard's own files; nothing inline. `connect-src` covers `/api/events` and the
+/// POSTs of the buttons.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// How many hex digits of a commit id the pages show.
+const SHORT_REVISION: usize = 12;
+
+/// The grid's query string: `?status=failed&q=web`. Unknown or malformed parameters are
+/// ignored (the page then shows everything).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct GridQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    q: String,
+}
+
+impl GridQuery {
+    pub(super) fn parse(raw: Option<&str>) -> Self {
+        let mut query: Self = raw
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        if !STATUSES.contains(&query.status.as_str()) {
+            query.status.clear();
+        }
+        query
+    }
+
+    /// The same test as `matches` in `assets/dashboard.js`.
+    fn matches(&self, record: &StackRecord) -> bool {
+        (self.status.is_empty() || status_name(record) == self.status)
+            && (self.q.is_empty()
+                || record
+                    .path
+                    .to_lowercase()
+                    .contains(&self.q.trim().to_lowercase()))
+    }
+}
+
+/// A point in time for `<time>`: RFC 3339 and a readable UTC text (empty `iso` when absent).
+#[derive(Debug, Default)]
+struct Stamp {
+    iso: String,
+    text: String,
+}
+
+impl Stamp {
+    /// `2026-11-28 16:22:37 UTC`, or `absent` when there is no time; `stampText` in the script.
+    fn new(time: Option<SystemTime>, absent: &str) -> Self {
+        match time {
+            Some(t) => {
+                let iso = rfc3339::format(t);
+                let text = iso.replacen('T', " ", 1).replace('Z', " UTC");
+                Self { iso, text }
+            }
+            None => Self {
+                iso: String::new(),
+                text: absent.to_owned(),
+            },
+        }
+    }
+}
+
+/// The refresh status as the header shows it.
+#[derive(Debug)]
+struct RefreshView {
+    status: String,
+    revision: String,
+    revision_short: String,
+    commit_message: String,
+    trigger: String,
+    refreshed_at: Stamp,
+    error: String,
+    warnings: Vec<String>,
+}
+
+impl RefreshView {
+    fn new(r: &RefreshStatus) -> Self {
+        let revision = r.revision.clone().unwrap_or_default();
+        Self {
+            status: wire_name(&r.refresh_status),
+            revision_short: short_revision(&revision, "not read yet"),
+            revision,
+            commit_message: first_line(r.commit_message.as_deref()),
+            trigger: r
+                .trigger
+                .map(|t| format!("{t} refresh"))
+                .unwrap_or_default(),
+            refreshed_at: Stamp::new(r.refreshed_at, ""),
+            error: r.refresh_error.clone().unwrap_or_default(),
+            warnings: r.warnings.clone(),
+        }
+    }
+}
+
+/// What every page's header shows.
+#[derive(Debug)]
+struct Header {
+    repo: String,
+    revision: String,
+    deploy_dir: String,
+    refresh: RefreshView,
+    /// `API_TOKEN` is set: the buttons ask for it (the page never knows the token).
+    token_required: bool,
+}
+
+impl Header {
+    fn new(state: &AppState) -> Self {
+        let info = &state.info;
+        let deploy_dir = info.deploy_dir.to_string();
+        Self {
+            repo: info.repo.to_string(),
+            revision: info.revision.to_string(),
+            deploy_dir: if deploy_dir.is_empty() {
+                "(repository root)".into()
+            } else {
+                deploy_dir
+            },
+            refresh: RefreshView::new(&state.store.refresh_status()),
+            token_required: info.api_token.is_some(),
+        }
+    }
+}
+
+/// One card of the grid; `fillCard` in the script is its twin.
+#[derive(Debug, Default)]
+struct CardView {
+    path: String,
+    status: String,
+    /// The compose project, when it differs from the path.
+    project: String,
+    in_git: bool,
+    running: u32,
+    total: u32,
+    /// `max` of the containers meter: at least 1, so an empty stack shows an empty meter.
+    meter_max: u32,
+    revision: String,
+    revision_short: String,
+    commit_message: String,
+    synced_at: Stamp,
+    drifted: bool,
+    drift: String,
+    error: String,
+    warnings: String,
+    hidden: bool,
+}
+
+impl CardView {
+    fn new(record: &StackRecord, query: &GridQuery) -> Self {
+        let sync = &record.sync;
+        let revision = sync.synced_revision.clone().unwrap_or_default();
+        let status = status_name(record);
+        let drifted = status == "drifted";
+        Self {
+            path: record.path.clone(),
+            project: record
+                .project_name
+                .clone()
+                .filter(|p| *p != record.path)
+                .unwrap_or_default(),
+            in_git: record.in_git,
+            running: sync.containers_running,
+            total: sync.containers_total,
+            meter_max: sync.containers_total.max(1),
+            revision_short: short_revision(&revision, "—"),
+            revision,
+            commit_message: first_line(sync.synced_commit_message.as_deref()),
+            synced_at: Stamp::new(sync.synced_at, "never"),
+            drift: if drifted {
+                sync.drift.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            drifted,
+            error: record
+                .error
+                .clone()
+                .or_else(|| sync.last_sync_error.clone())
+                .unwrap_or_default(),
+            warnings: record.warnings.join("; "),
+            hidden: !query.matches(record),
+            status,
+        }
+    }
+
+    /// The card inside `<template>`: every slot empty, every optional part hidden.
+    fn blank() -> Self {
+        Self {
+            in_git: true,
+            meter_max: 1,
+            ..Self::default()
+        }
+    }
+}
+
+/// A status chip of the filter bar (`status` empty: all stacks).
+#[derive(Debug)]
+struct Chip {
+    status: &'static str,
+    label: &'static str,
+    count: usize,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html", config = "src/http/dashboard/askama.toml")]
+struct DashboardPage {
+    header: Header,
+    chips: Vec<Chip>,
+    cards: Vec<CardView>,
+    blank: CardView,
+    query: String,
+    running: u32,
+    containers: u32,
+    /// Why the grid shows nothing: `none` (no stacks), `filter`, or empty.
+    empty_reason: &'static str,
+}
+
+/// The stack page's fields.
+#[derive(Debug)]
+struct DetailView {
+    path: String,
+    status: String,
+    drifted: bool,
+    drift: String,
+    error: String,
+    last_sync_error: String,
+    warnings: Vec<String>,
+    project: String,
+    compose_file: String,
+    in_git: bool,
+    content_hash: String,
+    synced_revision: String,
+    synced_commit_message: String,
+    synced_content_hash: String,
+    synced_at: Stamp,
+    last_sync_at: Stamp,
+    last_sync_status: String,
+    running: u32,
+    total: u32,
+}
+
+impl DetailView {
+    fn new(record: &StackRecord) -> Self {
+        let sync = &record.sync;
+        let status = status_name(record);
+        let drifted = status == "drifted";
+        Self {
+            path: record.path.clone(),
+            drifted,
+            drift: if drifted {
+                sync.drift.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            error: record.error.clone().unwrap_or_default(),
+            last_sync_error: sync.last_sync_error.clone().unwrap_or_default(),
+            warnings: record.warnings.clone(),
+            project: record.project_name.clone().unwrap_or_default(),
+            compose_file: record.compose_file.clone().unwrap_or_default(),
+            in_git: record.in_git,
+            content_hash: record.content_hash.clone().unwrap_or_default(),
+            synced_revision: sync.synced_revision.clone().unwrap_or_else(|| "—".into()),
+            synced_commit_message: first_line(sync.synced_commit_message.as_deref()),
+            synced_content_hash: sync.synced_content_hash.clone().unwrap_or_default(),
+            synced_at: Stamp::new(sync.synced_at, "never"),
+            last_sync_at: Stamp::new(sync.last_sync_at, "never"),
+            last_sync_status: sync
+                .last_sync_status
+                .as_ref()
+                .map(wire_name)
+                .unwrap_or_default(),
+            running: sync.containers_running,
+            total: sync.containers_total,
+            status,
+        }
+    }
+}
+
+/// One container row.
+#[derive(Debug)]
+struct ContainerRow {
+    name: String,
+    service: String,
+    state: String,
+    health: String,
+    status: String,
+    image: String,
+    ports: String,
+}
+
+impl From<ContainerView> for ContainerRow {
+    fn from(c: ContainerView) -> Self {
+        Self {
+            name: c.name,
+            service: c.service,
+            state: c.state,
+            health: c.health.unwrap_or("").to_owned(),
+            status: c.status,
+            image: c.image,
+            ports: c.ports,
+        }
+    }
+}
+
+/// One row of the sync history.
+#[derive(Debug)]
+struct HistoryRow {
+    at: Stamp,
+    /// Empty when the status did not change (a new error with the same status).
+    previous: String,
+    status: String,
+    revision: String,
+    revision_short: String,
+    duration: String,
+    message: String,
+}
+
+impl HistoryRow {
+    fn new(entry: &SyncHistoryEntry) -> Self {
+        let status = wire_name(&entry.status);
+        let previous = wire_name(&entry.previous);
+        // What the stack runs after a success; what Git asked for otherwise.
+        let revision = match entry.status {
+            crate::desired_state::StackStatus::Synced => entry.synced_revision.clone(),
+            _ => entry.git_revision.clone(),
+        }
+        .unwrap_or_default();
+        Self {
+            at: Stamp::new(Some(entry.at), ""),
+            previous: if previous == status {
+                String::new()
+            } else {
+                previous
+            },
+            status,
+            revision_short: short_revision(&revision, "—"),
+            revision,
+            duration: entry.duration.map(format_duration).unwrap_or_default(),
+            message: entry.message.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "stack.html", config = "src/http/dashboard/askama.toml")]
+struct StackPage {
+    header: Header,
+    s: DetailView,
+    containers: Vec<ContainerRow>,
+    containers_error: String,
+    history: Vec<HistoryRow>,
+    history_limit: usize,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html", config = "src/http/dashboard/askama.toml")]
+struct NotFoundPage {
+    header: Header,
+    path: String,
+}
+
+/// The grid for `GET /` from a browser.
+pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
+    let stacks = state.store.stacks();
+    let cards: Vec<CardView> = stacks.iter().map(|r| CardView::new(r, query)).collect();
+    let mut chips = vec![Chip {
+        status: "",
+        label: "all",
+        count: cards.len(),
+        active: query.status.is_empty(),
+    }];
+    chips.extend(STATUSES.iter().map(|status| Chip {
+        status,
+        label: status,
+        count: cards.iter().filter(|c| c.status == *status).count(),
+        active: query.status == *status,
+    }));
+    let empty_reason = if cards.is_empty() {
+        "none"
+    } else if cards.iter().all(|c| c.hidden) {
+        "filter"
+    } else {
+        ""
+    };
+    let page = DashboardPage {
+        header: Header::new(state),
+        chips,
+        running: cards.iter().map(|c| c.running).sum(),
+        containers: cards.iter().map(|c| c.total).sum(),
+        cards,
+        blank: CardView::blank(),
+        query: query.q.clone(),
+        empty_reason,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+/// `GET /stacks/{path}`: one stack, its containers (read from the engine now) and its history.
+pub(super) async fn stack_page(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Response {
+    let Some(record) = state.store.stack(&path) else {
+        let page = NotFoundPage {
+            header: Header::new(&state),
+            path,
+        };
+        return html(StatusCode::NOT_FOUND, page.render());
+    };
+    let (containers, containers_error) = match &record.project_name {
+        Some(project) => match state.docker.project_containers(project).await {
+            Ok(containers) => (
+                containers
+                    .iter()
+                    .filter(|c| !c.is_oneoff())
+                    .map(|c| ContainerRow::from(ContainerView::from(c)))
+                    .collect(),
+                String::new(),
+            ),
+            Err(e) => (Vec::new(), crate::error_chain(&e)),
+        },
+        None => (Vec::new(), String::new()),
+    };
+    let history = state
+        .store
+        .history(&path)
+        .iter()
+        .rev()
+        .map(HistoryRow::new)
+        .collect();
+    let page = StackPage {
+        header: Header::new(&state),
+        s: DetailView::new(&record),
+        containers,
+        containers_error,
+        history,
+        history_limit: HISTORY_PER_STACK,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+/// A rendered page with the dashboard's security headers; a render error is logged and
+/// answered with a plain 500.
+fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(body) => {
+            let mut response = (status, Html(body)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a dashboard page");
+            super::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                .into_response()
+        }
+    }
+}
+
+/// An embedded file with its content type and an `ETag` of its content.
+struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    etag: String,
+}
+
+impl Asset {
+    fn new(body: &'static str, content_type: &'static str) -> Self {
+        let digest = Sha256::digest(body.as_bytes());
+        Self {
+            body,
+            content_type,
+            etag: format!("\"{}\"", &hex::encode(digest)[..16]),
+        }
+    }
+}
+
+static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        include_str!("assets/dashboard.js"),
+        "text/javascript; charset=utf-8",
+    )
+});
+static STYLE: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        include_str!("assets/dashboard.css"),
+        "text/css; charset=utf-8",
+    )
+});
+static ICON: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(include_str!("assets/favicon.svg"), "image/svg+xml"));
+
+/// `GET /assets/{name}`: the embedded script, stylesheet and icon. Browsers revalidate them on
+/// each load (`no-cache` with an `ETag`), so a new binary's files are picked up at once.
+pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let asset: &Asset = match name.as_str() {
+        "dashboard.js" => &SCRIPT,
+        "dashboard.css" => &STYLE,
+        "favicon.svg" => &ICON,
+        _ => {
+            return super::ApiError::new(StatusCode::NOT_FOUND, "no such asset").into_response();
+        }
+    };
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == asset.etag));
+    let cache = [
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::ETAG, asset.etag.as_str()),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    (
+        cache,
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        asset.body,
+    )
+        .into_response()
+}
+
+fn status_name(record: &StackRecord) -> String {
+    wire_name(&record.sync.status)
+}
+
+/// The first [`SHORT_REVISION`] characters, or `absent`.
+fn short_revision(revision: &str, absent: &str) -> String {
+    if revision.is_empty() {
+        absent.to_owned()
+    } else {
+        revision.chars().take(SHORT_REVISION).collect()
+    }
+}
+
+/// A commit message's subject line.
+fn first_line(message: Option<&str>) -> String {
+    message
+        .and_then(|m| m.lines().next())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `850 ms`, `4.2 s`, `3 min 5 s`.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} min {} s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired_state::{DesiredStack, StackStatus, SyncInfo};
+
+    fn record(path: &str, status: StackStatus) -> StackRecord {
+        let desired = DesiredStack {
+            path: path.into(),
+            project_name: Some(path.to_lowercase()),
+            compose_file: "compose.yaml".into(),
+            compose_hash: None,
+            content_hash: "0123456789abcdef0123".into(),
+            compose_blob: None,
+            warnings: vec![],
+            error: None,
+        };
+        StackRecord::new(&desired, &SyncInfo::new(status))
+    }
+
+    #[test]
+    fn query_strings_are_parsed_leniently() {
+        let q = GridQuery::parse(Some("status=failed&q=Web"));
+        assert_eq!((q.status.as_str(), q.q.as_str()), ("failed", "Web"));
+        let q = GridQuery::parse(Some("status=bogus&x=1"));
+        assert_eq!((q.status.as_str(), q.q.as_str()), ("", ""));
+        let q = GridQuery::parse(Some("q=%ZZ&&=="));
+        assert_eq!(q.status, "");
+        assert_eq!(GridQuery::parse(None).q, "");
+    }
+
+    #[test]
+    fn the_filter_matches_status_and_a_case_insensitive_path_substring() {
+        let web = record("Web-App", StackStatus::Failed);
+        assert!(GridQuery::parse(Some("q=app")).matches(&web));
+        assert!(GridQuery::parse(Some("q=+WEB+")).matches(&web));
+        assert!(GridQuery::parse(Some("status=failed&q=web")).matches(&web));
+        assert!(!GridQuery::parse(Some("status=synced")).matches(&web));
+        assert!(!GridQuery::parse(Some("q=cache")).matches(&web));
+    }
+
+    #[test]
+    fn cards_escape_what_comes_from_git_and_the_host() {
+        let mut evil = record("<img src=x onerror=alert(1)>", StackStatus::Failed);
+        evil.sync.last_sync_error = Some("error: \"<script>alert('x')</script>\" & more".into());
+        evil.sync.synced_commit_message = Some("<b>bold</b> subject\nSECOND LINE".into());
+        let page = DashboardPage {
+            header: Header {
+                repo: "https://example.invalid/<repo>.git".into(),
+                revision: "main".into(),
+                deploy_dir: "stacks".into(),
+                refresh: RefreshView::new(&RefreshStatus::initial("main".into())),
+                token_required: false,
+            },
+            chips: vec![],
+            cards: vec![CardView::new(&evil, &GridQuery::default())],
+            blank: CardView::blank(),
+            query: "\"><script>".into(),
+            running: 0,
+            containers: 0,
+            empty_reason: "",
+        };
+        let html = page.render().unwrap();
+        for raw in [
+            "<img src=x",
+            "<script>alert",
+            "<b>bold</b>",
+            "<repo>",
+            "\"><script>",
+        ] {
+            assert!(!html.contains(raw), "{raw:?} is not escaped");
+        }
+        assert!(
+            html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+            "{html}"
+        );
+        assert!(html.contains("href=\"/stacks/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E\""));
+        assert!(html.contains("&#60;b&#62;bold&#60;/b&#62; subject"));
+        assert!(
+            !html.contains("SECOND LINE"),
+            "only the subject line is shown"
+        );
+        // No inline script or handler anywhere: the CSP forbids them.
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains(" onclick="));
+    }
+
+    #[test]
+    fn the_blank_card_hides_every_optional_part() {
+        let page = DashboardPage {
+            header: Header {
+                repo: String::new(),
+                revision: String::new(),
+                deploy_dir: String::new(),
+                refresh: RefreshView::new(&RefreshStatus::initial("main".into())),
+                token_required: true,
+            },
+            chips: vec![],
+            cards: vec![],
+            blank: CardView::blank(),
+            query: String::new(),
+            running: 0,
+            containers: 0,
+            empty_reason: "none",
+        };
+        let html = page.render().unwrap();
+        let template = html
+            .split("<template id=\"card-template\">")
+            .nth(1)
+            .and_then(|t| t.split("</template>").next())
+            .unwrap();
+        for field in ["project", "not-in-git", "drift", "error", "warnings"] {
+            let slot = format!("data-field=\"{field}\" hidden");
+            assert!(
+                template.contains(&slot),
+                "{field} is not hidden: {template}"
+            );
+        }
+        assert!(template.contains("data-action=\"ack\" data-path=\"\" hidden"));
+        assert!(html.contains("data-token-required=\"true\""));
+    }
+
+    #[test]
+    fn stamps_and_durations_read_well() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_347_000);
+        let stamp = Stamp::new(Some(t), "never");
+        assert_eq!(stamp.iso, "2025-11-28T16:23:20Z");
+        assert_eq!(stamp.text, "2025-11-28 16:23:20 UTC");
+        assert_eq!(Stamp::new(None, "never").text, "never");
+        assert_eq!(format_duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(format_duration(Duration::from_millis(4240)), "4.2 s");
+        assert_eq!(format_duration(Duration::from_secs(185)), "3 min 5 s");
+        assert_eq!(short_revision("", "—"), "—");
+        assert_eq!(
+            short_revision("e55f32bec0b1e7ca08085a6d120683ba0e804db8", "—"),
+            "e55f32bec0b1"
+        );
+    }
+}
