@@ -729,11 +729,21 @@ mod tests {
         assert!(err.is_timeout(), "{err}");
     }
 
+    /// Whether `pid` is still running two seconds from now. `killpg` returns before the signal
+    /// has been acted on, and on a busy machine the target may take a moment to die, so a
+    /// process counts as alive only if it stays so.
     fn is_alive(pid: i32) -> bool {
-        // A zombie still answers kill(0); read its state to tell.
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
-            Err(_) => false,
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            // A zombie still answers kill(0); read its state to tell.
+            let running = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+                Err(_) => false,
+            };
+            if !running || Instant::now() > deadline {
+                return running;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
