@@ -8,7 +8,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`] | settings; child processes; the snapshot and the cache; the single-slot queue |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics |
 //! | adapters | [`git`], [`compose`], [`webhook`] | the `git` binary; `docker`/`docker compose`; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
@@ -23,6 +23,7 @@ pub mod config;
 pub mod desired_state;
 pub mod git;
 pub mod http;
+pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod reconcile;
