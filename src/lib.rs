@@ -12,12 +12,13 @@
 //! | adapters | [`git`], [`compose`], [`webhook`] | the `git` binary; `docker`/`docker compose`; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
-//! | wiring | [`app`] | builds the pieces, runs them until shutdown |
+//! | wiring | [`app`], [`cli`] | builds the pieces, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment; [`http`] reaches
 //! git and docker only through the workflows and adapters it is handed.
 
 pub mod app;
+pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod desired_state;

@@ -141,6 +141,7 @@ impl<S: Source> Refresher<S> {
             // Marked running under the queue's lock: nothing is waiting at that moment.
             let starting = |trigger: &Trigger| {
                 self.store.update_refresh(|r| {
+                    r.refresh_id += 1;
                     r.refresh_status = RefreshPhase::Refreshing;
                     r.trigger = Some(*trigger);
                     r.queued_trigger = None;
