@@ -54,9 +54,12 @@ pub fn parse_command_line() -> Cli {
 pub enum CliCommand {
     /// Run the agent (the default when no subcommand is given)
     Serve(Args),
-    /// Check before deploying: validate the settings, read the repository into a temporary
-    /// directory, and list the stacks that would be deployed with their project names and
-    /// problems. Exits 1 on any error, 2 on invalid settings.
+    /// Check the settings and the repository before deploying; exits 1 on any error
+    ///
+    /// Validates the settings like `serve` (exit 2 when invalid), reads the repository into a
+    /// temporary directory (never DATA_DIR), finds the compose tool and the engine when
+    /// reconciling, and lists the stacks that would be deployed with their project names and
+    /// problems.
     Check(Args),
     /// Print the stacks of a running instance (GET /api/stacks)
     Status(ClientArgs),
