@@ -112,7 +112,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
             );
             (
                 Some(reconciler),
-                Some(description),
+                Some((description, config.reconcile.docker_bin.clone())),
                 Some(swarm),
                 Some("swarm"),
             )
@@ -126,6 +126,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
             .context("RECONCILE_ENABLED=true needs a compose tool")?;
             tracing::info!(tool = %tool.describe(), "compose tool found");
             let description = tool.describe();
+            let program = match &tool {
+                ComposeTool::Plugin { docker, .. } => docker.clone(),
+                ComposeTool::Standalone { bin, .. } => bin.clone(),
+            };
             let compose = Compose::new(tool, docker_env.clone(), config.reconcile.compose_timeout);
             let reconciler = Reconciler::new(
                 store.clone(),
@@ -136,12 +140,18 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
                 Layout::under(&config.data_dir),
                 redactor.clone(),
             );
-            (Some(reconciler), Some(description), None, Some("compose"))
+            (
+                Some(reconciler),
+                Some((description, program)),
+                None,
+                Some("compose"),
+            )
         }
     } else {
         tracing::info!("RECONCILE_ENABLED=false: desired state is refreshed, nothing is applied");
         (None, None, None, None)
     };
+    let (compose_tool, compose_bin) = compose_tool.unzip();
     let reconcile_handle = reconciler.as_ref().map(Reconciler::handle);
 
     let after_refresh = reconcile_handle.clone();
@@ -186,6 +196,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
             compose_tool,
             deploy_mode,
             data_dir: config.data_dir.clone(),
+            git_bin: config.git.bin.clone(),
+            compose_bin,
         }),
         shutdown: shutdown.clone(),
     };

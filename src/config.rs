@@ -17,15 +17,200 @@ use clap::Parser;
 /// Shortest accepted `REFRESH_POLL_INTERVAL`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The raw command line and environment, as clap reads them. Everything is a string here so that
-/// validation can report all problems together instead of stopping at the first.
-#[derive(Debug, Clone, Default, Parser)]
+/// The command line: a subcommand, or none for `serve` with its settings given directly
+/// (`docker-cd --git-repo-url …` and `docker-cd serve --git-repo-url …` are the same).
+#[derive(Debug, Parser)]
 #[command(
     name = "docker-cd",
     version,
     about = "GitOps continuous delivery for Docker Compose: keeps this Docker host running what a Git repository says",
-    long_about = None
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a subcommand, docker-cd runs the agent (`serve`) with the settings above."
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    /// The settings of `serve`, the default.
+    #[command(flatten)]
+    pub serve: Args,
+}
+
+impl Cli {
+    /// The command to run: the subcommand given, or `serve` with the top-level settings.
+    pub fn into_command(self) -> CliCommand {
+        self.command.unwrap_or(CliCommand::Serve(self.serve))
+    }
+}
+
+/// Parses the real command line and environment. On a usage error (unknown flag, `--help`,
+/// `--version`) clap prints and exits, with code 2 for errors.
+pub fn parse_command_line() -> Cli {
+    Cli::parse()
+}
+
+/// What `docker-cd` can do.
+#[derive(Debug, clap::Subcommand)]
+pub enum CliCommand {
+    /// Run the agent (the default when no subcommand is given)
+    Serve(Args),
+    /// Check the settings and the repository before deploying; exits 1 on any error
+    ///
+    /// Validates the settings like `serve` (exit 2 when invalid), reads the repository into a
+    /// temporary directory (never DATA_DIR), finds the compose tool and the engine when
+    /// reconciling, and lists the stacks that would be deployed with their project names and
+    /// problems.
+    Check(Args),
+    /// Print the stacks of a running instance (GET /api/stacks)
+    Status(ClientArgs),
+    /// Ask a running instance for a refresh and wait for its outcome; exits 1 if it fails
+    Refresh(RefreshArgs),
+}
+
+/// How `status` and `refresh` reach a running instance. The defaults come from the same
+/// `LISTEN_ADDR` and `PORT` the instance uses, so inside its container no flag is needed.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// Base URL of the running instance [default: http://LISTEN_ADDR:PORT, with 0.0.0.0 as 127.0.0.1]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Address the instance listens on (for the default --url)
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen_addr: String,
+    /// Port the instance listens on (for the default --url)
+    #[arg(long, env = "PORT", default_value = "8080")]
+    pub port: String,
+}
+
+/// `refresh`: where the instance is, its API token, and how long to wait.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Bearer token the instance requires (prefer API_TOKEN_FILE)
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token
+    #[arg(long, env = "API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// How long to wait for the refresh to finish (humantime: 30s, 5m)
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+}
+
+/// The validated settings of `status` and `refresh`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port`, without a trailing `/`.
+    pub base_url: String,
+    pub api_token: Option<Secret>,
+    /// How long `refresh` waits for the outcome.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// For `status`: where the instance is.
+    pub fn for_status(args: ClientArgs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let base_url = client_base_url(&args, &mut |variable, message| {
+            problems.push(Problem { variable, message })
+        });
+        match base_url {
+            Some(base_url) if problems.is_empty() => Ok(Self {
+                base_url,
+                api_token: None,
+                timeout: Duration::from_secs(30),
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+
+    /// For `refresh`: where the instance is, its token, how long to wait.
+    pub fn for_refresh(args: RefreshArgs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |variable: &'static str, message: String| {
+            problems.push(Problem { variable, message });
+        };
+        let base_url = client_base_url(&args.client, &mut problem);
+        let api_token = secret_value(
+            "API_TOKEN",
+            args.api_token,
+            args.api_token_file,
+            &mut problem,
+        );
+        let timeout = parse_duration("--timeout", &args.timeout, &mut problem);
+        match (base_url, timeout) {
+            (Some(base_url), Some(timeout)) if problems.is_empty() => Ok(Self {
+                base_url,
+                api_token,
+                timeout,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+/// `--url` as given (http only: the client has no TLS), or `http://LISTEN_ADDR:PORT` with an
+/// unspecified address (`0.0.0.0`, `::`) replaced by the loopback address.
+fn client_base_url(
+    args: &ClientArgs,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<String> {
+    if let Some(url) = &args.url {
+        let url = url.trim().trim_end_matches('/');
+        let Some(rest) = url.strip_prefix("http://") else {
+            problem(
+                "--url",
+                format!(
+                    "{url:?} is not an http:// URL (this client speaks plain HTTP; run it next to the instance, e.g. `docker exec <container> docker-cd status`)"
+                ),
+            );
+            return None;
+        };
+        if rest.is_empty() || rest.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            problem("--url", format!("{url:?} has no host"));
+            return None;
+        }
+        return Some(url.to_owned());
+    }
+    let ip = args
+        .listen_addr
+        .parse::<IpAddr>()
+        .map_err(|_| {
+            problem(
+                "LISTEN_ADDR",
+                format!(
+                    "{:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::); or give --url",
+                    args.listen_addr
+                ),
+            )
+        })
+        .ok();
+    let port = args
+        .port
+        .parse::<u16>()
+        .map_err(|_| {
+            problem(
+                "PORT",
+                format!(
+                    "{:?} is not a port number (0-65535); or give --url",
+                    args.port
+                ),
+            )
+        })
+        .ok();
+    let ip = match ip? {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, port?)))
+}
+
+/// The settings of `serve` and `check`, as clap reads them from flags and the environment.
+/// Everything is a string here so that validation can report all problems together instead of
+/// stopping at the first.
+#[derive(Debug, Clone, Default, Parser)]
 pub struct Args {
     /// Repository to watch: https://…, ssh://…, git@host:org/repo.git, file://… or an absolute path
     #[arg(long, env = "GIT_REPO_URL", hide_env_values = true)]
@@ -599,11 +784,6 @@ impl fmt::Display for Problem {
 pub struct ConfigError(pub Vec<Problem>);
 
 impl Config {
-    /// Parses the real command line and environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_args(Args::parse())
-    }
-
     /// Validates parsed arguments. Reads `PATH` and the docker client variables from the process
     /// environment for [`ChildEnv`], and secret files from disk.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
@@ -1273,6 +1453,83 @@ mod tests {
         let p = problems(a);
         assert_eq!(p[0].variable, "DEPLOY_MODE");
         assert!(p[0].message.contains("compose, swarm, auto"), "{}", p[0]);
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_the_top_level_settings() {
+        let cli = Cli::parse_from(["docker-cd", "--git-repo-url", "/srv/repo.git"]);
+        let CliCommand::Serve(args) = cli.into_command() else {
+            panic!("not serve");
+        };
+        assert_eq!(args.git_repo_url.as_deref(), Some("/srv/repo.git"));
+        let cli = Cli::parse_from(["docker-cd", "check", "--git-repo-url", "/srv/repo.git"]);
+        assert!(matches!(cli.into_command(), CliCommand::Check(a) if a.git_repo_url.is_some()));
+        assert!(Cli::try_parse_from(["docker-cd", "--port", "1", "status"]).is_err());
+    }
+
+    #[test]
+    fn clients_reach_an_unspecified_listen_address_through_loopback() {
+        let url = |listen: &str, port: &str| {
+            ClientConfig::for_status(ClientArgs {
+                url: None,
+                listen_addr: listen.into(),
+                port: port.into(),
+            })
+            .map(|c| c.base_url)
+        };
+        assert_eq!(url("0.0.0.0", "8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(url("::", "9000").unwrap(), "http://[::1]:9000");
+        assert_eq!(url("192.0.2.7", "80").unwrap(), "http://192.0.2.7:80");
+        let problems = url("localhost", "http").unwrap_err().0;
+        let variables: Vec<_> = problems.iter().map(|p| p.variable).collect();
+        assert_eq!(variables, ["LISTEN_ADDR", "PORT"]);
+    }
+
+    #[test]
+    fn an_explicit_url_must_be_plain_http() {
+        let with = |url: &str| {
+            ClientConfig::for_status(ClientArgs {
+                url: Some(url.into()),
+                listen_addr: "nonsense".into(),
+                port: "nonsense".into(),
+            })
+        };
+        assert_eq!(
+            with("http://cd.internal:8080/").unwrap().base_url,
+            "http://cd.internal:8080"
+        );
+        assert_eq!(
+            with("https://cd.example.com").unwrap_err().0[0].variable,
+            "--url"
+        );
+        assert_eq!(with("http://").unwrap_err().0[0].variable, "--url");
+    }
+
+    #[test]
+    fn refresh_settings_take_the_token_and_a_timeout() {
+        let args = RefreshArgs {
+            client: ClientArgs {
+                url: None,
+                listen_addr: "127.0.0.1".into(),
+                port: "8080".into(),
+            },
+            api_token: Some("tok3n-value".into()),
+            timeout: "2m".into(),
+            ..RefreshArgs::default()
+        };
+        let config = ClientConfig::for_refresh(args).unwrap();
+        assert_eq!(config.api_token.unwrap().expose(), "tok3n-value");
+        assert_eq!(config.timeout, Duration::from_secs(120));
+        let args = RefreshArgs {
+            client: ClientArgs {
+                url: Some("http://x".into()),
+                ..ClientArgs::default()
+            },
+            timeout: "soon".into(),
+            ..RefreshArgs::default()
+        };
+        let problems = ClientConfig::for_refresh(args).unwrap_err().0;
+        assert_eq!(problems[0].variable, "--timeout");
     }
 
     #[test]

@@ -8,21 +8,23 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`] | settings; child processes; the snapshot and the cache; the single-slot queue |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics |
 //! | adapters | [`git`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
-//! | wiring | [`app`] | builds the pieces, runs them until shutdown |
+//! | wiring | [`app`], [`cli`] | builds the pieces, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment; [`http`] reaches
 //! git and docker only through the workflows and adapters it is handed.
 
 pub mod app;
+pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod desired_state;
 pub mod git;
 pub mod http;
+pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod reconcile;

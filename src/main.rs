@@ -1,29 +1,89 @@
-//! The `docker-cd` binary: parse the configuration, set up logging, run the app until SIGTERM
-//! or SIGINT. Everything else lives in the library so tests drive what production runs.
+//! The `docker-cd` binary: parse the command line, set up logging, run the subcommand (`serve`,
+//! the default, runs the app until SIGTERM or SIGINT). Everything else lives in the library so
+//! tests drive what production runs.
 
 use std::process::ExitCode;
 
-use docker_cd::config::{Config, LogFormat};
+use docker_cd::cli::Exit;
+use docker_cd::config::{self, CliCommand, ClientConfig, Config, ConfigError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            for problem in &e.0 {
-                eprintln!("error: {problem}");
+    match config::parse_command_line().into_command() {
+        CliCommand::Serve(args) => match Config::from_args(args) {
+            Ok(config) => serve(config),
+            Err(e) => invalid(&e),
+        },
+        CliCommand::Check(args) => match Config::from_args(args) {
+            Ok(config) => {
+                init_logs(LogFormat::Text, "warn");
+                run(async move { docker_cd::cli::check(config, &mut std::io::stdout()).await })
             }
-            return ExitCode::from(2);
-        }
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            Err(e) => invalid(&e),
+        },
+        CliCommand::Status(args) => match ClientConfig::for_status(args) {
+            Ok(client) => {
+                init_logs(LogFormat::Text, "warn");
+                run(async move { docker_cd::cli::status(client, &mut std::io::stdout()).await })
+            }
+            Err(e) => invalid(&e),
+        },
+        CliCommand::Refresh(args) => match ClientConfig::for_refresh(args) {
+            Ok(client) => {
+                init_logs(LogFormat::Text, "warn");
+                run(async move { docker_cd::cli::refresh(client, &mut std::io::stdout()).await })
+            }
+            Err(e) => invalid(&e),
+        },
+    }
+}
+
+/// Invalid settings: one line per problem, exit code 2.
+fn invalid(e: &ConfigError) -> ExitCode {
+    for problem in &e.0 {
+        eprintln!("error: {problem}");
+    }
+    ExitCode::from(2)
+}
+
+/// Logs go to stderr; the level comes from `RUST_LOG`, else `default_level`. JSON puts each
+/// event's fields at the top level, with the fields of its spans under `span` and `spans`.
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Runs a subcommand on a fresh runtime and turns its outcome into the exit code.
+fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit, E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::Failure) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {}", docker_cd::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    init_logs(config.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,10 @@
 //! stdout is captured up to a limit; stderr is drained concurrently and only its tail is kept,
 //! so a child printing 100 MB can neither deadlock us nor fill memory.
 //!
-//! Uses: tokio, nix (signals). Used by: the git and compose adapters.
+//! Every child's duration and failures are counted in [`crate::metrics`], by program and
+//! subcommand ([`Command::metric_labels`]).
+//!
+//! Uses: tokio, nix (signals), metrics. Used by: the git and compose adapters.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -23,6 +26,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use crate::metrics::{self, CommandFailure};
 
 /// How much of a child's stderr is kept (the tail: errors come last).
 pub const STDERR_TAIL_BYTES: usize = 64 * 1024;
@@ -252,6 +257,92 @@ impl Command {
         }
     }
 
+    /// `(program, subcommand)` for the metrics: `("git", "fetch")`, `("docker", "compose up")`,
+    /// `("docker-compose", "up")`, `("docker", "ps")`. Options and their values are skipped, so a
+    /// label never holds a path, a project name or a ref, and the set of values stays small.
+    pub fn metric_labels(&self) -> (String, String) {
+        /// Options (of git, docker and compose) whose value is the next argument.
+        const TAKES_VALUE: &[&str] = &[
+            "-c",
+            "-C",
+            "-p",
+            "-f",
+            "-H",
+            "-l",
+            "--project-name",
+            "--project-directory",
+            "--file",
+            "--env-file",
+            "--profile",
+            "--context",
+            "--host",
+            "--config",
+            "--log-level",
+            "--ansi",
+            "--git-dir",
+            "--work-tree",
+        ];
+        let program = self
+            .program
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .into_owned();
+        let mut words: Vec<&str> = Vec::new();
+        let mut skip_value = false;
+        for arg in &self.args {
+            let arg = arg.to_str().unwrap_or("?");
+            if skip_value {
+                skip_value = false;
+                continue;
+            }
+            if arg == "--" {
+                break;
+            }
+            if arg.starts_with('-') {
+                skip_value = TAKES_VALUE.contains(&arg);
+                continue;
+            }
+            words.push(arg);
+            // `docker compose <subcommand>`: one more word; everything else: the first word.
+            let plugin = program == "docker" && words == ["compose"];
+            if !plugin {
+                break;
+            }
+        }
+        let subcommand = match words.as_slice() {
+            [] => self
+                .args
+                .first()
+                .and_then(|a| a.to_str())
+                .filter(|a| a.starts_with("--") && !a.contains('='))
+                .unwrap_or_default()
+                .to_owned(),
+            words => words.join(" "),
+        };
+        let plain = |s: &str| {
+            s.len() <= 40
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_ ".contains(c))
+        };
+        let program = if plain(&program) {
+            program
+        } else {
+            "other".into()
+        };
+        let subcommand = if plain(&subcommand) {
+            subcommand
+        } else {
+            "other".into()
+        };
+        (program, subcommand)
+    }
+
+    fn record_failure(&self, failure: CommandFailure) {
+        let (program, subcommand) = self.metric_labels();
+        metrics::command_failed(&program, &subcommand, failure);
+    }
+
     fn spawn(&self, stdin_piped: bool) -> Result<(Child, GroupGuard), ProcessError> {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(&self.args)
@@ -270,9 +361,12 @@ impl Command {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-            command: self.display(),
-            source,
+        let child = cmd.spawn().map_err(|source| {
+            self.record_failure(CommandFailure::Spawn);
+            ProcessError::Spawn {
+                command: self.display(),
+                source,
+            }
         })?;
         count_spawn(self.program_name());
         // The pid is only None after the child was reaped, which cannot have happened yet.
@@ -288,6 +382,7 @@ impl Command {
         if output.success() {
             Ok(output)
         } else {
+            self.record_failure(CommandFailure::Exit);
             Err(ProcessError::Failed {
                 command: self.display(),
                 status: output.status,
@@ -301,6 +396,25 @@ impl Command {
     #[tracing::instrument(name = "child", skip_all, fields(command = %self.program_name()))]
     pub async fn run_unchecked(self) -> Result<Output, ProcessError> {
         let started = Instant::now();
+        let result = self.run_to_end(started).await;
+        let failure = match &result {
+            // Never ran: no duration to record (counted where the spawn failed).
+            Err(ProcessError::Spawn { .. }) => return result,
+            Ok(_) | Err(ProcessError::Failed { .. }) => None,
+            Err(ProcessError::Timeout { .. }) => Some(CommandFailure::Timeout),
+            Err(ProcessError::Io { .. } | ProcessError::OutputTooLarge { .. }) => {
+                Some(CommandFailure::Io)
+            }
+        };
+        let (program, subcommand) = self.metric_labels();
+        metrics::command_finished(&program, &subcommand, started.elapsed());
+        if let Some(failure) = failure {
+            metrics::command_failed(&program, &subcommand, failure);
+        }
+        result
+    }
+
+    async fn run_to_end(&self, started: Instant) -> Result<Output, ProcessError> {
         let (mut child, mut group) = self.spawn(false)?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(self.io_error(io::Error::other("child pipes missing"), String::new()));
@@ -358,6 +472,7 @@ impl Command {
         };
         let stderr = tokio::spawn(read_tail(stderr, STDERR_TAIL_BYTES));
         Ok(Session {
+            started: Instant::now(),
             deadline: tokio::time::Instant::now() + self.timeout,
             command: self,
             child,
@@ -387,6 +502,9 @@ pub struct Session {
     stdout: BufReader<ChildStdout>,
     stderr: Option<tokio::task::JoinHandle<io::Result<String>>>,
     deadline: tokio::time::Instant,
+    /// For the duration metric, recorded when the session ends (by [`Session::finish`] or a
+    /// failed exchange; a session dropped early is not recorded).
+    started: Instant,
 }
 
 impl Session {
@@ -427,6 +545,11 @@ impl Session {
     async fn abort(&mut self, io_error: Option<io::Error>) -> ProcessError {
         self.group.kill();
         let _ = self.child.wait().await;
+        self.record_end(Some(if io_error.is_some() {
+            CommandFailure::Io
+        } else {
+            CommandFailure::Timeout
+        }));
         let stderr = self.collect_stderr().await;
         match io_error {
             Some(source) => ProcessError::Io {
@@ -439,6 +562,14 @@ impl Session {
                 timeout: self.command.timeout,
                 stderr,
             },
+        }
+    }
+
+    fn record_end(&self, failure: Option<CommandFailure>) {
+        let (program, subcommand) = self.command.metric_labels();
+        metrics::command_finished(&program, &subcommand, self.started.elapsed());
+        if let Some(failure) = failure {
+            metrics::command_failed(&program, &subcommand, failure);
         }
     }
 
@@ -455,12 +586,18 @@ impl Session {
         let status = tokio::time::timeout_at(self.deadline, self.child.wait()).await;
         self.group.kill();
         match status {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(ProcessError::Failed {
-                command: self.command.display(),
-                status: status.into(),
-                stderr: self.collect_stderr().await,
-            }),
+            Ok(Ok(status)) if status.success() => {
+                self.record_end(None);
+                Ok(())
+            }
+            Ok(Ok(status)) => {
+                self.record_end(Some(CommandFailure::Exit));
+                Err(ProcessError::Failed {
+                    command: self.command.display(),
+                    status: status.into(),
+                    stderr: self.collect_stderr().await,
+                })
+            }
             Ok(Err(e)) => Err(self.abort(Some(e)).await),
             Err(_) => Err(self.abort(None).await),
         }
@@ -567,6 +704,75 @@ mod tests {
             .arg("-c")
             .arg(script)
             .env("PATH", "/usr/bin:/bin")
+    }
+
+    #[test]
+    fn metric_labels_name_the_subcommand_and_never_a_value() {
+        let cases = [
+            (
+                Command::new("/usr/bin/git")
+                    .arg("--git-dir=/data/mirror.git")
+                    .args(["-c", "gc.autoDetach=false", "-c", "x=y", "fetch", "--quiet"])
+                    .args([
+                        "--end-of-options",
+                        "file:///srv/r.git",
+                        "+refs/heads/main:x",
+                    ]),
+                ("git", "fetch"),
+            ),
+            (Command::new("git").arg("--version"), ("git", "--version")),
+            (
+                Command::new("git").args(["init", "--bare", "--", "/data/mirror.git"]),
+                ("git", "init"),
+            ),
+            (
+                Command::new("/usr/local/bin/docker").args([
+                    "compose",
+                    "--project-name",
+                    "web",
+                    "--project-directory",
+                    "/data/stacks/web",
+                    "--file",
+                    "/data/stacks/web/compose.yaml",
+                    "up",
+                    "--detach",
+                ]),
+                ("docker", "compose up"),
+            ),
+            (
+                Command::new("/usr/bin/docker-compose").args([
+                    "--project-name",
+                    "web",
+                    "--project-directory",
+                    "/d",
+                    "--file",
+                    "/d/compose.yaml",
+                    "config",
+                    "--services",
+                ]),
+                ("docker-compose", "config"),
+            ),
+            (
+                Command::new("docker").args(["ps", "--all", "--filter", "label=a=b"]),
+                ("docker", "ps"),
+            ),
+            (
+                Command::new("docker").args(["compose", "version", "--short"]),
+                ("docker", "compose version"),
+            ),
+            (
+                Command::new("/opt/Odd Tool").arg("/etc/passwd"),
+                ("other", "other"),
+            ),
+        ];
+        for (command, (program, subcommand)) in cases {
+            assert_eq!(
+                command.metric_labels(),
+                (program.to_owned(), subcommand.to_owned()),
+                "{}",
+                command.display()
+            );
+        }
     }
 
     #[tokio::test]
@@ -729,24 +935,21 @@ mod tests {
         assert!(err.is_timeout(), "{err}");
     }
 
-    /// Is `pid` still alive 5 s from now? SIGKILL is delivered asynchronously, so a killed
-    /// process may still be scheduled for a moment on a loaded machine.
+    /// Whether `pid` is still running two seconds from now. `killpg` returns before the signal
+    /// has been acted on, and on a busy machine the target may take a moment to die, so a
+    /// process counts as alive only if it stays so.
     fn is_alive(pid: i32) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while is_alive_now(pid) {
-            if Instant::now() > deadline {
-                return true;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            // A zombie still answers kill(0); read its state to tell.
+            let running = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+                Err(_) => false,
+            };
+            if !running || Instant::now() > deadline {
+                return running;
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn is_alive_now(pid: i32) -> bool {
-        // A zombie still answers kill(0); read its state to tell.
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
-            Err(_) => false,
         }
     }
 }

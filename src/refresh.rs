@@ -141,6 +141,7 @@ impl<S: Source> Refresher<S> {
             // Marked running under the queue's lock: nothing is waiting at that moment.
             let starting = |trigger: &Trigger| {
                 self.store.update_refresh(|r| {
+                    r.refresh_id += 1;
                     r.refresh_status = RefreshPhase::Refreshing;
                     r.trigger = Some(*trigger);
                     r.queued_trigger = None;
@@ -164,7 +165,8 @@ impl<S: Source> Refresher<S> {
         tracing::info!("refresh started");
         let started = std::time::Instant::now();
         let result = self.source.read(previous.clone()).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let duration = started.elapsed();
+        let duration_ms = duration.as_millis() as u64;
         let now = SystemTime::now();
         let ok = match result {
             Ok(read) => {
@@ -178,6 +180,7 @@ impl<S: Source> Refresher<S> {
                             trigger,
                             now,
                         );
+                        crate::metrics::refresh_finished(trigger, false, duration);
                         self.finish(false);
                         return;
                     }
@@ -185,13 +188,14 @@ impl<S: Source> Refresher<S> {
                 let commit = snapshot.revision.clone();
                 let report = self.store.install_snapshot(snapshot, trigger, now);
                 tracing::info!(
+                    %trigger,
                     %commit,
+                    duration_ms,
                     new_revision = report.new_revision,
                     added = report.added.len(),
                     removed = report.removed.len(),
                     changed = report.changed.len(),
                     unchanged = report.unchanged,
-                    elapsed_ms,
                     "refresh completed"
                 );
                 if let Some(hook) = &self.after_refresh {
@@ -201,11 +205,12 @@ impl<S: Source> Refresher<S> {
             }
             Err(error) => {
                 let reason = self.redactor.redact(&crate::error_chain(&error));
-                tracing::error!(error = %reason, elapsed_ms, "refresh failed; keeping the last good desired state");
+                tracing::error!(%trigger, duration_ms, error = %reason, "refresh failed; keeping the last good desired state");
                 self.store.fail_refresh(reason, trigger, now);
                 false
             }
         };
+        crate::metrics::refresh_finished(trigger, ok, duration);
         self.finish(ok);
     }
 

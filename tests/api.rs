@@ -126,6 +126,92 @@ async fn readiness_reports_its_checks() {
 }
 
 #[tokio::test]
+async fn readiness_fails_with_a_reason_per_check_when_git_or_the_data_dir_go_away() {
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    repo.commit_and_push("one");
+    let bin = tempfile::tempdir().unwrap();
+    let git = bin.path().join("git");
+    std::fs::copy(which::which("git").unwrap(), &git).unwrap();
+    let app = TestApp::start(&repo.url(), |a| a.git_bin = Some(git.clone())).await;
+    app.wait_refreshes(1).await;
+    let (code, body) = app.get_json("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["reasons"], serde_json::json!([]));
+
+    std::fs::remove_file(&git).unwrap();
+    std::fs::remove_dir_all(app.data.path().join("data")).unwrap();
+    let (code, body) = app.get_json("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["git"]["found"], false);
+    assert_eq!(body["dataDir"]["writable"], false);
+    let reasons: Vec<&str> = body["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{body}");
+    assert!(reasons[0].starts_with("git is gone: "), "{body}");
+    assert!(reasons[1].starts_with("DATA_DIR "), "{body}");
+    assert!(reasons[1].contains("is not writable"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_when_reconciling_needs_the_engine_and_the_compose_tool() {
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    repo.commit_and_push("one");
+    // A docker whose compose plugin answers but whose engine does not.
+    let bin = tempfile::tempdir().unwrap();
+    let docker = bin.path().join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\n[ \"$1 $2\" = \"compose version\" ] && { echo 2.99.0; exit 0; }\n\
+         echo 'Cannot connect to the Docker daemon at unix:///nowhere.sock' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = TestApp::start(&repo.url(), |a| {
+        a.reconcile_enabled = "true".into();
+        a.docker_bin = Some(docker.clone());
+    })
+    .await;
+    let (code, body) = app.get_json("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["docker"]["reachable"], false);
+    assert_eq!(body["compose"]["found"], true);
+    assert_eq!(body["composeTool"], "docker compose plugin 2.99.0");
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{body}");
+    let reason = reasons[0].as_str().unwrap();
+    assert!(
+        reason.starts_with("the Docker engine is not reachable: ")
+            && reason.contains("Cannot connect to the Docker daemon"),
+        "{reason}"
+    );
+    assert!(!reason.contains('\n'), "{reason}");
+
+    std::fs::remove_file(&docker).unwrap();
+    let (code, body) = app.get_json("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["compose"]["found"], false);
+    let reasons = body["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 2, "{body}");
+    assert!(
+        reasons[1]
+            .as_str()
+            .unwrap()
+            .starts_with("the compose tool is gone: "),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_event_stream_starts_with_a_snapshot_and_follows_changes() {
     let repo = TestRepo::new();
     repo.write("a/compose.yaml", compose("a:1"));

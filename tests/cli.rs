@@ -1,13 +1,23 @@
-//! The binary's start-up contract: invalid configuration stops it with exit code 2 and one line
-//! per problem, before any child process runs; secrets are never echoed (TESTPLAN C1, C3, C4).
+//! The binary: its start-up contract (invalid configuration stops it with exit code 2 and one
+//! line per problem, before any child process runs; secrets are never echoed: TESTPLAN C1, C3,
+//! C4), its JSON logs, and the `check`, `status` and `refresh` subcommands.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{TestApp, TestRepo};
+
 /// Runs the binary with a clean environment plus `vars`, and a PATH whose `git` records that it
 /// was run (so "no git spawned" is checked, not assumed).
 fn run(vars: &[(&str, &str)], marker_dir: &Path) -> Output {
+    run_with_args(&[], vars, marker_dir)
+}
+
+/// [`run`] with command-line arguments (a subcommand).
+fn run_with_args(args: &[&str], vars: &[(&str, &str)], marker_dir: &Path) -> Output {
     let fake_bin = marker_dir.join("bin");
     std::fs::create_dir_all(&fake_bin).unwrap();
     let fake_git = fake_bin.join("git");
@@ -23,6 +33,7 @@ fn run(vars: &[(&str, &str)], marker_dir: &Path) -> Output {
     std::fs::set_permissions(&fake_git, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", fake_bin.display());
     Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .args(args)
         .env_clear()
         .env("PATH", path)
         .env("DATA_DIR", marker_dir.join("data"))
@@ -255,4 +266,381 @@ fn sigterm_stops_the_service_promptly_with_exit_code_0() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subcommands
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the binary with only `PATH` (the real one) and `vars` in its environment.
+fn docker_cd(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// The same from an async test, so the app under test keeps serving while the CLI runs.
+async fn docker_cd_async(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .envs(vars.iter().copied())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn compose(image: &str) -> String {
+    format!("services:\n  app:\n    image: {image}\n")
+}
+
+#[test]
+fn help_lists_the_subcommands_and_serve_stays_the_default() {
+    let help = docker_cd(&["--help"], &[]);
+    assert!(help.status.success());
+    let text = stdout(&help);
+    for subcommand in ["serve", "check", "status", "refresh"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(subcommand)),
+            "--help lacks {subcommand}:\n{text}"
+        );
+    }
+    // The client subcommands need no repository settings.
+    let status_help = stdout(&docker_cd(&["status", "--help"], &[]));
+    assert!(status_help.contains("--url"), "{status_help}");
+    assert!(!status_help.contains("GIT_REPO_URL"), "{status_help}");
+    let serve_help = stdout(&docker_cd(&["serve", "--help"], &[]));
+    assert!(serve_help.contains("[env: GIT_REPO_URL"), "{serve_help}");
+
+    // `serve` and no subcommand validate the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("DRIFT_POLICY", "ignore")];
+    let plain = run(&vars, dir.path());
+    let serve = run_with_args(&["serve"], &vars, dir.path());
+    assert_eq!(plain.status.code(), Some(2));
+    assert_eq!(serve.status.code(), Some(2));
+    assert_eq!(stderr(&plain), stderr(&serve));
+    // Settings go after the subcommand; before it they are a usage error.
+    let misplaced = docker_cd(&["--port", "1", "check"], &[]);
+    assert_eq!(misplaced.status.code(), Some(2));
+}
+
+#[test]
+fn check_validates_settings_like_serve_before_any_git_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_args(
+        &["check"],
+        &[("GIT_REPO_URL", "ext::sh -c x"), ("DRIFT_POLICY", "ignore")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines: Vec<String> = stderr(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("error: GIT_REPO_URL: "), "{lines:?}");
+    assert!(lines[1].starts_with("error: DRIFT_POLICY: "), "{lines:?}");
+    assert!(!dir.path().join("git-ran").exists());
+}
+
+#[test]
+fn check_lists_stacks_with_project_names_and_problems_and_fails_on_errors() {
+    let repo = TestRepo::new();
+    repo.write("stacks/web/compose.yaml", compose("web:1"))
+        .write("stacks/Tricky Name/compose.yaml", compose("t:1"))
+        .write("stacks/both/compose.yaml", compose("b:1"))
+        .write("stacks/both/docker-compose.yml", compose("b:2"))
+        .write("stacks/日本/compose.yaml", compose("j:1"))
+        .write("stacks/notes/README.md", "not a stack");
+    let commit = repo.commit_and_push("stacks");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = repo.url();
+    let vars = [
+        ("GIT_REPO_URL", url.as_str()),
+        ("GIT_DEPLOY_DIR", "stacks"),
+        ("RECONCILE_ENABLED", "false"),
+        ("DATA_DIR", data.to_str().unwrap()),
+    ];
+    let out = docker_cd(&["check"], &vars);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains(&format!("at {commit}")), "{text}");
+    let row = |stack: &str| {
+        text.lines()
+            .find(|l| l.starts_with(stack))
+            .unwrap_or_else(|| panic!("no row for {stack}:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("web "), "web web compose.yaml ok");
+    assert_eq!(row("Tricky Name"), "Tricky Name trickyname compose.yaml ok");
+    assert!(
+        row("both").starts_with("both both compose.yaml warning: "),
+        "{text}"
+    );
+    assert!(
+        row("日本").starts_with(
+            "日本 - compose.yaml error: path \"日本\" yields no valid compose project name"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("notes"), "{text}");
+    assert!(text.contains("4 stacks, 3 would be deployed"), "{text}");
+    assert!(
+        text.ends_with("check failed: 1 error, 1 warning\n"),
+        "{text}"
+    );
+    // The configured DATA_DIR is never touched: the repository is read into a temporary dir.
+    assert!(!data.exists());
+
+    repo.remove("stacks/日本");
+    repo.commit_and_push("no more unnamed stack");
+    let out = docker_cd(&["check"], &vars);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.ends_with("check passed: 0 errors, 1 warning\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_fails_on_an_unreachable_repository_and_a_missing_deploy_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("file://{}/nothing.git", dir.path().display());
+    let out = docker_cd(
+        &["check"],
+        &[("GIT_REPO_URL", &missing), ("RECONCILE_ENABLED", "false")],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let revision = text.lines().find(|l| l.starts_with("revision")).unwrap();
+    assert!(revision.contains("error: cannot read main: "), "{text}");
+    assert!(
+        text.ends_with("check failed: 1 error, 0 warnings\n"),
+        "{text}"
+    );
+
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    repo.commit_and_push("one");
+    let out = docker_cd(
+        &["check"],
+        &[
+            ("GIT_REPO_URL", &repo.url()),
+            ("GIT_DEPLOY_DIR", "nope"),
+            ("RECONCILE_ENABLED", "false"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("nope"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_with_reconciling_needs_a_compose_tool_and_warns_about_the_engine() {
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    repo.commit_and_push("one");
+    // A PATH with git and a docker that fails at everything, and no docker-compose.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(which::which("git").unwrap(), bin.join("git")).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(
+        &docker,
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .arg("check")
+        .env_clear()
+        .env("PATH", &bin)
+        .env("GIT_REPO_URL", repo.url())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+    };
+    assert!(
+        line("compose").contains("error: no compose tool found"),
+        "{text}"
+    );
+    assert!(
+        line("docker engine").contains("warning: not reachable"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("check failed: 1 error, 1 warning\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    repo.commit_and_push("one");
+    let app = TestApp::start(&repo.url(), |a| a.api_token = Some("cli-test-token".into())).await;
+    app.wait_refreshes(1).await;
+    repo.write("b/compose.yaml", compose("b:1"));
+    let second = repo.commit_and_push("two");
+    let base = app.base.clone();
+
+    // Without the token: refused, and nothing else is needed (no GIT_REPO_URL).
+    let out = docker_cd_async(&["refresh", "--url", &base], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("answered 401"), "{}", stderr(&out));
+
+    let out = docker_cd_async(
+        &["refresh", "--url", &base],
+        &[("API_TOKEN", "cli-test-token")],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("refresh requested: refreshing\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("revision   refs/heads/main at {second} \"two\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("refresh    completed (#2, trigger manual"),
+        "{text}"
+    );
+    // When the command returned, the instance already served the new commit.
+    assert_eq!(app.refresh_status().await["revision"], second.as_str());
+
+    // status finds the instance from PORT and LISTEN_ADDR=0.0.0.0 (as inside the container).
+    let port = app.app().addr.port().to_string();
+    let out = docker_cd_async(&["status"], &[("PORT", &port), ("LISTEN_ADDR", "0.0.0.0")]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let rows: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("STACK"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "STACK PROJECT STATUS CONTAINERS SYNCED PROBLEM",
+            "a a missing 0/0 -",
+            "b b missing 0/0 -"
+        ],
+        "{text}"
+    );
+
+    // A refresh that fails makes the command fail, with the reason.
+    std::fs::rename(repo.origin(), repo.origin().with_extension("gone")).unwrap();
+    let out = docker_cd_async(
+        &["refresh", "--url", &base, "--timeout", "60s"],
+        &[("API_TOKEN", "cli-test-token")],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("refresh    failed (#3"), "{text}");
+    assert!(text.contains("cannot list refs of"), "{text}");
+    app.stop().await;
+
+    // Nobody there.
+    let out = docker_cd_async(&["status", "--url", &base], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("cannot reach docker-cd at {base}")),
+        "{}",
+        stderr(&out)
+    );
+    // A URL the client cannot use is a settings problem.
+    let out = docker_cd_async(&["status", "--url", "https://cd.example.com"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: --url: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_trigger_commit_and_duration_on_refresh_lines() {
+    let repo = TestRepo::new();
+    repo.write("a/compose.yaml", compose("a:1"));
+    let commit = repo.commit_and_push("one");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("GIT_REPO_URL", repo.url())
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("RECONCILE_ENABLED", "false")
+        .env("LISTEN_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/refresh-status");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = match client.get(&url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if status["refreshStatus"] == "completed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no refresh: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let completed = lines
+        .iter()
+        .find(|l| l["message"] == "refresh completed")
+        .unwrap_or_else(|| panic!("no refresh line in {lines:#?}"));
+    assert_eq!(completed["trigger"], "startup", "{completed}");
+    assert_eq!(completed["commit"], commit.as_str(), "{completed}");
+    assert!(completed["duration_ms"].is_u64(), "{completed}");
+    assert_eq!(completed["level"], "INFO");
 }

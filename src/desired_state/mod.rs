@@ -299,6 +299,10 @@ pub enum RefreshPhase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshStatus {
+    /// Number of the running or last refresh since start-up (1 for the first; 0 before it
+    /// starts). A client that noted it before asking for a refresh knows that its request has
+    /// been served once this is higher and `refreshStatus` is `completed` or `failed`.
+    pub refresh_id: u64,
     /// Commit id of the current snapshot.
     pub revision: Option<String>,
     /// Full ref name of the current snapshot, or the configured revision before the first one.
@@ -323,6 +327,7 @@ pub struct RefreshStatus {
 impl RefreshStatus {
     pub fn initial(configured_ref: String) -> Self {
         Self {
+            refresh_id: 0,
             revision: None,
             git_ref: configured_ref,
             ref_type: None,

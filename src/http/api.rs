@@ -20,27 +20,71 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the data dir is writable and, if reconciling, the Docker engine answers. (git was
-/// found and its version checked before the server started.)
+/// Ready when git is still where start-up found it, the data dir is writable and, when
+/// reconciling, the Docker engine answers and the compose tool found at start-up is still
+/// there. Otherwise 503, with one line per unmet check in `reasons`.
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    let data_dir_ok = tempfile::tempfile_in(&state.info.data_dir).is_ok();
-    let docker = if state.info.reconcile_enabled {
-        match state.docker.server_version().await {
-            Ok(version) => json!({ "reachable": true, "version": version }),
-            Err(e) => json!({ "reachable": false, "error": crate::error_chain(&e) }),
+    let info = &state.info;
+    let mut reasons = Vec::new();
+    let git_found = is_executable(&info.git_bin);
+    if !git_found {
+        reasons.push(format!(
+            "git is gone: {} is missing or not executable",
+            info.git_bin.display()
+        ));
+    }
+    let data_dir_ok = match tempfile::tempfile_in(&info.data_dir) {
+        Ok(_) => true,
+        Err(e) => {
+            reasons.push(format!(
+                "DATA_DIR {} is not writable: {e}",
+                info.data_dir.display()
+            ));
+            false
         }
-    } else {
-        json!({ "reachable": null, "note": "reconciling is disabled" })
     };
-    let docker_ok = !state.info.reconcile_enabled || docker["reachable"] == true;
-    let ready = data_dir_ok && docker_ok;
+    let (docker, compose) = if info.reconcile_enabled {
+        let docker = match state.docker.server_version().await {
+            Ok(version) => json!({ "reachable": true, "version": version }),
+            Err(e) => {
+                let error = crate::error_chain(&e);
+                reasons.push(format!(
+                    "the Docker engine is not reachable: {}",
+                    error.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+                json!({ "reachable": false, "error": error })
+            }
+        };
+        let compose_found = info.compose_bin.as_deref().is_some_and(is_executable);
+        if !compose_found {
+            reasons.push(format!(
+                "the compose tool is gone: {} is missing or not executable",
+                info.compose_bin.as_deref().map_or_else(
+                    || "(none found at start-up)".into(),
+                    |p| p.display().to_string()
+                )
+            ));
+        }
+        (
+            docker,
+            json!({ "found": compose_found, "tool": info.compose_tool }),
+        )
+    } else {
+        (
+            json!({ "reachable": null, "note": "reconciling is disabled" }),
+            json!({ "found": null, "note": "reconciling is disabled" }),
+        )
+    };
+    let ready = reasons.is_empty();
     let body = json!({
         "ready": ready,
-        "git": { "found": true },
+        "reasons": reasons,
+        "git": { "found": git_found },
         "dataDir": { "writable": data_dir_ok },
         "docker": docker,
-        "composeTool": state.info.compose_tool,
-        "deployMode": state.info.deploy_mode,
+        "compose": compose,
+        "composeTool": info.compose_tool,
+        "deployMode": info.deploy_mode,
         "refreshStatus": state.store.refresh_status().refresh_status,
     });
     let status = if ready {
@@ -49,6 +93,12 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// A regular file with an execute bit: what the kernel would run. Checked without spawning.
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<Value> {

@@ -9,8 +9,10 @@
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
+//! - `/metrics`: [`crate::metrics::render`] of the store.
 //!
-//! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries), config.
+//! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries),
+//! config, metrics.
 
 mod api;
 mod dashboard;
@@ -50,6 +52,10 @@ pub struct ServiceInfo {
     /// `compose` or `swarm` (`None` when reconciling is disabled).
     pub deploy_mode: Option<&'static str>,
     pub data_dir: std::path::PathBuf,
+    /// The git binary found at start-up (`/readyz` checks it is still there).
+    pub git_bin: std::path::PathBuf,
+    /// The binary the compose tool runs (`docker` for the plugin), when reconciling.
+    pub compose_bin: Option<std::path::PathBuf>,
 }
 
 /// Everything the handlers use.
@@ -124,8 +130,20 @@ pub fn router(state: AppState) -> Router {
             "/assets/{name}",
             get(dashboard::asset).fallback(method_not_allowed),
         )
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match crate::metrics::render(&state.store) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {

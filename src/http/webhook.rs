@@ -11,6 +11,7 @@ use super::api::refresh_answer;
 use super::{ApiError, AppState};
 use crate::config::Revision;
 use crate::desired_state::{RefType, Trigger};
+use crate::metrics::WebhookResult;
 use crate::webhook::{self, Decision, EventKind};
 
 /// The refs a push must name to count as a push to the tracked revision.
@@ -25,12 +26,39 @@ fn tracked_refs(state: &AppState) -> Vec<String> {
     }
 }
 
-/// `POST /api/webhook` (SPEC §7). Order: enabled? → size → signature over the raw bytes →
-/// event → payload → decision. Nothing is parsed before the signature is verified.
+/// `POST /api/webhook` (SPEC §7), counted by result in the metrics.
 pub(super) async fn webhook(
-    State(state): State<AppState>,
+    state: State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let answer = handle(state, request).await;
+    crate::metrics::webhook_delivery(delivery_result(&answer));
+    answer.map(|answer| Json(answer).into_response())
+}
+
+/// What the metrics call an answer: by its status for errors, by its `status` field otherwise.
+fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResult {
+    match answer {
+        Ok(body) => match body["status"].as_str() {
+            Some("pong") => WebhookResult::Ping,
+            Some("ignored") => WebhookResult::Ignored,
+            _ => WebhookResult::Accepted,
+        },
+        Err(e) => match e.status {
+            StatusCode::NOT_FOUND => WebhookResult::Disabled,
+            StatusCode::PAYLOAD_TOO_LARGE => WebhookResult::TooLarge,
+            StatusCode::UNAUTHORIZED => WebhookResult::Unauthorized,
+            _ => WebhookResult::BadRequest,
+        },
+    }
+}
+
+/// Order: enabled? → size → signature over the raw bytes → event → payload → decision. Nothing
+/// is parsed before the signature is verified.
+async fn handle(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<serde_json::Value, ApiError> {
     let Some(secret) = state.info.webhook_secret.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -116,7 +144,7 @@ pub(super) async fn webhook(
             }
         }
     };
-    Ok(Json(answer).into_response())
+    Ok(answer)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

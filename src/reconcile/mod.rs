@@ -46,6 +46,16 @@ pub enum Reason {
     Ack,
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Refresh => "refresh",
+            Self::Tick => "tick",
+            Self::Ack => "ack",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
     #[error("no stack {0:?}")]
@@ -224,7 +234,7 @@ impl Reconciler {
         }
     }
 
-    #[tracing::instrument(name = "reconcile", skip(self, shutdown))]
+    #[tracing::instrument(name = "reconcile", skip_all, fields(trigger = %reason))]
     async fn reconcile_once(&self, reason: Reason, shutdown: &CancellationToken) {
         let (snapshot, sync) = self.store.view();
         let Some(snapshot) = snapshot else {
@@ -271,15 +281,15 @@ impl Reconciler {
                 tracing::info!("shutdown: no further syncs started");
                 return;
             }
-            self.apply(action, &snapshot).await;
+            self.apply(action, &snapshot, reason).await;
         }
         if compose_runs > 0 {
             self.observe_counts(&snapshot).await;
         }
     }
 
-    /// Carries out one action.
-    async fn apply(&self, action: Action, snapshot: &Snapshot) {
+    /// Carries out one action. `trigger` (why this reconcile runs) is only logged.
+    async fn apply(&self, action: Action, snapshot: &Snapshot, trigger: Reason) {
         match action {
             Action::Sync {
                 path,
@@ -287,7 +297,7 @@ impl Reconciler {
                 reason,
                 reuse,
             } => {
-                self.sync(&path, &project, &reason, reuse.as_ref(), snapshot)
+                self.sync(&path, &project, &reason, reuse.as_ref(), snapshot, trigger)
                     .await
             }
             Action::Recognise {
@@ -374,11 +384,14 @@ impl Reconciler {
         reason: &SyncReason,
         reuse: Option<&Deployed>,
         snapshot: &Snapshot,
+        trigger: Reason,
     ) {
         let Some(desired) = snapshot.stacks.get(path) else {
             return;
         };
-        tracing::info!(commit = %snapshot.revision, %reason, "sync started");
+        // Outcome events carry stack, commit, trigger and duration themselves (not only
+        // through their spans), so log shippers find them as top-level JSON fields.
+        tracing::info!(stack = %path, commit = %snapshot.revision, %trigger, %reason, "sync started");
         self.store
             .update_stack(path, |s| s.status = StackStatus::Syncing);
         let started = std::time::Instant::now();
@@ -393,7 +406,7 @@ impl Reconciler {
             .await
         {
             Ok(()) => {
-                tracing::info!(commit = %snapshot.revision, elapsed_ms = started.elapsed().as_millis() as u64, "sync succeeded");
+                tracing::info!(stack = %path, commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
                 self.store.update_stack(path, |s| {
                     s.status = StackStatus::Synced;
                     if revision == snapshot.revision {
@@ -414,7 +427,7 @@ impl Reconciler {
             }
             Err(error) => {
                 let message = truncate(&self.redactor.redact(&error.describe()));
-                tracing::error!(commit = %snapshot.revision, error = %message, "sync failed");
+                tracing::error!(stack = %path, commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, error = %message, "sync failed");
                 self.store.update_stack(path, |s| {
                     s.status = StackStatus::Failed;
                     s.last_sync_at = Some(now);

@@ -1,0 +1,581 @@
+//! The operator subcommands besides `serve`: `check`, `status` and `refresh`.
+//!
+//! - [`check`] is what to run before deploying docker-cd: the settings are already validated
+//!   (by `config`); it then reads the repository exactly as the agent would (the real git
+//!   reader, into a temporary directory that is removed afterwards, never the configured
+//!   `DATA_DIR`, which a running agent may be using), looks for the compose tool and the
+//!   engine when reconciling, and lists every stack with its project name and problems.
+//! - [`status`] and [`refresh`] talk to a running instance over its HTTP API (plain HTTP,
+//!   through `reqwest` without TLS): they need no repository settings.
+//!
+//! Reports go to the writer given (stdout in the binary); each function says with [`Exit`]
+//! whether the process should end successfully.
+//!
+//! Wiring layer: uses config, git, compose, desired_state.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::compose::{ComposeTool, Docker};
+use crate::config::{ClientConfig, Config};
+use crate::desired_state::Snapshot;
+use crate::git::GitReader;
+
+/// How often `refresh` asks for the outcome.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Limit for one HTTP request of `status` and `refresh`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest problem text `status` shows in its table.
+const MAX_PROBLEM_CHARS: usize = 100;
+
+/// How a subcommand ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    /// Something is wrong (the report says what): exit code 1.
+    Failure,
+}
+
+/// A `status` or `refresh` request that did not get a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach docker-cd at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("unexpected answer from {url}: {message}")]
+    Answer { url: String, message: String },
+    #[error("the refresh did not finish within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+/// `docker-cd check`. `config` is already valid; this reads the repository and reports.
+pub async fn check(config: Config, out: &mut impl Write) -> std::io::Result<Exit> {
+    let redactor = config.redactor();
+    let mut errors = 0usize;
+    let mut warnings = 0usize;
+    let field = |out: &mut dyn Write, name: &str, value: &str| writeln!(out, "{name:<14} {value}");
+
+    field(out, "configuration", "valid")?;
+    field(out, "repository", config.git.repo.as_str())?;
+    field(out, "deploy dir", &config.git.deploy_dir.to_string())?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("docker-cd-check-")
+        .tempdir()?;
+    let read = async {
+        let reader = GitReader::open(&config.git, scratch.path(), &config.child_env).await?;
+        reader.read(None).await
+    };
+    let snapshot = match read.await {
+        Ok(Some(snapshot)) => Some(snapshot),
+        Ok(None) => {
+            errors += 1;
+            field(out, "revision", "error: the git reader returned nothing")?;
+            None
+        }
+        Err(e) => {
+            errors += 1;
+            let reason = redactor.redact(&crate::error_chain(&e));
+            field(
+                out,
+                "revision",
+                &format!("error: cannot read {}: {reason}", config.git.revision),
+            )?;
+            None
+        }
+    };
+    if let Some(snapshot) = &snapshot {
+        let ref_type = serde_json::to_value(snapshot.ref_type).unwrap_or(Value::Null);
+        field(
+            out,
+            "revision",
+            &format!(
+                "{} -> {} ({}) at {} {:?}",
+                config.git.revision,
+                snapshot.git_ref,
+                ref_type.as_str().unwrap_or("?"),
+                snapshot.revision,
+                first_line(&snapshot.commit_message),
+            ),
+        )?;
+        for warning in &snapshot.warnings {
+            warnings += 1;
+            field(out, "", &format!("warning: {warning}"))?;
+        }
+    }
+
+    if config.reconcile.enabled {
+        let env = crate::compose::client_env(&config.child_env.vars);
+        match ComposeTool::detect(
+            &config.reconcile.docker_bin,
+            config.reconcile.compose_bin.as_deref(),
+            &env,
+        )
+        .await
+        {
+            Ok(tool) => field(out, "compose", &tool.describe())?,
+            Err(e) => {
+                errors += 1;
+                let reason = redactor.redact(&crate::error_chain(&e));
+                field(out, "compose", &format!("error: {reason}"))?;
+            }
+        }
+        let docker = Docker::new(config.reconcile.docker_bin.clone(), env);
+        match docker.server_version().await {
+            Ok(version) => field(out, "docker engine", &format!("reachable, {version}"))?,
+            Err(e) => {
+                warnings += 1;
+                let reason = redactor.redact(&crate::error_chain(&e));
+                field(
+                    out,
+                    "docker engine",
+                    &format!(
+                        "warning: not reachable ({}); docker-cd starts anyway and reports every stack failed until it answers",
+                        first_line(&reason)
+                    ),
+                )?;
+            }
+        }
+    } else {
+        field(
+            out,
+            "reconcile",
+            "disabled (RECONCILE_ENABLED=false): nothing would be applied, docker is not needed",
+        )?;
+    }
+
+    if let Some(snapshot) = &snapshot {
+        let (stack_errors, stack_warnings) = stack_table(snapshot, out)?;
+        errors += stack_errors;
+        warnings += stack_warnings;
+    }
+
+    writeln!(out)?;
+    let verdict = if errors == 0 { "passed" } else { "failed" };
+    writeln!(
+        out,
+        "check {verdict}: {} {}, {} {}",
+        errors,
+        plural(errors, "error", "errors"),
+        warnings,
+        plural(warnings, "warning", "warnings")
+    )?;
+    Ok(if errors == 0 {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// The stacks of a snapshot with their project names and problems; returns the numbers of
+/// errors and warnings.
+fn stack_table(snapshot: &Snapshot, out: &mut impl Write) -> std::io::Result<(usize, usize)> {
+    writeln!(out)?;
+    if snapshot.stacks.is_empty() {
+        writeln!(
+            out,
+            "warning: the deploy dir holds no stacks (directories with a compose file); nothing would be deployed"
+        )?;
+        return Ok((0, 1));
+    }
+    let mut rows = Vec::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for stack in snapshot.stacks.values() {
+        let mut problems = Vec::new();
+        if let Some(error) = &stack.error {
+            errors += 1;
+            problems.push(format!("error: {error}"));
+        }
+        for warning in &stack.warnings {
+            warnings += 1;
+            problems.push(format!("warning: {warning}"));
+        }
+        rows.push(vec![
+            stack.path.clone(),
+            stack.project_name.clone().unwrap_or_else(|| "-".to_owned()),
+            stack.compose_file.clone(),
+            if problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                problems.join("\n")
+            },
+        ]);
+    }
+    table(
+        out,
+        &["STACK", "PROJECT", "COMPOSE FILE", "PROBLEMS"],
+        &rows,
+    )?;
+    let deployable = snapshot
+        .stacks
+        .values()
+        .filter(|s| s.error.is_none())
+        .count();
+    writeln!(
+        out,
+        "\n{} {}, {deployable} would be deployed",
+        snapshot.stacks.len(),
+        plural(snapshot.stacks.len(), "stack", "stacks"),
+    )?;
+    Ok((errors, warnings))
+}
+
+/// `docker-cd status`: the refresh status and the stacks table of a running instance.
+pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, ClientError> {
+    let http = http_client()?;
+    let refresh = get_json(&http, &client, "/api/refresh-status").await?;
+    let stacks = get_json(&http, &client, "/api/stacks").await?;
+    let Some(stacks) = stacks.as_array() else {
+        return Err(ClientError::Answer {
+            url: format!("{}/api/stacks", client.base_url),
+            message: "expected a JSON array".into(),
+        });
+    };
+    let io = |e: std::io::Error| ClientError::Answer {
+        url: client.base_url.clone(),
+        message: format!("cannot write the report: {e}"),
+    };
+    write_refresh_summary(&refresh, &client.base_url, out).map_err(io)?;
+    let rows: Vec<Vec<String>> = stacks
+        .iter()
+        .map(|s| {
+            vec![
+                text(&s["path"]),
+                text(&s["projectName"]),
+                text(&s["status"]),
+                format!(
+                    "{}/{}",
+                    s["containersRunning"].as_u64().unwrap_or(0),
+                    s["containersTotal"].as_u64().unwrap_or(0)
+                ),
+                s["syncedRevision"]
+                    .as_str()
+                    .map(|r| r.chars().take(12).collect())
+                    .unwrap_or_else(|| "-".to_owned()),
+                problem_of(s),
+            ]
+        })
+        .collect();
+    writeln!(out).map_err(io)?;
+    if rows.is_empty() {
+        writeln!(out, "no stacks").map_err(io)?;
+    } else {
+        table(
+            out,
+            &[
+                "STACK",
+                "PROJECT",
+                "STATUS",
+                "CONTAINERS",
+                "SYNCED",
+                "PROBLEM",
+            ],
+            &rows,
+        )
+        .map_err(io)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// `docker-cd refresh`: asks for a refresh and waits until one that started after the request
+/// has finished. Exits with failure if that refresh failed.
+///
+/// The instance numbers its refreshes (`refreshId`). The number seen before the request is
+/// noted; any refresh with a higher number started after it and therefore reads the
+/// repository as it is now, so its outcome is the answer (whether it ran for this request or
+/// for a webhook that arrived at the same moment).
+pub async fn refresh(client: ClientConfig, out: &mut impl Write) -> Result<Exit, ClientError> {
+    let http = http_client()?;
+    let before = get_json(&http, &client, "/api/refresh-status").await?;
+    let before_id = refresh_id(&before, &client)?;
+    let url = format!("{}/api/refresh", client.base_url);
+    let mut request = http.post(&url);
+    if let Some(token) = &client.api_token {
+        request = request.bearer_auth(token.expose());
+    }
+    let answer = send(request, &url).await?;
+    let io = |e: std::io::Error| ClientError::Answer {
+        url: client.base_url.clone(),
+        message: format!("cannot write the report: {e}"),
+    };
+    writeln!(
+        out,
+        "refresh requested: {}",
+        answer["status"].as_str().unwrap_or("?")
+    )
+    .map_err(io)?;
+
+    let deadline = Instant::now() + client.timeout;
+    loop {
+        let status = get_json(&http, &client, "/api/refresh-status").await?;
+        let id = refresh_id(&status, &client)?;
+        let phase = status["refreshStatus"].as_str().unwrap_or_default();
+        // Higher: started after the request. Lower: the instance restarted since, so every
+        // refresh it ran is newer too.
+        if id != before_id && matches!(phase, "completed" | "failed") {
+            write_refresh_summary(&status, &client.base_url, out).map_err(io)?;
+            return Ok(if phase == "completed" {
+                Exit::Success
+            } else {
+                Exit::Failure
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(ClientError::Timeout(client.timeout));
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+fn refresh_id(status: &Value, client: &ClientConfig) -> Result<u64, ClientError> {
+    status["refreshId"]
+        .as_u64()
+        .ok_or_else(|| ClientError::Answer {
+            url: format!("{}/api/refresh-status", client.base_url),
+            message: "no refreshId (is this docker-cd, and as new as this client?)".into(),
+        })
+}
+
+fn write_refresh_summary(
+    status: &Value,
+    base_url: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let field = |out: &mut dyn Write, name: &str, value: &str| writeln!(out, "{name:<10} {value}");
+    field(out, "instance", base_url)?;
+    match status["revision"].as_str() {
+        Some(revision) => field(
+            out,
+            "revision",
+            &format!(
+                "{} at {} {:?}",
+                text(&status["ref"]),
+                revision,
+                first_line(status["commitMessage"].as_str().unwrap_or_default())
+            ),
+        )?,
+        None => field(
+            out,
+            "revision",
+            &format!("{} (not read yet)", text(&status["ref"])),
+        )?,
+    }
+    field(
+        out,
+        "refresh",
+        &format!(
+            "{} (#{}, trigger {}, at {}), {} stacks",
+            text(&status["refreshStatus"]),
+            status["refreshId"].as_u64().unwrap_or(0),
+            text(&status["trigger"]),
+            text(&status["refreshedAt"]),
+            status["stackCount"].as_u64().unwrap_or(0),
+        ),
+    )?;
+    if let Some(error) = status["refreshError"].as_str() {
+        field(out, "error", error)?;
+    }
+    if let Some(warnings) = status["warnings"].as_array() {
+        for warning in warnings.iter().filter_map(Value::as_str) {
+            field(out, "warning", warning)?;
+        }
+    }
+    Ok(())
+}
+
+/// The one problem `status` shows for a stack: its error in Git, its last sync error, its
+/// drift, or its warnings, shortened to one line.
+fn problem_of(stack: &Value) -> String {
+    let warnings: Vec<&str> = stack["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let problem = stack["error"]
+        .as_str()
+        .or_else(|| stack["lastSyncError"].as_str())
+        .or_else(|| stack["drift"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| warnings.join("; "));
+    let line = first_line(&problem);
+    if line.chars().count() > MAX_PROBLEM_CHARS {
+        let mut short: String = line.chars().take(MAX_PROBLEM_CHARS - 1).collect();
+        short.push('…');
+        short
+    } else {
+        line.to_owned()
+    }
+}
+
+fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        // Proxies come from the environment, which only `config` reads; the instance is
+        // normally on this host anyway.
+        .no_proxy()
+        .build()
+        .map_err(|source| ClientError::Unreachable {
+            url: String::new(),
+            source,
+        })
+}
+
+async fn get_json(
+    http: &reqwest::Client,
+    client: &ClientConfig,
+    path: &str,
+) -> Result<Value, ClientError> {
+    let url = format!("{}{path}", client.base_url);
+    send(http.get(&url), &url).await
+}
+
+/// Sends a request and returns its JSON body; a non-2xx answer becomes
+/// [`ClientError::Status`] with the instance's `{"error": …}` message.
+async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|source| ClientError::Unreachable {
+            url: url.to_owned(),
+            source,
+        })?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Unreachable {
+            url: url.to_owned(),
+            source,
+        })?;
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    if !status.is_success() {
+        let message = json
+            .as_ref()
+            .and_then(|j| j["error"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        return Err(ClientError::Status {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            message,
+        });
+    }
+    json.ok_or_else(|| ClientError::Answer {
+        url: url.to_owned(),
+        message: "not JSON".into(),
+    })
+}
+
+/// A JSON value as table text: strings bare, null as `-`.
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim()
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// Left-aligned columns separated by two spaces. A cell with several lines continues on the
+/// following lines in its column; the last column is never padded.
+fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            for line in cell.lines() {
+                widths[i] = widths[i].max(width(line));
+            }
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[&str]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(widths[i] - width(cell) + 2));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, header)?;
+    for row in rows {
+        let lines: Vec<Vec<&str>> = row.iter().map(|c| c.lines().collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        for i in 0..height {
+            let cells: Vec<&str> = lines
+                .iter()
+                .map(|l| l.get(i).copied().unwrap_or(""))
+                .collect();
+            line(out, &cells)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_columns_and_continue_multi_line_cells() {
+        let mut out = Vec::new();
+        table(
+            &mut out,
+            &["STACK", "PROBLEMS"],
+            &[
+                vec!["web".into(), "ok".into()],
+                vec!["a-long-name".into(), "error: one\nwarning: two".into()],
+            ],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "STACK        PROBLEMS",
+                "web          ok",
+                "a-long-name  error: one",
+                "             warning: two",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stack_shows_its_most_important_problem_on_one_line() {
+        let stack = json!({
+            "error": null,
+            "lastSyncError": "compose up failed\n--- stderr\nno such image",
+            "drift": "container stopped",
+            "warnings": ["two compose files"],
+        });
+        assert_eq!(problem_of(&stack), "compose up failed");
+        let stack =
+            json!({"error": null, "lastSyncError": null, "drift": null, "warnings": ["a", "b"]});
+        assert_eq!(problem_of(&stack), "a; b");
+        let long = "x".repeat(300);
+        let stack = json!({"error": long, "warnings": []});
+        assert_eq!(problem_of(&stack).chars().count(), MAX_PROBLEM_CHARS);
+    }
+}
