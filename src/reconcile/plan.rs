@@ -252,11 +252,14 @@ impl Workload for ContainerInfo {
             "exited" => self.exit_code() != Some(0),
             _ => true,
         };
-        stopped.then(|| {
-            format!(
-                "container {} is {} ({})",
-                self.name, self.state, self.status
-            )
+        // No "4 minutes ago" from the status text: the description must stay the same while
+        // the drift does, or every resync tick would publish a changed record.
+        stopped.then(|| match self.exit_code() {
+            Some(code) => format!(
+                "container {} is {} (exit code {code})",
+                self.name, self.state
+            ),
+            None => format!("container {} is {}", self.name, self.state),
         })
     }
     fn unlabelled(&self) -> String {
