@@ -235,25 +235,10 @@ impl Command {
     /// `git --git-dir=… -c k=v fetch …` → `git fetch`: the first argument that is neither an
     /// option nor the value of `-c`/`-C`. For logs and the spawn counters.
     fn program_name(&self) -> String {
-        let name = self
-            .program
-            .file_name()
-            .unwrap_or(self.program.as_os_str())
-            .to_string_lossy()
-            .into_owned();
-        let mut previous = "";
-        let mut sub = None;
-        for arg in &self.args {
-            let arg = arg.to_str().unwrap_or_default();
-            if !arg.starts_with('-') && previous != "-c" && previous != "-C" {
-                sub = Some(arg);
-                break;
-            }
-            previous = arg;
-        }
-        match sub {
-            Some(sub) => format!("{name} {sub}"),
-            None => name,
+        // The same naming as the metrics: never an option's value (a project name, a path).
+        match self.metric_labels() {
+            (program, sub) if sub.is_empty() => program,
+            (program, sub) => format!("{program} {sub}"),
         }
     }
 
