@@ -233,7 +233,7 @@ impl Command {
     }
 
     /// `git --git-dir=… -c k=v fetch …` → `git fetch`: the first argument that is neither an
-    /// option nor the value of `-c`/`-C`. For logs and the spawn counters.
+    /// option nor an option's value. For logs and the spawn counters.
     fn program_name(&self) -> String {
         // The same naming as the metrics: never an option's value (a project name, a path).
         match self.metric_labels() {
