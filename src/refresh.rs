@@ -307,6 +307,7 @@ mod tests {
                 commit_message: "m".into(),
                 stacks: BTreeMap::new(),
                 warnings: vec![],
+                tree: Default::default(),
             }))
         }
     }

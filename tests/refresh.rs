@@ -299,9 +299,10 @@ async fn an_unchanged_remote_costs_one_git_process_and_a_change_four() {
     repo.commit_and_push("change one");
     app.post_json("/api/refresh", Value::Null).await;
     app.wait_refreshes(3).await;
+    // The listing is a diff against the previous commit, not the whole tree again.
     assert_eq!(
         common::recorded_calls(&log)[startup.len() + 1..],
-        ["ls-remote", "fetch", "cat-file", "ls-tree"]
+        ["ls-remote", "fetch", "cat-file", "diff-tree"]
     );
     assert_eq!(app.stacks().await.len(), 50);
     app.stop().await;

@@ -2,7 +2,7 @@
 //!
 //! - [`Snapshot`]: what one commit of the repository says, read by the git adapter. Immutable,
 //!   shared as `Arc<Snapshot>` and swapped whole.
-//! - [`tree`]: the pure reading of a tree listing into stacks.
+//! - [`tree`]: the pure reading of a tree listing, or of a diff to the previous one, into stacks.
 //! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
 //!   and the event stream the API serves.
 //!
@@ -54,6 +54,9 @@ pub struct Snapshot {
     /// Stacks by path.
     pub stacks: BTreeMap<String, DesiredStack>,
     pub warnings: Vec<String>,
+    /// What the commit's tree says about each stack (internal): the next refresh applies the
+    /// diff to the next commit to it instead of listing the whole tree again.
+    pub tree: tree::TreeIndex,
 }
 
 impl Snapshot {

@@ -361,6 +361,7 @@ mod tests {
                 })
                 .collect(),
             warnings: vec![],
+            tree: Default::default(),
         })
     }
 

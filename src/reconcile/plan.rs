@@ -486,6 +486,7 @@ mod tests {
             commit_message: "m".into(),
             stacks: map,
             warnings: vec![],
+            tree: Default::default(),
         }
     }
 
