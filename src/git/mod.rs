@@ -222,18 +222,39 @@ impl GitReader {
     /// remote still points where `previous` was read from: nothing was fetched or read.
     #[tracing::instrument(name = "git_read", skip_all, fields(revision = %self.config.revision))]
     pub async fn read(&self, previous: Option<&Snapshot>) -> Result<Option<Snapshot>, GitError> {
+        self.read_with(previous, Listing::Incremental).await
+    }
+
+    /// [`GitReader::read`] without the incremental listing: the whole deploy dir is listed
+    /// even when a diff against `previous` would do (compose blobs known from `previous` are
+    /// still not read again). What a refresh costs when the diff cannot be used; for
+    /// benchmarks and tests.
+    pub async fn read_full_listing(
+        &self,
+        previous: Option<&Snapshot>,
+    ) -> Result<Option<Snapshot>, GitError> {
+        self.read_with(previous, Listing::Full).await
+    }
+
+    async fn read_with(
+        &self,
+        previous: Option<&Snapshot>,
+        listing: Listing,
+    ) -> Result<Option<Snapshot>, GitError> {
         let remote = self.resolve_remote().await?;
         if let Some(prev) = previous {
             if prev.git_ref == remote.name && prev.remote_oid == remote.oid {
                 return Ok(None);
             }
         }
-        match self.fetch_and_read(&remote, previous).await {
+        match self.fetch_and_read(&remote, previous, listing).await {
             Err(e) if e.is_mirror_damage() => {
                 tracing::warn!(error = %crate::error_chain(&e), "the local mirror looks damaged; rebuilding it and fetching again");
                 self.remove_mirror()?;
                 self.prepare_mirror().await?;
-                self.fetch_and_read(&remote, previous).await.map(Some)
+                self.fetch_and_read(&remote, previous, listing)
+                    .await
+                    .map(Some)
             }
             other => other.map(Some),
         }
@@ -307,6 +328,7 @@ impl GitReader {
         &self,
         remote: &RemoteRef,
         previous: Option<&Snapshot>,
+        listing: Listing,
     ) -> Result<Snapshot, GitError> {
         let url = self.config.repo.as_str();
         let refspec = match remote.ref_type {
@@ -340,7 +362,8 @@ impl GitReader {
             .args(["cat-file", "--batch"])
             .start_session()
             .map_err(GitError::Read)?;
-        let base = previous.filter(|p| parse::is_object_id(&p.revision));
+        let base = previous
+            .filter(|p| listing == Listing::Incremental && parse::is_object_id(&p.revision));
         let mut request = format!("{TARGET_REF}^{{commit}}\n");
         if let Some(prev) = base {
             request.push_str(&prev.revision);
@@ -631,6 +654,13 @@ async fn read_compose_blobs(
         .into_iter()
         .map(|a| a.map_err(GitError::MissingObject))
         .collect()
+}
+
+/// Whether a read may list the stacks from a diff against the previous snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Incremental,
+    Full,
 }
 
 /// Which way a read built its stack listing.
