@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 SIZES=${SIZES:-"100 1000 10000"}
 ROUNDS=${ROUNDS:-5}
+ALT_ROUNDS=${ALT_ROUNDS:-3}   # rounds of the slow `git show` per compose file alternative
 BURST=${BURST:-1000}
 RECONCILE=${RECONCILE:-1}
 RECONCILE_STACKS=${RECONCILE_STACKS:-1000}
@@ -55,6 +56,6 @@ fi
 
 echo "bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 target/release/examples/bench \
-  --binary target/release/docker-cd --rounds "$ROUNDS" --burst "$BURST" \
+  --binary target/release/docker-cd --rounds "$ROUNDS" --alt-rounds "$ALT_ROUNDS" --burst "$BURST" \
   "${reconcile_args[@]}" "${repos[@]}"
 echo "bench: load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

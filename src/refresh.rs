@@ -205,9 +205,19 @@ impl<S: Source> Refresher<S> {
         let now = SystemTime::now();
         let ok = match result {
             Ok(read) => {
-                let snapshot = match (read, previous) {
-                    (Some(new), _) => Arc::new(new),
-                    (None, Some(previous)) => previous,
+                let (commit, report) = match (read, previous) {
+                    (Some(new), _) => {
+                        let commit = new.revision.clone();
+                        (
+                            commit,
+                            self.store.install_snapshot(Arc::new(new), trigger, now),
+                        )
+                    }
+                    // Nothing new: only the status changes (no walk over every stack).
+                    (None, Some(previous)) => (
+                        previous.revision.clone(),
+                        self.store.confirm_snapshot(trigger, now),
+                    ),
                     (None, None) => {
                         // A source only says "unchanged" relative to a snapshot it was given.
                         self.store.fail_refresh(
@@ -219,8 +229,6 @@ impl<S: Source> Refresher<S> {
                         return;
                     }
                 };
-                let commit = snapshot.revision.clone();
-                let report = self.store.install_snapshot(snapshot, trigger, now);
                 tracing::info!(
                     %commit,
                     new_revision = report.new_revision,

@@ -358,13 +358,24 @@ pub fn wanted_blobs(index: &TreeIndex) -> Vec<&str> {
         .collect()
 }
 
+/// What an earlier read found out about blob `oid`, if `stack` had it as its compose file.
+pub fn facts_of(stack: &DesiredStack, oid: &str) -> Option<BlobFacts> {
+    if stack.compose_blob.as_deref() != Some(oid) {
+        return None;
+    }
+    stack.compose_hash.clone().map(BlobFacts::Hash)
+}
+
 /// Turns an index and the facts of its chosen compose blobs into stacks (project names not yet
-/// assigned). A chosen compose file that is a symlink or larger than [`MAX_COMPOSE_FILE_BYTES`]
-/// makes a stack with an error; the other candidates give warnings. A blob without facts is
-/// treated as unreadable (an error of that stack), which the reader never lets happen.
+/// assigned). Facts come from `blobs`, or else from the same-named stack of `previous` when it
+/// had the same blob. A chosen compose file that is a symlink or larger than
+/// [`MAX_COMPOSE_FILE_BYTES`] makes a stack with an error; the other candidates give warnings.
+/// A blob without facts is treated as unreadable (an error of that stack), which the reader
+/// never lets happen.
 pub fn assemble(
     index: &TreeIndex,
     blobs: &HashMap<&str, BlobFacts>,
+    previous: Option<&BTreeMap<String, DesiredStack>>,
 ) -> BTreeMap<String, DesiredStack> {
     index
         .stacks
@@ -390,7 +401,9 @@ pub fn assemble(
                     "{file} is a symbolic link; compose files must be regular files"
                 ));
             } else {
-                match blobs.get(chosen.oid.as_str()) {
+                let earlier = || facts_of(previous?.get(name)?, &chosen.oid);
+                let facts = blobs.get(chosen.oid.as_str()).cloned().or_else(earlier);
+                match facts.as_ref() {
                     Some(BlobFacts::Hash(hash)) => {
                         desired.compose_hash = Some(hash.clone());
                         desired.compose_blob = Some(chosen.oid.clone());
@@ -457,7 +470,7 @@ mod tests {
         ];
         let index = scan(&entries, "stacks").unwrap();
         assert_eq!(index.stacks.len(), 1);
-        let stacks = assemble(&index, &facts(&index));
+        let stacks = assemble(&index, &facts(&index), None);
         let web = &stacks["web"];
         assert_eq!(web.content_hash, "t1");
         assert_eq!(web.compose_blob.as_deref(), Some("b1"));
@@ -498,7 +511,7 @@ mod tests {
             blob("app/compose.yml", "b3"),
         ];
         let index = scan(&entries, "").unwrap();
-        let app = &assemble(&index, &facts(&index))["app"];
+        let app = &assemble(&index, &facts(&index), None)["app"];
         assert_eq!(app.compose_file, "compose.yaml");
         assert_eq!(app.compose_blob.as_deref(), Some("b2"));
         assert_eq!(
@@ -523,7 +536,7 @@ mod tests {
         let index = scan(&entries, "").unwrap();
         assert_eq!(wanted_blobs(&index), ["b2"], "a symlink is never read");
         let blobs = HashMap::from([("b2", BlobFacts::TooLarge(50 * 1024 * 1024))]);
-        let stacks = assemble(&index, &blobs);
+        let stacks = assemble(&index, &blobs, None);
         assert!(
             stacks["a"]
                 .error
@@ -535,6 +548,34 @@ mod tests {
         let b = stacks["b"].error.as_ref().unwrap();
         assert!(b.contains("52428800 bytes, over the limit"), "{b}");
         assert!(stacks["b"].compose_hash.is_none() && stacks["b"].compose_blob.is_none());
+    }
+
+    #[test]
+    fn facts_of_unchanged_blobs_come_from_the_previous_stacks() {
+        let entries = vec![
+            tree("a", "t1"),
+            blob("a/compose.yaml", "b1"),
+            tree("b", "t2"),
+            blob("b/compose.yaml", "b2"),
+        ];
+        let index = scan(&entries, "").unwrap();
+        let first = assemble(&index, &facts(&index), None);
+        // Only b's blob is new; a's hash is carried over from the previous stacks.
+        let mut next = index.clone();
+        next.stacks.get_mut("b").unwrap().candidates[0].oid = "b3".into();
+        let blobs = HashMap::from([("b3", BlobFacts::Hash("sha-b3".into()))]);
+        let second = assemble(&next, &blobs, Some(&first));
+        assert_eq!(second["a"].compose_hash.as_deref(), Some("sha-b1"));
+        assert_eq!(second["b"].compose_hash.as_deref(), Some("sha-b3"));
+        // Without facts anywhere, the stack says so instead of inventing a hash.
+        let third = assemble(&next, &HashMap::new(), None);
+        assert!(
+            third["a"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("could not be read")
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 pub mod parse;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -330,6 +330,7 @@ impl GitReader {
         previous: Option<&Snapshot>,
         listing: Listing,
     ) -> Result<Snapshot, GitError> {
+        let started = std::time::Instant::now();
         let url = self.config.repo.as_str();
         let refspec = match remote.ref_type {
             // A commit id cannot be force-updated; `+` is harmless and keeps one code path.
@@ -355,6 +356,7 @@ impl GitReader {
                 source,
             })?;
 
+        let fetched = started.elapsed();
         // One `cat-file --batch` session for everything read: the commit, whether the previous
         // snapshot's commit is still in the mirror (a rebuilt mirror may lack it), the blobs.
         let mut batch = self
@@ -406,33 +408,35 @@ impl GitReader {
             }
         };
 
-        // Compose hashes already known from the previous snapshot are not read again.
-        let known = previous
-            .map(Snapshot::known_compose_hashes)
-            .unwrap_or_default();
-        let mut blobs: HashMap<&str, BlobFacts> = HashMap::new();
-        let mut wanted: Vec<&str> = Vec::new();
-        for oid in tree::wanted_blobs(&index) {
-            match known.get(oid) {
-                Some(hash) => {
-                    blobs.insert(oid, BlobFacts::Hash((*hash).to_owned()));
-                }
-                None => wanted.push(oid),
-            }
-        }
+        let listed = started.elapsed();
+        // Compose blobs a stack of the previous snapshot already had are not read again.
+        let before = previous.map(|p| &p.stacks);
+        let mut seen = HashSet::new();
+        let wanted: Vec<&str> = index
+            .stacks
+            .iter()
+            .filter_map(|(name, stack)| {
+                let oid = stack.compose_blob()?;
+                let known = before
+                    .and_then(|b| b.get(name))
+                    .is_some_and(|d| tree::facts_of(d, oid).is_some());
+                (!known && seen.insert(oid)).then_some(oid)
+            })
+            .collect();
         let read = read_compose_blobs(&mut batch, &wanted).await?;
-        for (oid, facts) in wanted.iter().zip(read) {
-            blobs.insert(oid, facts);
-        }
+        let blobs: HashMap<&str, BlobFacts> = wanted.iter().copied().zip(read).collect();
         batch.finish().await.map_err(GitError::Read)?;
+        let read = started.elapsed();
+        let mut stacks = tree::assemble(&index, &blobs, before);
+        desired_state::assign_project_names(&mut stacks);
         tracing::debug!(
             blobs_read = wanted.len(),
-            blobs_reused = blobs.len() - wanted.len(),
-            "compose blobs"
+            fetch_ms = fetched.as_secs_f64() * 1e3,
+            list_ms = (listed - fetched).as_secs_f64() * 1e3,
+            blobs_ms = (read - listed).as_secs_f64() * 1e3,
+            assemble_ms = (started.elapsed() - read).as_secs_f64() * 1e3,
+            "read"
         );
-
-        let mut stacks = tree::assemble(&index, &blobs);
-        desired_state::assign_project_names(&mut stacks);
         let mut warnings = remote.warnings.clone();
         warnings.extend(index.warnings.iter().cloned());
         Ok(Snapshot {
