@@ -97,37 +97,43 @@ pub fn project_name(path: &str) -> Option<String> {
 /// Derives every stack's project name, and fails every stack that has none or shares one with
 /// another stack: neither of two colliding stacks may touch the host.
 pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
-    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for stack in stacks.values_mut() {
         stack.project_name = project_name(&stack.path);
-        match &stack.project_name {
-            Some(name) => by_name
-                .entry(name.clone())
-                .or_default()
-                .push(stack.path.clone()),
-            None => {
-                stack.error.get_or_insert_with(|| {
-                    format!(
-                        "path {:?} yields no valid compose project name (needs a letter or digit)",
-                        stack.path
-                    )
-                });
-            }
+        if stack.project_name.is_none() {
+            stack.error.get_or_insert_with(|| {
+                format!(
+                    "path {:?} yields no valid compose project name (needs a letter or digit)",
+                    stack.path
+                )
+            });
         }
     }
-    for (name, paths) in by_name.into_iter().filter(|(_, p)| p.len() > 1) {
-        for path in &paths {
-            if let Some(stack) = stacks.get_mut(path) {
-                stack.error = Some(format!(
-                    "project name {name:?} collides with stacks {}; rename one of them",
-                    paths
-                        .iter()
-                        .filter(|p| *p != path)
-                        .map(|p| format!("{p:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+    // Paths by project name, borrowed (10,000 stacks need no copies); only collisions are
+    // collected as owned values.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for stack in stacks.values() {
+        if let Some(name) = &stack.project_name {
+            by_name.entry(name).or_default().push(&stack.path);
+        }
+    }
+    let mut collisions: Vec<(String, String)> = Vec::new();
+    for (name, paths) in by_name.iter().filter(|(_, paths)| paths.len() > 1) {
+        for path in paths {
+            let others = paths
+                .iter()
+                .filter(|p| *p != path)
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            collisions.push((
+                (*path).to_owned(),
+                format!("project name {name:?} collides with stacks {others}; rename one of them"),
+            ));
+        }
+    }
+    for (path, error) in collisions {
+        if let Some(stack) = stacks.get_mut(&path) {
+            stack.error = Some(error);
         }
     }
 }
