@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{COMPOSE_FILE_NAMES, DesiredStack, MAX_COMPOSE_FILE_BYTES};
+use super::{COMPOSE_FILE_NAMES, DesiredStack, MAX_COMPOSE_FILE_BYTES, Snapshot};
 
 /// The kind of object a tree entry points to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,14 +123,18 @@ impl StackTree {
     }
 }
 
-/// The stacks of one commit as its tree describes them, before any blob is read. Kept in the
-/// snapshot so that the next refresh can apply a diff instead of listing the whole tree.
+/// The stacks of one commit as its tree describes them. Kept in the snapshot so that the next
+/// refresh can apply a diff instead of listing the whole tree.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TreeIndex {
     /// Stack directories by name (a single directory name under the deploy dir).
     pub stacks: BTreeMap<String, StackTree>,
     /// Things worth telling the operator that are not about one stack, in tree order.
     pub warnings: Vec<String>,
+    /// Chosen compose blobs found larger than [`MAX_COMPOSE_FILE_BYTES`], with their size: set
+    /// by [`assemble`] (empty out of [`scan`] and [`apply_diff`]), so that such a blob is not
+    /// streamed through `cat-file` again by the next refresh.
+    pub too_large: BTreeMap<String, u64>,
 }
 
 /// What reading a compose blob found out.
@@ -232,7 +236,11 @@ pub fn scan(entries: &[TreeEntry], deploy_dir: &str) -> Result<TreeIndex, ScanEr
             },
         );
     }
-    Ok(TreeIndex { stacks, warnings })
+    Ok(TreeIndex {
+        stacks,
+        warnings,
+        too_large: BTreeMap::new(),
+    })
 }
 
 fn lossy_warning(name: &str) -> String {
@@ -308,6 +316,7 @@ pub fn apply_diff(
     }
 
     let mut index = previous.clone();
+    index.too_large.clear();
     for (name, t) in touched {
         // Anything inside a directory changes the directory's tree id, which `-t` lists.
         let entry = t.entry?;
@@ -358,26 +367,37 @@ pub fn wanted_blobs(index: &TreeIndex) -> Vec<&str> {
         .collect()
 }
 
-/// What an earlier read found out about blob `oid`, if `stack` had it as its compose file.
-pub fn facts_of(stack: &DesiredStack, oid: &str) -> Option<BlobFacts> {
-    if stack.compose_blob.as_deref() != Some(oid) {
-        return None;
+/// What the previous snapshot found out about blob `oid`, the compose file of stack `name`:
+/// its hash if the same-named stack had that blob, or its size if it was too large.
+pub fn known_facts(previous: Option<&Snapshot>, name: &str, oid: &str) -> Option<BlobFacts> {
+    let previous = previous?;
+    if let Some(stack) = previous.stacks.get(name) {
+        if stack.compose_blob.as_deref() == Some(oid) {
+            if let Some(hash) = &stack.compose_hash {
+                return Some(BlobFacts::Hash(hash.clone()));
+            }
+        }
     }
-    stack.compose_hash.clone().map(BlobFacts::Hash)
+    previous
+        .tree
+        .too_large
+        .get(oid)
+        .map(|size| BlobFacts::TooLarge(*size))
 }
 
 /// Turns an index and the facts of its chosen compose blobs into stacks (project names not yet
-/// assigned). Facts come from `blobs`, or else from the same-named stack of `previous` when it
-/// had the same blob. A chosen compose file that is a symlink or larger than
-/// [`MAX_COMPOSE_FILE_BYTES`] makes a stack with an error; the other candidates give warnings.
-/// A blob without facts is treated as unreadable (an error of that stack), which the reader
-/// never lets happen.
+/// assigned), and records the blobs found too large in `index.too_large`. Facts come from
+/// `blobs`, or else from `previous` (see [`known_facts`]). A chosen compose file that is a
+/// symlink or larger than [`MAX_COMPOSE_FILE_BYTES`] makes a stack with an error; the other
+/// candidates give warnings. A blob without facts is treated as unreadable (an error of that
+/// stack), which the reader never lets happen.
 pub fn assemble(
-    index: &TreeIndex,
+    index: &mut TreeIndex,
     blobs: &HashMap<&str, BlobFacts>,
-    previous: Option<&BTreeMap<String, DesiredStack>>,
+    previous: Option<&Snapshot>,
 ) -> BTreeMap<String, DesiredStack> {
-    index
+    let mut too_large = BTreeMap::new();
+    let stacks = index
         .stacks
         .iter()
         .map(|(name, stack)| {
@@ -401,14 +421,17 @@ pub fn assemble(
                     "{file} is a symbolic link; compose files must be regular files"
                 ));
             } else {
-                let earlier = || facts_of(previous?.get(name)?, &chosen.oid);
-                let facts = blobs.get(chosen.oid.as_str()).cloned().or_else(earlier);
+                let facts = blobs
+                    .get(chosen.oid.as_str())
+                    .cloned()
+                    .or_else(|| known_facts(previous, name, &chosen.oid));
                 match facts.as_ref() {
                     Some(BlobFacts::Hash(hash)) => {
                         desired.compose_hash = Some(hash.clone());
                         desired.compose_blob = Some(chosen.oid.clone());
                     }
                     Some(BlobFacts::TooLarge(size)) => {
+                        too_large.insert(chosen.oid.clone(), *size);
                         desired.error = Some(format!(
                             "{file} is {size} bytes, over the limit of {MAX_COMPOSE_FILE_BYTES} bytes"
                         ));
@@ -420,7 +443,9 @@ pub fn assemble(
             }
             (name.clone(), desired)
         })
-        .collect()
+        .collect();
+    index.too_large = too_large;
+    stacks
 }
 
 #[cfg(test)]
@@ -470,7 +495,7 @@ mod tests {
         ];
         let index = scan(&entries, "stacks").unwrap();
         assert_eq!(index.stacks.len(), 1);
-        let stacks = assemble(&index, &facts(&index), None);
+        let stacks = assemble(&mut index.clone(), &facts(&index), None);
         let web = &stacks["web"];
         assert_eq!(web.content_hash, "t1");
         assert_eq!(web.compose_blob.as_deref(), Some("b1"));
@@ -511,7 +536,7 @@ mod tests {
             blob("app/compose.yml", "b3"),
         ];
         let index = scan(&entries, "").unwrap();
-        let app = &assemble(&index, &facts(&index), None)["app"];
+        let app = &assemble(&mut index.clone(), &facts(&index), None)["app"];
         assert_eq!(app.compose_file, "compose.yaml");
         assert_eq!(app.compose_blob.as_deref(), Some("b2"));
         assert_eq!(
@@ -536,7 +561,12 @@ mod tests {
         let index = scan(&entries, "").unwrap();
         assert_eq!(wanted_blobs(&index), ["b2"], "a symlink is never read");
         let blobs = HashMap::from([("b2", BlobFacts::TooLarge(50 * 1024 * 1024))]);
-        let stacks = assemble(&index, &blobs, None);
+        let mut index = index.clone();
+        let stacks = assemble(&mut index, &blobs, None);
+        assert_eq!(
+            index.too_large,
+            BTreeMap::from([("b2".into(), 50 * 1024 * 1024)])
+        );
         assert!(
             stacks["a"]
                 .error
@@ -551,30 +581,56 @@ mod tests {
     }
 
     #[test]
-    fn facts_of_unchanged_blobs_come_from_the_previous_stacks() {
+    fn facts_of_unchanged_blobs_come_from_the_previous_snapshot() {
         let entries = vec![
             tree("a", "t1"),
             blob("a/compose.yaml", "b1"),
             tree("b", "t2"),
             blob("b/compose.yaml", "b2"),
         ];
-        let index = scan(&entries, "").unwrap();
-        let first = assemble(&index, &facts(&index), None);
-        // Only b's blob is new; a's hash is carried over from the previous stacks.
+        let mut index = scan(&entries, "").unwrap();
+        let blobs = HashMap::from([
+            ("b1", BlobFacts::Hash("sha-b1".into())),
+            ("b2", BlobFacts::TooLarge(2 << 20)),
+        ]);
+        let stacks = assemble(&mut index, &blobs, None);
+        let first = Snapshot {
+            revision: "c1".into(),
+            git_ref: "refs/heads/main".into(),
+            ref_type: super::super::RefType::Branch,
+            remote_oid: "c1".into(),
+            commit_message: String::new(),
+            stacks,
+            warnings: vec![],
+            tree: index.clone(),
+        };
+        // Nothing new is read: a's hash and b's size are carried over.
         let mut next = index.clone();
-        next.stacks.get_mut("b").unwrap().candidates[0].oid = "b3".into();
-        let blobs = HashMap::from([("b3", BlobFacts::Hash("sha-b3".into()))]);
-        let second = assemble(&next, &blobs, Some(&first));
+        next.too_large.clear();
+        let second = assemble(&mut next, &HashMap::new(), Some(&first));
         assert_eq!(second["a"].compose_hash.as_deref(), Some("sha-b1"));
-        assert_eq!(second["b"].compose_hash.as_deref(), Some("sha-b3"));
-        // Without facts anywhere, the stack says so instead of inventing a hash.
-        let third = assemble(&next, &HashMap::new(), None);
+        assert!(
+            second["b"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("2097152 bytes")
+        );
+        assert_eq!(next, index);
+        // A blob that is new gets its facts from the read; without any, the stack says so.
+        next.stacks.get_mut("a").unwrap().candidates[0].oid = "b3".into();
+        let third = assemble(&mut next, &HashMap::new(), Some(&first));
         assert!(
             third["a"]
                 .error
                 .as_ref()
                 .unwrap()
                 .contains("could not be read")
+        );
+        assert_eq!(known_facts(Some(&first), "a", "b3"), None);
+        assert_eq!(
+            known_facts(Some(&first), "other", "b2"),
+            Some(BlobFacts::TooLarge(2 << 20))
         );
     }
 

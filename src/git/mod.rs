@@ -409,25 +409,25 @@ impl GitReader {
         };
 
         let listed = started.elapsed();
-        // Compose blobs a stack of the previous snapshot already had are not read again.
-        let before = previous.map(|p| &p.stacks);
+        // Compose blobs the previous snapshot knows (same stack, same blob; or too large) are
+        // not read again.
+        let mut index = index;
         let mut seen = HashSet::new();
-        let wanted: Vec<&str> = index
+        let wanted: Vec<String> = index
             .stacks
             .iter()
             .filter_map(|(name, stack)| {
                 let oid = stack.compose_blob()?;
-                let known = before
-                    .and_then(|b| b.get(name))
-                    .is_some_and(|d| tree::facts_of(d, oid).is_some());
-                (!known && seen.insert(oid)).then_some(oid)
+                let known = tree::known_facts(previous, name, oid).is_some();
+                (!known && seen.insert(oid)).then(|| oid.to_owned())
             })
             .collect();
-        let read = read_compose_blobs(&mut batch, &wanted).await?;
-        let blobs: HashMap<&str, BlobFacts> = wanted.iter().copied().zip(read).collect();
+        let facts = read_compose_blobs(&mut batch, &wanted).await?;
+        let blobs: HashMap<&str, BlobFacts> =
+            wanted.iter().map(String::as_str).zip(facts).collect();
         batch.finish().await.map_err(GitError::Read)?;
         let read = started.elapsed();
-        let mut stacks = tree::assemble(&index, &blobs, before);
+        let mut stacks = tree::assemble(&mut index, &blobs, previous);
         desired_state::assign_project_names(&mut stacks);
         tracing::debug!(
             blobs_read = wanted.len(),
@@ -596,7 +596,7 @@ async fn read_objects(
 /// (known from the header) is skipped unhashed. A missing blob is an error.
 async fn read_compose_blobs(
     session: &mut Session,
-    oids: &[&str],
+    oids: &[String],
 ) -> Result<Vec<BlobFacts>, GitError> {
     if oids.is_empty() {
         return Ok(Vec::new());
