@@ -14,6 +14,7 @@
 //! the chosen compose blobs (their size from `cat-file`'s header) and [`assemble`] turns index
 //! and blob facts into stacks.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{COMPOSE_FILE_NAMES, DesiredStack, MAX_COMPOSE_FILE_BYTES, Snapshot};
@@ -370,8 +371,17 @@ pub fn wanted_blobs(index: &TreeIndex) -> Vec<&str> {
 /// What the previous snapshot found out about blob `oid`, the compose file of stack `name`:
 /// its hash if the same-named stack had that blob, or its size if it was too large.
 pub fn known_facts(previous: Option<&Snapshot>, name: &str, oid: &str) -> Option<BlobFacts> {
+    known_facts_of(previous, previous?.stacks.get(name), oid)
+}
+
+/// [`known_facts`] with the same-named previous stack already looked up.
+pub fn known_facts_of(
+    previous: Option<&Snapshot>,
+    same_name: Option<&DesiredStack>,
+    oid: &str,
+) -> Option<BlobFacts> {
     let previous = previous?;
-    if let Some(stack) = previous.stacks.get(name) {
+    if let Some(stack) = same_name {
         if stack.compose_blob.as_deref() == Some(oid) {
             if let Some(hash) = &stack.compose_hash {
                 return Some(BlobFacts::Hash(hash.clone()));
@@ -383,6 +393,37 @@ pub fn known_facts(previous: Option<&Snapshot>, name: &str, oid: &str) -> Option
         .too_large
         .get(oid)
         .map(|size| BlobFacts::TooLarge(*size))
+}
+
+/// The previous snapshot's stacks, looked up by names that come in ascending order: one step
+/// of a merge instead of a tree search per stack (a tenth of an assembly of 10,000 stacks).
+#[derive(Debug)]
+pub struct PreviousStacks<'a> {
+    stacks:
+        Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, String, DesiredStack>>>,
+}
+
+impl<'a> PreviousStacks<'a> {
+    pub fn new(previous: Option<&'a Snapshot>) -> Self {
+        Self {
+            stacks: previous.map(|p| p.stacks.iter().peekable()),
+        }
+    }
+
+    /// The previous stack named `name`; names must be asked for in ascending order.
+    pub fn get(&mut self, name: &str) -> Option<&'a DesiredStack> {
+        let stacks = self.stacks.as_mut()?;
+        while let Some((key, stack)) = stacks.peek() {
+            match key.as_str().cmp(name) {
+                std::cmp::Ordering::Less => {
+                    stacks.next();
+                }
+                std::cmp::Ordering::Equal => return Some(*stack),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
 }
 
 /// Turns an index and the facts of its chosen compose blobs into stacks (project names not yet
@@ -397,6 +438,7 @@ pub fn assemble(
     previous: Option<&Snapshot>,
 ) -> BTreeMap<String, DesiredStack> {
     let mut too_large = BTreeMap::new();
+    let mut earlier_stacks = PreviousStacks::new(previous);
     let stacks = index
         .stacks
         .iter()
@@ -421,11 +463,23 @@ pub fn assemble(
                     "{file} is a symbolic link; compose files must be regular files"
                 ));
             } else {
-                let facts = blobs
-                    .get(chosen.oid.as_str())
-                    .cloned()
-                    .or_else(|| known_facts(previous, name, &chosen.oid));
-                match facts.as_ref() {
+                // The previous stack's hash is cloned once, straight into the new stack.
+                let earlier = earlier_stacks.get(name).filter(|d| {
+                    d.compose_blob.as_deref() == Some(chosen.oid.as_str())
+                        && d.compose_hash.is_some()
+                });
+                let facts = match (blobs.get(chosen.oid.as_str()), earlier) {
+                    (Some(facts), _) => Some(Cow::Borrowed(facts)),
+                    (None, Some(d)) => {
+                        desired.compose_hash.clone_from(&d.compose_hash);
+                        desired.compose_blob = Some(chosen.oid.clone());
+                        None
+                    }
+                    (None, None) => {
+                        known_facts_of(previous, None, &chosen.oid).map(Cow::Owned)
+                    }
+                };
+                match facts.as_deref() {
                     Some(BlobFacts::Hash(hash)) => {
                         desired.compose_hash = Some(hash.clone());
                         desired.compose_blob = Some(chosen.oid.clone());
@@ -436,6 +490,7 @@ pub fn assemble(
                             "{file} is {size} bytes, over the limit of {MAX_COMPOSE_FILE_BYTES} bytes"
                         ));
                     }
+                    None if desired.compose_hash.is_some() => {} // taken over above
                     None => {
                         desired.error = Some(format!("{file} could not be read"));
                     }

@@ -371,13 +371,23 @@ impl GitReader {
             request.push_str(&prev.revision);
             request.push('\n');
         }
-        let mut answers = read_objects(
-            &mut batch,
-            request.as_bytes(),
-            1 + usize::from(base.is_some()),
-        )
-        .await?
-        .into_iter();
+        let count = 1 + usize::from(base.is_some());
+        // The diff runs while the commits are read: it names the fetched ref, which nothing
+        // else moves during a refresh, and is thrown away if the previous commit is missing.
+        let (answers, diff) = match base {
+            Some(prev) => {
+                let (answers, diff) = tokio::join!(
+                    read_objects(&mut batch, request.as_bytes(), count),
+                    self.diff_index(prev, TARGET_REF)
+                );
+                (answers?, Some(diff))
+            }
+            None => (
+                read_objects(&mut batch, request.as_bytes(), count).await?,
+                None,
+            ),
+        };
+        let mut answers = answers.into_iter();
         let (commit_id, commit) = match answers.next() {
             Some((Some(oid), content)) => (oid, content),
             _ => return Err(GitError::MissingObject(format!("{TARGET_REF}^{{commit}}"))),
@@ -389,7 +399,7 @@ impl GitReader {
                 self.stats.record(ReadPath::SameCommit);
                 prev.tree.clone()
             }
-            Some(prev) => match self.diff_index(prev, &commit_id).await {
+            Some(_) => match diff.unwrap_or(Ok(None)) {
                 Ok(Some(index)) => {
                     self.stats.record(ReadPath::Diff);
                     index
@@ -413,12 +423,13 @@ impl GitReader {
         // not read again.
         let mut index = index;
         let mut seen = HashSet::new();
+        let mut earlier = tree::PreviousStacks::new(previous);
         let wanted: Vec<String> = index
             .stacks
             .iter()
             .filter_map(|(name, stack)| {
                 let oid = stack.compose_blob()?;
-                let known = tree::known_facts(previous, name, oid).is_some();
+                let known = tree::known_facts_of(previous, earlier.get(name), oid).is_some();
                 (!known && seen.insert(oid)).then(|| oid.to_owned())
             })
             .collect();
