@@ -377,6 +377,7 @@ mod tests {
                 })
                 .collect::<BTreeMap<_, _>>(),
             warnings: vec![],
+            tree: Default::default(),
         }
     }
 

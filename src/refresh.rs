@@ -8,14 +8,18 @@
 //!   [`Store`]. A failed read never touches the snapshot; its redacted reason is recorded.
 //! - [`run_periodic`] asks for a refresh every poll interval after the last one completed, and
 //!   backs off exponentially (capped) while refreshes fail, recovering by itself.
+//! - A burst of requests (a thousand webhook deliveries of one push) costs two refreshes, not
+//!   one per refresh-length slice of the burst: the refresh waiting behind a finished one
+//!   starts once requests have paused for [`COALESCE_QUIET`] (at most [`COALESCE_MAX`] later).
 //!
 //! Uses: desired_state, queue, git (through [`Source`]), config (redaction).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Redactor;
@@ -27,6 +31,10 @@ use crate::queue::{Admission, SingleSlot};
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest delay between retries of a failing refresh.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A refresh waiting behind a finished one starts once no request came for this long...
+pub const COALESCE_QUIET: Duration = Duration::from_millis(50);
+/// ...or this long after the previous refresh finished, whichever comes first.
+pub const COALESCE_MAX: Duration = Duration::from_secs(2);
 
 /// Where desired state comes from.
 pub trait Source: Send + Sync + 'static {
@@ -71,11 +79,13 @@ pub struct Progress {
 pub struct RefreshHandle {
     slot: Arc<SingleSlot<Trigger>>,
     store: Arc<Store>,
+    last_request: Arc<Mutex<Instant>>,
 }
 
 impl RefreshHandle {
     /// Requests a refresh: `Started` if none was running, `Queued` otherwise.
     pub fn request(&self, trigger: Trigger) -> Admission {
+        *self.last_request.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         let admission = self.slot.request(trigger);
         if admission == Admission::Queued
             && self.store.refresh_status().queued_trigger != Some(trigger)
@@ -95,6 +105,8 @@ pub struct Refresher<S> {
     source: S,
     store: Arc<Store>,
     slot: Arc<SingleSlot<Trigger>>,
+    /// When the last request came (the coalescing window of a burst is measured from it).
+    last_request: Arc<Mutex<Instant>>,
     redactor: Redactor,
     progress: watch::Sender<Progress>,
     after_refresh: Option<AfterRefresh>,
@@ -112,6 +124,7 @@ impl<S: Source> Refresher<S> {
             source,
             store,
             slot: Arc::new(SingleSlot::new()),
+            last_request: Arc::new(Mutex::new(Instant::now())),
             redactor,
             progress: watch::Sender::new(Progress::default()),
             after_refresh: None,
@@ -127,6 +140,7 @@ impl<S: Source> Refresher<S> {
         RefreshHandle {
             slot: self.slot.clone(),
             store: self.store.clone(),
+            last_request: self.last_request.clone(),
         }
     }
 
@@ -155,7 +169,30 @@ impl<S: Source> Refresher<S> {
                 () = self.refresh_once(trigger) => {}
                 () = shutdown.cancelled() => return,
             }
+            tokio::select! {
+                () = self.let_burst_pass() => {}
+                () = shutdown.cancelled() => return,
+            }
             self.slot.done();
+        }
+    }
+
+    /// While a refresh waits and requests keep coming, waits (still marked running, so they
+    /// keep replacing the waiting one) until they pause for [`COALESCE_QUIET`], at most
+    /// [`COALESCE_MAX`]. A waiting refresh whose last request is older starts at once.
+    async fn let_burst_pass(&self) {
+        if !self.slot.is_waiting() {
+            return;
+        }
+        let deadline = Instant::now() + COALESCE_MAX;
+        loop {
+            let last = *self.last_request.lock().unwrap_or_else(|e| e.into_inner());
+            let quiet_at = last + COALESCE_QUIET;
+            let now = Instant::now();
+            if now >= quiet_at || now >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(quiet_at.min(deadline)).await;
         }
     }
 
@@ -170,9 +207,19 @@ impl<S: Source> Refresher<S> {
         let now = SystemTime::now();
         let ok = match result {
             Ok(read) => {
-                let snapshot = match (read, previous) {
-                    (Some(new), _) => Arc::new(new),
-                    (None, Some(previous)) => previous,
+                let (commit, report) = match (read, previous.as_ref()) {
+                    (Some(new), _) => {
+                        let commit = new.revision.clone();
+                        (
+                            commit,
+                            self.store.install_snapshot(Arc::new(new), trigger, now),
+                        )
+                    }
+                    // Nothing new: only the status changes (no walk over every stack).
+                    (None, Some(previous)) => (
+                        previous.revision.clone(),
+                        self.store.confirm_snapshot(trigger, now),
+                    ),
                     (None, None) => {
                         // A source only says "unchanged" relative to a snapshot it was given.
                         self.store.fail_refresh(
@@ -185,8 +232,6 @@ impl<S: Source> Refresher<S> {
                         return;
                     }
                 };
-                let commit = snapshot.revision.clone();
-                let report = self.store.install_snapshot(snapshot, trigger, now);
                 tracing::info!(
                     %trigger,
                     %commit,
@@ -212,6 +257,11 @@ impl<S: Source> Refresher<S> {
         };
         crate::metrics::refresh_finished(trigger, ok, duration);
         self.finish(ok);
+        // The replaced snapshot is freed off the refresh's path (10,000 stacks take a few
+        // milliseconds to free), once this was its last holder.
+        if let Some(previous) = previous {
+            tokio::task::spawn_blocking(move || drop(previous));
+        }
     }
 
     fn finish(&self, ok: bool) {
@@ -312,6 +362,7 @@ mod tests {
                 commit_message: "m".into(),
                 stacks: BTreeMap::new(),
                 warnings: vec![],
+                tree: Default::default(),
             }))
         }
     }
@@ -378,6 +429,101 @@ mod tests {
             .map(|t| (*t - start).as_secs())
             .collect();
         assert_eq!(offsets, [0, 5, 15, 35, 75, 135]);
+        shutdown.cancel();
+    }
+
+    /// Takes one second per read; records the (virtual) time of every read.
+    #[derive(Clone, Default)]
+    struct SlowSource {
+        calls: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Source for SlowSource {
+        type Error = FakeError;
+        async fn read(&self, _: Option<Arc<Snapshot>>) -> Result<Option<Snapshot>, FakeError> {
+            self.calls.lock().unwrap().push(Instant::now());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            FakeSource::default().read(None).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_requests_costs_one_more_refresh_started_when_it_pauses() {
+        let source = SlowSource::default();
+        let store = Arc::new(Store::new("main".into()));
+        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
+        let handle = refresher.handle();
+        let progress = refresher.progress();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(refresher.run(shutdown.clone()));
+        let start = Instant::now();
+        // A request every 10 ms for 1.5 s: the first refresh runs 0–1 s.
+        for _ in 0..150 {
+            handle.request(Trigger::Webhook);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut rx = progress.clone();
+        rx.wait_for(|p| p.completed == 2).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let offsets: Vec<u128> = source
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis())
+            .collect();
+        // The second starts once the requests paused for COALESCE_QUIET (the last came at
+        // 1.49 s), not at the end of the first; nothing after it.
+        assert_eq!(offsets, [0, 1540]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_request_during_a_refresh_starts_right_after_it() {
+        let source = SlowSource::default();
+        let store = Arc::new(Store::new("main".into()));
+        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
+        let handle = refresher.handle();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(refresher.run(shutdown.clone()));
+        let start = Instant::now();
+        handle.request(Trigger::Startup);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(handle.request(Trigger::Webhook), Admission::Queued);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let offsets: Vec<u128> = source
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis())
+            .collect();
+        assert_eq!(offsets, [0, 1000]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_stream_of_requests_still_refreshes_every_coalesce_max() {
+        let source = SlowSource::default();
+        let store = Arc::new(Store::new("main".into()));
+        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
+        let handle = refresher.handle();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(refresher.run(shutdown.clone()));
+        let start = Instant::now();
+        for _ in 0..800 {
+            handle.request(Trigger::Webhook);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let offsets: Vec<u128> = source
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis())
+            .collect();
+        // Each refresh takes 1 s, then the next waits COALESCE_MAX while requests keep coming.
+        assert_eq!(offsets, [0, 3000, 6000]);
         shutdown.cancel();
     }
 

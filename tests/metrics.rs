@@ -195,7 +195,8 @@ async fn refreshes_webhooks_git_commands_and_stacks_show_in_the_metrics() {
             ]
         ) >= 1.0
     );
-    for git in ["ls-remote", "fetch", "cat-file", "ls-tree"] {
+    // A refresh after one new commit lists what changed with diff-tree (the incremental path).
+    for git in ["ls-remote", "fetch", "cat-file", "diff-tree"] {
         assert!(
             grew(
                 "docker_cd_command_duration_seconds_count",

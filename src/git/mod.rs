@@ -8,24 +8,27 @@
 //! A refresh costs a constant number of git processes whatever the number of stacks:
 //! `ls-remote` (1) decides whether anything changed; if it did, `fetch` (2) of just the configured
 //! ref into a persistent bare mirror, one `cat-file --batch` (3) for the commit and the compose
-//! blobs that are new since the last snapshot, and one `ls-tree` (4) for the stack listing.
+//! blobs that are new since the last snapshot, and one listing (4): `diff-tree` against the
+//! previous snapshot's commit, applied to that snapshot's listing, or, without a previous
+//! snapshot (or when the diff cannot decide), `ls-tree` of the whole deploy dir.
 //!
 //! Uses: config, process, desired_state. Spawns only through `process`.
 
 pub mod parse;
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::config::{ChildEnv, GitConfig, Revision, Transport};
-use crate::desired_state::tree::{self, ObjectKind, ScanError, StackFile};
-use crate::desired_state::{self, DesiredStack, RefType, Snapshot};
+use crate::desired_state::tree::{self, BlobFacts, ObjectKind, ScanError, StackFile, TreeIndex};
+use crate::desired_state::{self, MAX_COMPOSE_FILE_BYTES, RefType, Snapshot};
 use crate::process::{Command, ProcessError, Session};
 use parse::{BatchHeader, ParseError};
 
@@ -118,6 +121,7 @@ pub struct GitReader {
     config: GitConfig,
     mirror: PathBuf,
     env: Vec<(OsString, OsString)>,
+    stats: Counters,
 }
 
 impl GitReader {
@@ -132,6 +136,7 @@ impl GitReader {
             config: config.clone(),
             mirror: data_dir.join("mirror.git"),
             env: git_env(config, data_dir, child_env),
+            stats: Counters::default(),
         };
         let out = Command::new(&config.bin)
             .arg("--version")
@@ -217,18 +222,39 @@ impl GitReader {
     /// remote still points where `previous` was read from: nothing was fetched or read.
     #[tracing::instrument(name = "git_read", skip_all, fields(revision = %self.config.revision))]
     pub async fn read(&self, previous: Option<&Snapshot>) -> Result<Option<Snapshot>, GitError> {
+        self.read_with(previous, Listing::Incremental).await
+    }
+
+    /// [`GitReader::read`] without the incremental listing: the whole deploy dir is listed
+    /// even when a diff against `previous` would do (compose blobs known from `previous` are
+    /// still not read again). What a refresh costs when the diff cannot be used; for
+    /// benchmarks and tests.
+    pub async fn read_full_listing(
+        &self,
+        previous: Option<&Snapshot>,
+    ) -> Result<Option<Snapshot>, GitError> {
+        self.read_with(previous, Listing::Full).await
+    }
+
+    async fn read_with(
+        &self,
+        previous: Option<&Snapshot>,
+        listing: Listing,
+    ) -> Result<Option<Snapshot>, GitError> {
         let remote = self.resolve_remote().await?;
         if let Some(prev) = previous {
             if prev.git_ref == remote.name && prev.remote_oid == remote.oid {
                 return Ok(None);
             }
         }
-        match self.fetch_and_read(&remote, previous).await {
+        match self.fetch_and_read(&remote, previous, listing).await {
             Err(e) if e.is_mirror_damage() => {
                 tracing::warn!(error = %crate::error_chain(&e), "the local mirror looks damaged; rebuilding it and fetching again");
                 self.remove_mirror()?;
                 self.prepare_mirror().await?;
-                self.fetch_and_read(&remote, previous).await.map(Some)
+                self.fetch_and_read(&remote, previous, listing)
+                    .await
+                    .map(Some)
             }
             other => other.map(Some),
         }
@@ -302,7 +328,9 @@ impl GitReader {
         &self,
         remote: &RemoteRef,
         previous: Option<&Snapshot>,
+        listing: Listing,
     ) -> Result<Snapshot, GitError> {
+        let started = std::time::Instant::now();
         let url = self.config.repo.as_str();
         let refspec = match remote.ref_type {
             // A commit id cannot be force-updated; `+` is harmless and keeps one code path.
@@ -328,90 +356,100 @@ impl GitReader {
                 source,
             })?;
 
+        let fetched = started.elapsed();
+        // One `cat-file --batch` session for everything read: the commit, whether the previous
+        // snapshot's commit is still in the mirror (a rebuilt mirror may lack it), the blobs.
         let mut batch = self
             .git()
             .args(["cat-file", "--batch"])
             .start_session()
             .map_err(GitError::Read)?;
-        let request = format!("{TARGET_REF}^{{commit}}\n");
-        let (commit_id, commit) = match read_objects(&mut batch, request.as_bytes(), 1).await?.pop()
-        {
+        let base = previous
+            .filter(|p| listing == Listing::Incremental && parse::is_object_id(&p.revision));
+        let mut request = format!("{TARGET_REF}^{{commit}}\n");
+        if let Some(prev) = base {
+            request.push_str(&prev.revision);
+            request.push('\n');
+        }
+        let count = 1 + usize::from(base.is_some());
+        // The diff runs while the commits are read: it names the fetched ref, which nothing
+        // else moves during a refresh, and is thrown away if the previous commit is missing.
+        let (answers, diff) = match base {
+            Some(prev) => {
+                let (answers, diff) = tokio::join!(
+                    read_objects(&mut batch, request.as_bytes(), count),
+                    self.diff_index(prev, TARGET_REF)
+                );
+                (answers?, Some(diff))
+            }
+            None => (
+                read_objects(&mut batch, request.as_bytes(), count).await?,
+                None,
+            ),
+        };
+        let mut answers = answers.into_iter();
+        let (commit_id, commit) = match answers.next() {
             Some((Some(oid), content)) => (oid, content),
             _ => return Err(GitError::MissingObject(format!("{TARGET_REF}^{{commit}}"))),
         };
+        let base = base.filter(|_| matches!(answers.next(), Some((Some(_), _))));
 
-        let mut listing = self.git().args([
-            "ls-tree",
-            "-r",
-            "-t",
-            "-l",
-            "-z",
-            "--end-of-options",
-            &commit_id,
-        ]);
-        if !self.config.deploy_dir.is_root() {
-            listing = listing.arg("--").arg(self.config.deploy_dir.as_str());
-        }
-        let out = listing.run().await.map_err(GitError::Read)?;
-        let entries = parse::ls_tree(&out.stdout)?;
-        let scan = tree::scan(&entries, self.config.deploy_dir.as_str())?;
-
-        // Compose hashes already known from the previous snapshot are not read again.
-        let known = previous
-            .map(Snapshot::known_compose_hashes)
-            .unwrap_or_default();
-        let mut hashes: BTreeMap<String, String> = BTreeMap::new();
-        let mut wanted: Vec<&str> = Vec::new();
-        for draft in &scan.stacks {
-            if let Some(blob) = &draft.compose {
-                match known.get(blob.oid.as_str()) {
-                    Some(hash) => {
-                        hashes.insert(blob.oid.clone(), (*hash).to_owned());
-                    }
-                    None if !wanted.contains(&blob.oid.as_str()) => wanted.push(&blob.oid),
-                    None => {}
+        let index = match base {
+            Some(prev) if prev.revision == commit_id => {
+                self.stats.record(ReadPath::SameCommit);
+                prev.tree.clone()
+            }
+            Some(_) => match diff.unwrap_or(Ok(None)) {
+                Ok(Some(index)) => {
+                    self.stats.record(ReadPath::Diff);
+                    index
                 }
+                outcome => {
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %crate::error_chain(&e), "cannot diff against the previous commit; listing the whole tree");
+                    }
+                    self.stats.record(ReadPath::FullAfterDiff);
+                    self.list_index(&commit_id).await?
+                }
+            },
+            None => {
+                self.stats.record(ReadPath::Full);
+                self.list_index(&commit_id).await?
             }
-        }
-        if !wanted.is_empty() {
-            let mut requests = wanted.join("\n");
-            requests.push('\n');
-            for (oid, content) in
-                read_objects(&mut batch, requests.as_bytes(), wanted.len()).await?
-            {
-                let oid = oid.ok_or_else(|| GitError::MissingObject("compose blob".into()))?;
-                hashes.insert(oid, hex::encode(Sha256::digest(&content)));
-            }
-        }
-        batch.finish().await.map_err(GitError::Read)?;
-        tracing::debug!(
-            blobs_read = wanted.len(),
-            blobs_reused = known.len(),
-            "compose blobs"
-        );
+        };
 
-        let mut stacks: BTreeMap<String, DesiredStack> = scan
+        let listed = started.elapsed();
+        // Compose blobs the previous snapshot knows (same stack, same blob; or too large) are
+        // not read again.
+        let mut index = index;
+        let mut seen = HashSet::new();
+        let mut earlier = tree::PreviousStacks::new(previous);
+        let wanted: Vec<String> = index
             .stacks
-            .into_iter()
-            .map(|draft| {
-                let blob = draft.compose.as_ref().map(|b| b.oid.clone());
-                let stack = DesiredStack {
-                    path: draft.path.clone(),
-                    project_name: None,
-                    compose_file: draft.compose_file,
-                    compose_hash: blob.as_ref().and_then(|b| hashes.get(b).cloned()),
-                    content_hash: draft.content_hash,
-                    compose_blob: blob,
-                    warnings: draft.warnings,
-                    error: draft.error,
-                };
-                (draft.path, stack)
+            .iter()
+            .filter_map(|(name, stack)| {
+                let oid = stack.compose_blob()?;
+                let known = tree::known_facts_of(previous, earlier.get(name), oid).is_some();
+                (!known && seen.insert(oid)).then(|| oid.to_owned())
             })
             .collect();
+        let facts = read_compose_blobs(&mut batch, &wanted).await?;
+        let blobs: HashMap<&str, BlobFacts> =
+            wanted.iter().map(String::as_str).zip(facts).collect();
+        batch.finish().await.map_err(GitError::Read)?;
+        let read = started.elapsed();
+        let mut stacks = tree::assemble(&mut index, &blobs, previous);
         desired_state::assign_project_names(&mut stacks);
-
+        tracing::debug!(
+            blobs_read = wanted.len(),
+            fetch_ms = fetched.as_secs_f64() * 1e3,
+            list_ms = (listed - fetched).as_secs_f64() * 1e3,
+            blobs_ms = (read - listed).as_secs_f64() * 1e3,
+            assemble_ms = (started.elapsed() - read).as_secs_f64() * 1e3,
+            "read"
+        );
         let mut warnings = remote.warnings.clone();
-        warnings.extend(scan.warnings);
+        warnings.extend(index.warnings.iter().cloned());
         Ok(Snapshot {
             revision: commit_id,
             git_ref: remote.name.clone(),
@@ -420,7 +458,59 @@ impl GitReader {
             commit_message: parse::commit_message(&commit),
             stacks,
             warnings,
+            tree: index,
         })
+    }
+
+    /// The deploy dir as a pathspec after `--`, or nothing for the repository root.
+    fn pathspec(&self, command: Command) -> Command {
+        if self.config.deploy_dir.is_root() {
+            command
+        } else {
+            command.arg("--").arg(self.config.deploy_dir.as_str())
+        }
+    }
+
+    /// The whole listing of the deploy dir at `commit`: one `ls-tree`. (Without `-l`: sizes
+    /// cost a quarter of its time and come from `cat-file`'s header instead.)
+    async fn list_index(&self, commit: &str) -> Result<TreeIndex, GitError> {
+        let listing = self
+            .git()
+            .args(["ls-tree", "-r", "-t", "-z", "--end-of-options", commit]);
+        let out = self.pathspec(listing).run().await.map_err(GitError::Read)?;
+        let entries = parse::ls_tree(&out.stdout)?;
+        Ok(tree::scan(&entries, self.config.deploy_dir.as_str())?)
+    }
+
+    /// The index at `commit` from the previous snapshot's and one `diff-tree` between the two
+    /// commits; `Ok(None)` when the diff cannot decide.
+    async fn diff_index(
+        &self,
+        previous: &Snapshot,
+        commit: &str,
+    ) -> Result<Option<TreeIndex>, GitError> {
+        let diff = self.git().args([
+            "diff-tree",
+            "-r",
+            "-t",
+            "-z",
+            "--no-renames",
+            "--end-of-options",
+            &previous.revision,
+            commit,
+        ]);
+        let out = self.pathspec(diff).run().await.map_err(GitError::Read)?;
+        let changes = parse::diff_tree(&out.stdout)?;
+        Ok(tree::apply_diff(
+            &previous.tree,
+            &changes,
+            self.config.deploy_dir.as_str(),
+        ))
+    }
+
+    /// How reads went so far (for benchmarks, tests and metrics).
+    pub fn stats(&self) -> ReadStats {
+        self.stats.snapshot()
     }
 
     /// Every file of one stack directory at `commit`: one `ls-tree` and one `cat-file --batch`.
@@ -510,6 +600,137 @@ async fn read_objects(
         .await
         .map_err(GitError::Read)?;
     Ok(answers)
+}
+
+/// Reads compose blobs through a `cat-file --batch` session, one answer per id in order. Each
+/// is hashed as it streams by, never held whole; one larger than [`MAX_COMPOSE_FILE_BYTES`]
+/// (known from the header) is skipped unhashed. A missing blob is an error.
+async fn read_compose_blobs(
+    session: &mut Session,
+    oids: &[String],
+) -> Result<Vec<BlobFacts>, GitError> {
+    if oids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut requests = String::with_capacity(oids.len() * 41);
+    for oid in oids {
+        requests.push_str(oid);
+        requests.push('\n');
+    }
+    let count = oids.len();
+    let answers = session
+        .exchange(requests.as_bytes(), async |out| {
+            let mut answers = Vec::with_capacity(count);
+            let mut line = Vec::new();
+            for _ in 0..count {
+                line.clear();
+                if out.read_until(b'\n', &mut line).await? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "cat-file ended early",
+                    ));
+                }
+                match parse::batch_header(&line).map_err(io::Error::other)? {
+                    BatchHeader::Missing { request } => answers.push(Err(request)),
+                    BatchHeader::Found { size, .. } => {
+                        let too_large = size as u64 > MAX_COMPOSE_FILE_BYTES;
+                        let mut hasher = Sha256::new();
+                        // The content, then the LF after it.
+                        let mut left = size + 1;
+                        while left > 0 {
+                            let chunk = out.fill_buf().await?;
+                            if chunk.is_empty() {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "cat-file ended inside an object",
+                                ));
+                            }
+                            let take = chunk.len().min(left);
+                            let content = take.min(left - 1);
+                            if !too_large {
+                                hasher.update(&chunk[..content]);
+                            }
+                            out.consume(take);
+                            left -= take;
+                        }
+                        answers.push(Ok(if too_large {
+                            BlobFacts::TooLarge(size as u64)
+                        } else {
+                            BlobFacts::Hash(hex::encode(hasher.finalize()))
+                        }));
+                    }
+                }
+            }
+            Ok(answers)
+        })
+        .await
+        .map_err(GitError::Read)?;
+    answers
+        .into_iter()
+        .map(|a| a.map_err(GitError::MissingObject))
+        .collect()
+}
+
+/// Whether a read may list the stacks from a diff against the previous snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Incremental,
+    Full,
+}
+
+/// Which way a read built its stack listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadPath {
+    /// `ls-tree` of the whole deploy dir: no usable previous snapshot.
+    Full,
+    /// `diff-tree` against the previous snapshot's commit, applied to its listing.
+    Diff,
+    /// The diff could not decide (or failed): `ls-tree` after all.
+    FullAfterDiff,
+    /// The ref moved but names the same commit (a re-created tag): nothing to list.
+    SameCommit,
+}
+
+/// Counts of reads by the way their listing was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Whole-tree listings without a previous snapshot to diff against.
+    pub full: u64,
+    /// Listings built from a `diff-tree` against the previous snapshot.
+    pub incremental: u64,
+    /// Whole-tree listings after a diff that could not decide.
+    pub fallbacks: u64,
+    /// Reads of the very commit the previous snapshot was read from.
+    pub same_commit: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    full: AtomicU64,
+    incremental: AtomicU64,
+    fallbacks: AtomicU64,
+    same_commit: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, path: ReadPath) {
+        let counter = match path {
+            ReadPath::Full => &self.full,
+            ReadPath::Diff => &self.incremental,
+            ReadPath::FullAfterDiff => &self.fallbacks,
+            ReadPath::SameCommit => &self.same_commit,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ReadStats {
+        ReadStats {
+            full: self.full.load(Ordering::Relaxed),
+            incremental: self.incremental.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            same_commit: self.same_commit.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The environment of every git child: the scrubbed base plus git's own switches. Credentials

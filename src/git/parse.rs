@@ -1,7 +1,7 @@
 //! Pure parsers for git's machine-readable output. Bytes in, typed values out; each documents
 //! the exact format it reads and is tested on captured output, broken samples included.
 
-use crate::desired_state::tree::{ObjectKind, TreeEntry};
+use crate::desired_state::tree::{DiffEntry, ObjectKind, TreeEntry};
 
 /// Output git produced that does not have the documented shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,9 +58,10 @@ pub fn ls_remote(out: &[u8]) -> Result<Vec<(String, String)>, ParseError> {
         .collect()
 }
 
-/// `git ls-tree -r -t -l -z <tree-ish> [-- <path>]`: NUL-terminated records
-/// `<mode> SP <type> SP <oid> SP+ <size> TAB <path>`, where `<size>` is right-aligned and is `-`
-/// for trees and submodules. Paths are raw bytes (not quoted, thanks to `-z`).
+/// `git ls-tree -r -t [-l] -z <tree-ish> [-- <path>]`: NUL-terminated records
+/// `<mode> SP <type> SP <oid> TAB <path>`, with `-l` `<mode> SP <type> SP <oid> SP+ <size> TAB
+/// <path>` where `<size>` is right-aligned and is `-` for trees and submodules. Paths are raw
+/// bytes (not quoted, thanks to `-z`).
 pub fn ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, ParseError> {
     let mut entries = Vec::new();
     for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
@@ -72,7 +73,7 @@ pub fn ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, ParseError> {
             .map_err(|_| error("ls-tree", "metadata not UTF-8"))?;
         let raw_path = &record[tab + 1..];
         let mut fields = meta.split_ascii_whitespace();
-        let (Some(mode), Some(kind), Some(oid), Some(size), None) = (
+        let (Some(mode), Some(kind), Some(oid), size, None) = (
             fields.next(),
             fields.next(),
             fields.next(),
@@ -93,21 +94,89 @@ pub fn ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, ParseError> {
             return Err(error("ls-tree", format!("bad object id {oid:?}")));
         }
         let size = match size {
-            "-" => None,
-            n => Some(
+            None | Some("-") => None,
+            Some(n) => Some(
                 n.parse::<u64>()
                     .map_err(|_| error("ls-tree", format!("bad size {n:?}")))?,
             ),
         };
-        let (path, path_lossy) = match std::str::from_utf8(raw_path) {
-            Ok(p) => (p.to_owned(), false),
-            Err(_) => (String::from_utf8_lossy(raw_path).into_owned(), true),
-        };
+        let (path, path_lossy) = path_text(raw_path);
         entries.push(TreeEntry {
             mode,
             kind,
             oid: oid.to_owned(),
             size,
+            path,
+            path_lossy,
+        });
+    }
+    Ok(entries)
+}
+
+/// A raw path as text: `(path, lossy)`, decoded lossily when it is not UTF-8.
+fn path_text(raw: &[u8]) -> (String, bool) {
+    match std::str::from_utf8(raw) {
+        Ok(p) => (p.to_owned(), false),
+        Err(_) => (String::from_utf8_lossy(raw).into_owned(), true),
+    }
+}
+
+/// `git diff-tree -r -t -z <old> <new> [-- <path>]` (no rename detection): for each changed
+/// path a record `:<old mode> SP <new mode> SP <old oid> SP <new oid> SP <status>` NUL `<path>`
+/// NUL. Modes are octal, `000000` for a side where the path does not exist, whose oid is all
+/// zeros; status is `A`, `D`, `M` or `T` (type change). With `-t` every directory on the way
+/// to a change is listed too. A path whose type changes between a directory and anything else
+/// is listed twice: deleted, and added.
+pub fn diff_tree(out: &[u8]) -> Result<Vec<DiffEntry>, ParseError> {
+    let mut entries = Vec::new();
+    let mut fields = out.split(|b| *b == 0);
+    while let Some(meta) = fields.next() {
+        if meta.is_empty() {
+            continue; // the final NUL
+        }
+        let meta =
+            std::str::from_utf8(meta).map_err(|_| error("diff-tree", "metadata not UTF-8"))?;
+        let Some(raw_path) = fields.next().filter(|p| !p.is_empty()) else {
+            return Err(error(
+                "diff-tree",
+                format!("record without a path {meta:?}"),
+            ));
+        };
+        let mut parts = meta
+            .strip_prefix(':')
+            .ok_or_else(|| error("diff-tree", format!("malformed record {meta:?}")))?
+            .split(' ');
+        let (Some(old_mode), Some(new_mode), Some(old_oid), Some(new_oid), Some(status), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(error("diff-tree", format!("malformed record {meta:?}")));
+        };
+        let mode = |m: &str| {
+            u32::from_str_radix(m, 8).map_err(|_| error("diff-tree", format!("bad mode {m:?}")))
+        };
+        let (old_mode, new_mode) = (mode(old_mode)?, mode(new_mode)?);
+        if !is_object_id(old_oid) || !is_object_id(new_oid) {
+            return Err(error("diff-tree", format!("bad object id in {meta:?}")));
+        }
+        let consistent = match status {
+            "A" => old_mode == 0 && new_mode != 0,
+            "D" => old_mode != 0 && new_mode == 0,
+            "M" | "T" => old_mode != 0 && new_mode != 0,
+            _ => false,
+        };
+        if !consistent {
+            return Err(error("diff-tree", format!("unexpected status in {meta:?}")));
+        }
+        let (path, path_lossy) = path_text(raw_path);
+        entries.push(DiffEntry {
+            old_mode,
+            new_mode,
+            new_oid: new_oid.to_owned(),
             path,
             path_lossy,
         });
@@ -250,6 +319,66 @@ mod tests {
     }
 
     #[test]
+    fn ls_tree_records_without_sizes_are_parsed() {
+        // Captured from `git ls-tree -r -t -z HEAD -- s` (git 2.47.3).
+        let out = b"040000 tree 72d30516a24a7e56160f04035af9dd5247e950ee\ts\0\
+100644 blob f2ad6c76f0115a6ba5b00456a849810e7ec0af20\ts/c\0\
+120000 blob eda76f7226728b0f13def6ba3452fc35bb8d3961\ts/b/compose.yaml\0";
+        let entries = ls_tree(out).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].kind, ObjectKind::Tree);
+        assert!(entries.iter().all(|e| e.size.is_none()));
+        assert_eq!(entries[2].mode, 0o120000);
+        assert_eq!(entries[2].path, "s/b/compose.yaml");
+    }
+
+    #[test]
+    fn diff_tree_records_are_parsed_including_type_changes() {
+        // Captured from `git diff-tree -r -t -z A B -- s` (git 2.47.3): s/c went from a
+        // directory to a file, a compose file became a directory.
+        let out = b":040000 040000 6c1fe49cf7fd3f6759e58810ef7fad8025fbc6d2 72d30516a24a7e56160f04035af9dd5247e950ee M\0s\0\
+:100644 000000 587be6b4c3f93f93c489c0111bba5596147a26cb 0000000000000000000000000000000000000000 D\0s/a/compose.yaml\0\
+:000000 040000 0000000000000000000000000000000000000000 2c01b7afe323738ffa774328100f490219f60b8a A\0s/a/compose.yaml\0\
+:000000 100644 0000000000000000000000000000000000000000 f2ad6c76f0115a6ba5b00456a849810e7ec0af20 A\0s/c\0\
+:040000 000000 d0077fe968722bca1b2f64e8188960c326667a31 0000000000000000000000000000000000000000 D\0s/c\0\
+:100644 120000 587be6b4c3f93f93c489c0111bba5596147a26cb eda76f7226728b0f13def6ba3452fc35bb8d3961 T\0s/b c/compose.yaml\0";
+        let entries = diff_tree(out).unwrap();
+        assert_eq!(entries.len(), 6);
+        assert_eq!(
+            (entries[0].old_mode, entries[0].new_mode),
+            (0o40000, 0o40000)
+        );
+        assert_eq!(
+            entries[0].new_oid,
+            "72d30516a24a7e56160f04035af9dd5247e950ee"
+        );
+        assert_eq!(entries[1].new_mode, 0);
+        assert_eq!(entries[2].new_mode, 0o40000);
+        assert_eq!(entries[5].path, "s/b c/compose.yaml");
+        assert_eq!(entries[5].new_mode, 0o120000);
+        assert!(diff_tree(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn broken_diff_tree_output_is_an_error() {
+        let oid = "587be6b4c3f93f93c489c0111bba5596147a26cb";
+        let zero = "0000000000000000000000000000000000000000";
+        for bad in [
+            format!(":100644 100644 {oid} {oid} M\0"),
+            format!("100644 100644 {oid} {oid} M\0p\0"),
+            format!(":100644 100644 {oid} short M\0p\0"),
+            format!(":100644 000000 {oid} {zero} A\0p\0"),
+            format!(":100644 100644 {oid} {oid} R100\0p\0q\0"),
+            format!(":10x644 100644 {oid} {oid} M\0p\0"),
+        ] {
+            assert!(diff_tree(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let mut lossy = format!(":000000 100644 {zero} {oid} A\0").into_bytes();
+        lossy.extend_from_slice(&[b'p', 0xff, 0]);
+        assert!(diff_tree(&lossy).unwrap()[0].path_lossy);
+    }
+
+    #[test]
     fn ls_tree_keeps_non_utf8_paths_lossily_and_rejects_garbage() {
         let mut out = b"040000 tree 6e295440ba7e39b9f0c50ac188462866015c990a       -\tbad".to_vec();
         out.extend_from_slice(&[0xff, 0xfe, 0]);
@@ -257,6 +386,7 @@ mod tests {
         assert!(entries[0].path_lossy);
         assert!(ls_tree(b"no tab here\0").is_err());
         assert!(ls_tree(b"040000 tree short -\tx\0").is_err());
+        assert!(ls_tree(b"040000 tree\tx\0").is_err());
         assert!(ls_tree(b"999999 tree 6e295440ba7e39b9f0c50ac188462866015c990a -\tx\0").is_err());
         assert!(
             ls_tree(b"100644 blob 6e295440ba7e39b9f0c50ac188462866015c990a huge\tx\0").is_err()

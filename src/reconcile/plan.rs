@@ -652,6 +652,7 @@ mod tests {
             commit_message: "m".into(),
             stacks: map,
             warnings: vec![],
+            tree: Default::default(),
         }
     }
 
