@@ -26,8 +26,9 @@ pub const COMPOSE_FILE_NAMES: [&str; 4] = [
     "docker-compose.yml",
 ];
 
-/// Compose files larger than this are a per-stack error, checked from the tree listing's size
-/// before anything is read. Real compose files are a few KiB.
+/// Compose files larger than this are a per-stack error. The size comes from `cat-file`'s
+/// header; the content of an oversized blob is drained, never held, and its id remembered so
+/// later refreshes skip it. Real compose files are a few KiB.
 pub const MAX_COMPOSE_FILE_BYTES: u64 = 1024 * 1024;
 
 /// What kind of ref the configured revision turned out to be.
