@@ -63,7 +63,7 @@ cat >&2 <<MSG
   docker-cd demo
   --------------
   repository : $REPO   (commit to it; docker-cd follows)
-  status page: http://127.0.0.1:$PORT/
+  dashboard  : http://127.0.0.1:$PORT/  (curl it for a plain-text summary)
   API        : curl http://127.0.0.1:$PORT/api/stacks
                curl -X POST http://127.0.0.1:$PORT/api/refresh
   webhook    : secret "demo-secret" at http://127.0.0.1:$PORT/api/webhook
