@@ -345,19 +345,7 @@ impl Sshd {
         )
         .unwrap();
         let _ = std::fs::create_dir_all("/run/sshd");
-        let child = std::process::Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait until it accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = launch_sshd(Path::new(sshd), d, port);
         Some(Self { port, dir, child })
     }
 
@@ -408,18 +396,7 @@ impl Sshd {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap();
-        self.child = std::process::Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not restart");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.child = launch_sshd(Path::new(sshd), d, self.port);
     }
 }
 
@@ -428,6 +405,23 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts sshd with the config in `dir` and waits until it accepts connections on `port`.
+fn launch_sshd(sshd: &Path, dir: &Path, port: u16) -> std::process::Child {
+    let child = std::process::Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 fn keygen(path: &Path) {
