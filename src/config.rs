@@ -173,32 +173,7 @@ fn client_base_url(
         }
         return Some(url.to_owned());
     }
-    let ip = args
-        .listen_addr
-        .parse::<IpAddr>()
-        .map_err(|_| {
-            problem(
-                "LISTEN_ADDR",
-                format!(
-                    "{:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::); or give --url",
-                    args.listen_addr
-                ),
-            )
-        })
-        .ok();
-    let port = args
-        .port
-        .parse::<u16>()
-        .map_err(|_| {
-            problem(
-                "PORT",
-                format!(
-                    "{:?} is not a port number (0-65535); or give --url",
-                    args.port
-                ),
-            )
-        })
-        .ok();
+    let (ip, port) = parse_listen(&args.listen_addr, &args.port, "; or give --url", problem);
     let ip = match ip? {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
@@ -953,29 +928,7 @@ impl Config {
             }
         };
 
-        let ip = args
-            .listen_addr
-            .parse::<IpAddr>()
-            .map_err(|_| {
-                problem(
-                    "LISTEN_ADDR",
-                    format!(
-                        "{:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)",
-                        args.listen_addr
-                    ),
-                )
-            })
-            .ok();
-        let port = args
-            .port
-            .parse::<u16>()
-            .map_err(|_| {
-                problem(
-                    "PORT",
-                    format!("{:?} is not a port number (0-65535)", args.port),
-                )
-            })
-            .ok();
+        let (ip, port) = parse_listen(&args.listen_addr, &args.port, "", &mut problem);
 
         let webhook_secret = secret_value(
             "WEBHOOK_SECRET",
@@ -1173,6 +1126,34 @@ fn secret_value(
         },
         (None, None) => None,
     }
+}
+
+/// `LISTEN_ADDR` and `PORT`; `hint` is appended to each problem.
+fn parse_listen(
+    listen_addr: &str,
+    port: &str,
+    hint: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> (Option<IpAddr>, Option<u16>) {
+    let ip = listen_addr
+        .parse::<IpAddr>()
+        .map_err(|_| {
+            problem(
+                "LISTEN_ADDR",
+                format!("{listen_addr:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::){hint}"),
+            )
+        })
+        .ok();
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| {
+            problem(
+                "PORT",
+                format!("{port:?} is not a port number (0-65535){hint}"),
+            )
+        })
+        .ok();
+    (ip, port)
 }
 
 fn parse_bool(
