@@ -323,12 +323,11 @@ impl TestApp {
         let config = Config::validate(a, child_env()).expect("valid test configuration");
         let repo = config.git.repo.as_str().to_owned();
         let mut markers = vec![config.data_dir.display().to_string(), repo.clone()];
-        if let Some((_, rest)) = repo.split_once("://") {
-            // file:///x/origin.git → /x/origin.git (what git-upload-pack is given)
-            if let Some(path) = rest.find('/').map(|i| &rest[i..]) {
-                if path.len() > 1 {
-                    markers.push(path.to_owned());
-                }
+        // file:///x/origin.git → /x/origin.git (what git-upload-pack is given). Only for local
+        // repositories: the path of a network URL (/repo.git) is not this instance's alone.
+        if let Some(path) = repo.strip_prefix("file://") {
+            if path.len() > 1 {
+                markers.push(path.to_owned());
             }
         }
         let secrets = [
@@ -512,13 +511,19 @@ pub async fn assert_no_leftover_processes(markers: &[String]) {
                 .rsplit_once(") ")
                 .map(|(_, rest)| rest)
                 .unwrap_or_default();
+            let name = stat
+                .split_once(" (")
+                .and_then(|(_, rest)| rest.rsplit_once(") "))
+                .map(|(name, _)| name)
+                .unwrap_or_default();
             let mut fields = after_name.split(' ');
-            let (state, ppid) = (
+            let (state, ppid, pgrp) = (
+                fields.next().unwrap_or_default(),
                 fields.next().unwrap_or_default(),
                 fields.next().unwrap_or_default(),
             );
             if state == "Z" && ppid == me {
-                found.push(format!("zombie child {pid}"));
+                found.push(format!("zombie child {pid} ({name}, group {pgrp})"));
                 continue;
             }
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -527,15 +532,19 @@ pub async fn assert_no_leftover_processes(markers: &[String]) {
                 .iter()
                 .any(|m| !m.is_empty() && cmdline.contains(m.as_str()))
             {
-                found.push(format!("{pid}: {cmdline}"));
+                found.push(format!(
+                    "{pid} (state {state}, parent {ppid}, group {pgrp}): {cmdline}"
+                ));
             }
         }
         if found.is_empty() {
             return;
         }
+        // One line, so a truncated CI log still shows it.
         assert!(
             std::time::Instant::now() < deadline,
-            "processes left behind: {found:#?}"
+            "processes left behind (markers {markers:?}): {}",
+            found.join(" | ")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
