@@ -5,6 +5,7 @@
 pub mod docker;
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -496,58 +497,78 @@ impl TestApp {
 
 /// Waits (up to 5 s, for children still being reaped) until no process on the machine has any
 /// of `markers` in its command line, and no child of this test process is a zombie.
+///
+/// The markers name this instance alone, so any process that has one counts, in whatever scan.
+/// A zombie has no command line to tell whose it is, and other tests of this binary run
+/// concurrently, their children passing through the zombie state for a moment before they are
+/// reaped; so a zombie counts when the same one (pid and start time) is there for the whole
+/// 5 s. A different short-lived zombie in each scan is churn, not a leak.
 pub async fn assert_no_leftover_processes(markers: &[String]) {
-    let me = std::process::id().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut zombies_seen_throughout: Option<BTreeMap<String, String>> = None;
     loop {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                continue;
-            }
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let after_name = stat
-                .rsplit_once(") ")
-                .map(|(_, rest)| rest)
-                .unwrap_or_default();
-            let name = stat
-                .split_once(" (")
-                .and_then(|(_, rest)| rest.rsplit_once(") "))
-                .map(|(name, _)| name)
-                .unwrap_or_default();
-            let mut fields = after_name.split(' ');
-            let (state, ppid, pgrp) = (
-                fields.next().unwrap_or_default(),
-                fields.next().unwrap_or_default(),
-                fields.next().unwrap_or_default(),
-            );
-            if state == "Z" && ppid == me {
-                found.push(format!("zombie child {pid} ({name}, group {pgrp})"));
-                continue;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if markers
-                .iter()
-                .any(|m| !m.is_empty() && cmdline.contains(m.as_str()))
-            {
-                found.push(format!(
-                    "{pid} (state {state}, parent {ppid}, group {pgrp}): {cmdline}"
-                ));
-            }
-        }
-        if found.is_empty() {
+        let (ours, zombies) = leftover_processes(markers);
+        let zombies: BTreeMap<String, String> = match zombies_seen_throughout {
+            None => zombies,
+            Some(before) => before
+                .into_iter()
+                .filter(|(key, _)| zombies.contains_key(key))
+                .collect(),
+        };
+        if ours.is_empty() && zombies.is_empty() {
             return;
         }
         // One line, so a truncated CI log still shows it.
         assert!(
             std::time::Instant::now() < deadline,
-            "processes left behind (markers {markers:?}): {}",
-            found.join(" | ")
+            "processes left behind after 5 s (markers {markers:?}): {}",
+            ours.into_values()
+                .chain(zombies.into_values())
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
+        zombies_seen_throughout = Some(zombies);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// One scan of `/proc`: the processes with any of `markers` in their command line, and the
+/// zombie children of this process, each keyed by pid and start time.
+fn leftover_processes(markers: &[String]) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let me = std::process::id().to_string();
+    let (mut ours, mut zombies) = (BTreeMap::new(), BTreeMap::new());
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, after_name)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let name = head.split_once(" (").map(|(_, n)| n).unwrap_or_default();
+        // Fields 3 (state), 4 (ppid), 5 (pgrp) and 22 (start time) of proc(5).
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+        let (state, ppid, pgrp, start) = (field(0), field(1), field(2), field(19));
+        let key = format!("{pid}@{start}");
+        if state == "Z" && ppid == me {
+            zombies.insert(key, format!("zombie child {pid} ({name}, group {pgrp})"));
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if markers
+            .iter()
+            .any(|m| !m.is_empty() && cmdline.contains(m.as_str()))
+        {
+            ours.insert(
+                key,
+                format!("{pid} (state {state}, parent {ppid}, group {pgrp}): {cmdline}"),
+            );
+        }
+    }
+    (ours, zombies)
 }
 
 /// Finds one stack by path in an `/api/stacks` answer.
