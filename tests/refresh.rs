@@ -732,26 +732,9 @@ async fn f12_a_thousand_failing_refreshes_leave_no_children_descriptors_or_memor
         fds_after < fds_before + 50,
         "{fds_before} -> {fds_after} descriptors"
     );
-    // No zombie children: every git that ran was reaped (retried briefly, as other tests in
-    // this binary may have a child between its exit and its reaping).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let zombies: Vec<String> = children_of_this_process()
-            .into_iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
-            })
-            .collect();
-        if zombies.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "zombie children: {zombies:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // No zombie children while the app still runs: every git that ran was reaped. (The same
+    // check as at every stop, which also looks for live processes of this instance.)
+    common::assert_no_leftover_processes(&[]).await;
     app.stop().await;
 }
 
