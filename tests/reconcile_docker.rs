@@ -873,26 +873,53 @@ async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_r
 // ---------------------------------------------------------------------------------------------
 // 6. Drift
 
+/// The setup of the drift cases: one stack of two sleeping services (`a`, `b`), in an app with
+/// `drift_policy` and a 5 s reconcile tick. Destructure it with named bindings: `_cleanup` and
+/// `_repo` must live to the end of the case.
+struct DriftCase {
+    prefix: String,
+    paths: Vec<String>,
+    _cleanup: Cleanup,
+    _repo: TestRepo,
+    app: TestApp,
+}
+
+async fn drift_case(name: &str, drift_policy: &str) -> DriftCase {
+    let prefix = docker::unique_prefix(name);
+    let paths = paths(&prefix, &["pair"]);
+    let cleanup = Cleanup::new(paths.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(&paths[0], "compose.yaml"),
+        docker::sleeper_compose(&["a", "b"]),
+    );
+    repo.commit_and_push("one stack");
+    let app = start(&repo, |a| {
+        a.drift_policy = drift_policy.into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    DriftCase {
+        prefix,
+        paths,
+        _cleanup: cleanup,
+        _repo: repo,
+        app,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_revert() {
     if !docker::require() {
         return;
     }
-    let prefix = docker::unique_prefix("revert");
-    let p = paths(&prefix, &["pair"]);
-    let _cleanup = Cleanup::new(p.clone());
-    let repo = TestRepo::new();
-    repo.write(
-        &stack_file(&p[0], "compose.yaml"),
-        docker::sleeper_compose(&["a", "b"]),
-    );
-    repo.commit_and_push("one stack");
-
-    let app = start(&repo, |a| {
-        a.drift_policy = "revert".into();
-        a.reconcile_interval = "5s".into();
-    })
-    .await;
+    let DriftCase {
+        prefix,
+        paths: p,
+        _cleanup,
+        _repo,
+        app,
+    } = drift_case("revert", "revert").await;
     let outcome = AssertUnwindSafe(async {
         wait_synced(&app, &prefix, &p).await;
         let removed = service_container(&p[0], "b").unwrap();
@@ -954,22 +981,14 @@ async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
     if !docker::require() {
         return;
     }
-    let prefix = docker::unique_prefix("healonly");
-    let p = paths(&prefix, &["pair"]);
+    let DriftCase {
+        prefix,
+        paths: p,
+        _cleanup,
+        _repo,
+        app,
+    } = drift_case("healonly", "revert").await;
     let path = &p[0];
-    let _cleanup = Cleanup::new(p.clone());
-    let repo = TestRepo::new();
-    repo.write(
-        &stack_file(path, "compose.yaml"),
-        docker::sleeper_compose(&["a", "b"]),
-    );
-    repo.commit_and_push("one stack");
-
-    let app = start(&repo, |a| {
-        a.drift_policy = "revert".into();
-        a.reconcile_interval = "5s".into();
-    })
-    .await;
     let outcome = AssertUnwindSafe(async {
         wait_synced(&app, &prefix, &p).await;
         let healthy = service_container(path, "a").unwrap();
@@ -1009,22 +1028,14 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
     if !docker::require() {
         return;
     }
-    let prefix = docker::unique_prefix("flag");
-    let p = paths(&prefix, &["pair"]);
+    let DriftCase {
+        prefix,
+        paths: p,
+        _cleanup,
+        _repo,
+        app,
+    } = drift_case("flag", "flag").await;
     let path = &p[0];
-    let _cleanup = Cleanup::new(p.clone());
-    let repo = TestRepo::new();
-    repo.write(
-        &stack_file(path, "compose.yaml"),
-        docker::sleeper_compose(&["a", "b"]),
-    );
-    repo.commit_and_push("one stack");
-
-    let app = start(&repo, |a| {
-        a.drift_policy = "flag".into();
-        a.reconcile_interval = "5s".into();
-    })
-    .await;
     let outcome = AssertUnwindSafe(async {
         wait_synced(&app, &prefix, &p).await;
         // Nothing to acknowledge yet.
