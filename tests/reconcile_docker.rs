@@ -884,6 +884,28 @@ struct DriftCase {
     app: TestApp,
 }
 
+/// Waits until the drift case's stack is synced with both its services' containers running
+/// (`failure` says what did not happen, with the logs, after [`LONG`]).
+async fn wait_both_running(app: &TestApp, prefix: &str, path: &str, failure: &str) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let stacks = app.stacks().await;
+        if status(&stacks, path) == "synced"
+            && service_container(path, "a").is_some()
+            && service_container(path, "b").is_some()
+            && running_ids(path).len() == 2
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{failure}: {stacks:?}\n{}",
+            log_tail(prefix)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn drift_case(name: &str, drift_policy: &str) -> DriftCase {
     let prefix = docker::unique_prefix(name);
     let paths = paths(&prefix, &["pair"]);
@@ -926,23 +948,8 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
         docker::output(&["rm", "-f", &removed]);
         assert!(service_container(&p[0], "b").is_none());
 
-        let deadline = Instant::now() + LONG;
-        loop {
-            let stacks = app.stacks().await;
-            let back = service_container(&p[0], "b");
-            if status(&stacks, &p[0]) == "synced"
-                && back.as_ref().is_some_and(|id| id != &removed)
-                && running_ids(&p[0]).len() == 2
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the drift was not reverted: {stacks:?}\n{}",
-                log_tail(&prefix)
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_both_running(&app, &prefix, &p[0], "the drift was not reverted").await;
+        assert_ne!(service_container(&p[0], "b").unwrap(), removed);
         let logs = log_tail(&p[0]);
         assert!(
             logs.contains("service b has no container"),
@@ -953,15 +960,13 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
         let stopped = service_container(&p[0], "a").unwrap();
         docker::output(&["stop", &stopped]);
         assert_eq!(running_ids(&p[0]).len(), 1);
-        let deadline = Instant::now() + LONG;
-        while running_ids(&p[0]).len() != 2 || status(&app.stacks().await, &p[0]) != "synced" {
-            assert!(
-                Instant::now() < deadline,
-                "the stopped container was not started again\n{}",
-                log_tail(&prefix)
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_both_running(
+            &app,
+            &prefix,
+            &p[0],
+            "the stopped container was not started again",
+        )
+        .await;
         let logs = log_tail(&p[0]);
         assert!(
             logs.contains("is exited"),
@@ -996,18 +1001,7 @@ async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
         let removed = service_container(path, "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
 
-        let deadline = Instant::now() + LONG;
-        while !(service_container(path, "b").is_some()
-            && running_ids(path).len() == 2
-            && status(&app.stacks().await, path) == "synced")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the drift was not reverted\n{}",
-                log_tail(&prefix)
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        wait_both_running(&app, &prefix, path, "the drift was not reverted").await;
         let after = service_container(path, "a").unwrap();
         assert_eq!(
             after,
