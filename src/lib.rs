@@ -8,7 +8,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`], [`untrusted`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics; untrusted text made safe to log and print |
 //! | adapters | [`git`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
 //! | edge | [`http`] | the axum API |
@@ -30,6 +30,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod refresh;
 pub mod swarm;
+pub mod untrusted;
 pub mod webhook;
 
 /// An error with its chain of causes, joined by `: `, for logs and API answers.
