@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark docker-cd against the Git floor and the alternatives, in one run, and print the
-# table that the README's Performance section shows (see examples/bench.rs for what is measured
+# table that docs/performance.md shows (see examples/bench.rs for what is measured
 # and how).
 #
 #   scripts/bench.sh                      # N = 100, 1,000 and 10,000 stacks, 5 rounds each

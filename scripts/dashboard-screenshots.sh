@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Takes the README's dashboard screenshots (docs/dashboard-*.png) from a live demo: docker-cd
+# Takes the operator guide's dashboard screenshots (docs/dashboard-*.png) from a live demo: docker-cd
 # deploys fixtures/demo plus one stack that cannot start, one container is stopped by hand so
 # its stack shows as drifted, then headless Chromium photographs the grid (light and dark) and
 # one stack's page.
