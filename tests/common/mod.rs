@@ -286,6 +286,9 @@ pub fn args(repo_url: &str, data_dir: &Path) -> Args {
         drift_policy: "revert".into(),
         compose_timeout: "2m".into(),
         log_format: "text".into(),
+        // CI runs the reconcile suite a second time with Debian's compose v1 this way; by
+        // default the app picks its compose tool as in production (the plugin first).
+        compose_bin: std::env::var_os("DOCKER_CD_TEST_COMPOSE_BIN").map(PathBuf::from),
         ..Args::default()
     };
     args.git_deploy_dir = String::new();
