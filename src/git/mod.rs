@@ -851,6 +851,9 @@ fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(Os
     set("GIT_CONFIG_GLOBAL", "/dev/null");
     set("GIT_ALLOW_PROTOCOL", config.repo.transport().git_protocol());
     set("GIT_OPTIONAL_LOCKS", "0");
+    // The deploy dir is given to `ls-tree` and `diff-tree` after `--`: as a literal path, never
+    // a pattern (`st*` would also match `stx`) or pathspec magic (`:(top)…`, `:!…`).
+    set("GIT_LITERAL_PATHSPECS", "1");
     match config.repo.transport() {
         Transport::Https | Transport::Http => {
             if let Some(token) = &config.token {
@@ -1137,6 +1140,29 @@ mod tests {
                 .await
                 .unwrap()
         }
+    }
+
+    #[tokio::test]
+    async fn a_deploy_dir_named_like_a_glob_is_read_literally() {
+        let repo = Fixture::new();
+        repo.write("st*/a/compose.yaml", "services: {a: {image: x}}\n");
+        repo.write("stx/b/compose.yaml", "services: {b: {image: x}}\n");
+        repo.commit_and_push("one");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("st*", data.path()).await;
+        let first = reader.read(None).await.unwrap().unwrap();
+        assert_eq!(first.stacks.keys().collect::<Vec<_>>(), ["a"]);
+
+        // A change under `stx` alone: as a glob, `st*` would match it and the diff would
+        // leave the deploy dir; read literally, the diff is empty.
+        repo.write("stx/b/compose.yaml", "services: {b: {image: y}}\n");
+        repo.write("stx/c/compose.yaml", "services: {c: {image: y}}\n");
+        repo.commit_and_push("two");
+        let second = reader.read(Some(&first)).await.unwrap().unwrap();
+        assert_eq!(second.stacks.keys().collect::<Vec<_>>(), ["a"]);
+        let stats = reader.stats();
+        assert_eq!((stats.incremental, stats.fallbacks), (1, 0), "{stats:?}");
+        assert_eq!(lookup(&reader.env, "GIT_LITERAL_PATHSPECS"), Some("1"));
     }
 
     #[tokio::test]
