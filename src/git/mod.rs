@@ -61,6 +61,17 @@ pub enum GitError {
         #[source]
         source: ProcessError,
     },
+    #[error(
+        "{url} answered git with a redirect (HTTP {status}); with a Git token configured, \
+         redirects are refused so that the token cannot travel to another host: set \
+         GIT_REPO_URL to the repository's final URL"
+    )]
+    Redirected {
+        url: String,
+        status: u16,
+        #[source]
+        source: ProcessError,
+    },
     #[error("{what} does not exist on {url}; the last good desired state is kept")]
     RefNotFound { what: String, url: String },
     #[error("cannot fetch {what} from {url}")]
@@ -303,9 +314,12 @@ impl GitReader {
             .args(&candidates)
             .run()
             .await
-            .map_err(|source| GitError::LsRemote {
-                url: url.to_owned(),
-                source,
+            .map_err(|source| {
+                self.redirect_refused(source)
+                    .unwrap_or_else(|source| GitError::LsRemote {
+                        url: url.to_owned(),
+                        source,
+                    })
             })?;
         let refs = parse::ls_remote(&out.stdout)?;
         let find = |name: &str| {
@@ -341,6 +355,19 @@ impl GitReader {
         })
     }
 
+    /// A failure of git talking to the remote that is the redirect [`git_env`] makes it refuse
+    /// while a token is configured, as [`GitError::Redirected`]; anything else is given back.
+    fn redirect_refused(&self, source: ProcessError) -> Result<GitError, ProcessError> {
+        match parse::refused_redirect(source.stderr()) {
+            Some(status) if self.config.token.is_some() => Ok(GitError::Redirected {
+                url: self.config.repo.as_str().to_owned(),
+                status,
+                source,
+            }),
+            _ => Err(source),
+        }
+    }
+
     async fn fetch_and_read(
         &self,
         remote: &RemoteRef,
@@ -367,10 +394,13 @@ impl GitReader {
             .arg(&refspec)
             .run()
             .await
-            .map_err(|source| GitError::Fetch {
-                what: remote.name.clone(),
-                url: url.to_owned(),
-                source,
+            .map_err(|source| {
+                self.redirect_refused(source)
+                    .unwrap_or_else(|source| GitError::Fetch {
+                        what: remote.name.clone(),
+                        url: url.to_owned(),
+                        source,
+                    })
             })?;
 
         let fetched = started.elapsed();
@@ -857,12 +887,11 @@ fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(Os
     match config.repo.transport() {
         Transport::Https | Transport::Http => {
             if let Some(token) = &config.token {
-                // Basic auth works for GitHub (`x-access-token`), GitLab and Gitea tokens. The
-                // header is scoped to the repository URL so a redirect cannot carry it away.
+                // Basic auth works for GitHub (`x-access-token`), GitLab and Gitea tokens.
                 let user = config.repo.username().unwrap_or("x-access-token");
                 let basic = base64::engine::general_purpose::STANDARD
                     .encode(format!("{user}:{}", token.expose()));
-                set("GIT_CONFIG_COUNT", "1");
+                set("GIT_CONFIG_COUNT", "2");
                 set(
                     "GIT_CONFIG_KEY_0",
                     &format!("http.{}.extraHeader", config.repo.as_str()),
@@ -871,6 +900,13 @@ fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(Os
                     "GIT_CONFIG_VALUE_0",
                     &format!("Authorization: Basic {basic}"),
                 );
+                // Scoping the header to the URL is not enough: git matches `http.<url>.*`
+                // against the configured URL once, follows a redirect of its first request
+                // (`initial`, the default) and sends the header with every later request to
+                // wherever it was redirected. `false` makes any redirect an error, so no
+                // request but those to the configured origin is ever made.
+                set("GIT_CONFIG_KEY_1", "http.followRedirects");
+                set("GIT_CONFIG_VALUE_1", "false");
             }
         }
         Transport::Ssh => {
@@ -1021,6 +1057,12 @@ mod tests {
             .decode(encoded)
             .unwrap();
         assert_eq!(decoded, b"bob:t0ken-value");
+        assert_eq!(lookup(&env, "GIT_CONFIG_COUNT"), Some("2"));
+        assert_eq!(
+            lookup(&env, "GIT_CONFIG_KEY_1"),
+            Some("http.followRedirects")
+        );
+        assert_eq!(lookup(&env, "GIT_CONFIG_VALUE_1"), Some("false"));
         assert_eq!(lookup(&env, "GIT_ALLOW_PROTOCOL"), Some("https"));
         assert_eq!(lookup(&env, "GIT_TERMINAL_PROMPT"), Some("0"));
     }
