@@ -1090,6 +1090,10 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// A secret given directly or as `<NAME>_FILE` (trailing newline trimmed). Both set is an error.
+///
+/// So is an empty (or all-whitespace) value, in either form: taken as "no secret", it would
+/// silently turn authentication off (`API_TOKEN=` from a compose file's `${API_TOKEN:-}`, a
+/// secret file that was never filled in). Not setting the variable is how to go without.
 fn secret_value(
     variable: &'static str,
     direct: Option<String>,
@@ -1104,13 +1108,27 @@ fn secret_value(
             );
             None
         }
-        (Some(value), None) if value.is_empty() => None,
+        (Some(value), None) if value.trim().is_empty() => {
+            problem(
+                variable,
+                format!(
+                    "is set but empty (or only whitespace); unset {variable} to go without, or give the secret"
+                ),
+            );
+            None
+        }
         (Some(value), None) => Some(Secret::new(value)),
         (None, Some(path)) => match std::fs::read_to_string(&path) {
             Ok(content) => {
                 let value = content.trim_end_matches(['\n', '\r']);
-                if value.is_empty() {
-                    problem(variable, format!("file {} is empty", path.display()));
+                if value.trim().is_empty() {
+                    problem(
+                        variable,
+                        format!(
+                            "file {} is empty (or only whitespace); unset {variable}_FILE to go without, or put the secret in it",
+                            path.display()
+                        ),
+                    );
                     None
                 } else {
                     Some(Secret::new(value))
@@ -1395,6 +1413,30 @@ mod tests {
             config.git.token.as_ref().map(Secret::expose),
             Some("hunter2secret")
         );
+    }
+
+    #[test]
+    fn empty_secrets_are_problems_not_a_way_to_turn_authentication_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \r\n").unwrap();
+        let mut a = args("/srv/repo.git");
+        a.api_token = Some(String::new());
+        a.webhook_secret_file = Some(blank.clone());
+        a.git_access_token = Some(" ".into());
+        let vars: Vec<_> = problems(a).iter().map(|p| p.variable).collect();
+        assert_eq!(vars, ["GIT_ACCESS_TOKEN", "WEBHOOK_SECRET", "API_TOKEN"]);
+        let refresh = RefreshArgs {
+            client: ClientArgs {
+                url: Some("http://x".into()),
+                ..ClientArgs::default()
+            },
+            api_token_file: Some(blank),
+            timeout: "1m".into(),
+            ..RefreshArgs::default()
+        };
+        let problems = ClientConfig::for_refresh(refresh).unwrap_err().0;
+        assert_eq!(problems[0].variable, "API_TOKEN");
     }
 
     #[test]

@@ -162,6 +162,38 @@ fn c04_secrets_are_never_echoed_in_configuration_errors() {
 }
 
 #[test]
+fn x10_an_empty_api_token_or_webhook_secret_stops_start_up_with_exit_code_2() {
+    let files = tempfile::tempdir().unwrap();
+    let blank = files.path().join("blank");
+    std::fs::write(&blank, "\n").unwrap();
+    let spaces = files.path().join("spaces");
+    std::fs::write(&spaces, "  \t\n").unwrap();
+    let (blank, spaces) = (blank.to_str().unwrap(), spaces.to_str().unwrap());
+    let cases = [
+        ("API_TOKEN", ("API_TOKEN", "")),
+        ("API_TOKEN", ("API_TOKEN", "   ")),
+        ("API_TOKEN", ("API_TOKEN_FILE", blank)),
+        ("API_TOKEN", ("API_TOKEN_FILE", spaces)),
+        ("WEBHOOK_SECRET", ("WEBHOOK_SECRET", "")),
+        ("WEBHOOK_SECRET", ("WEBHOOK_SECRET_FILE", spaces)),
+        ("GIT_ACCESS_TOKEN", ("GIT_ACCESS_TOKEN", "")),
+    ];
+    for (variable, setting) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&[("GIT_REPO_URL", "/srv/repo.git"), setting], dir.path());
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{setting:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{setting:?}: {lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("error: {variable}: ")),
+            "{setting:?}: {lines:?}"
+        );
+        assert!(lines[0].contains("empty"), "{setting:?}: {lines:?}");
+        assert!(!dir.path().join("git-ran").exists(), "{setting:?}");
+    }
+}
+
+#[test]
 fn help_lists_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_docker-cd"))
         .arg("--help")
