@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Shortest accepted `REFRESH_POLL_INTERVAL`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,8 +45,82 @@ impl Cli {
 
 /// Parses the real command line and environment. On a usage error (unknown flag, `--help`,
 /// `--version`) clap prints and exits, with code 2 for errors.
+///
+/// A secret given as a flag is accepted, with a warning on stderr (logging is not set up yet):
+/// every local user can read a process's arguments in `/proc/<pid>/cmdline` and `ps`, while
+/// its environment and its files are the owner's alone.
 pub fn parse_command_line() -> Cli {
-    Cli::parse()
+    let matches = Cli::command().get_matches();
+    for flag in secret_flags(&matches) {
+        let variable = SECRET_FLAGS
+            .iter()
+            .find(|s| s.flag == flag)
+            .map_or("", |s| s.file_variable);
+        eprintln!(
+            "warning: {flag} puts a secret on the command line, where every local user can read \
+             it (/proc/<pid>/cmdline, ps); prefer {variable}"
+        );
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+}
+
+/// A setting whose value is, or may hold, a secret.
+struct SecretFlag {
+    /// The clap id: the field name.
+    id: &'static str,
+    flag: &'static str,
+    /// Where the secret is better kept.
+    file_variable: &'static str,
+}
+
+/// Every setting that may carry a secret, in the order of [`Args`] and [`RefreshArgs`].
+const SECRET_FLAGS: &[SecretFlag] = &[
+    SecretFlag {
+        id: "git_repo_url",
+        flag: "--git-repo-url",
+        file_variable: "GIT_ACCESS_TOKEN_FILE",
+    },
+    SecretFlag {
+        id: "git_access_token",
+        flag: "--git-access-token",
+        file_variable: "GIT_ACCESS_TOKEN_FILE",
+    },
+    SecretFlag {
+        id: "webhook_secret",
+        flag: "--webhook-secret",
+        file_variable: "WEBHOOK_SECRET_FILE",
+    },
+    SecretFlag {
+        id: "api_token",
+        flag: "--api-token",
+        file_variable: "API_TOKEN_FILE",
+    },
+];
+
+/// The flags of [`SECRET_FLAGS`] that were given on the command line (not through their
+/// environment variable) with a secret in them: any value, or for `--git-repo-url` a URL that
+/// carries a password.
+fn secret_flags(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let levels = std::iter::once(matches).chain(matches.subcommand().map(|(_, m)| m));
+    for level in levels {
+        // Only ids present in these matches are asked about: clap panics on unknown ones.
+        let given: Vec<&str> = level.ids().map(clap::Id::as_str).collect();
+        for secret in SECRET_FLAGS.iter().filter(|s| given.contains(&s.id)) {
+            if level.value_source(secret.id) != Some(clap::parser::ValueSource::CommandLine) {
+                continue;
+            }
+            let holds_secret = secret.id != "git_repo_url"
+                || level
+                    .get_one::<String>(secret.id)
+                    .and_then(|raw| RepoUrl::parse(raw).ok())
+                    .is_some_and(|url| url.password().is_some());
+            if holds_secret {
+                found.push(secret.flag);
+            }
+        }
+    }
+    found
 }
 
 /// What `docker-cd` can do.
@@ -1437,6 +1511,37 @@ mod tests {
         };
         let problems = ClientConfig::for_refresh(refresh).unwrap_err().0;
         assert_eq!(problems[0].variable, "API_TOKEN");
+    }
+
+    #[test]
+    fn secret_flags_are_told_from_environment_variables() {
+        let matches = |argv: &[&str]| Cli::command().try_get_matches_from(argv).unwrap();
+        let flagged = secret_flags(&matches(&[
+            "docker-cd",
+            "--git-access-token",
+            "x",
+            "--api-token",
+            "y",
+            "--git-repo-url",
+            "https://u:pw@host/r.git",
+        ]));
+        assert_eq!(
+            flagged,
+            ["--git-repo-url", "--git-access-token", "--api-token"]
+        );
+        let flagged = secret_flags(&matches(&[
+            "docker-cd",
+            "check",
+            "--webhook-secret",
+            "x",
+            "--git-repo-url",
+            "https://host/r.git",
+        ]));
+        assert_eq!(flagged, ["--webhook-secret"]);
+        let flagged = secret_flags(&matches(&["docker-cd", "refresh", "--api-token", "y"]));
+        assert_eq!(flagged, ["--api-token"]);
+        let flagged = secret_flags(&matches(&["docker-cd", "--api-token-file", "/run/t"]));
+        assert!(flagged.is_empty(), "{flagged:?}");
     }
 
     #[test]

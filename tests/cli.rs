@@ -194,6 +194,80 @@ fn x10_an_empty_api_token_or_webhook_secret_stops_start_up_with_exit_code_2() {
 }
 
 #[test]
+fn secrets_given_as_flags_are_accepted_with_a_warning_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    // An invalid drift policy stops start-up right after the settings are read.
+    let flags = [
+        "--api-token",
+        "api-t0ken-value",
+        "--webhook-secret",
+        "whsec-value",
+        "--git-repo-url",
+        "https://bob:url-t0ken-value@example.com/a.git",
+        "--drift-policy",
+        "nope",
+    ];
+    let out = run_with_args(&flags, &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let lines = stderr_lines(&out);
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{lines:#?}");
+    for (flag, file) in [
+        ("--api-token", "API_TOKEN_FILE"),
+        ("--webhook-secret", "WEBHOOK_SECRET_FILE"),
+        ("--git-repo-url", "GIT_ACCESS_TOKEN_FILE"),
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(flag) && w.contains("/proc") && w.contains(file)),
+            "no warning for {flag}: {lines:#?}"
+        );
+    }
+    let text = lines.join("\n");
+    for secret in ["api-t0ken-value", "whsec-value", "url-t0ken-value"] {
+        assert!(!text.contains(secret), "{secret} echoed: {text}");
+    }
+
+    // The same secrets from the environment: no warning.
+    let out = run(
+        &[
+            ("API_TOKEN", "api-t0ken-value"),
+            ("WEBHOOK_SECRET", "whsec-value"),
+            (
+                "GIT_REPO_URL",
+                "https://bob:url-t0ken-value@example.com/a.git",
+            ),
+            ("DRIFT_POLICY", "nope"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr_lines(&out).len(), 1, "{:?}", stderr_lines(&out));
+
+    // `refresh` takes the token as a flag too.
+    let out = run_with_args(
+        &[
+            "refresh",
+            "--api-token",
+            "api-t0ken-value",
+            "--timeout",
+            "soon",
+        ],
+        &[],
+        dir.path(),
+    );
+    let lines = stderr_lines(&out);
+    assert!(
+        lines.iter().any(|l| l.starts_with("warning: --api-token")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn help_lists_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_docker-cd"))
         .arg("--help")
