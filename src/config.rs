@@ -496,10 +496,21 @@ impl RepoUrl {
                             "ssh URLs must not carry a password; use GIT_SSH_KEY_FILE".into()
                         );
                     }
-                    (
-                        (!user.is_empty()).then(|| user.to_owned()),
-                        pass.filter(|p| !p.is_empty()).map(Secret::new),
-                    )
+                    if transport == Transport::Ssh {
+                        // Kept in the URL, where git decodes it itself.
+                        ((!user.is_empty()).then(|| user.to_owned()), None)
+                    } else {
+                        // Split off the URL, so decoded here as git would (`p%40ss` is `p@ss`).
+                        let user = percent_decode("user", user)?;
+                        if user.contains(':') {
+                            return Err("user must not contain ':' (%3A)".into());
+                        }
+                        let pass = pass.map(|p| percent_decode("password", p)).transpose()?;
+                        (
+                            (!user.is_empty()).then_some(user),
+                            pass.filter(|p| !p.is_empty()).map(Secret::new),
+                        )
+                    }
                 }
             };
             // Credentials of http(s) URLs are split off; ssh keeps its user in the URL.
@@ -575,6 +586,15 @@ impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
     }
+}
+
+/// Decodes `%XX` escapes of a URL's user or password (RFC 3986 userinfo). The value is never
+/// part of the problem: it may be a token.
+fn percent_decode(what: &str, raw: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| format!("the {what} in the URL is not UTF-8 once percent-decoded"))
 }
 
 /// The configured `GIT_REVISION`.
@@ -1487,6 +1507,20 @@ mod tests {
             config.git.token.as_ref().map(Secret::expose),
             Some("hunter2secret")
         );
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_percent_decoded() {
+        let url = RepoUrl::parse("https://b%40b:p%40ss%3Aw%2Frd%25@git.example.com/r.git").unwrap();
+        assert_eq!(url.as_str(), "https://git.example.com/r.git");
+        assert_eq!(url.username(), Some("b@b"));
+        assert_eq!(url.password().map(Secret::expose), Some("p@ss:w/rd%"));
+        // Undecodable bytes are a problem, never a guess; the value is not echoed.
+        let e = RepoUrl::parse("https://bob:p%FFss@git.example.com/r.git").unwrap_err();
+        assert!(e.contains("UTF-8") && !e.contains("p%FFss"), "{e}");
+        // ssh keeps its user in the URL, where git decodes it itself.
+        let ssh = RepoUrl::parse("ssh://git%2Bx@host/r.git").unwrap();
+        assert_eq!(ssh.as_str(), "ssh://git%2Bx@host/r.git");
     }
 
     #[test]

@@ -318,6 +318,27 @@ async fn c02_a_token_in_the_url_works_and_never_leaks() {
 }
 
 #[tokio::test]
+async fn a_percent_encoded_password_in_the_url_reaches_the_server_decoded() {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    let commit = repo.commit_and_push("private");
+    let password = "p@ss:w/rd%-T0ken";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{password}"));
+    let server =
+        GitHttpServer::start(repo.origin().parent().unwrap(), format!("Basic {basic}")).await;
+    let url = format!(
+        "http://deploy:p%40ss%3Aw%2Frd%25-T0ken@{}/origin.git",
+        server.addr
+    );
+    let app = TestApp::start(&url, |_| {}).await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["revision"], commit.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));

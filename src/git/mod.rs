@@ -1068,6 +1068,19 @@ mod tests {
     }
 
     #[test]
+    fn a_percent_encoded_password_reaches_git_decoded() {
+        let mut c = config("https://bob:p%40ss%3Aw0rd@git.example.com/org/repo.git");
+        c.token = c.repo.password().cloned();
+        let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
+        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
+        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(decoded, b"bob:p@ss:w0rd");
+    }
+
+    #[test]
     fn a_token_without_user_uses_the_github_convention() {
         let mut c = config("https://github.com/org/repo.git");
         c.token = Some(Secret::new("ghp_x"));
