@@ -2,8 +2,15 @@
 //!
 //! One place ([`GitReader::git`]) builds every git command: explicit `--git-dir`, a cleared
 //! environment with no user or system config, `GIT_TERMINAL_PROMPT=0`, `GIT_ALLOW_PROTOCOL`
-//! limited to what the URL needs, `--end-of-options` before configured values, and credentials
-//! only through the environment (`GIT_CONFIG_*` for an HTTPS token, `GIT_SSH_COMMAND` for keys).
+//! limited to what the URL needs, `--end-of-options` before configured values, literal
+//! pathspecs, and credentials only through the environment (`GIT_CONFIG_*` for an HTTPS token,
+//! with HTTP redirects refused so that it never leaves the configured origin; `GIT_SSH_COMMAND`
+//! for keys).
+//!
+//! What a read holds in memory is bounded by the sizes in `cat-file --batch`'s headers, checked
+//! before any content is read: [`MAX_STACK_FILE_BYTES`] per file and [`MAX_STACK_BYTES`] per
+//! stack when a stack is materialised, the same per-file cap for commits, and
+//! [`MAX_COMPOSE_FILE_BYTES`] for compose files (drained, not held).
 //!
 //! A refresh costs a constant number of git processes whatever the number of stacks:
 //! `ls-remote` (1) decides whether anything changed; if it did, `fetch` (2) of just the configured
