@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Shortest accepted `REFRESH_POLL_INTERVAL`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,8 +45,82 @@ impl Cli {
 
 /// Parses the real command line and environment. On a usage error (unknown flag, `--help`,
 /// `--version`) clap prints and exits, with code 2 for errors.
+///
+/// A secret given as a flag is accepted, with a warning on stderr (logging is not set up yet):
+/// every local user can read a process's arguments in `/proc/<pid>/cmdline` and `ps`, while
+/// its environment and its files are the owner's alone.
 pub fn parse_command_line() -> Cli {
-    Cli::parse()
+    let matches = Cli::command().get_matches();
+    for flag in secret_flags(&matches) {
+        let variable = SECRET_FLAGS
+            .iter()
+            .find(|s| s.flag == flag)
+            .map_or("", |s| s.file_variable);
+        eprintln!(
+            "warning: {flag} puts a secret on the command line, where every local user can read \
+             it (/proc/<pid>/cmdline, ps); prefer {variable}"
+        );
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+}
+
+/// A setting whose value is, or may hold, a secret.
+struct SecretFlag {
+    /// The clap id: the field name.
+    id: &'static str,
+    flag: &'static str,
+    /// Where the secret is better kept.
+    file_variable: &'static str,
+}
+
+/// Every setting that may carry a secret, in the order of [`Args`] and [`RefreshArgs`].
+const SECRET_FLAGS: &[SecretFlag] = &[
+    SecretFlag {
+        id: "git_repo_url",
+        flag: "--git-repo-url",
+        file_variable: "GIT_ACCESS_TOKEN_FILE",
+    },
+    SecretFlag {
+        id: "git_access_token",
+        flag: "--git-access-token",
+        file_variable: "GIT_ACCESS_TOKEN_FILE",
+    },
+    SecretFlag {
+        id: "webhook_secret",
+        flag: "--webhook-secret",
+        file_variable: "WEBHOOK_SECRET_FILE",
+    },
+    SecretFlag {
+        id: "api_token",
+        flag: "--api-token",
+        file_variable: "API_TOKEN_FILE",
+    },
+];
+
+/// The flags of [`SECRET_FLAGS`] that were given on the command line (not through their
+/// environment variable) with a secret in them: any value, or for `--git-repo-url` a URL that
+/// carries a password.
+fn secret_flags(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let levels = std::iter::once(matches).chain(matches.subcommand().map(|(_, m)| m));
+    for level in levels {
+        // Only ids present in these matches are asked about: clap panics on unknown ones.
+        let given: Vec<&str> = level.ids().map(clap::Id::as_str).collect();
+        for secret in SECRET_FLAGS.iter().filter(|s| given.contains(&s.id)) {
+            if level.value_source(secret.id) != Some(clap::parser::ValueSource::CommandLine) {
+                continue;
+            }
+            let holds_secret = secret.id != "git_repo_url"
+                || level
+                    .get_one::<String>(secret.id)
+                    .and_then(|raw| RepoUrl::parse(raw).ok())
+                    .is_some_and(|url| url.password().is_some());
+            if holds_secret {
+                found.push(secret.flag);
+            }
+        }
+    }
+    found
 }
 
 /// What `docker-cd` can do.
@@ -422,10 +496,21 @@ impl RepoUrl {
                             "ssh URLs must not carry a password; use GIT_SSH_KEY_FILE".into()
                         );
                     }
-                    (
-                        (!user.is_empty()).then(|| user.to_owned()),
-                        pass.filter(|p| !p.is_empty()).map(Secret::new),
-                    )
+                    if transport == Transport::Ssh {
+                        // Kept in the URL, where git decodes it itself.
+                        ((!user.is_empty()).then(|| user.to_owned()), None)
+                    } else {
+                        // Split off the URL, so decoded here as git would (`p%40ss` is `p@ss`).
+                        let user = percent_decode("user", user)?;
+                        if user.contains(':') {
+                            return Err("user must not contain ':' (%3A)".into());
+                        }
+                        let pass = pass.map(|p| percent_decode("password", p)).transpose()?;
+                        (
+                            (!user.is_empty()).then_some(user),
+                            pass.filter(|p| !p.is_empty()).map(Secret::new),
+                        )
+                    }
                 }
             };
             // Credentials of http(s) URLs are split off; ssh keeps its user in the URL.
@@ -501,6 +586,15 @@ impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
     }
+}
+
+/// Decodes `%XX` escapes of a URL's user or password (RFC 3986 userinfo). The value is never
+/// part of the problem: it may be a token.
+fn percent_decode(what: &str, raw: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| format!("the {what} in the URL is not UTF-8 once percent-decoded"))
 }
 
 /// The configured `GIT_REVISION`.
@@ -1090,6 +1184,10 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// A secret given directly or as `<NAME>_FILE` (trailing newline trimmed). Both set is an error.
+///
+/// So is an empty (or all-whitespace) value, in either form: taken as "no secret", it would
+/// silently turn authentication off (`API_TOKEN=` from a compose file's `${API_TOKEN:-}`, a
+/// secret file that was never filled in). Not setting the variable is how to go without.
 fn secret_value(
     variable: &'static str,
     direct: Option<String>,
@@ -1104,13 +1202,27 @@ fn secret_value(
             );
             None
         }
-        (Some(value), None) if value.is_empty() => None,
+        (Some(value), None) if value.trim().is_empty() => {
+            problem(
+                variable,
+                format!(
+                    "is set but empty (or only whitespace); unset {variable} to go without, or give the secret"
+                ),
+            );
+            None
+        }
         (Some(value), None) => Some(Secret::new(value)),
         (None, Some(path)) => match std::fs::read_to_string(&path) {
             Ok(content) => {
                 let value = content.trim_end_matches(['\n', '\r']);
-                if value.is_empty() {
-                    problem(variable, format!("file {} is empty", path.display()));
+                if value.trim().is_empty() {
+                    problem(
+                        variable,
+                        format!(
+                            "file {} is empty (or only whitespace); unset {variable}_FILE to go without, or put the secret in it",
+                            path.display()
+                        ),
+                    );
                     None
                 } else {
                     Some(Secret::new(value))
@@ -1395,6 +1507,75 @@ mod tests {
             config.git.token.as_ref().map(Secret::expose),
             Some("hunter2secret")
         );
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_percent_decoded() {
+        let url = RepoUrl::parse("https://b%40b:p%40ss%3Aw%2Frd%25@git.example.com/r.git").unwrap();
+        assert_eq!(url.as_str(), "https://git.example.com/r.git");
+        assert_eq!(url.username(), Some("b@b"));
+        assert_eq!(url.password().map(Secret::expose), Some("p@ss:w/rd%"));
+        // Undecodable bytes are a problem, never a guess; the value is not echoed.
+        let e = RepoUrl::parse("https://bob:p%FFss@git.example.com/r.git").unwrap_err();
+        assert!(e.contains("UTF-8") && !e.contains("p%FFss"), "{e}");
+        // ssh keeps its user in the URL, where git decodes it itself.
+        let ssh = RepoUrl::parse("ssh://git%2Bx@host/r.git").unwrap();
+        assert_eq!(ssh.as_str(), "ssh://git%2Bx@host/r.git");
+    }
+
+    #[test]
+    fn empty_secrets_are_problems_not_a_way_to_turn_authentication_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \r\n").unwrap();
+        let mut a = args("/srv/repo.git");
+        a.api_token = Some(String::new());
+        a.webhook_secret_file = Some(blank.clone());
+        a.git_access_token = Some(" ".into());
+        let vars: Vec<_> = problems(a).iter().map(|p| p.variable).collect();
+        assert_eq!(vars, ["GIT_ACCESS_TOKEN", "WEBHOOK_SECRET", "API_TOKEN"]);
+        let refresh = RefreshArgs {
+            client: ClientArgs {
+                url: Some("http://x".into()),
+                ..ClientArgs::default()
+            },
+            api_token_file: Some(blank),
+            timeout: "1m".into(),
+            ..RefreshArgs::default()
+        };
+        let problems = ClientConfig::for_refresh(refresh).unwrap_err().0;
+        assert_eq!(problems[0].variable, "API_TOKEN");
+    }
+
+    #[test]
+    fn secret_flags_are_told_from_environment_variables() {
+        let matches = |argv: &[&str]| Cli::command().try_get_matches_from(argv).unwrap();
+        let flagged = secret_flags(&matches(&[
+            "docker-cd",
+            "--git-access-token",
+            "x",
+            "--api-token",
+            "y",
+            "--git-repo-url",
+            "https://u:pw@host/r.git",
+        ]));
+        assert_eq!(
+            flagged,
+            ["--git-repo-url", "--git-access-token", "--api-token"]
+        );
+        let flagged = secret_flags(&matches(&[
+            "docker-cd",
+            "check",
+            "--webhook-secret",
+            "x",
+            "--git-repo-url",
+            "https://host/r.git",
+        ]));
+        assert_eq!(flagged, ["--webhook-secret"]);
+        let flagged = secret_flags(&matches(&["docker-cd", "refresh", "--api-token", "y"]));
+        assert_eq!(flagged, ["--api-token"]);
+        let flagged = secret_flags(&matches(&["docker-cd", "--api-token-file", "/run/t"]));
+        assert!(flagged.is_empty(), "{flagged:?}");
     }
 
     #[test]

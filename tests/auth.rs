@@ -1,7 +1,8 @@
 //! Private repositories, end to end: an HTTP token against a real smart-HTTP git server
 //! (`git http-backend` behind a small CGI bridge) and SSH keys against a real `sshd`
-//! (TESTPLAN C2, C5, F4). The token must never appear in argv, the mirror's config, logs or the
-//! API; SSH must never prompt and must refuse unknown and changed host keys.
+//! (TESTPLAN C2, C5, F4, X1). The token must never appear in argv, the mirror's config, logs or
+//! the API, nor reach any host but the configured one; SSH must never prompt and must refuse
+//! unknown and changed host keys.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -26,33 +27,64 @@ fn compose(image: &str) -> String {
     format!("services:\n  app:\n    image: {image}\n")
 }
 
-/// A smart-HTTP git server: every request must carry `expected_auth`, then goes to
-/// `git http-backend` as CGI. Records every Authorization header it sees.
+/// A smart-HTTP git server: every request must carry `expected_auth` (unless it is open),
+/// then goes to `git http-backend` as CGI. Records every Authorization header it sees, and
+/// every header of every request; once told to, answers every request with a redirect.
 struct GitHttpServer {
     addr: SocketAddr,
     seen_auth: Arc<Mutex<Vec<String>>>,
+    /// Each request's headers, one `name: value` line each.
+    seen_headers: Arc<Mutex<Vec<String>>>,
+    redirect_to: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Clone)]
 struct ServerState {
     root: PathBuf,
-    expected_auth: String,
+    /// `None`: any request is served, with or without credentials.
+    expected_auth: Option<String>,
     seen_auth: Arc<Mutex<Vec<String>>>,
+    seen_headers: Arc<Mutex<Vec<String>>>,
+    redirect_to: Arc<Mutex<Option<String>>>,
 }
 
 impl GitHttpServer {
     async fn start(root: &Path, expected_auth: String) -> Self {
+        Self::launch(root, Some(expected_auth)).await
+    }
+
+    /// A server that asks for no credentials (and records any it is sent).
+    async fn start_open(root: &Path) -> Self {
+        Self::launch(root, None).await
+    }
+
+    async fn launch(root: &Path, expected_auth: Option<String>) -> Self {
         let seen_auth = Arc::new(Mutex::new(Vec::new()));
+        let seen_headers = Arc::new(Mutex::new(Vec::new()));
+        let redirect_to = Arc::new(Mutex::new(None));
         let state = ServerState {
             root: root.to_owned(),
             expected_auth,
             seen_auth: seen_auth.clone(),
+            seen_headers: seen_headers.clone(),
+            redirect_to: redirect_to.clone(),
         };
         let router = axum::Router::new().fallback(cgi).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        Self { addr, seen_auth }
+        Self {
+            addr,
+            seen_auth,
+            seen_headers,
+            redirect_to,
+        }
+    }
+
+    /// From now on every request is answered `302 Found` to the same path and query on
+    /// `base` (`http://host:port`).
+    fn redirect_everything_to(&self, base: &str) {
+        *self.redirect_to.lock().unwrap() = Some(base.to_owned());
     }
 }
 
@@ -60,6 +92,25 @@ async fn cgi(State(state): State<ServerState>, request: Request) -> Response {
     // Slow enough that the client's processes can be sampled from /proc while they run.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (parts, body) = request.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+        .collect::<Vec<_>>()
+        .join("\n");
+    state.seen_headers.lock().unwrap().push(headers);
+    let redirect = state.redirect_to.lock().unwrap().clone();
+    if let Some(base) = redirect {
+        let target = match parts.uri.query() {
+            Some(query) => format!("{base}{}?{query}", parts.uri.path()),
+            None => format!("{base}{}", parts.uri.path()),
+        };
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", target)
+            .body(Body::empty())
+            .unwrap();
+    }
     let auth = parts
         .headers
         .get("authorization")
@@ -67,7 +118,11 @@ async fn cgi(State(state): State<ServerState>, request: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     state.seen_auth.lock().unwrap().push(auth.clone());
-    if auth != state.expected_auth {
+    if state
+        .expected_auth
+        .as_ref()
+        .is_some_and(|expected| auth != *expected)
+    {
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header("www-authenticate", "Basic realm=\"git\"")
@@ -263,6 +318,27 @@ async fn c02_a_token_in_the_url_works_and_never_leaks() {
 }
 
 #[tokio::test]
+async fn a_percent_encoded_password_in_the_url_reaches_the_server_decoded() {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    let commit = repo.commit_and_push("private");
+    let password = "p@ss:w/rd%-T0ken";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{password}"));
+    let server =
+        GitHttpServer::start(repo.origin().parent().unwrap(), format!("Basic {basic}")).await;
+    let url = format!(
+        "http://deploy:p%40ss%3Aw%2Frd%25-T0ken@{}/origin.git",
+        server.addr
+    );
+    let app = TestApp::start(&url, |_| {}).await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    assert_eq!(status["revision"], commit.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
     let repo = TestRepo::new();
     repo.write("web/compose.yaml", compose("web:1"));
@@ -294,6 +370,76 @@ async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
     assert!(!server.seen_auth.lock().unwrap().is_empty());
     assert_token_absent(&app, &argv_log, &[status]);
     app.stop().await;
+}
+
+/// Every distinct git on this machine (the distribution's and a newer one on PATH, when both
+/// are installed), so that what holds is checked with each version an image may ship.
+fn git_binaries() -> Vec<(PathBuf, String)> {
+    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    let candidates = [which::which("git").ok(), Some("/usr/bin/git".into())];
+    for bin in candidates.into_iter().flatten().filter(|p| p.exists()) {
+        let out = std::process::Command::new(&bin)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !found.iter().any(|(_, v)| *v == version) {
+            found.push((bin, version));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn x01_a_redirect_to_another_host_never_carries_the_token_and_keeps_the_last_good_state() {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("private");
+    let root = repo.origin().parent().unwrap().to_owned();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
+    for (git, version) in git_binaries() {
+        let origin = GitHttpServer::start(&root, format!("Basic {basic}")).await;
+        // Another host serving the same repository, asking for nothing: what a redirect
+        // would lure git into talking to.
+        let elsewhere = GitHttpServer::start_open(&root).await;
+        let app = TestApp::start(&format!("http://{}/origin.git", origin.addr), |a| {
+            a.git_bin = Some(git.clone());
+            a.git_access_token = Some(TOKEN.into());
+        })
+        .await;
+        app.wait_refreshes(1).await;
+        let status = app.refresh_status().await;
+        assert_eq!(status["refreshStatus"], "completed", "{version}: {status}");
+        let before = app.snapshot_fingerprint().await;
+
+        origin.redirect_everything_to(&format!("http://{}", elsewhere.addr));
+        repo.write("web/compose.yaml", compose("web:2"));
+        repo.commit_and_push("pushed while the origin redirects");
+        app.post_json("/api/refresh", serde_json::Value::Null).await;
+        app.wait_refreshes(2).await;
+
+        let token_sent_home = origin
+            .seen_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h.contains(&basic));
+        assert!(token_sent_home, "{version}: the origin never saw the token");
+        for headers in elsewhere.seen_headers.lock().unwrap().iter() {
+            assert!(
+                !headers.contains(TOKEN) && !headers.contains(&basic),
+                "{version}: the token reached the other host:\n{headers}"
+            );
+        }
+        let status = app.refresh_status().await;
+        assert_eq!(status["refreshStatus"], "failed", "{version}: {status}");
+        let reason = status["refreshError"].as_str().unwrap();
+        assert!(reason.contains("redirect"), "{version}: {reason}");
+        app.assert_snapshot_unchanged(&before).await;
+        app.stop().await;
+        repo.reset_hard("HEAD~1");
+        repo.force_push();
+    }
 }
 
 /// A real sshd on 127.0.0.1 serving git over SSH for the current user.

@@ -162,6 +162,112 @@ fn c04_secrets_are_never_echoed_in_configuration_errors() {
 }
 
 #[test]
+fn x10_an_empty_api_token_or_webhook_secret_stops_start_up_with_exit_code_2() {
+    let files = tempfile::tempdir().unwrap();
+    let blank = files.path().join("blank");
+    std::fs::write(&blank, "\n").unwrap();
+    let spaces = files.path().join("spaces");
+    std::fs::write(&spaces, "  \t\n").unwrap();
+    let (blank, spaces) = (blank.to_str().unwrap(), spaces.to_str().unwrap());
+    let cases = [
+        ("API_TOKEN", ("API_TOKEN", "")),
+        ("API_TOKEN", ("API_TOKEN", "   ")),
+        ("API_TOKEN", ("API_TOKEN_FILE", blank)),
+        ("API_TOKEN", ("API_TOKEN_FILE", spaces)),
+        ("WEBHOOK_SECRET", ("WEBHOOK_SECRET", "")),
+        ("WEBHOOK_SECRET", ("WEBHOOK_SECRET_FILE", spaces)),
+        ("GIT_ACCESS_TOKEN", ("GIT_ACCESS_TOKEN", "")),
+    ];
+    for (variable, setting) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&[("GIT_REPO_URL", "/srv/repo.git"), setting], dir.path());
+        let lines = stderr_lines(&out);
+        assert_eq!(out.status.code(), Some(2), "{setting:?}: {lines:?}");
+        assert_eq!(lines.len(), 1, "{setting:?}: {lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("error: {variable}: ")),
+            "{setting:?}: {lines:?}"
+        );
+        assert!(lines[0].contains("empty"), "{setting:?}: {lines:?}");
+        assert!(!dir.path().join("git-ran").exists(), "{setting:?}");
+    }
+}
+
+#[test]
+fn secrets_given_as_flags_are_accepted_with_a_warning_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    // An invalid drift policy stops start-up right after the settings are read.
+    let flags = [
+        "--api-token",
+        "api-t0ken-value",
+        "--webhook-secret",
+        "whsec-value",
+        "--git-repo-url",
+        "https://bob:url-t0ken-value@example.com/a.git",
+        "--drift-policy",
+        "nope",
+    ];
+    let out = run_with_args(&flags, &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let lines = stderr_lines(&out);
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{lines:#?}");
+    for (flag, file) in [
+        ("--api-token", "API_TOKEN_FILE"),
+        ("--webhook-secret", "WEBHOOK_SECRET_FILE"),
+        ("--git-repo-url", "GIT_ACCESS_TOKEN_FILE"),
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(flag) && w.contains("/proc") && w.contains(file)),
+            "no warning for {flag}: {lines:#?}"
+        );
+    }
+    let text = lines.join("\n");
+    for secret in ["api-t0ken-value", "whsec-value", "url-t0ken-value"] {
+        assert!(!text.contains(secret), "{secret} echoed: {text}");
+    }
+
+    // The same secrets from the environment: no warning.
+    let out = run(
+        &[
+            ("API_TOKEN", "api-t0ken-value"),
+            ("WEBHOOK_SECRET", "whsec-value"),
+            (
+                "GIT_REPO_URL",
+                "https://bob:url-t0ken-value@example.com/a.git",
+            ),
+            ("DRIFT_POLICY", "nope"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr_lines(&out).len(), 1, "{:?}", stderr_lines(&out));
+
+    // `refresh` takes the token as a flag too.
+    let out = run_with_args(
+        &[
+            "refresh",
+            "--api-token",
+            "api-t0ken-value",
+            "--timeout",
+            "soon",
+        ],
+        &[],
+        dir.path(),
+    );
+    let lines = stderr_lines(&out);
+    assert!(
+        lines.iter().any(|l| l.starts_with("warning: --api-token")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn help_lists_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_docker-cd"))
         .arg("--help")

@@ -2,8 +2,15 @@
 //!
 //! One place ([`GitReader::git`]) builds every git command: explicit `--git-dir`, a cleared
 //! environment with no user or system config, `GIT_TERMINAL_PROMPT=0`, `GIT_ALLOW_PROTOCOL`
-//! limited to what the URL needs, `--end-of-options` before configured values, and credentials
-//! only through the environment (`GIT_CONFIG_*` for an HTTPS token, `GIT_SSH_COMMAND` for keys).
+//! limited to what the URL needs, `--end-of-options` before configured values, literal
+//! pathspecs, and credentials only through the environment (`GIT_CONFIG_*` for an HTTPS token,
+//! with HTTP redirects refused so that it never leaves the configured origin; `GIT_SSH_COMMAND`
+//! for keys).
+//!
+//! What a read holds in memory is bounded by the sizes in `cat-file --batch`'s headers, checked
+//! before any content is read: [`MAX_STACK_FILE_BYTES`] per file and [`MAX_STACK_BYTES`] per
+//! stack when a stack is materialised, the same per-file cap for commits, and
+//! [`MAX_COMPOSE_FILE_BYTES`] for compose files (drained, not held).
 //!
 //! A refresh costs a constant number of git processes whatever the number of stacks:
 //! `ls-remote` (1) decides whether anything changed; if it did, `fetch` (2) of just the configured
@@ -12,7 +19,7 @@
 //! previous snapshot's commit, applied to that snapshot's listing, or, without a previous
 //! snapshot (or when the diff cannot decide), `ls-tree` of the whole deploy dir.
 //!
-//! Uses: config, process, desired_state. Spawns only through `process`.
+//! Uses: config, process, desired_state, untrusted. Spawns only through `process`.
 
 pub mod parse;
 
@@ -30,11 +37,22 @@ use crate::config::{ChildEnv, GitConfig, Revision, Transport};
 use crate::desired_state::tree::{self, BlobFacts, ObjectKind, ScanError, StackFile, TreeIndex};
 use crate::desired_state::{self, MAX_COMPOSE_FILE_BYTES, RefType, Snapshot};
 use crate::process::{Command, ProcessError, Session};
+use crate::untrusted;
 use parse::{BatchHeader, ParseError};
 
 /// Oldest git this reader supports (`--end-of-options` arrived in 2.24, protocol v2 by default
 /// in 2.26; 2.30 is the oldest still shipped by a supported Debian/Ubuntu release).
 pub const MIN_GIT_VERSION: (u32, u32) = (2, 30);
+
+/// The largest file of a stack read into memory to be materialised. Files are held whole
+/// until they are written, so the cap bounds what one malicious or mistaken blob can cost;
+/// 16 MiB is far above any compose file, config file, script or certificate, and large assets
+/// belong in images or volumes, not in a deploy repository.
+pub const MAX_STACK_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The most a stack's files may add up to in memory when it is materialised. One sync holds
+/// one stack's files at a time, so this is what a sync may cost at worst.
+pub const MAX_STACK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Where each fetch puts the configured ref inside the mirror.
 const TARGET_REF: &str = "refs/docker-cd/target";
@@ -50,6 +68,17 @@ pub enum GitError {
         #[source]
         source: ProcessError,
     },
+    #[error(
+        "{url} answered git with a redirect (HTTP {status}); with a Git token configured, \
+         redirects are refused so that the token cannot travel to another host: set \
+         GIT_REPO_URL to the repository's final URL"
+    )]
+    Redirected {
+        url: String,
+        status: u16,
+        #[source]
+        source: ProcessError,
+    },
     #[error("{what} does not exist on {url}; the last good desired state is kept")]
     RefNotFound { what: String, url: String },
     #[error("cannot fetch {what} from {url}")]
@@ -61,6 +90,12 @@ pub enum GitError {
     },
     #[error("cannot read the local mirror")]
     Read(#[source] ProcessError),
+    #[error("{path} is {size} bytes, over the limit of {} MiB for one file of a stack", MAX_STACK_FILE_BYTES >> 20)]
+    StackFileTooLarge { path: String, size: u64 },
+    #[error("the files of the stack add up to more than the limit of {} MiB ({total} bytes with {path})", MAX_STACK_BYTES >> 20)]
+    StackTooLarge { path: String, total: u64 },
+    #[error("{what} is {size} bytes, over the limit of {} MiB for a commit", MAX_STACK_FILE_BYTES >> 20)]
+    CommitTooLarge { what: String, size: u64 },
     #[error("object {0} is missing from the local mirror")]
     MissingObject(String),
     #[error(transparent)]
@@ -286,9 +321,12 @@ impl GitReader {
             .args(&candidates)
             .run()
             .await
-            .map_err(|source| GitError::LsRemote {
-                url: url.to_owned(),
-                source,
+            .map_err(|source| {
+                self.redirect_refused(source)
+                    .unwrap_or_else(|source| GitError::LsRemote {
+                        url: url.to_owned(),
+                        source,
+                    })
             })?;
         let refs = parse::ls_remote(&out.stdout)?;
         let find = |name: &str| {
@@ -324,6 +362,19 @@ impl GitReader {
         })
     }
 
+    /// A failure of git talking to the remote that is the redirect [`git_env`] makes it refuse
+    /// while a token is configured, as [`GitError::Redirected`]; anything else is given back.
+    fn redirect_refused(&self, source: ProcessError) -> Result<GitError, ProcessError> {
+        match parse::refused_redirect(source.stderr()) {
+            Some(status) if self.config.token.is_some() => Ok(GitError::Redirected {
+                url: self.config.repo.as_str().to_owned(),
+                status,
+                source,
+            }),
+            _ => Err(source),
+        }
+    }
+
     async fn fetch_and_read(
         &self,
         remote: &RemoteRef,
@@ -350,10 +401,13 @@ impl GitReader {
             .arg(&refspec)
             .run()
             .await
-            .map_err(|source| GitError::Fetch {
-                what: remote.name.clone(),
-                url: url.to_owned(),
-                source,
+            .map_err(|source| {
+                self.redirect_refused(source)
+                    .unwrap_or_else(|source| GitError::Fetch {
+                        what: remote.name.clone(),
+                        url: url.to_owned(),
+                        source,
+                    })
             })?;
 
         let fetched = started.elapsed();
@@ -377,16 +431,27 @@ impl GitReader {
         let (answers, diff) = match base {
             Some(prev) => {
                 let (answers, diff) = tokio::join!(
-                    read_objects(&mut batch, request.as_bytes(), count),
+                    read_objects(&mut batch, request.as_bytes(), count, ReadLimits::COMMITS),
                     self.diff_index(prev, TARGET_REF)
                 );
                 (answers?, Some(diff))
             }
             None => (
-                read_objects(&mut batch, request.as_bytes(), count).await?,
+                read_objects(&mut batch, request.as_bytes(), count, ReadLimits::COMMITS).await?,
                 None,
             ),
         };
+        let answers = answers.map_err(|over| {
+            let (index, size) = match over {
+                OverLimit::Object { index, size } => (index, size),
+                OverLimit::Total { index, total } => (index, total),
+            };
+            let what = match base {
+                Some(prev) if index == 1 => format!("the previous commit {}", prev.revision),
+                _ => format!("the commit of {}", remote.name),
+            };
+            GitError::CommitTooLarge { what, size }
+        })?;
         let mut answers = answers.into_iter();
         let (commit_id, commit) = match answers.next() {
             Some((Some(oid), content)) => (oid, content),
@@ -549,7 +614,29 @@ impl GitReader {
             requests.push_str(&e.oid);
             requests.push('\n');
         }
-        let contents = read_objects(&mut batch, requests.as_bytes(), entries.len()).await?;
+        let contents = read_objects(
+            &mut batch,
+            requests.as_bytes(),
+            entries.len(),
+            ReadLimits::STACK,
+        )
+        .await?;
+        let contents = match contents {
+            Ok(contents) => contents,
+            // The session was killed; the path comes from this repository: shown escaped.
+            Err(OverLimit::Object { index, size }) => {
+                return Err(GitError::StackFileTooLarge {
+                    path: untrusted::sanitize(&entries[index].path, untrusted::DEFAULT_MAX_CHARS),
+                    size,
+                });
+            }
+            Err(OverLimit::Total { index, total }) => {
+                return Err(GitError::StackTooLarge {
+                    path: untrusted::sanitize(&entries[index].path, untrusted::DEFAULT_MAX_CHARS),
+                    total,
+                });
+            }
+        };
         batch.finish().await.map_err(GitError::Read)?;
         entries
             .into_iter()
@@ -566,18 +653,56 @@ impl GitReader {
     }
 }
 
+/// How much one `cat-file --batch` exchange may hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadLimits {
+    /// The largest object read.
+    object: u64,
+    /// The most all objects read may add up to.
+    total: u64,
+}
+
+impl ReadLimits {
+    /// The files of one stack, to be materialised.
+    const STACK: Self = Self {
+        object: MAX_STACK_FILE_BYTES,
+        total: MAX_STACK_BYTES,
+    };
+    /// Commits, each checked alone: a few hundred bytes in practice; one of megabytes comes
+    /// from a malicious repository.
+    const COMMITS: Self = Self {
+        object: MAX_STACK_FILE_BYTES,
+        total: u64::MAX,
+    };
+}
+
+/// Why [`read_objects`] stopped before reading the object at `index`: alone, or with the
+/// objects before it, it is over its [`ReadLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverLimit {
+    Object { index: usize, size: u64 },
+    Total { index: usize, total: u64 },
+}
+
 /// Sends `requests` to a `cat-file --batch` session and reads `count` answers: `(Some(oid),
 /// content)` for each object found, `(None, empty)` for each missing one.
+///
+/// The size in each answer's header is checked against `limits` before any of the content is
+/// read; an object over them is never held, the session is killed (the rest of its output is
+/// not worth draining) and the outcome is `Ok(Err(_))`.
 async fn read_objects(
     session: &mut Session,
     requests: &[u8],
     count: usize,
-) -> Result<Vec<(Option<String>, Vec<u8>)>, GitError> {
-    let answers = session
+    limits: ReadLimits,
+) -> Result<Result<Vec<(Option<String>, Vec<u8>)>, OverLimit>, GitError> {
+    let mut over = None;
+    let outcome = session
         .exchange(requests, async |out| {
             let mut answers = Vec::with_capacity(count);
             let mut line = Vec::new();
-            for _ in 0..count {
+            let mut total = 0u64;
+            for index in 0..count {
                 line.clear();
                 if out.read_until(b'\n', &mut line).await? == 0 {
                     return Err(io::Error::new(
@@ -588,7 +713,20 @@ async fn read_objects(
                 match parse::batch_header(&line).map_err(io::Error::other)? {
                     BatchHeader::Missing { .. } => answers.push((None, Vec::new())),
                     BatchHeader::Found { oid, size, .. } => {
-                        let mut content = vec![0u8; size + 1];
+                        let size = size as u64;
+                        total = total.saturating_add(size);
+                        over = if size > limits.object {
+                            Some(OverLimit::Object { index, size })
+                        } else if total > limits.total {
+                            Some(OverLimit::Total { index, total })
+                        } else {
+                            None
+                        };
+                        if over.is_some() {
+                            // An error ends the session: `exchange` kills and reaps the child.
+                            return Err(io::Error::other("object over the read limit"));
+                        }
+                        let mut content = vec![0u8; size as usize + 1];
                         out.read_exact(&mut content).await?;
                         content.pop(); // the LF after each object
                         answers.push((Some(oid), content));
@@ -597,9 +735,12 @@ async fn read_objects(
             }
             Ok(answers)
         })
-        .await
-        .map_err(GitError::Read)?;
-    Ok(answers)
+        .await;
+    match (outcome, over) {
+        (_, Some(over)) => Ok(Err(over)),
+        (Ok(answers), None) => Ok(Ok(answers)),
+        (Err(e), None) => Err(GitError::Read(e)),
+    }
 }
 
 /// Reads compose blobs through a `cat-file --batch` session, one answer per id in order. Each
@@ -747,15 +888,17 @@ fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(Os
     set("GIT_CONFIG_GLOBAL", "/dev/null");
     set("GIT_ALLOW_PROTOCOL", config.repo.transport().git_protocol());
     set("GIT_OPTIONAL_LOCKS", "0");
+    // The deploy dir is given to `ls-tree` and `diff-tree` after `--`: as a literal path, never
+    // a pattern (`st*` would also match `stx`) or pathspec magic (`:(top)…`, `:!…`).
+    set("GIT_LITERAL_PATHSPECS", "1");
     match config.repo.transport() {
         Transport::Https | Transport::Http => {
             if let Some(token) = &config.token {
-                // Basic auth works for GitHub (`x-access-token`), GitLab and Gitea tokens. The
-                // header is scoped to the repository URL so a redirect cannot carry it away.
+                // Basic auth works for GitHub (`x-access-token`), GitLab and Gitea tokens.
                 let user = config.repo.username().unwrap_or("x-access-token");
                 let basic = base64::engine::general_purpose::STANDARD
                     .encode(format!("{user}:{}", token.expose()));
-                set("GIT_CONFIG_COUNT", "1");
+                set("GIT_CONFIG_COUNT", "2");
                 set(
                     "GIT_CONFIG_KEY_0",
                     &format!("http.{}.extraHeader", config.repo.as_str()),
@@ -764,6 +907,13 @@ fn git_env(config: &GitConfig, data_dir: &Path, child_env: &ChildEnv) -> Vec<(Os
                     "GIT_CONFIG_VALUE_0",
                     &format!("Authorization: Basic {basic}"),
                 );
+                // Scoping the header to the URL is not enough: git matches `http.<url>.*`
+                // against the configured URL once, follows a redirect of its first request
+                // (`initial`, the default) and sends the header with every later request to
+                // wherever it was redirected. `false` makes any redirect an error, so no
+                // request but those to the configured origin is ever made.
+                set("GIT_CONFIG_KEY_1", "http.followRedirects");
+                set("GIT_CONFIG_VALUE_1", "false");
             }
         }
         Transport::Ssh => {
@@ -914,8 +1064,27 @@ mod tests {
             .decode(encoded)
             .unwrap();
         assert_eq!(decoded, b"bob:t0ken-value");
+        assert_eq!(lookup(&env, "GIT_CONFIG_COUNT"), Some("2"));
+        assert_eq!(
+            lookup(&env, "GIT_CONFIG_KEY_1"),
+            Some("http.followRedirects")
+        );
+        assert_eq!(lookup(&env, "GIT_CONFIG_VALUE_1"), Some("false"));
         assert_eq!(lookup(&env, "GIT_ALLOW_PROTOCOL"), Some("https"));
         assert_eq!(lookup(&env, "GIT_TERMINAL_PROMPT"), Some("0"));
+    }
+
+    #[test]
+    fn a_percent_encoded_password_reaches_git_decoded() {
+        let mut c = config("https://bob:p%40ss%3Aw0rd@git.example.com/org/repo.git");
+        c.token = c.repo.password().cloned();
+        let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
+        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
+        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(decoded, b"bob:p@ss:w0rd");
     }
 
     #[test]
@@ -960,6 +1129,201 @@ mod tests {
             cmd.contains("UserKnownHostsFile=/data/ssh/known_hosts"),
             "{cmd}"
         );
+    }
+
+    /// A bare `origin` reached over `file://` and a work tree to commit and push from, with
+    /// the real git and no user or system config.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let fixture = Self {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            fixture.run(&[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ]);
+            fixture.run(&["init", "--quiet", "--initial-branch=main", "work"]);
+            fixture
+        }
+
+        fn run(&self, args: &[&str]) {
+            let work = self.dir.path().join("work");
+            let cwd = if work.exists() {
+                work
+            } else {
+                self.dir.path().to_owned()
+            };
+            let out = std::process::Command::new("git")
+                .current_dir(cwd)
+                .args([
+                    "-c",
+                    "user.name=Test",
+                    "-c",
+                    "user.email=test@example.invalid",
+                ])
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
+            let full = self.dir.path().join("work").join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, content).unwrap();
+            self
+        }
+
+        fn commit_and_push(&self, message: &str) {
+            self.run(&["add", "--all"]);
+            self.run(&["commit", "--quiet", "-m", message]);
+            let origin = self.dir.path().join("origin.git");
+            self.run(&["push", "--quiet", origin.to_str().unwrap(), "HEAD:main"]);
+        }
+
+        async fn reader(&self, deploy_dir: &str, data: &Path) -> GitReader {
+            let mut c = config(&format!("file://{}/origin.git", self.dir.path().display()));
+            c.deploy_dir = DeployDir::parse(deploy_dir).unwrap();
+            c.timeout = Duration::from_secs(60);
+            GitReader::open(&c, data, &ChildEnv::default())
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deploy_dir_named_like_a_glob_is_read_literally() {
+        let repo = Fixture::new();
+        repo.write("st*/a/compose.yaml", "services: {a: {image: x}}\n");
+        repo.write("stx/b/compose.yaml", "services: {b: {image: x}}\n");
+        repo.commit_and_push("one");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("st*", data.path()).await;
+        let first = reader.read(None).await.unwrap().unwrap();
+        assert_eq!(first.stacks.keys().collect::<Vec<_>>(), ["a"]);
+
+        // A change under `stx` alone: as a glob, `st*` would match it and the diff would
+        // leave the deploy dir; read literally, the diff is empty.
+        repo.write("stx/b/compose.yaml", "services: {b: {image: y}}\n");
+        repo.write("stx/c/compose.yaml", "services: {c: {image: y}}\n");
+        repo.commit_and_push("two");
+        let second = reader.read(Some(&first)).await.unwrap().unwrap();
+        assert_eq!(second.stacks.keys().collect::<Vec<_>>(), ["a"]);
+        let stats = reader.stats();
+        assert_eq!((stats.incremental, stats.fallbacks), (1, 0), "{stats:?}");
+        assert_eq!(lookup(&reader.env, "GIT_LITERAL_PATHSPECS"), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn a_stack_file_over_the_cap_is_refused_naming_the_file_and_the_cap() {
+        let repo = Fixture::new();
+        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        repo.write("web/small.txt", "fine\n");
+        repo.write(
+            "web/data/big.bin",
+            vec![0u8; MAX_STACK_FILE_BYTES as usize + 1],
+        );
+        repo.commit_and_push("one");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("", data.path()).await;
+        let snapshot = reader.read(None).await.unwrap().unwrap();
+        let Err(error) = reader.read_stack_files(&snapshot.revision, "web").await else {
+            panic!("the files over the cap were read");
+        };
+        assert!(
+            matches!(&error, GitError::StackFileTooLarge { path, size, .. }
+                if path == "data/big.bin" && *size == MAX_STACK_FILE_BYTES + 1),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("data/big.bin") && text.contains("16 MiB"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_over_the_cap_is_refused_without_being_read() {
+        let repo = Fixture::new();
+        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        let message = repo.dir.path().join("message");
+        std::fs::write(&message, vec![b'x'; MAX_STACK_FILE_BYTES as usize + 1]).unwrap();
+        repo.run(&["add", "--all"]);
+        repo.run(&[
+            "commit",
+            "--quiet",
+            "--cleanup=verbatim",
+            "-F",
+            message.to_str().unwrap(),
+        ]);
+        let origin = repo.dir.path().join("origin.git");
+        repo.run(&["push", "--quiet", origin.to_str().unwrap(), "HEAD:main"]);
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("", data.path()).await;
+        let Err(error) = reader.read(None).await else {
+            panic!("the commit over the cap was read");
+        };
+        assert!(
+            matches!(error, GitError::CommitTooLarge { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("refs/heads/main"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn stack_files_adding_up_to_more_than_the_stack_cap_are_refused() {
+        // Five copies of one blob just under the per-file cap: one object in Git, five in
+        // memory if they were read.
+        let repo = Fixture::new();
+        let file = vec![7u8; (MAX_STACK_BYTES / 5 + 1) as usize];
+        assert!(file.len() as u64 <= MAX_STACK_FILE_BYTES);
+        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        for i in 0..5 {
+            repo.write(&format!("web/part{i}.bin"), &file);
+        }
+        repo.commit_and_push("one");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("", data.path()).await;
+        let snapshot = reader.read(None).await.unwrap().unwrap();
+        let Err(error) = reader.read_stack_files(&snapshot.revision, "web").await else {
+            panic!("the files over the cap were read");
+        };
+        assert!(
+            matches!(&error, GitError::StackTooLarge { path, .. } if path == "part4.bin"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("64 MiB"), "{error}");
+
+        // Under both caps, every file is read whole.
+        let repo = Fixture::new();
+        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        repo.write("web/part.bin", &file);
+        repo.commit_and_push("one");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("", data.path()).await;
+        let snapshot = reader.read(None).await.unwrap().unwrap();
+        let files = reader
+            .read_stack_files(&snapshot.revision, "web")
+            .await
+            .unwrap();
+        let sizes: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.len()))
+            .collect();
+        assert_eq!(sizes, [("compose.yaml", 28), ("part.bin", file.len())]);
     }
 
     #[test]

@@ -40,6 +40,18 @@ pub fn is_object_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The HTTP status of a redirect that git refused, from its stderr: with
+/// `http.followRedirects=false`, git (2.39 and 2.47 alike) ends with
+/// `fatal: unable to access '<url>/': The requested URL returned error: 302`.
+pub fn refused_redirect(stderr: &str) -> Option<u16> {
+    const MARK: &str = "The requested URL returned error: ";
+    stderr.lines().find_map(|line| {
+        let (_, rest) = line.split_once(MARK)?;
+        let status: u16 = rest.get(..3)?.parse().ok()?;
+        (300..400).contains(&status).then_some(status)
+    })
+}
+
 /// `git ls-remote <url> <patterns>`: lines of `<oid> TAB <refname> LF`. Annotated tags may come
 /// with a peeled line `<oid> TAB <refname>^{}`.
 pub fn ls_remote(out: &[u8]) -> Result<Vec<(String, String)>, ParseError> {
@@ -271,6 +283,25 @@ pub fn commit_message(commit: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_redirect_is_told_from_other_http_errors() {
+        let refused = "fatal: unable to access 'http://127.0.0.1:8/r.git/': The requested URL returned error: 302\n";
+        assert_eq!(refused_redirect(refused), Some(302));
+        let moved = "warning: x\nfatal: unable to access 'https://h/r/': The requested URL returned error: 308";
+        assert_eq!(refused_redirect(moved), Some(308));
+        let denied =
+            "fatal: unable to access 'https://h/r/': The requested URL returned error: 403\n";
+        assert_eq!(refused_redirect(denied), None);
+        assert_eq!(
+            refused_redirect("fatal: Authentication failed for 'https://h/r/'"),
+            None
+        );
+        assert_eq!(
+            refused_redirect("The requested URL returned error: 3"),
+            None
+        );
+    }
 
     #[test]
     fn versions_parse_with_vendor_suffixes() {
