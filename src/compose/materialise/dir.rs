@@ -200,7 +200,7 @@ fn dir_flags() -> OFlags {
 }
 
 /// `name` as one path component. Callers only pass components of paths that
-/// `tree::check_relative` accepted (or names of their own); this is the last line of defence.
+/// `rules::check_relative` accepted (or names of their own); this is the last line of defence.
 fn checked(name: &str) -> io::Result<&str> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
         return Err(io::Error::new(

@@ -64,7 +64,7 @@ pub fn parse(bytes: &[u8]) -> Stored {
     let mut paths = BTreeSet::new();
     for entry in body.split(|b| *b == 0) {
         match std::str::from_utf8(entry) {
-            Ok(path) if super::tree::check_relative(path).is_ok() => {
+            Ok(path) if super::rules::check_relative(path).is_ok() => {
                 paths.insert(path.to_owned());
             }
             _ => return Stored::Unreadable,
@@ -99,7 +99,7 @@ pub fn parse_legacy(lines: &[String], exists: impl Fn(&str) -> bool) -> BTreeSet
     lines
         .iter()
         .zip(pieces)
-        .filter(|(line, piece)| !piece && super::tree::check_relative(line).is_ok())
+        .filter(|(line, piece)| !piece && super::rules::check_relative(line).is_ok())
         .map(|(line, _)| line.clone())
         .collect()
 }

@@ -3,7 +3,7 @@
 //! Compose needs real files: `.env`, `env_file:`, configs and relative bind mounts all resolve
 //! against the project directory. The directory for project `p` is `<root>/p`.
 //!
-//! Before anything is written, the whole file list is checked ([`tree`]): plain relative paths,
+//! Before anything is written, the whole file list is checked ([`rules`]): plain relative paths,
 //! none listed twice or beneath a file or link, and every symbolic link resolved through the
 //! other links of the same commit must stay inside the stack directory (a chain such as
 //! `s -> .`, `t -> s/..` is refused, naming `t`). Links that dangle inside are kept.
@@ -30,7 +30,7 @@
 
 mod dir;
 pub mod manifest;
-mod tree;
+mod rules;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -41,7 +41,7 @@ use self::dir::{Dir, Kind, is_not_a_dir, is_not_found};
 use self::manifest::Stored;
 use crate::desired_state::tree::{MODE_SYMLINK, StackFile};
 
-pub use self::tree::{MAX_LINK_HOPS, MAX_LINK_TARGET_BYTES};
+pub use self::rules::{MAX_LINK_HOPS, MAX_LINK_TARGET_BYTES};
 
 /// The list of files docker-cd wrote into a project directory (format: [`manifest`]).
 pub const MANIFEST: &str = ".docker-cd-files";
@@ -100,13 +100,13 @@ pub fn materialise(
     project: &str,
     files: &[StackFile],
 ) -> Result<PathBuf, MaterialiseError> {
-    tree::check_relative(project)?;
+    rules::check_relative(project)?;
     if project.contains('/') {
         return Err(MaterialiseError::BadPath {
             path: project.to_owned(),
         });
     }
-    tree::check(files)?;
+    rules::check(files)?;
 
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -306,7 +306,7 @@ fn read_previous(target: &Dir) -> BTreeSet<String> {
 
 /// Is there an entry at `path` below `target`, through real directories only?
 fn exists(target: &Dir, path: &str) -> bool {
-    if tree::check_relative(path).is_err() {
+    if rules::check_relative(path).is_err() {
         return false;
     }
     let (parents, name) = split(path);

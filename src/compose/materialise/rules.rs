@@ -140,6 +140,36 @@ fn render_hops(hops: &[(&[u8], &[u8])]) -> String {
     text
 }
 
+/// Where a resolution stands: a path below the stack root, kept as the lookup key itself so
+/// that each step costs one component, not the whole path.
+#[derive(Debug, Default)]
+struct Cursor {
+    key: Vec<u8>,
+    /// The key's length before each of its components was added.
+    ends: Vec<usize>,
+}
+
+impl Cursor {
+    fn push(&mut self, name: &[u8]) {
+        self.ends.push(self.key.len());
+        if !self.key.is_empty() {
+            self.key.push(b'/');
+        }
+        self.key.extend_from_slice(name);
+    }
+
+    /// Goes up one level; `false` at the stack root, where `..` leaves the stack.
+    fn pop(&mut self) -> bool {
+        match self.ends.pop() {
+            Some(end) => {
+                self.key.truncate(end);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Follows the link `file` through `nodes` until it resolves: inside (fine, dangling or not),
 /// outside (an error naming it and the links followed), or not within [`MAX_LINK_HOPS`].
 fn resolve<'f>(
@@ -147,31 +177,25 @@ fn resolve<'f>(
     file: &'f StackFile,
 ) -> Result<(), MaterialiseError> {
     let path = file.path.as_bytes();
-    // Where resolution stands, as names below the stack root; the link's own directory first.
-    let mut at: Vec<&'f [u8]> = path.split(|b| *b == b'/').collect();
-    at.pop();
+    // Resolution starts in the link's own directory.
+    let mut at = Cursor::default();
+    let mut parents: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+    parents.pop();
+    parents.into_iter().for_each(|name| at.push(name));
     // Components still to walk, the next one last.
     let mut pending: Vec<&'f [u8]> = file.content.rsplit(|b| *b == b'/').collect();
     let mut hops: Vec<(&'f [u8], &'f [u8])> = vec![(path, &file.content)];
-    let mut key = Vec::new();
     while let Some(component) = pending.pop() {
         match component {
             b"" | b"." => {}
             b".." => {
-                if at.pop().is_none() {
+                if !at.pop() {
                     return Err(escaping(file, hops));
                 }
             }
             name => {
                 at.push(name);
-                key.clear();
-                for (i, part) in at.iter().enumerate() {
-                    if i > 0 {
-                        key.push(b'/');
-                    }
-                    key.extend_from_slice(part);
-                }
-                match nodes.get_key_value(key.as_slice()) {
+                match nodes.get_key_value(at.key.as_slice()) {
                     Some((link, Node::Link(target))) => {
                         if hops.len() >= MAX_LINK_HOPS {
                             return Err(MaterialiseError::SymlinkLoop {
@@ -180,12 +204,15 @@ fn resolve<'f>(
                             });
                         }
                         hops.push((link, target));
-                        // Relative: `check` refused every absolute target before resolving.
+                        // The target replaces the link's name; it is relative, since `check`
+                        // refused every absolute target before resolving.
                         at.pop();
                         pending.extend(target.rsplit(|b| *b == b'/'));
                     }
                     // Anything beneath a regular file fails with ENOTDIR: it dangles, inside.
-                    Some((_, Node::File)) if pending.iter().any(|c| !c.is_empty()) => return Ok(()),
+                    Some((_, Node::File)) if pending.iter().any(|c| !c.is_empty()) => {
+                        return Ok(());
+                    }
                     Some((_, Node::File | Node::Dir)) | None => {}
                 }
             }
