@@ -3,7 +3,7 @@
 //! Compose needs real files: `.env`, `env_file:`, configs and relative bind mounts all resolve
 //! against the project directory. The directory for project `p` is `<root>/p`.
 //!
-//! Before anything is written, the whole file list is checked ([`rules`]): plain relative paths,
+//! Before anything is written, the whole file list is checked (`rules`): plain relative paths,
 //! none listed twice or beneath a file or link, and every symbolic link resolved through the
 //! other links of the same commit must stay inside the stack directory (a chain such as
 //! `s -> .`, `t -> s/..` is refused, naming `t`). Links that dangle inside are kept.
@@ -11,13 +11,13 @@
 //! Every file is then written, complete, into a staging directory next to the target (same
 //! filesystem, mode `0700`); only when all of them are written is each renamed into place (an
 //! atomic replace per file), and files the previous version had but this one does not are
-//! removed (the previous file list is kept in [`MANIFEST`], see [`manifest`]). So a failure
-//! while writing (a full disk, a refused symlink) leaves the previous copy untouched, and files
+//! removed (the previous file list is kept in [`MANIFEST`], see `manifest`). So a failure
+//! while writing (a full disk, a name the filesystem refuses) leaves the previous copy untouched, and files
 //! the stack itself creates at run time (a `./data` bind mount) survive re-syncs, as they would
 //! in a `git checkout`.
 //!
 //! The stack directory is writable by its containers, so what is on disk there is not trusted:
-//! every operation below the root goes through [`dir::Dir`] handles that never follow a
+//! every operation below the root goes through `dir::Dir` handles that never follow a
 //! symbolic link. A link planted at run time is replaced (when a new file's path needs a real
 //! directory there) or left alone (when a dropped file lies beneath it), never followed; the
 //! file list is read only if it is a regular file. Nothing outside `<root>/<project>` is read,
@@ -29,7 +29,7 @@
 //! Uses: `desired_state::tree` for [`StackFile`].
 
 mod dir;
-pub mod manifest;
+mod manifest;
 mod rules;
 
 use std::collections::BTreeSet;
@@ -43,7 +43,7 @@ use crate::desired_state::tree::{MODE_SYMLINK, StackFile};
 
 pub use self::rules::{MAX_LINK_HOPS, MAX_LINK_TARGET_BYTES};
 
-/// The list of files docker-cd wrote into a project directory (format: [`manifest`]).
+/// The list of files docker-cd wrote into a project directory (format: see `manifest.rs`).
 pub const MANIFEST: &str = ".docker-cd-files";
 
 /// The mode of a materialised file: no bit for other users.
