@@ -619,6 +619,65 @@ async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_ke
     finish(app, outcome).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_running_version() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("x05");
+    let p = paths(&prefix, &["chain"]);
+    let chain = &p[0];
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(chain, "compose.yaml"),
+        docker::sleeper_compose(&["app"]),
+    )
+    .write(&stack_file(chain, "VERSION"), "1\n");
+    repo.commit_and_push("one good stack");
+
+    let app = start(&repo, |_| {}).await;
+    let outcome = AssertUnwindSafe(async {
+        wait_synced(&app, &prefix, &p).await;
+        let ids = docker::container_ids(chain);
+        let old_hash = tree_id(&repo, chain);
+        // Beside DATA_DIR: `w` reaches it from the stack directory, one level per link.
+        let sentinel = app.data.path().join("sentinel");
+        std::fs::write(&sentinel, "untouched").unwrap();
+
+        repo.write(&stack_file(chain, "VERSION"), "2\n")
+            .symlink(&stack_file(chain, "s"), ".")
+            .symlink(&stack_file(chain, "t"), "s/..")
+            .symlink(&stack_file(chain, "u"), "t/..")
+            .symlink(&stack_file(chain, "w"), "u/../sentinel");
+        publish(&app, &repo, "climb out through a chain of links").await;
+        let stacks = wait_for(&app, &prefix, LONG, "the chain's stack failed", |stacks| {
+            status(stacks, chain) == "failed"
+        })
+        .await;
+
+        let record = find(&stacks, chain).unwrap();
+        let error = record["lastSyncError"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(r#"symbolic link "t" resolves outside the stack directory"#),
+            "the error names the link: {record}"
+        );
+        assert_eq!(record["syncedContentHash"], old_hash.as_str(), "{record}");
+        assert_eq!(docker::container_ids(chain), ids, "containers changed");
+        assert_eq!(running_ids(chain), ids, "not running any more");
+        let dir = app.data.path().join("data/stacks").join(chain);
+        assert_eq!(std::fs::read_to_string(dir.join("VERSION")).unwrap(), "1\n");
+        assert!(
+            std::fs::symlink_metadata(dir.join("t")).is_err(),
+            "a link was written"
+        );
+        assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "untouched");
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Stacks removed from Git
 
