@@ -513,6 +513,12 @@ impl GitReader {
         self.stats.snapshot()
     }
 
+    /// The directory the mirror lives in (`DATA_DIR`), so that errors shown to clients can
+    /// name paths under it relatively.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.mirror.parent()
+    }
+
     /// Every file of one stack directory at `commit`: one `ls-tree` and one `cat-file --batch`.
     /// Submodules inside a stack are skipped (they have no content in this repository).
     pub async fn read_stack_files(
