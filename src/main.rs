@@ -103,10 +103,12 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let signal = shutdown_signal()
+            .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.listen))?;
-        docker_cd::app::run(config, listener, shutdown_signal()).await
+        docker_cd::app::run(config, listener, signal).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,18 +121,17 @@ fn serve(config: Config) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: the app starts accepting connections before it awaits the signal,
+/// and a SIGTERM sent as soon as it listens must stop it cleanly, not kill it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }
