@@ -607,6 +607,22 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_several_lines_continues_indented_and_every_line_is_escaped() {
+        let mut out = Vec::new();
+        field_lines(
+            &mut out,
+            8,
+            "error",
+            "cannot list refs\nfatal: \u{1b}[2Jgone\r\ncheck passed: forged",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "error    cannot list refs\n         fatal: \\u{1b}[2Jgone\n         check passed: forged\n"
+        );
+    }
+
+    #[test]
     fn a_stack_shows_its_most_important_problem_on_one_line() {
         let stack = json!({
             "error": null,
