@@ -9,9 +9,12 @@
 //!   through `reqwest` without TLS): they need no repository settings.
 //!
 //! Reports go to the writer given (stdout in the binary); each function says with [`Exit`]
-//! whether the process should end successfully.
+//! whether the process should end successfully. Everything from the repository or an instance
+//! (stack paths, refs, commit messages, errors holding a tool's stderr) is shown escaped and
+//! bounded ([`crate::untrusted`]): it can neither drive the terminal nor forge a line of the
+//! report. A text of several lines continues, indented, under its field.
 //!
-//! Wiring layer: uses config, git, compose, desired_state.
+//! Wiring layer: uses config, git, compose, desired_state, untrusted.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -22,6 +25,7 @@ use crate::compose::{ComposeTool, Docker};
 use crate::config::{ClientConfig, Config};
 use crate::desired_state::Snapshot;
 use crate::git::GitReader;
+use crate::untrusted::{Untrusted, sanitize};
 
 /// How often `refresh` asks for the outcome.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -29,6 +33,8 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest problem text `status` shows in its table.
 const MAX_PROBLEM_CHARS: usize = 100;
+/// Longest line of an error `check` and `status` show.
+const MAX_LINE_CHARS: usize = 1000;
 
 /// How a subcommand ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +70,7 @@ pub async fn check(config: Config, out: &mut impl Write) -> std::io::Result<Exit
     let redactor = config.redactor();
     let mut errors = 0usize;
     let mut warnings = 0usize;
-    let field = |out: &mut dyn Write, name: &str, value: &str| writeln!(out, "{name:<14} {value}");
+    let field = |out: &mut dyn Write, name: &str, value: &str| field_lines(out, 14, name, value);
 
     field(out, "configuration", "valid")?;
     field(out, "repository", config.git.repo.as_str())?;
@@ -101,17 +107,17 @@ pub async fn check(config: Config, out: &mut impl Write) -> std::io::Result<Exit
             out,
             "revision",
             &format!(
-                "{} -> {} ({}) at {} {:?}",
+                "{} -> {} ({}) at {} \"{}\"",
                 config.git.revision,
-                snapshot.git_ref,
+                Untrusted::new(&snapshot.git_ref),
                 ref_type.as_str().unwrap_or("?"),
                 snapshot.revision,
-                first_line(&snapshot.commit_message),
+                Untrusted::new(first_line(&snapshot.commit_message)),
             ),
         )?;
         for warning in &snapshot.warnings {
             warnings += 1;
-            field(out, "", &format!("warning: {warning}"))?;
+            field(out, "", &format!("warning: {}", Untrusted::new(warning)))?;
         }
     }
 
@@ -192,19 +198,29 @@ fn stack_table(snapshot: &Snapshot, out: &mut impl Write) -> std::io::Result<(us
     let mut rows = Vec::new();
     let (mut errors, mut warnings) = (0, 0);
     for stack in snapshot.stacks.values() {
+        // One line per problem: each escaped, so none can start a line of its own.
         let mut problems = Vec::new();
         if let Some(error) = &stack.error {
             errors += 1;
-            problems.push(format!("error: {error}"));
+            problems.push(format!(
+                "error: {}",
+                Untrusted::bounded(error, MAX_LINE_CHARS)
+            ));
         }
         for warning in &stack.warnings {
             warnings += 1;
-            problems.push(format!("warning: {warning}"));
+            problems.push(format!(
+                "warning: {}",
+                Untrusted::bounded(warning, MAX_LINE_CHARS)
+            ));
         }
         rows.push(vec![
-            stack.path.clone(),
-            stack.project_name.clone().unwrap_or_else(|| "-".to_owned()),
-            stack.compose_file.clone(),
+            sanitize(&stack.path, DEFAULT_CELL_CHARS),
+            stack
+                .project_name
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |p| sanitize(p, DEFAULT_CELL_CHARS)),
+            sanitize(&stack.compose_file, DEFAULT_CELL_CHARS),
             if problems.is_empty() {
                 "ok".to_owned()
             } else {
@@ -261,7 +277,7 @@ pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, 
                 ),
                 s["syncedRevision"]
                     .as_str()
-                    .map(|r| r.chars().take(12).collect())
+                    .map(|r| sanitize(r, 12))
                     .unwrap_or_else(|| "-".to_owned()),
                 problem_of(s),
             ]
@@ -312,7 +328,7 @@ pub async fn refresh(client: ClientConfig, out: &mut impl Write) -> Result<Exit,
     writeln!(
         out,
         "refresh requested: {}",
-        answer["status"].as_str().unwrap_or("?")
+        Untrusted::new(answer["status"].as_str().unwrap_or("?"))
     )
     .map_err(io)?;
 
@@ -352,17 +368,19 @@ fn write_refresh_summary(
     base_url: &str,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let field = |out: &mut dyn Write, name: &str, value: &str| writeln!(out, "{name:<10} {value}");
+    let field = |out: &mut dyn Write, name: &str, value: &str| field_lines(out, 10, name, value);
     field(out, "instance", base_url)?;
     match status["revision"].as_str() {
         Some(revision) => field(
             out,
             "revision",
             &format!(
-                "{} at {} {:?}",
+                "{} at {} \"{}\"",
                 text(&status["ref"]),
-                revision,
-                first_line(status["commitMessage"].as_str().unwrap_or_default())
+                Untrusted::new(revision),
+                Untrusted::new(first_line(
+                    status["commitMessage"].as_str().unwrap_or_default()
+                ))
             ),
         )?,
         None => field(
@@ -388,7 +406,7 @@ fn write_refresh_summary(
     }
     if let Some(warnings) = status["warnings"].as_array() {
         for warning in warnings.iter().filter_map(Value::as_str) {
-            field(out, "warning", warning)?;
+            field(out, "warning", &sanitize(warning, MAX_LINE_CHARS))?;
         }
     }
     Ok(())
@@ -407,13 +425,14 @@ fn problem_of(stack: &Value) -> String {
         .or_else(|| stack["drift"].as_str())
         .map(str::to_owned)
         .unwrap_or_else(|| warnings.join("; "));
-    let line = first_line(&problem);
+    // Escaped first, so that the cut counts what is shown.
+    let line = sanitize(first_line(&problem), MAX_LINE_CHARS);
     if line.chars().count() > MAX_PROBLEM_CHARS {
         let mut short: String = line.chars().take(MAX_PROBLEM_CHARS - 1).collect();
         short.push('…');
         short
     } else {
-        line.to_owned()
+        line
     }
 }
 
@@ -476,13 +495,38 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, Clie
     })
 }
 
-/// A JSON value as table text: strings bare, null as `-`.
+/// A JSON value as table text: strings bare (escaped and bounded), null as `-`.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => sanitize(s, DEFAULT_CELL_CHARS),
+        other => sanitize(&other.to_string(), DEFAULT_CELL_CHARS),
     }
+}
+
+/// Longest cell of a table (a stack path, a project name).
+const DEFAULT_CELL_CHARS: usize = crate::untrusted::DEFAULT_MAX_CHARS;
+
+/// `name`, padded to `width`, then `value`: its first line beside the name, each further line
+/// indented below it, every line escaped and bounded. However many lines an error holds, none
+/// starts where a field's name does.
+fn field_lines(out: &mut dyn Write, width: usize, name: &str, value: &str) -> std::io::Result<()> {
+    let mut lines = value.lines();
+    let first = lines.next().unwrap_or_default();
+    writeln!(
+        out,
+        "{name:<width$} {}",
+        Untrusted::bounded(first, MAX_LINE_CHARS)
+    )?;
+    for line in lines {
+        writeln!(
+            out,
+            "{:<width$} {}",
+            "",
+            Untrusted::bounded(line, MAX_LINE_CHARS)
+        )?;
+    }
+    Ok(())
 }
 
 fn first_line(text: &str) -> &str {
@@ -559,6 +603,22 @@ mod tests {
                 "a-long-name  error: one",
                 "             warning: two",
             ]
+        );
+    }
+
+    #[test]
+    fn a_value_of_several_lines_continues_indented_and_every_line_is_escaped() {
+        let mut out = Vec::new();
+        field_lines(
+            &mut out,
+            8,
+            "error",
+            "cannot list refs\nfatal: \u{1b}[2Jgone\r\ncheck passed: forged",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "error    cannot list refs\n         fatal: \\u{1b}[2Jgone\n         check passed: forged\n"
         );
     }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use docker_cd::cli::Exit;
 use docker_cd::config::{self, CliCommand, ClientConfig, Config, ConfigError, LogFormat};
+use docker_cd::untrusted::{Untrusted, sanitize};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -41,18 +42,23 @@ fn main() -> ExitCode {
 /// Invalid settings: one line per problem, exit code 2.
 fn invalid(e: &ConfigError) -> ExitCode {
     for problem in &e.0 {
-        eprintln!("error: {problem}");
+        eprintln!("error: {}", sanitize(&problem.to_string(), MAX_ERROR_CHARS));
     }
     ExitCode::from(2)
 }
 
+/// How much of an error `main` prints or logs: enough for a whole stderr tail.
+const MAX_ERROR_CHARS: usize = 70_000;
+
 /// Logs go to stderr; the level comes from `RUST_LOG`, else `default_level`. JSON puts each
 /// event's fields at the top level, with the fields of its spans under `span` and `spans`.
+/// Colours only when stderr is a terminal: a pipe or a file gets plain text.
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -76,7 +82,9 @@ fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Failure) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {}", docker_cd::error_chain(&e));
+            // The chain may hold an instance's answer or a child's stderr: one escaped line.
+            let error = docker_cd::error_chain(&e);
+            eprintln!("error: {}", sanitize(&error, MAX_ERROR_CHARS));
             ExitCode::FAILURE
         }
     }
@@ -95,33 +103,35 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let signal = shutdown_signal()
+            .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.listen))?;
-        docker_cd::app::run(config, listener, shutdown_signal()).await
+        docker_cd::app::run(config, listener, signal).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "docker-cd stopped with an error");
-            eprintln!("error: {e:#}");
+            let error = format!("{e:#}");
+            tracing::error!(error = %Untrusted::bounded(&error, MAX_ERROR_CHARS), "docker-cd stopped with an error");
+            eprintln!("error: {}", sanitize(&error, MAX_ERROR_CHARS));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: the app starts accepting connections before it awaits the signal,
+/// and a SIGTERM sent as soon as it listens must stop it cleanly, not kill it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }

@@ -12,9 +12,11 @@
 //!   one per refresh-length slice of the burst: the refresh waiting behind a finished one
 //!   starts once requests have paused for [`COALESCE_QUIET`] (at most [`COALESCE_MAX`] later).
 //!
-//! Uses: desired_state, queue, git (through [`Source`]), config (redaction).
+//! Uses: desired_state (and its public errors), queue, git (through [`Source`]), config
+//! (redaction), untrusted (log lines).
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,10 +25,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Redactor;
+use crate::desired_state::public::{PublicError, PublicErrors};
 use crate::desired_state::store::InstallReport;
 use crate::desired_state::{RefreshPhase, Snapshot, Store, Trigger};
 use crate::queue::{Admission, SingleSlot};
+use crate::untrusted::Untrusted;
 
+/// How much of a failed refresh's reason its log line shows.
+const LOG_ERROR_CHARS: usize = 4096;
 /// First retry delay after a failed refresh; doubles with each further failure.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest delay between retries of a failing refresh.
@@ -45,6 +51,11 @@ pub trait Source: Send + Sync + 'static {
         &self,
         previous: Option<Arc<Snapshot>>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Self::Error>> + Send;
+
+    /// The `DATA_DIR` its errors may name, to be hidden from clients.
+    fn data_dir(&self) -> Option<&Path> {
+        None
+    }
 }
 
 impl Source for crate::git::GitReader {
@@ -52,6 +63,10 @@ impl Source for crate::git::GitReader {
 
     async fn read(&self, previous: Option<Arc<Snapshot>>) -> Result<Option<Snapshot>, Self::Error> {
         crate::git::GitReader::read(self, previous.as_deref()).await
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        crate::git::GitReader::data_dir(self)
     }
 }
 
@@ -63,6 +78,10 @@ impl<S: Source> Source for Arc<S> {
         previous: Option<Arc<Snapshot>>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Self::Error>> + Send {
         S::read(self, previous)
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        S::data_dir(self)
     }
 }
 
@@ -107,7 +126,7 @@ pub struct Refresher<S> {
     slot: Arc<SingleSlot<Trigger>>,
     /// When the last request came (the coalescing window of a burst is measured from it).
     last_request: Arc<Mutex<Instant>>,
-    redactor: Redactor,
+    errors: PublicErrors,
     progress: watch::Sender<Progress>,
     after_refresh: Option<AfterRefresh>,
 }
@@ -119,13 +138,16 @@ impl<S> std::fmt::Debug for Refresher<S> {
 }
 
 impl<S: Source> Refresher<S> {
+    /// `redactor` applies to every error shown or logged; the source's `DATA_DIR` is hidden
+    /// from clients.
     pub fn new(source: S, store: Arc<Store>, redactor: Redactor) -> Self {
+        let errors = PublicErrors::new(redactor, source.data_dir());
         Self {
             source,
             store,
             slot: Arc::new(SingleSlot::new()),
             last_request: Arc::new(Mutex::new(Instant::now())),
-            redactor,
+            errors,
             progress: watch::Sender::new(Progress::default()),
             after_refresh: None,
         }
@@ -223,7 +245,9 @@ impl<S: Source> Refresher<S> {
                     (None, None) => {
                         // A source only says "unchanged" relative to a snapshot it was given.
                         self.store.fail_refresh(
-                            "the source reported no change but there is no snapshot yet".into(),
+                            PublicError::fixed(
+                                "the source reported no change but there is no snapshot yet",
+                            ),
                             trigger,
                             now,
                         );
@@ -249,8 +273,9 @@ impl<S: Source> Refresher<S> {
                 true
             }
             Err(error) => {
-                let reason = self.redactor.redact(&crate::error_chain(&error));
-                tracing::error!(%trigger, duration_ms, error = %reason, "refresh failed; keeping the last good desired state");
+                // Shortened for the API (and this line); in full at debug level.
+                let reason = self.errors.render(&error);
+                tracing::error!(%trigger, duration_ms, error = %Untrusted::bounded(reason.as_str(), LOG_ERROR_CHARS), "refresh failed; keeping the last good desired state");
                 self.store.fail_refresh(reason, trigger, now);
                 false
             }

@@ -750,3 +750,182 @@ async fn json_logs_carry_trigger_commit_and_duration_on_refresh_lines() {
     assert!(completed["duration_ms"].is_u64(), "{completed}");
     assert_eq!(completed["level"], "INFO");
 }
+
+// ---------------------------------------------------------------------------------------------
+// X9: untrusted text reaches the operator's terminal and logs escaped
+
+/// A stack directory name that would retitle the terminal, clear it and forge a report line.
+const EVIL_STACK: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2Jevil\ncheck passed: 0 errors, 0 warnings";
+
+/// A repository with a plain stack and [`EVIL_STACK`], committed with a message that would
+/// colour the terminal and forge a line too.
+fn evil_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("web/compose.yaml", compose("web:1"))
+        .write(&format!("{EVIL_STACK}/compose.yaml"), compose("evil:1"));
+    repo.commit_and_push("\u{1b}[31mred\u{9b}\ncheck passed: forged");
+    assert!(
+        repo.git(&["ls-tree", "--name-only", "HEAD"])
+            .contains("\\033"),
+        "git kept the escape in the tree entry"
+    );
+    repo
+}
+
+/// No byte that starts a terminal control sequence (ESC, CSI in UTF-8, BEL) or moves the
+/// cursor back (CR).
+fn assert_no_terminal_control(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for (name, bad) in [
+        ("ESC", "\u{1b}"),
+        ("CSI", "\u{9b}"),
+        ("BEL", "\u{7}"),
+        ("CR", "\r"),
+    ] {
+        assert!(!text.contains(bad), "{what} holds a raw {name}:\n{text}");
+    }
+}
+
+#[test]
+fn x09_check_piped_shows_an_escaped_stack_name_with_no_raw_escape_or_forged_line() {
+    let repo = evil_repo();
+    let url = repo.url();
+    let out = docker_cd(
+        &["check"],
+        &[
+            ("GIT_REPO_URL", url.as_str()),
+            ("RECONCILE_ENABLED", "false"),
+        ],
+    );
+    let text = stdout(&out);
+    assert_no_terminal_control("check's stdout", &out.stdout);
+    assert_no_terminal_control("check's stderr", &out.stderr);
+    // The stack is listed, on one line, escaped.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jevil\\ncheck passed")),
+        "{text}"
+    );
+    assert!(text.contains("\\u{1b}[31mred\\u{9b}"), "{text}");
+    // Only the real verdict starts a line with "check ".
+    let verdicts: Vec<&str> = text.lines().filter(|l| l.starts_with("check ")).collect();
+    assert_eq!(verdicts.len(), 1, "{text}");
+    assert!(text.ends_with(&format!("{}\n", verdicts[0])), "{text}");
+}
+
+#[tokio::test]
+async fn x09_status_piped_shows_an_escaped_stack_name_with_no_raw_escape_or_forged_line() {
+    let repo = evil_repo();
+    let app = TestApp::start(&repo.url(), |_| {}).await;
+    app.wait_refreshes(1).await;
+    let out = docker_cd_async(&["status", "--url", &app.base], &[]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_no_terminal_control("status's stdout", &out.stdout);
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("STACK"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "one line per stack:\n{text}");
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jevil\\ncheck passed")),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("check passed")),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn x09_the_services_text_log_to_a_pipe_has_no_colour_and_escaped_stack_names_and_stderr() {
+    let repo = evil_repo();
+    let dir = tempfile::tempdir().unwrap();
+    // A docker CLI with no containers, and a compose whose error holds escapes and a line break.
+    let docker = dir.path().join("docker");
+    let compose_bin = dir.path().join("docker-compose");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(&docker, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(
+        &compose_bin,
+        "#!/bin/sh\n[ \"$1\" = version ] && { echo 1.29.2; exit 0; }\n\
+         printf 'broken\\033[31m\\n2026-01-01T00:00:00.000000Z  INFO forged\\n' >&2\nexit 1\n",
+    )
+    .unwrap();
+    for tool in [&docker, &compose_bin] {
+        std::fs::set_permissions(tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("GIT_REPO_URL", repo.url())
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("DOCKER_BIN", &docker)
+        .env("COMPOSE_BIN", &compose_bin)
+        .env("LISTEN_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    // Wait until both stacks were tried (both fail: the fake compose fails everything).
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/stacks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stacks = match client.get(&url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let failed = stacks.as_array().map_or(0, |s| {
+            s.iter().filter(|s| s["lastSyncError"].is_string()).count()
+        });
+        if failed == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not both failed: {stacks}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_no_terminal_control("the text log", &out.stderr);
+    let log = stderr(&out);
+    // Every line is an event of its own: a timestamp, then a level.
+    for line in log.lines() {
+        let (time, rest) = line.split_once(' ').unwrap_or_default();
+        assert!(
+            time.starts_with("20") && time.ends_with('Z') && !time.starts_with("2026-01-01"),
+            "a line that is no event of its own: {line:?}"
+        );
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+                .iter()
+                .any(|level| rest.trim_start().starts_with(level)),
+            "{line:?}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("sync failed") && l.contains("\\u{1b}]0;pwned")),
+        "{log}"
+    );
+}

@@ -1377,3 +1377,53 @@ async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_depl
     .await;
     finish(app, outcome).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Errors readable without a token (X8)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir() {
+    if !docker::require() {
+        return;
+    }
+    let prefix = docker::unique_prefix("x08");
+    let p = paths(&prefix, &["leaky"]);
+    let _cleanup = Cleanup::new(p.clone());
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(&p[0], "compose.yaml"),
+        format!(
+            "services:\n  app:\n    image: {TEST_IMAGE}\n    command: [\"sleep\", \"3600\"]\n    \
+             environment:\n      PASSWORD: \"hunter2${{\"\n"
+        ),
+    );
+    repo.commit_and_push("a broken value");
+    let app = start(&repo, |_| {}).await;
+    let outcome = AssertUnwindSafe(async {
+        let stacks = wait_for(&app, &prefix, LONG, "the stack failed", |stacks| {
+            status(stacks, &p[0]) == "failed"
+        })
+        .await;
+        let error = find(&stacks, &p[0]).unwrap()["lastSyncError"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        // Whatever the compose version's words: the step and its exit status, not the value.
+        assert!(error.starts_with("compose config failed: "), "{error}");
+        assert!(error.contains("exit code"), "{error}");
+        assert!(error.contains("interpolation"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let data_dir = app.data.path().join("data").display().to_string();
+        assert!(!error.contains(&data_dir), "{error}");
+        assert!(
+            common::logs()
+                .lines()
+                .any(|l| l.contains("the full text of an error") && l.contains("hunter2${")),
+            "the full text is not in the debug log"
+        );
+        assert!(docker::container_ids(&p[0]).is_empty());
+    })
+    .catch_unwind()
+    .await;
+    finish(app, outcome).await;
+}

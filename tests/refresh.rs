@@ -790,3 +790,56 @@ async fn f03_a_remote_that_accepts_and_never_answers_is_killed_at_the_git_timeou
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn x08_a_failed_refresh_shows_neither_data_dir_nor_the_git_command_line_which_go_to_the_debug_log()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.git");
+    let app = TestApp::start(&format!("file://{}", missing.display()), |_| {}).await;
+    app.wait_refreshes(1).await;
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let reason = status["refreshError"].as_str().unwrap().to_owned();
+    // What failed, the tool's exit status and its own message stay.
+    assert!(reason.contains("cannot list refs of"), "{reason}");
+    assert!(
+        reason.contains("`git ls-remote` failed with exit code"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("does not appear to be a git repository"),
+        "{reason}"
+    );
+    // Neither DATA_DIR's absolute path nor the command line.
+    let data_dir = app.data.path().join("data").display().to_string();
+    assert!(!reason.contains(&data_dir), "{reason}");
+    for argv in [
+        "--git-dir",
+        "mirror.git",
+        "gc.autoDetach",
+        "--end-of-options",
+    ] {
+        assert!(!reason.contains(argv), "{argv} in {reason}");
+    }
+    // The debug log holds the full text, once per failure (a retry may fail meanwhile).
+    let failures = || async { app.refresh_status().await["consecutiveFailures"].as_u64() };
+    let before = failures().await.unwrap();
+    let logs = common::logs();
+    let after = failures().await.unwrap();
+    let full: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("the full text of an error") && l.contains(&data_dir))
+        .collect();
+    assert!(
+        (before..=after).contains(&(full.len() as u64)),
+        "{before}..={after} failures: {full:#?}"
+    );
+    assert!(
+        full[0].contains(&format!("--git-dir={data_dir}/mirror.git")),
+        "{}",
+        full[0]
+    );
+    assert!(full[0].contains("DEBUG"), "{}", full[0]);
+    app.stop().await;
+}

@@ -5,9 +5,12 @@
 //! - [`tree`]: the pure reading of a tree listing, or of a diff to the previous one, into stacks.
 //! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
 //!   and the event stream the API serves.
+//! - [`public`]: errors rendered for the clients of that cache.
 //!
-//! Foundation layer: uses no adapter and spawns nothing.
+//! Foundation layer: uses no adapter and spawns nothing (config, process and untrusted, for
+//! [`public`]).
 
+pub mod public;
 pub mod store;
 pub mod tree;
 

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::public::PublicError;
 use super::{
     RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackRecordView, StackStatus, SyncInfo,
     Trigger,
@@ -427,10 +428,10 @@ impl Store {
     }
 
     /// Records a failed refresh. The snapshot is left exactly as it was.
-    pub fn fail_refresh(&self, reason: String, trigger: Trigger, now: SystemTime) {
+    pub fn fail_refresh(&self, reason: PublicError, trigger: Trigger, now: SystemTime) {
         self.update_refresh(|r| {
             r.refresh_status = RefreshPhase::Failed;
-            r.refresh_error = Some(reason);
+            r.refresh_error = Some(reason.into_string());
             r.refreshed_at = Some(now);
             r.trigger = Some(trigger);
             r.consecutive_failures += 1;
@@ -588,7 +589,11 @@ mod tests {
         let snap = snapshot("r1", &[("a", "1"), ("b", "1")]);
         for store in [&installed, &confirmed] {
             store.install_snapshot(snap.clone(), Trigger::Startup, t0);
-            store.fail_refresh("remote unreachable".into(), Trigger::Periodic, t0);
+            store.fail_refresh(
+                PublicError::fixed("remote unreachable"),
+                Trigger::Periodic,
+                t0,
+            );
         }
         let report = installed.install_snapshot(snap.clone(), Trigger::Manual, t1);
         assert_eq!(confirmed.confirm_snapshot(Trigger::Manual, t1), report);
@@ -602,7 +607,11 @@ mod tests {
         let store = Store::new("main".into());
         let now = SystemTime::now();
         store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
-        store.fail_refresh("remote unreachable".into(), Trigger::Periodic, now);
+        store.fail_refresh(
+            PublicError::fixed("remote unreachable"),
+            Trigger::Periodic,
+            now,
+        );
         let status = store.refresh_status();
         assert_eq!(status.refresh_status, RefreshPhase::Failed);
         assert_eq!(status.revision.as_deref(), Some("r1"));

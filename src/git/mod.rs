@@ -284,7 +284,7 @@ impl GitReader {
         }
         match self.fetch_and_read(&remote, previous, listing).await {
             Err(e) if e.is_mirror_damage() => {
-                tracing::warn!(error = %crate::error_chain(&e), "the local mirror looks damaged; rebuilding it and fetching again");
+                tracing::warn!(error = %crate::untrusted::Untrusted::bounded(&crate::error_chain(&e), 8192), "the local mirror looks damaged; rebuilding it and fetching again");
                 self.remove_mirror()?;
                 self.prepare_mirror().await?;
                 self.fetch_and_read(&remote, previous, listing)
@@ -471,7 +471,7 @@ impl GitReader {
                 }
                 outcome => {
                     if let Err(e) = outcome {
-                        tracing::warn!(error = %crate::error_chain(&e), "cannot diff against the previous commit; listing the whole tree");
+                        tracing::warn!(error = %crate::untrusted::Untrusted::bounded(&crate::error_chain(&e), 8192), "cannot diff against the previous commit; listing the whole tree");
                     }
                     self.stats.record(ReadPath::FullAfterDiff);
                     self.list_index(&commit_id).await?
@@ -576,6 +576,12 @@ impl GitReader {
     /// How reads went so far (for benchmarks, tests and metrics).
     pub fn stats(&self) -> ReadStats {
         self.stats.snapshot()
+    }
+
+    /// The directory the mirror lives in (`DATA_DIR`), so that errors shown to clients can
+    /// name paths under it relatively.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.mirror.parent()
     }
 
     /// Every file of one stack directory at `commit`: one `ls-tree` and one `cat-file --batch`.

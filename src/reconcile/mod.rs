@@ -25,16 +25,21 @@ use crate::compose::labels::{self, SyncLabels};
 use crate::compose::materialise::{self, MaterialiseError};
 use crate::compose::{Compose, ComposeError, Docker, Project};
 use crate::config::Redactor;
+use crate::desired_state::public::PublicErrors;
 use crate::desired_state::{
     COMPOSE_FILE_NAMES, Snapshot, StackStatus, Store, SyncInfo, SyncOutcome, rfc3339,
 };
 use crate::git::{GitError, GitReader};
+use crate::process::{elide_values, summary_chain};
 use crate::queue::{Admission, SingleSlot};
 use crate::swarm::{StackFiles, Swarm, SwarmError, check};
+use crate::untrusted::Untrusted;
 use plan::{Action, Counts, Deployed, Policy, SyncReason, Workload};
 
 /// How much of a compose error a stack record keeps.
 const MAX_ERROR_CHARS: usize = 2000;
+/// How much of an error a log line shows (the record's whole error, and a little more).
+const LOG_ERROR_CHARS: usize = MAX_ERROR_CHARS + 100;
 /// How long a running compose operation may go on after shutdown was asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -108,6 +113,11 @@ impl Layout {
             overrides_dir: data_dir.join("overrides"),
         }
     }
+
+    /// `DATA_DIR`, which errors shown to clients hide.
+    fn data_dir(&self) -> Option<&Path> {
+        self.stacks_dir.parent()
+    }
 }
 
 /// What stacks are deployed with.
@@ -125,19 +135,28 @@ enum Actual {
     Services(Vec<crate::swarm::ServiceInfo>),
 }
 
+/// Actual state could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot read the Docker host")]
+    Compose(#[source] ComposeError),
+    #[error("cannot read the Docker host")]
+    Swarm(#[source] SwarmError),
+}
+
 impl Engine {
-    async fn read(&self) -> Result<Actual, String> {
+    async fn read(&self) -> Result<Actual, ReadError> {
         match self {
             Self::Compose { docker, .. } => docker
                 .compose_containers()
                 .await
                 .map(Actual::Containers)
-                .map_err(|e| crate::error_chain(&e)),
+                .map_err(ReadError::Compose),
             Self::Swarm(swarm) => swarm
                 .services()
                 .await
                 .map(Actual::Services)
-                .map_err(|e| crate::error_chain(&e)),
+                .map_err(ReadError::Swarm),
         }
     }
 }
@@ -159,7 +178,8 @@ pub struct Reconciler {
     engine: Engine,
     policy: Policy,
     layout: Layout,
-    redactor: Redactor,
+    /// Renders errors for `lastSyncError`: redacted, `DATA_DIR` hidden, in full at debug.
+    errors: PublicErrors,
     slot: Arc<SingleSlot<Reason>>,
 }
 
@@ -192,13 +212,14 @@ impl Reconciler {
         layout: Layout,
         redactor: Redactor,
     ) -> Self {
+        let errors = PublicErrors::new(redactor, layout.data_dir());
         Self {
             store,
             git,
             engine,
             policy,
             layout,
-            redactor,
+            errors,
             slot: Arc::new(SingleSlot::new()),
         }
     }
@@ -243,8 +264,8 @@ impl Reconciler {
         let actual = match self.engine.read().await {
             Ok(actual) => actual,
             Err(e) => {
-                let message = format!("cannot read the Docker host: {}", self.redactor.redact(&e));
-                tracing::error!(error = %message, "reconcile skipped; retried on the next tick");
+                let message = truncate(self.errors.render(&e).as_str());
+                tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "reconcile skipped; retried on the next tick");
                 for path in snapshot.stacks.keys() {
                     self.store.update_stack(path, |s| {
                         s.status = StackStatus::Failed;
@@ -318,7 +339,7 @@ impl Reconciler {
                     .stack(&path)
                     .is_none_or(|r| r.sync.last_sync_error.as_deref() != Some(reason.as_str()));
                 if changed {
-                    tracing::error!(stack = %path, error = %reason, "stack cannot be applied");
+                    tracing::error!(stack = %Untrusted::new(&path), error = %Untrusted::bounded(&reason, LOG_ERROR_CHARS), "stack cannot be applied");
                 }
                 self.store.update_stack(&path, |s| {
                     s.status = StackStatus::Failed;
@@ -336,7 +357,7 @@ impl Reconciler {
                     .stack(&path)
                     .is_none_or(|r| r.sync.status != StackStatus::Drifted);
                 if first {
-                    tracing::warn!(stack = %path, %drift, "drift detected; flagged (DRIFT_POLICY=flag), waiting for an acknowledgement");
+                    tracing::warn!(stack = %Untrusted::new(&path), drift = %Untrusted::bounded(&drift, LOG_ERROR_CHARS), "drift detected; flagged (DRIFT_POLICY=flag), waiting for an acknowledgement");
                 }
                 self.store.update_stack(&path, |s| {
                     s.status = StackStatus::Drifted;
@@ -349,7 +370,7 @@ impl Reconciler {
                 retry_at,
                 counts,
             } => {
-                tracing::debug!(stack = %path, retry_at = %rfc3339::format(retry_at), "failed sync; waiting before retrying");
+                tracing::debug!(stack = %Untrusted::new(&path), retry_at = %rfc3339::format(retry_at), "failed sync; waiting before retrying");
                 self.store.update_stack(&path, |s| set_counts(s, counts));
             }
             Action::Remove { path, project } => self.remove(&path, &project).await,
@@ -364,7 +385,7 @@ impl Reconciler {
                     .stack(&path)
                     .is_some_and(|r| r.sync.status == StackStatus::Orphaned);
                 if !known {
-                    tracing::warn!(stack = %path, %project, reason, "stack is orphaned");
+                    tracing::warn!(stack = %Untrusted::new(&path), %project, reason, "stack is orphaned");
                 }
                 self.store.upsert_gone(&path, &project, |s| {
                     s.status = StackStatus::Orphaned;
@@ -376,7 +397,7 @@ impl Reconciler {
         }
     }
 
-    #[tracing::instrument(name = "sync", skip_all, fields(stack = %path, project = %project))]
+    #[tracing::instrument(name = "sync", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
     async fn sync(
         &self,
         path: &str,
@@ -391,7 +412,7 @@ impl Reconciler {
         };
         // Outcome events carry stack, commit, trigger and duration themselves (not only
         // through their spans), so log shippers find them as top-level JSON fields.
-        tracing::info!(stack = %path, commit = %snapshot.revision, %trigger, %reason, "sync started");
+        tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
         self.store
             .update_stack(path, |s| s.status = StackStatus::Syncing);
         let started = std::time::Instant::now();
@@ -406,7 +427,7 @@ impl Reconciler {
             .await
         {
             Ok(()) => {
-                tracing::info!(stack = %path, commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
+                tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
                 self.store.update_stack(path, |s| {
                     s.status = StackStatus::Synced;
                     if revision == snapshot.revision {
@@ -426,8 +447,8 @@ impl Reconciler {
                 });
             }
             Err(error) => {
-                let message = truncate(&self.redactor.redact(&error.describe()));
-                tracing::error!(stack = %path, commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, error = %message, "sync failed");
+                let message = truncate(error.render(&self.errors).as_str());
+                tracing::error!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
                 self.store.update_stack(path, |s| {
                     s.status = StackStatus::Failed;
                     s.last_sync_at = Some(now);
@@ -543,7 +564,7 @@ impl Reconciler {
             .stack(path)
             .is_none_or(|r| r.sync.status != StackStatus::Synced);
         if first_time {
-            tracing::info!(stack = %path, revision = %deployed.revision, "already deployed on this host; recognised from its labels, no compose run");
+            tracing::info!(stack = %Untrusted::new(path), revision = %deployed.revision, "already deployed on this host; recognised from its labels, no compose run");
         }
         self.store.update_stack(path, |s| {
             s.status = StackStatus::Synced;
@@ -568,7 +589,7 @@ impl Reconciler {
     }
 
     /// Takes a stack gone from Git down with the files of its last sync.
-    #[tracing::instrument(name = "remove", skip_all, fields(stack = %path, project = %project))]
+    #[tracing::instrument(name = "remove", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
     async fn remove(&self, path: &str, project: &str) {
         tracing::info!("removing a stack deleted from Git (RECONCILE_REMOVE_ENABLED=true)");
         self.store
@@ -617,8 +638,8 @@ impl Reconciler {
                 self.store.remove_gone(path);
             }
             Err(error) => {
-                let message = truncate(&self.redactor.redact(&error.describe()));
-                tracing::error!(error = %message, "removal failed");
+                let message = truncate(error.render(&self.errors).as_str());
+                tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "removal failed");
                 self.store.upsert_gone(path, project, |s| {
                     s.status = StackStatus::Orphaned;
                     s.last_sync_error = Some(message);
@@ -704,26 +725,35 @@ impl From<SwarmError> for SyncError {
 }
 
 impl SyncError {
-    /// For `lastSyncError`: compose's own words when compose failed, the cause chain otherwise.
-    fn describe(&self) -> String {
+    /// For `lastSyncError`: what failed and the tool's summarised words
+    /// ([`summary_chain`]); the full text, command lines and all, to the debug log.
+    fn render(&self, errors: &PublicErrors) -> crate::desired_state::public::PublicError {
+        let public = self.describe(summary_chain, elide_values);
+        #[allow(clippy::redundant_closure)]
+        // error_chain's lifetimes are too specific for `describe`
+        let full = self.describe(|e| crate::error_chain(e), str::to_owned);
+        errors.publish(&public, &full)
+    }
+
+    /// The error through `chain`, and a failed swarm deploy's task errors through `task`.
+    fn describe(
+        &self,
+        chain: impl Fn(&(dyn std::error::Error + 'static)) -> String,
+        task: impl Fn(&str) -> String,
+    ) -> String {
         match self {
-            Self::Compose(e) => match (e.tool_message(), e.is_timeout()) {
-                (_, true) => crate::error_chain(e),
-                (Some(message), false) => format!("{e}: {message}"),
-                (None, false) => crate::error_chain(e),
-            },
             Self::Swarm { error, task_errors } => {
-                let mut text = match (error.tool_message(), error.is_timeout()) {
-                    (Some(message), false) => format!("{error}: {message}"),
-                    _ => crate::error_chain(error),
-                };
+                let mut text = chain(error);
                 if !task_errors.is_empty() {
-                    text.push_str("\nfailed tasks:\n");
-                    text.push_str(&task_errors.join("\n"));
+                    text.push_str("\nfailed tasks:");
+                    for error in task_errors {
+                        text.push('\n');
+                        text.push_str(&task(error));
+                    }
                 }
                 text
             }
-            other => crate::error_chain(other),
+            other => chain(other),
         }
     }
 }
@@ -732,12 +762,16 @@ impl SyncError {
 mod tests {
     use super::*;
 
+    fn public(error: &SyncError) -> String {
+        error.render(&PublicErrors::default()).into_string()
+    }
+
     #[test]
     fn a_refused_swarm_stack_and_failed_tasks_are_described_in_full() {
         let refused = SyncError::from(SwarmError::Refused(check::Refusal::Unsupported(vec![
             "service app: build: swarm does not build images".into(),
         ])));
-        let text = refused.describe();
+        let text = public(&refused);
         assert!(
             text.starts_with("swarm mode cannot deploy this stack"),
             "{text}"
@@ -751,11 +785,9 @@ mod tests {
             task_errors: vec!["web_app.1: task: non-zero exit (3)".into()],
         };
         assert!(
-            failed
-                .describe()
-                .ends_with("failed tasks:\nweb_app.1: task: non-zero exit (3)"),
+            public(&failed).ends_with("failed tasks:\nweb_app.1: task: non-zero exit (3)"),
             "{}",
-            failed.describe()
+            public(&failed)
         );
     }
 
