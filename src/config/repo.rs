@@ -2,12 +2,12 @@
 //! otherwise be trusted with: [`RepoUrl`] (with its [`Transport`] and any credentials split off),
 //! [`Revision`] (a branch, a tag, either, or a commit id) and [`DeployDir`].
 //!
-//! Pure: no environment, no files, no processes. Uses [`Secret`] for a password
+//! Pure: no environment, no files, no processes. Uses [`Secret`] from `secrets` for a password
 //! embedded in a URL, and nothing else of the crate.
 
 use std::fmt;
 
-use super::Secret;
+use super::secrets::Secret;
 
 /// How git reaches the repository; decides `GIT_ALLOW_PROTOCOL` and which credentials apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
