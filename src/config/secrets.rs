@@ -121,6 +121,52 @@ pub(super) fn secret_value(
 mod tests {
     use super::*;
 
+    /// `secret_value` for `API_TOKEN`: the secret it yields and the problems it records.
+    fn read(direct: Option<&str>, file: Option<PathBuf>) -> (Option<String>, Vec<String>) {
+        let mut problems = Vec::new();
+        let secret = secret_value(
+            "API_TOKEN",
+            direct.map(str::to_owned),
+            file,
+            &mut |variable, message| problems.push(format!("{variable}: {message}")),
+        );
+        (secret.map(|s| s.expose().to_owned()), problems)
+    }
+
+    #[test]
+    fn a_secret_file_is_read_with_only_its_line_ending_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, " t0ken \r\n").unwrap();
+        assert_eq!(read(None, Some(file)), (Some(" t0ken ".into()), vec![]));
+        assert_eq!(read(Some("direct"), None), (Some("direct".into()), vec![]));
+        assert_eq!(read(None, None), (None, vec![]));
+    }
+
+    #[test]
+    fn empty_doubled_and_unreadable_secrets_are_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \n").unwrap();
+        for (direct, file, expected) in [
+            (Some(" "), None, "API_TOKEN: is set but empty"),
+            (None, Some(blank.clone()), "is empty (or only whitespace)"),
+            (
+                Some("x"),
+                Some(blank.clone()),
+                "together with API_TOKEN_FILE",
+            ),
+            (None, Some(dir.path().join("missing")), "cannot be read"),
+        ] {
+            let (secret, problems) = read(direct, file);
+            assert_eq!(secret, None);
+            assert!(
+                problems.len() == 1 && problems[0].contains(expected),
+                "{problems:?}"
+            );
+        }
+    }
+
     #[test]
     fn redactor_replaces_every_secret() {
         let r = Redactor::new([Secret::new("tok3n-value"), Secret::new("ab")]);
