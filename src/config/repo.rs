@@ -245,6 +245,18 @@ impl Revision {
         Ok(Self::Name(raw.to_owned()))
     }
 
+    /// The full ref names this revision may be on the remote, in order of preference: a branch
+    /// `refs/heads/<name>`, a tag `refs/tags/<name>`, a bare name both (the branch first), a
+    /// commit id none (it is not a ref).
+    pub fn candidate_refs(&self) -> Vec<String> {
+        match self {
+            Self::Branch(n) => vec![format!("refs/heads/{n}")],
+            Self::Tag(n) => vec![format!("refs/tags/{n}")],
+            Self::Name(n) => vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
+            Self::Commit(_) => Vec::new(),
+        }
+    }
+
     /// The name as configured (without a `refs/…/` prefix).
     pub fn name(&self) -> &str {
         match self {
@@ -425,6 +437,19 @@ mod tests {
             Revision::parse(id),
             Ok(Revision::Commit(id.to_ascii_lowercase()))
         );
+    }
+
+    #[test]
+    fn candidate_refs_name_a_branch_before_a_tag_and_nothing_for_a_commit() {
+        let refs = |raw: &str| Revision::parse(raw).unwrap().candidate_refs();
+        assert_eq!(refs("main"), ["refs/heads/main", "refs/tags/main"]);
+        assert_eq!(
+            refs("release/1.2"),
+            ["refs/heads/release/1.2", "refs/tags/release/1.2"]
+        );
+        assert_eq!(refs("refs/heads/dev"), ["refs/heads/dev"]);
+        assert_eq!(refs("refs/tags/v1"), ["refs/tags/v1"]);
+        assert!(refs(&"0a".repeat(20)).is_empty());
     }
 
     #[test]
