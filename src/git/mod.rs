@@ -298,7 +298,7 @@ impl GitReader {
     /// Finds what the configured revision is on the remote: one `ls-remote`, or nothing for a
     /// pinned commit.
     async fn resolve_remote(&self) -> Result<RemoteRef, GitError> {
-        let (candidates, description) = match &self.config.revision {
+        let description = match &self.config.revision {
             Revision::Commit(id) => {
                 return Ok(RemoteRef {
                     name: id.clone(),
@@ -307,13 +307,11 @@ impl GitReader {
                     warnings: Vec::new(),
                 });
             }
-            Revision::Branch(n) => (vec![format!("refs/heads/{n}")], format!("branch {n:?}")),
-            Revision::Tag(n) => (vec![format!("refs/tags/{n}")], format!("tag {n:?}")),
-            Revision::Name(n) => (
-                vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
-                format!("branch or tag {n:?}"),
-            ),
+            Revision::Branch(n) => format!("branch {n:?}"),
+            Revision::Tag(n) => format!("tag {n:?}"),
+            Revision::Name(n) => format!("branch or tag {n:?}"),
         };
+        let candidates = self.config.revision.candidate_refs();
         let url = self.config.repo.as_str();
         let out = self
             .git()

@@ -1,0 +1,140 @@
+//! Configuration: every setting of SPEC §2, read once from flags and environment variables
+//! (clap with `env`), validated into domain types, and handed down as small sub-structs.
+//!
+//! This is the only module that reads the process environment. It spawns nothing: binaries are
+//! located on `PATH` here, but their versions are checked by the adapters that run them.
+//! Invalid settings are collected, not short-circuited, so an operator sees every problem at
+//! once (one line each, exit code 2, secrets never echoed).
+//!
+//! This file owns the validated [`Config`] and the sub-structs it hands down ([`GitConfig`],
+//! [`HttpConfig`], [`ReconcileConfig`], [`ChildEnv`], …), and re-exports the public items of its
+//! parts, so every path is `crate::config::…`:
+//!
+//! | part | owns |
+//! |---|---|
+//! | `cli` | the command line: [`Cli`], [`CliCommand`], [`Args`], [`parse_command_line`], warnings for secrets given as flags |
+//! | `settings` | validation into domain types: [`Config::validate`], [`ClientConfig`], the [`Problem`] lines of a [`ConfigError`] |
+//! | `secrets` | [`Secret`], [`Redactor`], secrets read from `*_FILE`s, empty secrets refused |
+//! | `repo` | the repository's newtypes: [`RepoUrl`], [`Transport`], [`Revision`], [`DeployDir`] |
+//!
+//! It uses no other module of the crate. Inside, `repo` uses `secrets`, `cli` uses `repo`, and
+//! `settings` uses all three and this file's types.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod cli;
+mod repo;
+mod secrets;
+mod settings;
+
+pub use cli::{Args, Cli, CliCommand, ClientArgs, RefreshArgs, parse_command_line};
+pub use repo::{DeployDir, RepoUrl, Revision, Transport};
+pub use secrets::{Redactor, Secret};
+pub use settings::{ClientConfig, ConfigError, MIN_POLL_INTERVAL, Problem};
+
+/// How SSH remotes are authenticated and their host keys checked.
+#[derive(Debug, Clone, Default)]
+pub struct SshSettings {
+    pub key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+}
+
+/// Everything the git adapter needs.
+#[derive(Debug, Clone)]
+pub struct GitConfig {
+    pub bin: PathBuf,
+    pub repo: RepoUrl,
+    pub revision: Revision,
+    pub deploy_dir: DeployDir,
+    /// HTTPS token (from `GIT_ACCESS_TOKEN[_FILE]` or the URL's password).
+    pub token: Option<Secret>,
+    pub ssh: SshSettings,
+    pub timeout: Duration,
+}
+
+/// Drift handling (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    Revert,
+    Flag,
+}
+
+/// Which engine deploys stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployMode {
+    /// `docker compose` on this host.
+    Compose,
+    /// `docker stack deploy` on a swarm manager.
+    Swarm,
+    /// Swarm when the engine is a swarm manager at start-up, compose otherwise.
+    Auto,
+}
+
+/// Everything the compose adapter and the reconciler need.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub enabled: bool,
+    pub remove_enabled: bool,
+    pub drift_policy: DriftPolicy,
+    pub interval: Duration,
+    pub compose_timeout: Duration,
+    pub docker_bin: PathBuf,
+    pub compose_bin: Option<PathBuf>,
+    pub deploy_mode: DeployMode,
+}
+
+/// HTTP edge settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub api_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+}
+
+/// How logs are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment children start from: a scrubbed minimum, never the agent's own environment
+/// (which holds its secrets). Docker client settings are passed on so the CLI finds the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct ChildEnv {
+    pub vars: Vec<(OsString, OsString)>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub git: GitConfig,
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    /// `None`: polling disabled.
+    pub poll_interval: Option<Duration>,
+    pub reconcile: ReconcileConfig,
+    pub child_env: ChildEnv,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Every secret of this configuration, for [`Redactor`].
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
+            [
+                self.git.token.clone(),
+                self.http.webhook_secret.clone(),
+                self.http.api_token.clone(),
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
+}

@@ -1,0 +1,773 @@
+//! Validation: turns the strings of [`Args`], [`ClientArgs`] and [`RefreshArgs`] into domain
+//! types ([`Config`] through [`Config::validate`], [`ClientConfig`]): durations, booleans,
+//! policies, modes, the listen address, binaries located on `PATH`, the child environment. Every
+//! invalid setting becomes one [`Problem`] line of a [`ConfigError`], which `main` prints before
+//! exiting with code 2; problems are collected, not short-circuited, and never echo a secret.
+//!
+//! Reads the process environment (only the `PASSTHROUGH_VARS`, in [`Config::from_args`]), the
+//! secret and SSH files it is pointed at, and the working directory; spawns nothing. Uses `cli`,
+//! `repo` and `secrets`, and nothing else of the crate.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::cli::{Args, ClientArgs, RefreshArgs};
+use super::repo::{DeployDir, RepoUrl, Revision, Transport};
+use super::secrets::{Secret, secret_value};
+use super::{
+    ChildEnv, Config, DeployMode, DriftPolicy, GitConfig, HttpConfig, LogFormat, ReconcileConfig,
+    SshSettings,
+};
+
+/// Shortest accepted `REFRESH_POLL_INTERVAL`.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The validated settings of `status` and `refresh`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port`, without a trailing `/`.
+    pub base_url: String,
+    pub api_token: Option<Secret>,
+    /// How long `refresh` waits for the outcome.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// For `status`: where the instance is.
+    pub fn for_status(args: ClientArgs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let base_url = client_base_url(&args, &mut |variable, message| {
+            problems.push(Problem { variable, message })
+        });
+        match base_url {
+            Some(base_url) if problems.is_empty() => Ok(Self {
+                base_url,
+                api_token: None,
+                timeout: Duration::from_secs(30),
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+
+    /// For `refresh`: where the instance is, its token, how long to wait.
+    pub fn for_refresh(args: RefreshArgs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |variable: &'static str, message: String| {
+            problems.push(Problem { variable, message });
+        };
+        let base_url = client_base_url(&args.client, &mut problem);
+        let api_token = secret_value(
+            "API_TOKEN",
+            args.api_token,
+            args.api_token_file,
+            &mut problem,
+        );
+        let timeout = parse_duration("--timeout", &args.timeout, &mut problem);
+        match (base_url, timeout) {
+            (Some(base_url), Some(timeout)) if problems.is_empty() => Ok(Self {
+                base_url,
+                api_token,
+                timeout,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+/// `--url` as given (http only: the client has no TLS), or `http://LISTEN_ADDR:PORT` with an
+/// unspecified address (`0.0.0.0`, `::`) replaced by the loopback address.
+fn client_base_url(
+    args: &ClientArgs,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<String> {
+    if let Some(url) = &args.url {
+        let url = url.trim().trim_end_matches('/');
+        let Some(rest) = url.strip_prefix("http://") else {
+            problem(
+                "--url",
+                format!(
+                    "{url:?} is not an http:// URL (this client speaks plain HTTP; run it next to the instance, e.g. `docker exec <container> docker-cd status`)"
+                ),
+            );
+            return None;
+        };
+        if rest.is_empty() || rest.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            problem("--url", format!("{url:?} has no host"));
+            return None;
+        }
+        return Some(url.to_owned());
+    }
+    let (ip, port) = parse_listen(&args.listen_addr, &args.port, "; or give --url", problem);
+    let ip = match ip? {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, port?)))
+}
+
+/// Variables passed through to children from the agent's environment. Nothing else is.
+const PASSTHROUGH_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_API_VERSION",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "TMPDIR",
+];
+
+/// One invalid setting: the variable, what was wrong, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+/// All problems found in a configuration; printed one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl Config {
+    /// Validates parsed arguments. Reads `PATH` and the docker client variables from the process
+    /// environment for [`ChildEnv`], and secret files from disk.
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let vars = PASSTHROUGH_VARS
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|v| (OsString::from(name), v)))
+            .collect();
+        Self::validate(args, ChildEnv { vars })
+    }
+
+    /// Validation proper, with the child environment given (tests pass their own).
+    pub fn validate(args: Args, child_env: ChildEnv) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |variable: &'static str, message: String| {
+            problems.push(Problem { variable, message });
+        };
+
+        let repo = match args.git_repo_url.as_deref() {
+            None | Some("") => {
+                problem(
+                    "GIT_REPO_URL",
+                    "is required (the Git repository to deploy from)".into(),
+                );
+                None
+            }
+            Some(raw) => match RepoUrl::parse(raw) {
+                Ok(url) => Some(url),
+                // The raw value may embed a token: show the problem, never the value.
+                Err(e) => {
+                    problem("GIT_REPO_URL", e);
+                    None
+                }
+            },
+        };
+
+        let revision = Revision::parse(&args.git_revision)
+            .map_err(|e| {
+                problem(
+                    "GIT_REVISION",
+                    format!(
+                        "{:?} {e}; give a branch, a tag or a 40-hex commit id",
+                        args.git_revision
+                    ),
+                )
+            })
+            .ok();
+
+        let deploy_dir = DeployDir::parse(&args.git_deploy_dir)
+            .map_err(|e| problem("GIT_DEPLOY_DIR", format!("{:?} {e}", args.git_deploy_dir)))
+            .ok();
+
+        let token_from_env = secret_value(
+            "GIT_ACCESS_TOKEN",
+            args.git_access_token,
+            args.git_access_token_file,
+            &mut problem,
+        );
+        let token = match (&repo, token_from_env) {
+            (Some(url), Some(_)) if url.password().is_some() => {
+                problem(
+                    "GIT_ACCESS_TOKEN",
+                    "is set and GIT_REPO_URL also carries a password; give only one".into(),
+                );
+                None
+            }
+            (Some(url), Some(token)) if url.transport() == Transport::Ssh => {
+                problem(
+                    "GIT_ACCESS_TOKEN",
+                    "applies to https:// repositories; use GIT_SSH_KEY_FILE for ssh".into(),
+                );
+                Some(token)
+            }
+            (Some(url), None) => url.password().cloned(),
+            (_, token) => token,
+        };
+
+        let accept_new = parse_bool(
+            "GIT_SSH_ACCEPT_NEW_HOST_KEYS",
+            &args.git_ssh_accept_new_host_keys,
+            &mut problem,
+        );
+        for (variable, file) in [
+            ("GIT_SSH_KEY_FILE", &args.git_ssh_key_file),
+            ("GIT_SSH_KNOWN_HOSTS_FILE", &args.git_ssh_known_hosts_file),
+        ] {
+            if let Some(path) = file {
+                if let Err(e) = std::fs::File::open(path) {
+                    problem(variable, format!("{} cannot be read: {e}", path.display()));
+                }
+            }
+        }
+        if let Some(url) = &repo {
+            if url.transport() == Transport::Ssh
+                && args.git_ssh_known_hosts_file.is_none()
+                && accept_new != Some(true)
+            {
+                problem(
+                    "GIT_SSH_KNOWN_HOSTS_FILE",
+                    "is required for ssh repositories (pinned host keys; `ssh-keyscan host > known_hosts`), \
+                     or set GIT_SSH_ACCEPT_NEW_HOST_KEYS=true to trust on first use"
+                        .into(),
+                );
+            }
+        }
+
+        let git_timeout = parse_duration("GIT_TIMEOUT", &args.git_timeout, &mut problem);
+        let compose_timeout =
+            parse_duration("COMPOSE_TIMEOUT", &args.compose_timeout, &mut problem);
+        let reconcile_interval =
+            parse_duration("RECONCILE_INTERVAL", &args.reconcile_interval, &mut problem);
+        if reconcile_interval.is_some_and(|d| d < MIN_POLL_INTERVAL) {
+            problem("RECONCILE_INTERVAL", "must be at least 5s".into());
+        }
+        let poll_interval = match args.refresh_poll_interval.trim() {
+            "0" | "off" | "false" => Some(None),
+            raw => match humantime::parse_duration(raw) {
+                Ok(d) if d.is_zero() => Some(None),
+                Ok(d) if d < MIN_POLL_INTERVAL => {
+                    problem(
+                        "REFRESH_POLL_INTERVAL",
+                        format!(
+                            "{raw:?} is below the minimum of 5s (use `off` to disable polling)"
+                        ),
+                    );
+                    None
+                }
+                Ok(d) => Some(Some(d)),
+                Err(e) => {
+                    problem(
+                        "REFRESH_POLL_INTERVAL",
+                        format!("{raw:?} is not a duration ({e}); use e.g. 30s, 5m, or `off`"),
+                    );
+                    None
+                }
+            },
+        };
+
+        let reconcile_enabled =
+            parse_bool("RECONCILE_ENABLED", &args.reconcile_enabled, &mut problem);
+        let remove_enabled = parse_bool(
+            "RECONCILE_REMOVE_ENABLED",
+            &args.reconcile_remove_enabled,
+            &mut problem,
+        );
+        let drift_policy = match args.drift_policy.trim().to_ascii_lowercase().as_str() {
+            "revert" => Some(DriftPolicy::Revert),
+            "flag" => Some(DriftPolicy::Flag),
+            other => {
+                problem(
+                    "DRIFT_POLICY",
+                    format!("{other:?} is not one of: revert, flag"),
+                );
+                None
+            }
+        };
+
+        let deploy_mode = match args.deploy_mode.trim().to_ascii_lowercase().as_str() {
+            "" | "compose" => Some(DeployMode::Compose),
+            "swarm" => Some(DeployMode::Swarm),
+            "auto" => Some(DeployMode::Auto),
+            other => {
+                problem(
+                    "DEPLOY_MODE",
+                    format!("{other:?} is not one of: compose, swarm, auto"),
+                );
+                None
+            }
+        };
+
+        let (ip, port) = parse_listen(&args.listen_addr, &args.port, "", &mut problem);
+
+        let webhook_secret = secret_value(
+            "WEBHOOK_SECRET",
+            args.webhook_secret,
+            args.webhook_secret_file,
+            &mut problem,
+        );
+        let api_token = secret_value(
+            "API_TOKEN",
+            args.api_token,
+            args.api_token_file,
+            &mut problem,
+        );
+
+        let log_format = match args.log_format.trim() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            other => {
+                problem("LOG_FORMAT", format!("{other:?} is not one of: text, json"));
+                None
+            }
+        };
+
+        let search_path = child_env
+            .vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let git_bin = locate("GIT_BIN", args.git_bin, "git", &search_path, &mut problem);
+        let reconciling = reconcile_enabled.unwrap_or(true);
+        let docker_bin = if reconciling {
+            locate(
+                "DOCKER_BIN",
+                args.docker_bin,
+                "docker",
+                &search_path,
+                &mut problem,
+            )
+        } else {
+            // Without reconciling, docker is only used for the status page; its absence is fine.
+            Some(args.docker_bin.unwrap_or_else(|| PathBuf::from("docker")))
+        };
+        let compose_bin = args.compose_bin.and_then(|bin| {
+            locate(
+                "COMPOSE_BIN",
+                Some(bin),
+                "docker-compose",
+                &search_path,
+                &mut problem,
+            )
+        });
+
+        if args.data_dir.as_os_str().is_empty() {
+            problem("DATA_DIR", "must not be empty".into());
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        // Every Option below is Some when no problem was recorded; the `let … else` keeps that
+        // invariant checked rather than assumed.
+        let (
+            Some(repo),
+            Some(revision),
+            Some(deploy_dir),
+            Some(git_timeout),
+            Some(compose_timeout),
+            Some(reconcile_interval),
+            Some(poll_interval),
+            Some(reconcile_enabled),
+            Some(remove_enabled),
+            Some(drift_policy),
+            Some(ip),
+            Some(port),
+            Some(log_format),
+            Some(git_bin),
+            Some(docker_bin),
+            Some(accept_new),
+            Some(deploy_mode),
+        ) = (
+            repo,
+            revision,
+            deploy_dir,
+            git_timeout,
+            compose_timeout,
+            reconcile_interval,
+            poll_interval,
+            reconcile_enabled,
+            remove_enabled,
+            drift_policy,
+            ip,
+            port,
+            log_format,
+            git_bin,
+            docker_bin,
+            accept_new,
+            deploy_mode,
+        )
+        else {
+            return Err(ConfigError(vec![Problem {
+                variable: "configuration",
+                message: "internal validation error".into(),
+            }]));
+        };
+
+        Ok(Config {
+            git: GitConfig {
+                bin: git_bin,
+                repo,
+                revision,
+                deploy_dir,
+                token,
+                ssh: SshSettings {
+                    key_file: args.git_ssh_key_file.map(absolute),
+                    known_hosts_file: args.git_ssh_known_hosts_file.map(absolute),
+                    accept_new_host_keys: accept_new,
+                },
+                timeout: git_timeout,
+            },
+            data_dir: absolute(args.data_dir),
+            http: HttpConfig {
+                listen: SocketAddr::new(ip, port),
+                api_token,
+                webhook_secret,
+            },
+            poll_interval,
+            reconcile: ReconcileConfig {
+                enabled: reconcile_enabled,
+                remove_enabled,
+                drift_policy,
+                interval: reconcile_interval,
+                compose_timeout,
+                docker_bin,
+                compose_bin,
+                deploy_mode,
+            },
+            child_env,
+            log_format,
+        })
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// `LISTEN_ADDR` and `PORT`; `hint` is appended to each problem.
+fn parse_listen(
+    listen_addr: &str,
+    port: &str,
+    hint: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> (Option<IpAddr>, Option<u16>) {
+    let ip = listen_addr
+        .parse::<IpAddr>()
+        .map_err(|_| {
+            problem(
+                "LISTEN_ADDR",
+                format!("{listen_addr:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::){hint}"),
+            )
+        })
+        .ok();
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| {
+            problem(
+                "PORT",
+                format!("{port:?} is not a port number (0-65535){hint}"),
+            )
+        })
+        .ok();
+    (ip, port)
+}
+
+fn parse_bool(
+    variable: &'static str,
+    raw: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => {
+            problem(
+                variable,
+                format!("{raw:?} is not a boolean (true or false)"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_duration(
+    variable: &'static str,
+    raw: &str,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Duration> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if d.is_zero() => {
+            problem(variable, "must be greater than zero".into());
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            problem(
+                variable,
+                format!("{raw:?} is not a duration ({e}); use e.g. 30s, 2m"),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves a binary: an explicit path must exist; a bare name is looked up on `PATH`.
+fn locate(
+    variable: &'static str,
+    explicit: Option<PathBuf>,
+    default: &str,
+    search_path: &std::ffi::OsStr,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<PathBuf> {
+    let wanted = explicit.unwrap_or_else(|| PathBuf::from(default));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    match which::which_in(&wanted, Some(search_path), cwd) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            problem(
+                variable,
+                format!(
+                    "{} was not found (not on PATH or not executable)",
+                    Path::new(&wanted).display()
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Reconciling off, so the tests do not depend on a docker binary being installed.
+    fn args(url: &str) -> Args {
+        Args::parse_from([
+            "docker-cd",
+            "--git-repo-url",
+            url,
+            "--reconcile-enabled",
+            "false",
+        ])
+    }
+
+    fn env() -> ChildEnv {
+        ChildEnv {
+            vars: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        }
+    }
+
+    fn problems(args: Args) -> Vec<Problem> {
+        match Config::validate(args, env()) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError(p)) => p,
+        }
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_once_per_line() {
+        let mut a = args("ext::sh -c x");
+        a.git_revision = "HEAD~1".into();
+        a.refresh_poll_interval = "soon".into();
+        a.drift_policy = "ignore".into();
+        a.port = "99999".into();
+        let p = problems(a);
+        let vars: Vec<_> = p.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            [
+                "GIT_REPO_URL",
+                "GIT_REVISION",
+                "REFRESH_POLL_INTERVAL",
+                "DRIFT_POLICY",
+                "PORT"
+            ]
+        );
+        let text = ConfigError(p).to_string();
+        assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn missing_repo_url_is_a_problem() {
+        let p = problems(Args::parse_from(["docker-cd"]));
+        assert_eq!(p[0].variable, "GIT_REPO_URL");
+        assert!(p[0].message.contains("required"));
+    }
+
+    #[test]
+    fn poll_interval_accepts_off_and_rejects_below_minimum() {
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "off".into();
+        assert_eq!(Config::validate(a, env()).unwrap().poll_interval, None);
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "2s".into();
+        assert_eq!(problems(a)[0].variable, "REFRESH_POLL_INTERVAL");
+        let mut a = args("/srv/repo.git");
+        a.refresh_poll_interval = "30s".into();
+        assert_eq!(
+            Config::validate(a, env()).unwrap().poll_interval,
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn token_in_url_never_shows_in_problems_or_debug() {
+        let mut a = args("https://u:hunter2secret@host/repo.git");
+        a.drift_policy = "nope".into();
+        let text = ConfigError(problems(a)).to_string();
+        assert!(!text.contains("hunter2secret"));
+        let config =
+            Config::validate(args("https://u:hunter2secret@host/repo.git"), env()).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2secret"));
+        assert_eq!(
+            config.git.token.as_ref().map(Secret::expose),
+            Some("hunter2secret")
+        );
+    }
+
+    #[test]
+    fn empty_secrets_are_problems_not_a_way_to_turn_authentication_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank");
+        std::fs::write(&blank, " \r\n").unwrap();
+        let mut a = args("/srv/repo.git");
+        a.api_token = Some(String::new());
+        a.webhook_secret_file = Some(blank.clone());
+        a.git_access_token = Some(" ".into());
+        let vars: Vec<_> = problems(a).iter().map(|p| p.variable).collect();
+        assert_eq!(vars, ["GIT_ACCESS_TOKEN", "WEBHOOK_SECRET", "API_TOKEN"]);
+        let refresh = RefreshArgs {
+            client: ClientArgs {
+                url: Some("http://x".into()),
+                ..ClientArgs::default()
+            },
+            api_token_file: Some(blank),
+            timeout: "1m".into(),
+            ..RefreshArgs::default()
+        };
+        let problems = ClientConfig::for_refresh(refresh).unwrap_err().0;
+        assert_eq!(problems[0].variable, "API_TOKEN");
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_newline_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut a = args("/srv/repo.git");
+        a.webhook_secret_file = Some(file);
+        let config = Config::validate(a, env()).unwrap();
+        assert_eq!(config.http.webhook_secret.unwrap().expose(), "from-file");
+    }
+
+    #[test]
+    fn ssh_without_known_hosts_is_rejected_unless_trust_on_first_use() {
+        let p = problems(args("git@github.com:org/repo.git"));
+        assert_eq!(p[0].variable, "GIT_SSH_KNOWN_HOSTS_FILE");
+        let mut a = args("git@github.com:org/repo.git");
+        a.git_ssh_accept_new_host_keys = "true".into();
+        assert!(problems(a).is_empty());
+    }
+
+    #[test]
+    fn deploy_mode_defaults_to_compose_and_rejects_unknown_engines() {
+        let config = Config::validate(args("/srv/repo.git"), env()).unwrap();
+        assert_eq!(config.reconcile.deploy_mode, DeployMode::Compose);
+        for (raw, mode) in [("swarm", DeployMode::Swarm), ("AUTO", DeployMode::Auto)] {
+            let mut a = args("/srv/repo.git");
+            a.deploy_mode = raw.into();
+            assert_eq!(
+                Config::validate(a, env()).unwrap().reconcile.deploy_mode,
+                mode
+            );
+        }
+        let mut a = args("/srv/repo.git");
+        a.deploy_mode = "kubernetes".into();
+        let p = problems(a);
+        assert_eq!(p[0].variable, "DEPLOY_MODE");
+        assert!(p[0].message.contains("compose, swarm, auto"), "{}", p[0]);
+    }
+
+    #[test]
+    fn clients_reach_an_unspecified_listen_address_through_loopback() {
+        let url = |listen: &str, port: &str| {
+            ClientConfig::for_status(ClientArgs {
+                url: None,
+                listen_addr: listen.into(),
+                port: port.into(),
+            })
+            .map(|c| c.base_url)
+        };
+        assert_eq!(url("0.0.0.0", "8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(url("::", "9000").unwrap(), "http://[::1]:9000");
+        assert_eq!(url("192.0.2.7", "80").unwrap(), "http://192.0.2.7:80");
+        let problems = url("localhost", "http").unwrap_err().0;
+        let variables: Vec<_> = problems.iter().map(|p| p.variable).collect();
+        assert_eq!(variables, ["LISTEN_ADDR", "PORT"]);
+    }
+
+    #[test]
+    fn an_explicit_url_must_be_plain_http() {
+        let with = |url: &str| {
+            ClientConfig::for_status(ClientArgs {
+                url: Some(url.into()),
+                listen_addr: "nonsense".into(),
+                port: "nonsense".into(),
+            })
+        };
+        assert_eq!(
+            with("http://cd.internal:8080/").unwrap().base_url,
+            "http://cd.internal:8080"
+        );
+        assert_eq!(
+            with("https://cd.example.com").unwrap_err().0[0].variable,
+            "--url"
+        );
+        assert_eq!(with("http://").unwrap_err().0[0].variable, "--url");
+    }
+
+    #[test]
+    fn refresh_settings_take_the_token_and_a_timeout() {
+        let args = RefreshArgs {
+            client: ClientArgs {
+                url: None,
+                listen_addr: "127.0.0.1".into(),
+                port: "8080".into(),
+            },
+            api_token: Some("tok3n-value".into()),
+            timeout: "2m".into(),
+            ..RefreshArgs::default()
+        };
+        let config = ClientConfig::for_refresh(args).unwrap();
+        assert_eq!(config.api_token.unwrap().expose(), "tok3n-value");
+        assert_eq!(config.timeout, Duration::from_secs(120));
+        let args = RefreshArgs {
+            client: ClientArgs {
+                url: Some("http://x".into()),
+                ..ClientArgs::default()
+            },
+            timeout: "soon".into(),
+            ..RefreshArgs::default()
+        };
+        let problems = ClientConfig::for_refresh(args).unwrap_err().0;
+        assert_eq!(problems[0].variable, "--timeout");
+    }
+}
