@@ -147,6 +147,26 @@ async fn x02_clients_that_never_finish_their_headers_are_closed_after_the_header
 }
 
 #[tokio::test]
+async fn x02_request_headers_larger_than_the_read_buffer_are_refused() {
+    let repo = one_stack_repo();
+    let app = TestApp::start(&repo.url(), |_| {}).await;
+    // 100 KiB of headers: hyper's own default buffer (~400 KiB) would take them, times every
+    // connection an attacker opens.
+    let mut stream = connect(&app).await;
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    // The server may close before it has read everything: a failed write is fine.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut stream, GENEROUS).await;
+    let answer = answer.expect("the connection with huge headers is still open");
+    println!("huge headers: {:?}", answer.lines().next());
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn x02_a_body_sent_byte_by_byte_or_stalled_is_refused_408_and_closed() {
     let repo = one_stack_repo();
     let app = TestApp::start_with_limits(&repo.url(), |_| {}, short_limits()).await;

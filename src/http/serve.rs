@@ -25,6 +25,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+/// Most bytes hyper buffers per connection: the largest request head, and the largest piece
+/// of a body it hands over at once.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Largest request head (request line and headers) accepted; beyond it, 431. Room for a
+/// proxy's headers and an SSO cookie.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// The limits of the HTTP edge. [`EdgeLimits::default`] is what production runs; tests shorten
 /// the timeouts and lower the caps.
 #[derive(Debug, Clone)]
@@ -76,7 +84,12 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's default (~400 KiB) times the connection cap is 100 MB of slow headers; a
+        // request's headers need a few KiB, and a body is read in pieces of this size.
+        .max_buf_size(READ_BUFFER_BYTES)
+        // The buffer size alone is not enforced when a request arrives in one read.
+        .max_header_size(MAX_HEADER_BYTES);
     loop {
         // The slot is taken before accepting, so a connection beyond the cap waits in the
         // kernel's backlog, costing this process nothing, until another closes.
