@@ -162,13 +162,7 @@ pub(super) async fn read_body(
     headers: &HeaderMap,
     limit: usize,
 ) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge(limit));
-    }
+    check_declared_length(headers, limit)?;
     let mut pieces = Vec::new();
     let mut length = 0usize;
     let mut stream = body.into_data_stream();
@@ -191,6 +185,18 @@ pub(super) async fn read_body(
         1 => pieces.swap_remove(0),
         _ => pieces.concat().into(),
     })
+}
+
+/// A declared `Content-Length` over `limit` is refused from the headers alone.
+pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    Ok(())
 }
 
 /// Did tower-http's body timeout end this body?

@@ -84,6 +84,11 @@ async fn handle(
             .map(HeaderValue::as_bytes),
     )
     .map_err(unauthorized)?;
+    let unreadable = |e: guard::BodyError| {
+        tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
+        ApiError::from(e)
+    };
+    guard::check_declared_length(&headers, webhook::MAX_BODY_BYTES).map_err(unreadable)?;
     // A slow sender holds its permit for at most the body timeouts; the others wait, holding
     // a connection but no memory.
     let Ok(_permit) = state.edge.webhook_bodies.acquire().await else {
@@ -91,10 +96,7 @@ async fn handle(
     };
     let body = guard::read_body(body, &headers, webhook::MAX_BODY_BYTES)
         .await
-        .map_err(|e| {
-            tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
-            ApiError::from(e)
-        })?;
+        .map_err(unreadable)?;
     signature
         .verify(secret.expose().as_bytes(), &body)
         .map_err(unauthorized)?;
