@@ -147,11 +147,11 @@ async fn x02_clients_that_never_finish_their_headers_are_closed_after_the_header
 }
 
 #[tokio::test]
-async fn x02_request_headers_larger_than_the_read_buffer_are_refused() {
+async fn x02_request_headers_over_32_kib_are_refused() {
     let repo = one_stack_repo();
     let app = TestApp::start(&repo.url(), |_| {}).await;
-    // 100 KiB of headers: hyper's own default buffer (~400 KiB) would take them, times every
-    // connection an attacker opens.
+    // 100 KiB of headers: hyper's own default (its read buffer, ~400 KiB) would take them,
+    // times every connection an attacker opens.
     let mut stream = connect(&app).await;
     let head = format!(
         "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",

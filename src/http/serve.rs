@@ -25,10 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Most bytes hyper buffers per connection: the largest request head, and the largest piece
-/// of a body it hands over at once.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
-
 /// Largest request head (request line and headers) accepted; beyond it, 431. Room for a
 /// proxy's headers and an SSO cookie.
 const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -85,10 +81,11 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper's default (~400 KiB) times the connection cap is 100 MB of slow headers; a
-        // request's headers need a few KiB, and a body is read in pieces of this size.
-        .max_buf_size(READ_BUFFER_BYTES)
-        // The buffer size alone is not enforced when a request arrives in one read.
+        // Without it a request head may fill hyper's whole read buffer (~400 KiB), times the
+        // connection cap. The buffer itself keeps hyper's size: body pieces that large are
+        // mapped and unmapped whole by the allocator, so memory goes back to the system after
+        // a slow-body attack; with 64 KiB pieces it stayed in malloc's arenas (see the
+        // README's figures).
         .max_header_size(MAX_HEADER_BYTES);
     loop {
         // The slot is taken before accepting, so a connection beyond the cap waits in the
