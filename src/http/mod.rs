@@ -23,7 +23,7 @@
 
 mod api;
 mod dashboard;
-pub mod engine_reads;
+mod engine_reads;
 mod guard;
 mod page;
 mod serve;
@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-pub use engine_reads::EngineReads;
+use engine_reads::EngineReads;
 pub use serve::{EdgeLimits, serve};
 
 /// Largest acknowledgement body: `{"path": "…"}` with a long stack path fits many times over.
@@ -107,6 +107,7 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// The edge's shared state for `limits`, with nothing cached and no permit taken.
     pub fn new(limits: EdgeLimits) -> Self {
         Self {
             reads: EngineReads::default(),
