@@ -19,7 +19,7 @@ use crate::compose::{Compose, ComposeTool, Docker};
 use crate::config::{Config, DeployMode};
 use crate::desired_state::{Store, Trigger};
 use crate::git::GitReader;
-use crate::http::{self, AppState, ServiceInfo};
+use crate::http::{self, AppState, EdgeLimits, ServiceInfo};
 use crate::reconcile::{self, Engine, Layout, ReconcileHandle, Reconciler, plan::Policy};
 use crate::refresh::{self, RefreshHandle, Refresher};
 use crate::swarm::Swarm;
@@ -43,6 +43,15 @@ pub struct App {
 
 /// Checks, builds and spawns everything; returns once the server accepts connections.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App> {
+    start_with_limits(config, listener, EdgeLimits::default()).await
+}
+
+/// [`start`] with other limits for the HTTP edge (tests shorten its timeouts).
+pub async fn start_with_limits(
+    config: Config,
+    listener: TcpListener,
+    limits: EdgeLimits,
+) -> anyhow::Result<App> {
     let addr = listener.local_addr().context("listener has no address")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create DATA_DIR {}", config.data_dir.display()))?;
@@ -200,17 +209,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<App>
             compose_bin,
         }),
         shutdown: shutdown.clone(),
+        edge: http::Edge::new(limits.clone()),
     };
     let router = http::router(state);
-    let server_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tasks.spawn(http::serve(listener, router, limits, shutdown.clone()));
     if config.http.webhook_secret.is_none() {
         tracing::info!("WEBHOOK_SECRET is not set: the webhook endpoint is disabled");
     }

@@ -5,11 +5,13 @@
 //! [`WebhookError::is_authentication_failure`] (401) or not (400). Uses only `hmac`, `sha2`, `hex`,
 //! `serde`, `serde_json` and `serde_urlencoded`.
 //!
-//! The caller must check in this order, so that an unauthenticated body is never parsed:
-//! 1. body longer than [`MAX_BODY_BYTES`]: 413, before anything is hashed;
-//! 2. [`verify_signature`] over the raw body bytes: 401 on any error;
-//! 3. [`event_kind`]: 400 when missing; [`EventKind::Other`] is answered 2xx "ignored";
-//! 4. [`EventKind::Ping`]: [`parse_ping`], then 200; [`EventKind::Push`]: [`parse_push`] (400 on
+//! The caller must check in this order, so that an unauthenticated body is never parsed, and a
+//! delivery without a usable signature header is refused before its body is read:
+//! 1. [`parse_signature`] of the `X-Hub-Signature-256` headers: 401 on any error;
+//! 2. body longer than [`MAX_BODY_BYTES`]: 413, before anything is hashed;
+//! 3. [`Signature::verify`] over the raw body bytes: 401 on any error;
+//! 4. [`event_kind`]: 400 when missing; [`EventKind::Other`] is answered 2xx "ignored";
+//! 5. [`EventKind::Ping`]: [`parse_ping`], then 200; [`EventKind::Push`]: [`parse_push`] (400 on
 //!    error), then [`decide`].
 //!
 //! A push never names what gets deployed: the agent refreshes and deploys the tip it fetches
@@ -46,6 +48,9 @@ pub enum WebhookError {
     /// The header is not exactly `sha256=` followed by 64 hex digits.
     #[error("malformed x-hub-signature-256 header: expected `sha256=` and 64 hex digits")]
     MalformedSignature,
+    /// More than one `X-Hub-Signature-256` header: which one a proxy checked is unknowable.
+    #[error("more than one x-hub-signature-256 header")]
+    DuplicateSignature,
     /// Well-formed, but not the HMAC of this body under the configured secret.
     #[error("signature does not match the body")]
     BadSignature,
@@ -64,23 +69,32 @@ impl WebhookError {
     pub fn is_authentication_failure(&self) -> bool {
         matches!(
             self,
-            Self::MissingSignature | Self::MalformedSignature | Self::BadSignature
+            Self::MissingSignature
+                | Self::MalformedSignature
+                | Self::DuplicateSignature
+                | Self::BadSignature
         )
     }
 }
 
-/// Constant-time check of `X-Hub-Signature-256: sha256=<hex>` over the raw body bytes.
-/// `header` is the raw header value bytes if the header was present.
+/// A well-formed `X-Hub-Signature-256` value: the 32 bytes of a claimed HMAC-SHA256. Checking
+/// the form costs nothing, so it is done from the headers, before the body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature([u8; SIGNATURE_HEX_LEN / 2]);
+
+/// The signature of a delivery from the raw values of its `X-Hub-Signature-256` headers (all
+/// of them, in order): exactly one, exactly `sha256=` and 64 hex digits.
 ///
-/// The prefix must be exactly `sha256=`; the 64 hex digits may be lower-case (what GitHub, Gitea
-/// and Forgejo send) or upper-case, since only the decoded bytes are compared. An empty secret
-/// never verifies: anyone can compute an HMAC under it (the caller should not get here at all).
-pub fn verify_signature(
-    secret: &[u8],
-    body: &[u8],
-    header: Option<&[u8]>,
-) -> Result<(), WebhookError> {
-    let header = header.ok_or(WebhookError::MissingSignature)?;
+/// The digits may be lower-case (what GitHub, Gitea and Forgejo send) or upper-case, since
+/// only the decoded bytes are compared.
+pub fn parse_signature<'a>(
+    headers: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Signature, WebhookError> {
+    let mut headers = headers.into_iter();
+    let header = headers.next().ok_or(WebhookError::MissingSignature)?;
+    if headers.next().is_some() {
+        return Err(WebhookError::DuplicateSignature);
+    }
     // The length is checked before decoding, so a 10 KB header costs nothing.
     let digits = header
         .strip_prefix(SIGNATURE_PREFIX)
@@ -88,15 +102,35 @@ pub fn verify_signature(
         .ok_or(WebhookError::MalformedSignature)?;
     let mut received = [0u8; SIGNATURE_HEX_LEN / 2];
     hex::decode_to_slice(digits, &mut received).map_err(|_| WebhookError::MalformedSignature)?;
-    if secret.is_empty() {
-        return Err(WebhookError::BadSignature);
+    Ok(Signature(received))
+}
+
+impl Signature {
+    /// Constant-time check that this is the HMAC of `body` under `secret`. An empty secret
+    /// never verifies: anyone can compute an HMAC under it (the caller should not get here at
+    /// all).
+    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), WebhookError> {
+        if secret.is_empty() {
+            return Err(WebhookError::BadSignature);
+        }
+        // HMAC accepts keys of any length, so this error cannot happen; it still fails closed.
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret).map_err(|_| WebhookError::BadSignature)?;
+        mac.update(body);
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&self.0)
+            .map_err(|_| WebhookError::BadSignature)
     }
-    // HMAC accepts keys of any length, so this error cannot happen; it still fails closed.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| WebhookError::BadSignature)?;
-    mac.update(body);
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&received)
-        .map_err(|_| WebhookError::BadSignature)
+}
+
+/// Constant-time check of `X-Hub-Signature-256: sha256=<hex>` over the raw body bytes:
+/// [`parse_signature`] of the one header, if present, then [`Signature::verify`].
+pub fn verify_signature(
+    secret: &[u8],
+    body: &[u8],
+    header: Option<&[u8]>,
+) -> Result<(), WebhookError> {
+    parse_signature(header)?.verify(secret, body)
 }
 
 /// Which event a delivery is.
@@ -378,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn two_signature_headers_are_rejected_even_if_one_is_right() {
+        // X11: a proxy may check one and the handler read the other.
+        let right = sign(SECRET, BODY);
+        let wrong = sign(b"another secret", BODY);
+        for pair in [[&right, &wrong], [&wrong, &right], [&right, &right]] {
+            assert_eq!(
+                parse_signature(pair.map(|h| h.as_bytes())),
+                Err(WebhookError::DuplicateSignature)
+            );
+        }
+        assert_eq!(
+            parse_signature(std::iter::empty()),
+            Err(WebhookError::MissingSignature)
+        );
+        assert!(parse_signature([right.as_bytes()]).is_ok());
+    }
+
+    #[test]
     fn signature_of_another_body_or_secret_is_rejected() {
         let header = sign(SECRET, BODY);
         let bad = Err(WebhookError::BadSignature);
@@ -413,7 +465,12 @@ mod tests {
     #[test]
     fn only_signature_errors_are_authentication_failures() {
         use WebhookError::*;
-        let auth = [MissingSignature, MalformedSignature, BadSignature];
+        let auth = [
+            MissingSignature,
+            MalformedSignature,
+            DuplicateSignature,
+            BadSignature,
+        ];
         let other = [MissingEvent, InvalidPayload("x".to_owned())];
         assert!(auth.iter().all(WebhookError::is_authentication_failure));
         assert!(!other.iter().any(WebhookError::is_authentication_failure));

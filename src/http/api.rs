@@ -1,8 +1,8 @@
 //! The JSON endpoints: stacks, refresh, acknowledgement, health, readiness, events.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiError, AppState, authorize};
+use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
 use crate::compose::ContainerView;
 use crate::desired_state::{Event, Trigger};
 use crate::queue::Admission;
 use crate::reconcile::AckError;
+use crate::untrusted::Untrusted;
 
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -44,10 +45,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         }
     };
     let (docker, compose) = if info.reconcile_enabled {
-        let docker = match state.docker.server_version().await {
-            Ok(version) => json!({ "reachable": true, "version": version }),
+        let docker = match state.edge.reads.server_version(&state.docker).await {
+            Ok(version) => json!({ "reachable": true, "version": *version }),
             Err(e) => {
-                let error = crate::error_chain(&e);
+                let error = crate::error_chain(&*e);
                 reasons.push(format!(
                     "the Docker engine is not reachable: {}",
                     error.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -114,7 +115,8 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// One stack with its containers (in swarm mode also its services), read from the engine now.
+/// One stack with its containers (in swarm mode also its services), read from the engine
+/// (shared with other views of the moment: see [`super::engine_reads`]).
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -128,32 +130,22 @@ pub(super) async fn stack(
         // Swarm mode: the stack's services with their replicas and the nodes of their tasks;
         // `containers` lists the tasks in compose mode's shape.
         match &record.project_name {
-            Some(project) => {
-                let read = async {
-                    let services = swarm.stack_services(project).await?;
-                    let tasks = if services.is_empty() {
-                        Vec::new()
-                    } else {
-                        swarm.tasks(project).await?
-                    };
-                    Ok::<_, crate::swarm::SwarmError>((services, tasks))
-                };
-                match read.await {
-                    Ok((services, tasks)) => {
-                        body["services"] =
-                            serde_json::to_value(crate::swarm::service_views(&services, &tasks))
-                                .unwrap_or(Value::Null);
-                        body["containers"] =
-                            serde_json::to_value(crate::swarm::task_containers(&services, &tasks))
-                                .unwrap_or(Value::Null);
-                    }
-                    Err(e) => {
-                        body["services"] = Value::Null;
-                        body["containers"] = Value::Null;
-                        body["containersError"] = Value::String(crate::error_chain(&e));
-                    }
+            Some(project) => match state.edge.reads.swarm_stack(swarm, project).await {
+                Ok(read) => {
+                    let (services, tasks) = &*read;
+                    body["services"] =
+                        serde_json::to_value(crate::swarm::service_views(services, tasks))
+                            .unwrap_or(Value::Null);
+                    body["containers"] =
+                        serde_json::to_value(crate::swarm::task_containers(services, tasks))
+                            .unwrap_or(Value::Null);
                 }
-            }
+                Err(e) => {
+                    body["services"] = Value::Null;
+                    body["containers"] = Value::Null;
+                    body["containersError"] = Value::String(crate::error_chain(&*e));
+                }
+            },
             None => {
                 body["services"] = json!([]);
                 body["containers"] = json!([]);
@@ -162,7 +154,12 @@ pub(super) async fn stack(
         return Ok(Json(body));
     }
     match &record.project_name {
-        Some(project) => match state.docker.project_containers(project).await {
+        Some(project) => match state
+            .edge
+            .reads
+            .project_containers(&state.docker, project)
+            .await
+        {
             Ok(containers) => {
                 let views: Vec<ContainerView> = containers
                     .iter()
@@ -173,7 +170,7 @@ pub(super) async fn stack(
             }
             Err(e) => {
                 body["containers"] = Value::Null;
-                body["containersError"] = Value::String(crate::error_chain(&e));
+                body["containersError"] = Value::String(crate::error_chain(&*e));
             }
         },
         None => body["containers"] = json!([]),
@@ -181,14 +178,12 @@ pub(super) async fn stack(
     Ok(Json(body))
 }
 
-pub(super) async fn manual_refresh(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+/// `POST /api/refresh`. The token (if any) was checked by [`guard::require_token`]; a body, if
+/// sent, is never read.
+pub(super) async fn manual_refresh(State(state): State<AppState>) -> Json<Value> {
     let admission = state.refresh.request(Trigger::Manual);
     tracing::info!(?admission, "manual refresh requested");
-    Ok(Json(refresh_answer(admission)))
+    Json(refresh_answer(admission))
 }
 
 pub(super) fn refresh_answer(admission: Admission) -> Value {
@@ -206,12 +201,15 @@ struct AckRequest {
     path: String,
 }
 
+/// `POST /api/reconcile/ack` with `{"path": "<stack path>"}` as JSON. The token (if any) was
+/// checked from the headers by [`guard::require_token`] before the body is read here.
 pub(super) async fn ack(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers)?;
+    let (parts, body) = request.into_parts();
+    guard::require_json(&parts.headers)?;
+    let body = guard::read_body(body, &parts.headers, ACK_MAX_BODY_BYTES).await?;
     let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -226,7 +224,7 @@ pub(super) async fn ack(
     };
     match reconcile.ack(&request.path) {
         Ok(()) => {
-            tracing::info!(stack = %request.path, "drift acknowledged; re-applying from Git");
+            tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
             Ok(Json(
                 json!({ "status": "acknowledged", "path": request.path }),
             ))
@@ -242,20 +240,35 @@ pub(super) async fn ack(
 
 /// `GET /api/events`: a `stack.snapshot` and the refresh status on connect, then every change.
 /// A subscriber that falls behind gets a fresh snapshot instead of the events it missed.
+/// At most [`super::EdgeLimits::max_event_streams`] are open at once (503 beyond): a stream
+/// holds its connection for as long as the client likes.
 pub(super) async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, ApiError> {
+    let Ok(permit) = state.edge.event_streams.clone().try_acquire_owned() else {
+        tracing::warn!("refused an event stream: too many open");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many event streams open; try again later",
+        ));
+    };
     let (records, rx) = state.store.subscribe();
     let first = vec![
         Event::StackSnapshot(records),
         Event::RefreshStatus(Box::new(state.store.refresh_status())),
     ];
     let store = state.store.clone();
+    // The permit lives in the stream's state: it is given back when the stream is dropped.
     let stream = futures_util::stream::unfold(
-        (first.into_iter(), rx, store, state.shutdown.clone()),
-        |(mut pending, mut rx, store, shutdown)| async move {
+        (
+            first.into_iter(),
+            rx,
+            store,
+            (state.shutdown.clone(), permit),
+        ),
+        |(mut pending, mut rx, store, (shutdown, permit))| async move {
             if let Some(event) = pending.next() {
-                return Some((Ok(to_sse(&event)), (pending, rx, store, shutdown)));
+                return Some((Ok(to_sse(&event)), (pending, rx, store, (shutdown, permit))));
             }
             let event = tokio::select! {
                 received = rx.recv() => match received {
@@ -265,10 +278,10 @@ pub(super) async fn events(
                 },
                 () = shutdown.cancelled() => return None,
             };
-            Some((Ok(to_sse(&event)), (pending, rx, store, shutdown)))
+            Some((Ok(to_sse(&event)), (pending, rx, store, (shutdown, permit))))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 fn to_sse(event: &Event) -> SseEvent {

@@ -10,24 +10,45 @@
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
 //! - `/metrics`: [`crate::metrics::render`] of the store.
+//! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
+//! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
+//! - [`engine_reads`]: the shared, briefly cached engine reads of unauthenticated pages.
+//!
+//! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
+//! 5 MiB ([`crate::webhook::MAX_BODY_BYTES`]), the acknowledgement [`ACK_MAX_BODY_BYTES`];
+//! every other route never reads its body.
 //!
 //! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries),
-//! config, metrics.
+//! config, metrics, untrusted.
 
 mod api;
 mod dashboard;
+mod engine_reads;
+mod guard;
 mod page;
+mod serve;
 mod webhook;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+
+use engine_reads::EngineReads;
+pub use serve::{EdgeLimits, serve};
+
+/// Largest acknowledgement body: `{"path": "…"}` with a long stack path fits many times over.
+pub const ACK_MAX_BODY_BYTES: usize = 4 * 1024;
 
 use crate::compose::Docker;
 use crate::config::{DeployDir, RepoUrl, Revision, Secret};
@@ -70,6 +91,31 @@ pub struct AppState {
     pub info: Arc<ServiceInfo>,
     /// Ends event streams at shutdown, so graceful shutdown does not wait on them.
     pub shutdown: CancellationToken,
+    /// The edge's limits and what enforces them across requests.
+    pub edge: Edge,
+}
+
+/// What the edge shares across requests to bound unauthenticated work.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    limits: EdgeLimits,
+    reads: EngineReads,
+    /// One permit per open event stream.
+    event_streams: Arc<Semaphore>,
+    /// One permit per webhook body being read.
+    webhook_bodies: Arc<Semaphore>,
+}
+
+impl Edge {
+    /// The edge's shared state for `limits`, with nothing cached and no permit taken.
+    pub fn new(limits: EdgeLimits) -> Self {
+        Self {
+            reads: EngineReads::default(),
+            event_streams: Arc::new(Semaphore::new(limits.max_event_streams)),
+            webhook_bodies: Arc::new(Semaphore::new(limits.max_webhook_bodies)),
+            limits,
+        }
+    }
 }
 
 /// An error answer: status and a message for the client.
@@ -95,18 +141,30 @@ impl IntoResponse for ApiError {
 }
 
 /// Builds the router.
+///
+/// Layers of a mutating route, outermost first: nosniff, JSON error bodies, the cross-site
+/// check, the pause-between-pieces body timeout, then the route's own: the API token, and for
+/// a route that reads a body the whole-request timeout. All but the last decide from headers.
 pub fn router(state: AppState) -> Router {
+    let limits = state.edge.limits.clone();
+    let token = || middleware::from_fn_with_state(state.clone(), guard::require_token);
+    let whole_request =
+        || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.body_read_timeout);
     Router::new()
         .route("/", get(page::status_page).fallback(method_not_allowed))
         .route("/healthz", get(api::healthz).fallback(method_not_allowed))
         .route("/readyz", get(api::readyz).fallback(method_not_allowed))
         .route(
             "/api/webhook",
-            post(webhook::webhook).fallback(method_not_allowed),
+            post(webhook::webhook)
+                .route_layer(whole_request())
+                .fallback(method_not_allowed),
         )
         .route(
             "/api/refresh",
-            post(api::manual_refresh).fallback(method_not_allowed),
+            post(api::manual_refresh)
+                .route_layer(token())
+                .fallback(method_not_allowed),
         )
         .route(
             "/api/refresh-status",
@@ -119,7 +177,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/reconcile/ack",
-            post(api::ack).fallback(method_not_allowed),
+            post(api::ack)
+                .route_layer(whole_request())
+                .route_layer(token())
+                .fallback(method_not_allowed),
         )
         .route("/api/events", get(api::events).fallback(method_not_allowed))
         .route(
@@ -132,6 +193,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .fallback(not_found)
+        // A handler that takes a body by an extractor without saying its limit reads nothing.
+        .layer(DefaultBodyLimit::max(0))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
+        .layer(middleware::from_fn(guard::refuse_cross_site))
+        .layer(middleware::from_fn(guard::json_errors))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
 }
 
@@ -159,12 +229,16 @@ async fn method_not_allowed() -> ApiError {
 
 /// Mutating endpoints (but the webhook, which has its signature) need the API token if one is
 /// configured. Compared in constant time.
+///
+/// More than one `Authorization` header is refused: which one counts would be a guess.
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.info.api_token else {
         return Ok(());
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    let presented = first
+        .filter(|_| second.is_none())
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             // The scheme name is case-insensitive (RFC 9110 §11.1).

@@ -2,7 +2,7 @@
 //! banner for curl.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -19,10 +19,21 @@ pub(super) async fn status_page(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    if wants_html {
-        return dashboard::grid_page(&state, &GridQuery::parse(query.as_deref()));
-    }
-    let running = match state.docker.running_count().await {
+    let mut response = if wants_html {
+        dashboard::grid_page(&state, &GridQuery::parse(query.as_deref()))
+    } else {
+        banner(&state).await
+    };
+    // The answer depends on Accept: a cache must not give the browser's HTML to curl.
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    response
+}
+
+/// The plain-text banner, its running count shared with other views of the moment.
+async fn banner(state: &AppState) -> Response {
+    let running = match state.edge.reads.running_count(&state.docker).await {
         Ok(n) => n.to_string(),
         Err(_) => "unavailable (Docker engine not reachable)".to_owned(),
     };

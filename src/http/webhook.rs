@@ -1,17 +1,17 @@
 //! `POST /api/webhook`: GitHub, Gitea and Forgejo push webhooks.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::api::refresh_answer;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, guard};
 use crate::config::Revision;
 use crate::desired_state::{RefType, Trigger};
 use crate::metrics::WebhookResult;
+use crate::untrusted::Untrusted;
 use crate::webhook::{self, Decision, EventKind};
 
 /// The refs a push must name to count as a push to the tracked revision.
@@ -53,8 +53,10 @@ fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResul
     }
 }
 
-/// Order: enabled? → size → signature over the raw bytes → event → payload → decision. Nothing
-/// is parsed before the signature is verified.
+/// Order: enabled? → signature header (one, well-formed) → size → body, within the limit, one
+/// of [`super::EdgeLimits::max_webhook_bodies`] at a time → signature over the raw bytes →
+/// event → payload → decision. Nothing is read before the headers authorise reading it, and
+/// nothing is parsed before the signature is verified.
 async fn handle(
     State(state): State<AppState>,
     request: Request,
@@ -69,38 +71,37 @@ async fn handle(
     let headers = parts.headers;
     let delivery = header_str(&headers, "x-github-delivery")
         .or_else(|| header_str(&headers, "x-gitea-delivery"))
-        .unwrap_or("-")
-        .chars()
-        .take(64)
-        .collect::<String>();
-    let too_large = || {
-        tracing::warn!(%delivery, "rejected webhook: body over the limit");
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {} bytes", webhook::MAX_BODY_BYTES),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > webhook::MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    // Reads at most the limit, whatever the framing (chunked bodies have no Content-Length).
-    let body = axum::body::to_bytes(Body::new(body), webhook::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())?;
-
-    let signature = headers
-        .get("x-hub-signature-256")
-        .map(HeaderValue::as_bytes);
-    if let Err(e) = webhook::verify_signature(secret.expose().as_bytes(), &body, signature) {
+        .unwrap_or("-");
+    let delivery = Untrusted::bounded(delivery, 64);
+    let unauthorized = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: authentication failed");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()));
-    }
+        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+    };
+    let signature = webhook::parse_signature(
+        headers
+            .get_all("x-hub-signature-256")
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+    .map_err(unauthorized)?;
+    let unreadable = |e: guard::BodyError| {
+        tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
+        ApiError::from(e)
+    };
+    guard::check_declared_length(&headers, webhook::MAX_BODY_BYTES).map_err(unreadable)?;
+    // A slow sender holds its permit for at most the body timeouts; the others wait, holding
+    // a connection but no memory.
+    let Ok(_permit) = state.edge.webhook_bodies.acquire().await else {
+        unreachable!("the webhook body semaphore is never closed")
+    };
+    let body = guard::read_body(body, &headers, webhook::MAX_BODY_BYTES)
+        .await
+        .map_err(unreadable)?;
+    signature
+        .verify(secret.expose().as_bytes(), &body)
+        .map_err(unauthorized)?;
     let bad_request = |e: webhook::WebhookError| {
-        tracing::warn!(%delivery, reason = %e, "rejected webhook: bad request");
+        tracing::warn!(%delivery, reason = %Untrusted::new(&e.to_string()), "rejected webhook: bad request");
         ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
     };
     let event = webhook::event_kind(
@@ -117,24 +118,38 @@ async fn handle(
             json!({ "status": "pong" })
         }
         EventKind::Other(name) => {
-            tracing::info!(%delivery, event = %name, "webhook event ignored");
+            tracing::info!(%delivery, event = %Untrusted::new(&name), "webhook event ignored");
             json!({ "status": "ignored", "reason": format!("{name} events are not handled") })
         }
         EventKind::Push => {
             let push = webhook::parse_push(content_type, &body).map_err(bad_request)?;
             match webhook::decide(&push, &tracked_refs(&state)) {
                 Decision::Ignored(reason) => {
-                    tracing::info!(%delivery, git_ref = %push.git_ref, %reason, "webhook push ignored");
+                    tracing::info!(
+                        %delivery,
+                        git_ref = %Untrusted::new(&push.git_ref),
+                        reason = %Untrusted::new(&reason),
+                        "webhook push ignored"
+                    );
                     json!({ "status": "ignored", "reason": reason })
                 }
                 Decision::Refresh => {
                     let admission = state.refresh.request(Trigger::Webhook);
-                    tracing::info!(%delivery, git_ref = %push.git_ref, ?admission, "webhook push accepted");
+                    tracing::info!(
+                        %delivery,
+                        git_ref = %Untrusted::new(&push.git_ref),
+                        ?admission,
+                        "webhook push accepted"
+                    );
                     refresh_answer(admission)
                 }
                 Decision::RefreshTrackedRefDeleted => {
                     let admission = state.refresh.request(Trigger::Webhook);
-                    tracing::warn!(%delivery, git_ref = %push.git_ref, "webhook says the tracked ref was deleted; nothing is torn down");
+                    tracing::warn!(
+                        %delivery,
+                        git_ref = %Untrusted::new(&push.git_ref),
+                        "webhook says the tracked ref was deleted; nothing is torn down"
+                    );
                     let mut answer = refresh_answer(admission);
                     answer["warning"] = json!(
                         "the push deletes the tracked ref; the last good desired state is kept and nothing is removed"

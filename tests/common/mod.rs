@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use docker_cd::app::{self, App};
 use docker_cd::config::{Args, ChildEnv, Config};
+use docker_cd::http::EdgeLimits;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -320,6 +321,15 @@ pub struct TestApp {
 impl TestApp {
     /// Starts with [`args`] for `repo_url`, changed by `adjust`.
     pub async fn start(repo_url: &str, adjust: impl FnOnce(&mut Args)) -> Self {
+        Self::start_with_limits(repo_url, adjust, EdgeLimits::default()).await
+    }
+
+    /// [`TestApp::start`] with other limits for the HTTP edge (short timeouts, low caps).
+    pub async fn start_with_limits(
+        repo_url: &str,
+        adjust: impl FnOnce(&mut Args),
+        limits: EdgeLimits,
+    ) -> Self {
         log_buffer();
         let data = tempfile::tempdir().unwrap();
         let mut a = args(repo_url, &data.path().join("data"));
@@ -344,7 +354,9 @@ impl TestApp {
         .map(|s| s.expose().to_owned())
         .collect();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = app::start(config, listener).await.expect("app starts");
+        let app = app::start_with_limits(config, listener, limits)
+            .await
+            .expect("app starts");
         let base = format!("http://{}", app.addr);
         Self {
             app: Some(app),

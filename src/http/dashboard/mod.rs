@@ -438,7 +438,8 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
     html(StatusCode::OK, page.render())
 }
 
-/// `GET /stacks/{path}`: one stack, its containers (read from the engine now) and its history.
+/// `GET /stacks/{path}`: one stack, its containers (read from the engine, shared with other
+/// views of the moment) and its history.
 pub(super) async fn stack_page(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -451,7 +452,12 @@ pub(super) async fn stack_page(
         return html(StatusCode::NOT_FOUND, page.render());
     };
     let (containers, containers_error) = match &record.project_name {
-        Some(project) => match state.docker.project_containers(project).await {
+        Some(project) => match state
+            .edge
+            .reads
+            .project_containers(&state.docker, project)
+            .await
+        {
             Ok(containers) => (
                 containers
                     .iter()
@@ -460,7 +466,7 @@ pub(super) async fn stack_page(
                     .collect(),
                 String::new(),
             ),
-            Err(e) => (Vec::new(), crate::error_chain(&e)),
+            Err(e) => (Vec::new(), crate::error_chain(&*e)),
         },
         None => (Vec::new(), String::new()),
     };
