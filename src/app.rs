@@ -205,6 +205,10 @@ pub async fn start_with_limits(
             compose_tool,
             deploy_mode,
             data_dir: config.data_dir.clone(),
+            errors: crate::desired_state::public::PublicErrors::new(
+                config.redactor(),
+                Some(&config.data_dir),
+            ),
             git_bin: config.git.bin.clone(),
             compose_bin,
         }),

@@ -37,10 +37,8 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let data_dir_ok = match tempfile::tempfile_in(&info.data_dir) {
         Ok(_) => true,
         Err(e) => {
-            reasons.push(format!(
-                "DATA_DIR {} is not writable: {e}",
-                info.data_dir.display()
-            ));
+            // The path is the operator's own setting; unauthenticated clients do not need it.
+            reasons.push(format!("DATA_DIR is not writable: {e}"));
             false
         }
     };
@@ -48,7 +46,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         let docker = match state.edge.reads.server_version(&state.docker).await {
             Ok(version) => json!({ "reachable": true, "version": *version }),
             Err(e) => {
-                let error = crate::error_chain(&*e);
+                let error = info.errors.render(&*e).into_string();
                 reasons.push(format!(
                     "the Docker engine is not reachable: {}",
                     error.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -143,7 +141,8 @@ pub(super) async fn stack(
                 Err(e) => {
                     body["services"] = Value::Null;
                     body["containers"] = Value::Null;
-                    body["containersError"] = Value::String(crate::error_chain(&*e));
+                    body["containersError"] =
+                        Value::String(state.info.errors.render(&*e).into_string());
                 }
             },
             None => {
@@ -170,7 +169,8 @@ pub(super) async fn stack(
             }
             Err(e) => {
                 body["containers"] = Value::Null;
-                body["containersError"] = Value::String(crate::error_chain(&*e));
+                body["containersError"] =
+                    Value::String(state.info.errors.render(&*e).into_string());
             }
         },
         None => body["containers"] = json!([]),

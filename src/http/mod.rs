@@ -77,6 +77,8 @@ pub struct ServiceInfo {
     pub git_bin: std::path::PathBuf,
     /// The binary the compose tool runs (`docker` for the plugin), when reconciling.
     pub compose_bin: Option<std::path::PathBuf>,
+    /// Renders engine errors for clients (no command line, `DATA_DIR` hidden, redacted).
+    pub errors: crate::desired_state::public::PublicErrors,
 }
 
 /// Everything the handlers use.

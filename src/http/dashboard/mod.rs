@@ -466,7 +466,7 @@ pub(super) async fn stack_page(
                     .collect(),
                 String::new(),
             ),
-            Err(e) => (Vec::new(), crate::error_chain(&*e)),
+            Err(e) => (Vec::new(), state.info.errors.render(&*e).into_string()),
         },
         None => (Vec::new(), String::new()),
     };
