@@ -156,6 +156,12 @@ async fn readiness_fails_with_a_reason_per_check_when_git_or_the_data_dir_go_awa
     assert!(reasons[0].starts_with("git is gone: "), "{body}");
     assert!(reasons[1].starts_with("DATA_DIR "), "{body}");
     assert!(reasons[1].contains("is not writable"), "{body}");
+    // X8: unauthenticated clients are not told where DATA_DIR is.
+    let data_dir = app.data.path().join("data");
+    assert!(
+        !body.to_string().contains(&data_dir.display().to_string()),
+        "{body}"
+    );
     app.stop().await;
 }
 
