@@ -15,14 +15,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::compose::{Compose, ComposeTool, Docker};
-use crate::config::{Config, DeployMode};
+use crate::config::Config;
 use crate::desired_state::{Store, Trigger};
+use crate::engine::{Engine, Host};
 use crate::git::GitReader;
 use crate::http::{self, AppState, EdgeLimits, ServiceInfo};
-use crate::reconcile::{self, Engine, Layout, ReconcileHandle, Reconciler, plan::Policy};
+use crate::reconcile::{self, EngineView, Layout, ReconcileHandle, Reconciler, plan::Policy};
 use crate::refresh::{self, RefreshHandle, Refresher};
-use crate::swarm::Swarm;
 
 /// Everything after start-up must be done within this (SPEC §8: exit within 25 s).
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(25);
@@ -71,94 +70,43 @@ pub async fn start_with_limits(
     );
 
     let docker_env = crate::compose::client_env(&config.child_env.vars);
-    let docker = Docker::new(config.reconcile.docker_bin.clone(), docker_env.clone());
+    // Queried by the status page even when nothing is reconciled.
+    let host = Host::new(config.reconcile.docker_bin.clone(), docker_env.clone());
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let (reconciler, compose_tool, swarm, deploy_mode) = if config.reconcile.enabled {
+    // The engine is chosen here, once; everything after only talks to it.
+    let (reconciler, engine, compose_tool, deploy_mode) = if config.reconcile.enabled {
         let policy = Policy {
             remove_enabled: config.reconcile.remove_enabled,
             drift_policy: config.reconcile.drift_policy,
-            instance: crate::compose::labels::instance_id(
+            instance: crate::stack::labels::instance_id(
                 config.git.repo.as_str(),
                 config.git.deploy_dir.as_str(),
             ),
         };
-        let mode = match config.reconcile.deploy_mode {
-            DeployMode::Auto => {
-                let state = Swarm::state(&config.reconcile.docker_bin, &docker_env)
-                    .await
-                    .context(
-                        "DEPLOY_MODE=auto needs the Docker engine to answer at start-up, to tell a swarm manager from a plain host",
-                    )?;
-                let mode = if state.is_manager() {
-                    DeployMode::Swarm
-                } else {
-                    DeployMode::Compose
-                };
-                tracing::info!(swarm_state = %state.local_node_state, manager = state.control_available, ?mode, "DEPLOY_MODE=auto");
-                mode
-            }
-            mode => mode,
-        };
-        if mode == DeployMode::Swarm {
-            let swarm = Swarm::detect(
-                &config.reconcile.docker_bin,
-                docker_env.clone(),
-                config.reconcile.compose_timeout,
-            )
-            .await
-            .context("DEPLOY_MODE=swarm needs a swarm manager and `docker stack deploy`")?;
-            let description = swarm.describe();
-            tracing::info!(tool = %description, "swarm mode: stacks are deployed with docker stack deploy");
-            let reconciler = Reconciler::with_engine(
-                store.clone(),
-                git.clone(),
-                Engine::Swarm(swarm.clone()),
-                policy,
-                Layout::under(&config.data_dir),
-                redactor.clone(),
-            );
-            (
-                Some(reconciler),
-                Some((description, config.reconcile.docker_bin.clone())),
-                Some(swarm),
-                Some("swarm"),
-            )
-        } else {
-            let tool = ComposeTool::detect(
-                &config.reconcile.docker_bin,
-                config.reconcile.compose_bin.as_deref(),
-                &docker_env,
-            )
-            .await
-            .context("RECONCILE_ENABLED=true needs a compose tool")?;
-            tracing::info!(tool = %tool.describe(), "compose tool found");
-            let description = tool.describe();
-            let program = match &tool {
-                ComposeTool::Plugin { docker, .. } => docker.clone(),
-                ComposeTool::Standalone { bin, .. } => bin.clone(),
-            };
-            let compose = Compose::new(tool, docker_env.clone(), config.reconcile.compose_timeout);
-            let reconciler = Reconciler::new(
-                store.clone(),
-                git.clone(),
-                compose,
-                docker.clone(),
-                policy,
-                Layout::under(&config.data_dir),
-                redactor.clone(),
-            );
-            (
-                Some(reconciler),
-                Some((description, program)),
-                None,
-                Some("compose"),
-            )
-        }
+        let engine = Arc::new(Engine::detect(&config.reconcile, host.clone(), docker_env).await?);
+        let tool = (
+            engine.describe(),
+            engine.program(&config.reconcile.docker_bin),
+        );
+        let mode = engine.mode_name();
+        let reconciler = Reconciler::new(
+            store.clone(),
+            git.clone(),
+            engine.clone(),
+            policy,
+            Layout::under(&config.data_dir),
+            redactor.clone(),
+        );
+        (Some(reconciler), Some(engine), Some(tool), Some(mode))
     } else {
         tracing::info!("RECONCILE_ENABLED=false: desired state is refreshed, nothing is applied");
         (None, None, None, None)
+    };
+    let engine_view = match engine {
+        Some(engine) => EngineView::new(engine),
+        None => EngineView::host_only(host),
     };
     let (compose_tool, compose_bin) = compose_tool.unzip();
     let reconcile_handle = reconciler.as_ref().map(Reconciler::handle);
@@ -193,8 +141,7 @@ pub async fn start_with_limits(
         store: store.clone(),
         refresh: refresh_handle.clone(),
         reconcile: reconcile_handle.clone(),
-        docker,
-        swarm,
+        engine: engine_view,
         info: Arc::new(ServiceInfo {
             repo: config.git.repo.clone(),
             revision: config.git.revision.clone(),

@@ -14,16 +14,17 @@
 //! bounded ([`crate::untrusted`]): it can neither drive the terminal nor forge a line of the
 //! report. A text of several lines continues, indented, under its field.
 //!
-//! Wiring layer: uses config, git, compose, desired_state, untrusted.
+//! Wiring layer: uses config, git, compose (the client environment), engine (chosen once from
+//! `DEPLOY_MODE`, as the agent does), desired_state, untrusted.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::compose::{ComposeTool, Docker};
 use crate::config::{ClientConfig, Config};
 use crate::desired_state::Snapshot;
+use crate::engine::{Engine, Host};
 use crate::git::GitReader;
 use crate::untrusted::{Untrusted, sanitize};
 
@@ -123,22 +124,16 @@ pub async fn check(config: Config, out: &mut impl Write) -> std::io::Result<Exit
 
     if config.reconcile.enabled {
         let env = crate::compose::client_env(&config.child_env.vars);
-        match ComposeTool::detect(
-            &config.reconcile.docker_bin,
-            config.reconcile.compose_bin.as_deref(),
-            &env,
-        )
-        .await
-        {
-            Ok(tool) => field(out, "compose", &tool.describe())?,
+        let host = Host::new(config.reconcile.docker_bin.clone(), env.clone());
+        match Engine::detect(&config.reconcile, host.clone(), env).await {
+            Ok(engine) => field(out, "compose", &engine.describe())?,
             Err(e) => {
                 errors += 1;
-                let reason = redactor.redact(&crate::error_chain(&e));
+                let reason = redactor.redact(&crate::error_chain(e.tool_error()));
                 field(out, "compose", &format!("error: {reason}"))?;
             }
         }
-        let docker = Docker::new(config.reconcile.docker_bin.clone(), env);
-        match docker.server_version().await {
+        match host.server_version().await {
             Ok(version) => field(out, "docker engine", &format!("reachable, {version}"))?,
             Err(e) => {
                 warnings += 1;

@@ -9,19 +9,24 @@
 //! | layer | modules | owns |
 //! |---|---|---|
 //! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`], [`untrusted`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics; untrusted text made safe to log and print |
-//! | adapters | [`git`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
-//! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply |
+//! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
+//! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
+//! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
 //! | edge | [`http`] | the axum API |
-//! | wiring | [`app`], [`cli`] | builds the pieces, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
+//! | wiring | [`app`], [`cli`] | builds the pieces, chooses the engine once, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
-//! Only [`process`] spawns children; only [`config`] reads the environment; [`http`] reaches
-//! git and docker only through the workflows and adapters it is handed.
+//! Only [`process`] spawns children; only [`config`] reads the environment. Within the
+//! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. Only [`engine`]
+//! decides between compose and swarm (the wiring picks which one, from `DEPLOY_MODE`); the
+//! workflows reach docker only through it, and [`http`] reaches git and docker only through the
+//! workflows' handles ([`reconcile::EngineView`] for the engine), never an adapter.
 
 pub mod app;
 pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod desired_state;
+pub mod engine;
 pub mod git;
 pub mod http;
 pub mod metrics;
@@ -29,6 +34,7 @@ pub mod process;
 pub mod queue;
 pub mod reconcile;
 pub mod refresh;
+pub mod stack;
 pub mod swarm;
 pub mod untrusted;
 pub mod webhook;

@@ -4,6 +4,10 @@
 //! about, whatever the number of stacks; a no-op reconcile costs exactly that one process. The
 //! output format is a Go template that prints one JSON object per container (`{{json …}}`
 //! escapes every value), so nothing here depends on v2-only `compose ps --format json`.
+//! docker-cd's labels come back as [`DeployedLabels`], parsed here and nowhere else for
+//! containers.
+//!
+//! Uses: process, stack (labels, the container view).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,8 +15,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ComposeError, labels};
+use super::ComposeError;
 use crate::process::Command;
+use crate::stack::ContainerView;
+use crate::stack::labels::DeployedLabels;
 
 /// How long a query of the engine may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,31 +57,12 @@ pub struct ContainerInfo {
     pub service: String,
     #[serde(skip_serializing)]
     pub oneoff: String,
-    #[serde(skip_serializing)]
-    pub owner: String,
-    /// Absent (empty) on containers of docker-cd versions before the label existed.
-    #[serde(skip_serializing, default)]
-    pub instance: String,
-    #[serde(skip_serializing)]
-    pub path: String,
-    #[serde(skip_serializing)]
-    pub revision: String,
-    #[serde(skip_serializing)]
-    pub content_hash: String,
-    #[serde(skip_serializing)]
-    pub compose_hash: String,
-    #[serde(skip_serializing)]
-    pub synced_at: String,
-    #[serde(skip_serializing)]
-    pub services: String,
+    /// docker-cd's labels, from the template's `owner` … `services` keys.
+    #[serde(flatten, skip_serializing)]
+    pub labels: DeployedLabels,
 }
 
 impl ContainerInfo {
-    /// Carries docker-cd's owner label.
-    pub fn is_owned(&self) -> bool {
-        self.owner == labels::OWNER_VALUE
-    }
-
     /// Started by `compose run`: not part of the project's desired services.
     pub fn is_oneoff(&self) -> bool {
         self.oneoff.eq_ignore_ascii_case("true")
@@ -103,24 +90,6 @@ impl ContainerInfo {
             None
         }
     }
-
-    /// The expected services recorded at the last sync.
-    pub fn recorded_services(&self) -> Vec<&str> {
-        self.services.split(',').filter(|s| !s.is_empty()).collect()
-    }
-}
-
-/// A container as the stack detail endpoint shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerView {
-    pub name: String,
-    pub service: String,
-    pub state: String,
-    pub status: String,
-    pub health: Option<&'static str>,
-    pub image: String,
-    pub ports: String,
 }
 
 impl From<&ContainerInfo> for ContainerView {
@@ -236,11 +205,14 @@ mod tests {
         let containers = parse_ps(SAMPLE).unwrap();
         assert_eq!(containers.len(), 2);
         let web = &containers[0];
-        assert!(web.is_owned() && web.is_running() && !web.is_oneoff());
+        assert!(web.labels.is_owned() && web.is_running() && !web.is_oneoff());
         assert_eq!(web.health(), Some("healthy"));
-        assert_eq!(web.recorded_services(), ["app", "db"]);
+        assert_eq!(web.labels.recorded_services(), ["app", "db"]);
+        assert_eq!(web.labels.stack_path, "web");
+        assert_eq!(web.labels.instance, "0123456789abcdef");
+        assert_eq!(web.labels.synced_at, "2026-11-28T16:00:00Z");
         let other = &containers[1];
-        assert!(!other.is_owned());
+        assert!(!other.labels.is_owned());
         assert_eq!(other.exit_code(), Some(137));
         assert_eq!(other.health(), None);
         assert!(parse_ps(b"").unwrap().is_empty());

@@ -8,21 +8,22 @@
 //! that kills the whole process group.
 //!
 //! - [`engine`]: `docker ps` with label filters, the only source of actual state.
-//! - [`labels`]: docker-cd's labels and the override file that adds them.
-//! - [`materialise`]: a stack directory written to disk from a commit.
+//! - [`labels`] and [`materialise`] live in [`crate::stack`] (swarm uses them too); they are
+//!   re-exported here under their old paths.
 //!
-//! Uses: config, process, desired_state. Spawns only through `process`.
+//! Uses: process, stack. Spawns only through `process`.
 
 pub mod engine;
-pub mod labels;
-pub mod materialise;
+
+pub use crate::stack::{StackFiles, labels, materialise};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::{Command, ProcessError};
-pub use engine::{ContainerInfo, ContainerView, Docker};
+pub use crate::stack::ContainerView;
+pub use engine::{ContainerInfo, Docker};
 
 /// How long detecting the tool may take.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -164,17 +165,6 @@ async fn version_of(cmd: Command, env: &[(OsString, OsString)]) -> Result<String
         .to_owned())
 }
 
-/// The files of one compose project on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Project {
-    pub name: String,
-    pub dir: PathBuf,
-    /// The operator's compose file, relative to `dir`.
-    pub compose_file: String,
-    /// docker-cd's generated label override.
-    pub override_file: Option<PathBuf>,
-}
-
 /// Runs compose operations.
 #[derive(Debug, Clone)]
 pub struct Compose {
@@ -194,7 +184,7 @@ impl Compose {
         &self.tool
     }
 
-    fn project_command(&self, project: &Project, with_override: bool) -> Command {
+    fn project_command(&self, project: &StackFiles, with_override: bool) -> Command {
         let mut cmd = self
             .tool
             .command()
@@ -216,7 +206,7 @@ impl Compose {
     }
 
     /// Validates the operator's compose file and lists its services (`config --services`).
-    pub async fn services(&self, project: &Project) -> Result<Vec<String>, ComposeError> {
+    pub async fn services(&self, project: &StackFiles) -> Result<Vec<String>, ComposeError> {
         let out = self
             .project_command(project, false)
             .args(["config", "--services"])
@@ -241,7 +231,7 @@ impl Compose {
     }
 
     /// `up -d --remove-orphans` with the override.
-    pub async fn up(&self, project: &Project) -> Result<(), ComposeError> {
+    pub async fn up(&self, project: &StackFiles) -> Result<(), ComposeError> {
         self.project_command(project, true)
             .args(["up", "--detach", "--remove-orphans"])
             .run()
@@ -254,7 +244,7 @@ impl Compose {
     }
 
     /// `down --remove-orphans`: removes the project's containers and networks (volumes stay).
-    pub async fn down(&self, project: &Project) -> Result<(), ComposeError> {
+    pub async fn down(&self, project: &StackFiles) -> Result<(), ComposeError> {
         self.project_command(project, true)
             .args(["down", "--remove-orphans"])
             .run()

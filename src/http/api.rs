@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
-use crate::compose::ContainerView;
 use crate::desired_state::{Event, Trigger};
 use crate::queue::Admission;
 use crate::reconcile::AckError;
@@ -43,7 +42,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         }
     };
     let (docker, compose) = if info.reconcile_enabled {
-        let docker = match state.edge.reads.server_version(&state.docker).await {
+        let docker = match state.engine.server_version().await {
             Ok(version) => json!({ "reachable": true, "version": *version }),
             Err(e) => {
                 let error = info.errors.render(&*e).into_string();
@@ -114,7 +113,7 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Response {
 }
 
 /// One stack with its containers (in swarm mode also its services), read from the engine
-/// (shared with other views of the moment: see [`super::engine_reads`]).
+/// (shared with other views of the moment: see [`crate::reconcile::EngineView`]).
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -124,56 +123,22 @@ pub(super) async fn stack(
         .stack(&path)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stack {path:?}")))?;
     let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
-    if let Some(swarm) = &state.swarm {
-        // Swarm mode: the stack's services with their replicas and the nodes of their tasks;
-        // `containers` lists the tasks in compose mode's shape.
-        match &record.project_name {
-            Some(project) => match state.edge.reads.swarm_stack(swarm, project).await {
-                Ok(read) => {
-                    let (services, tasks) = &*read;
-                    body["services"] =
-                        serde_json::to_value(crate::swarm::service_views(services, tasks))
-                            .unwrap_or(Value::Null);
-                    body["containers"] =
-                        serde_json::to_value(crate::swarm::task_containers(services, tasks))
-                            .unwrap_or(Value::Null);
-                }
-                Err(e) => {
-                    body["services"] = Value::Null;
-                    body["containers"] = Value::Null;
-                    body["containersError"] =
-                        Value::String(state.info.errors.render(&*e).into_string());
-                }
-            },
-            None => {
-                body["services"] = json!([]);
-                body["containers"] = json!([]);
+    // In swarm mode also the stack's services with their replicas and the nodes of their
+    // tasks; `containers` then lists the tasks in compose mode's shape.
+    match state.engine.describe(record.project_name.as_deref()).await {
+        Ok(stack) => {
+            if let Some(services) = &stack.services {
+                body["services"] = serde_json::to_value(services).unwrap_or(Value::Null);
             }
+            body["containers"] = serde_json::to_value(&stack.containers).unwrap_or(Value::Null);
         }
-        return Ok(Json(body));
-    }
-    match &record.project_name {
-        Some(project) => match state
-            .edge
-            .reads
-            .project_containers(&state.docker, project)
-            .await
-        {
-            Ok(containers) => {
-                let views: Vec<ContainerView> = containers
-                    .iter()
-                    .filter(|c| !c.is_oneoff())
-                    .map(ContainerView::from)
-                    .collect();
-                body["containers"] = serde_json::to_value(views).unwrap_or(Value::Null);
+        Err(e) => {
+            if state.engine.lists_services() {
+                body["services"] = Value::Null;
             }
-            Err(e) => {
-                body["containers"] = Value::Null;
-                body["containersError"] =
-                    Value::String(state.info.errors.render(&*e).into_string());
-            }
-        },
-        None => body["containers"] = json!([]),
+            body["containers"] = Value::Null;
+            body["containersError"] = Value::String(state.info.errors.render(&*e).into_string());
+        }
     }
     Ok(Json(body))
 }

@@ -1,8 +1,8 @@
 //! The HTTP API (SPEC §7), on axum.
 //!
 //! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
-//! reconciler for work (never waiting for it), and query the engine only through the compose
-//! adapter. Errors become `{"error": "…"}` in one place ([`ApiError`]); internal errors are
+//! reconciler for work (never waiting for it), and query the engine only through the
+//! [`EngineView`] the workflows hand them (read-only, shared and briefly cached). Errors become `{"error": "…"}` in one place ([`ApiError`]); internal errors are
 //! logged once with their cause chain and shown to clients as a plain 500.
 //!
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
@@ -12,18 +12,16 @@
 //! - `/metrics`: [`crate::metrics::render`] of the store.
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
-//! - [`engine_reads`]: the shared, briefly cached engine reads of unauthenticated pages.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
 //! 5 MiB ([`crate::webhook::MAX_BODY_BYTES`]), the acknowledgement [`ACK_MAX_BODY_BYTES`];
 //! every other route never reads its body.
 //!
-//! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries),
-//! config, metrics, untrusted.
+//! Uses: desired_state, webhook, refresh, reconcile (its handle and [`EngineView`]), stack (the
+//! container view), config, metrics, untrusted. Never `compose`, `swarm` or `engine`.
 
 mod api;
 mod dashboard;
-mod engine_reads;
 mod guard;
 mod page;
 mod serve;
@@ -44,18 +42,15 @@ use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-use engine_reads::EngineReads;
 pub use serve::{EdgeLimits, serve};
 
 /// Largest acknowledgement body: `{"path": "…"}` with a long stack path fits many times over.
 pub const ACK_MAX_BODY_BYTES: usize = 4 * 1024;
 
-use crate::compose::Docker;
 use crate::config::{DeployDir, RepoUrl, Revision, Secret};
 use crate::desired_state::Store;
-use crate::reconcile::ReconcileHandle;
+use crate::reconcile::{EngineView, ReconcileHandle};
 use crate::refresh::RefreshHandle;
-use crate::swarm::Swarm;
 
 /// What the status page and `/readyz` show about this instance. Holds no secret but the two
 /// the API checks, both behind [`Secret`].
@@ -87,9 +82,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub refresh: RefreshHandle,
     pub reconcile: Option<ReconcileHandle>,
-    pub docker: Docker,
-    /// Set in swarm mode: the stack detail reads services and tasks through it.
-    pub swarm: Option<Swarm>,
+    /// The engine's stack details, running count and version, shared and briefly cached.
+    pub engine: EngineView,
     pub info: Arc<ServiceInfo>,
     /// Ends event streams at shutdown, so graceful shutdown does not wait on them.
     pub shutdown: CancellationToken,
@@ -101,7 +95,6 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct Edge {
     limits: EdgeLimits,
-    reads: EngineReads,
     /// One permit per open event stream.
     event_streams: Arc<Semaphore>,
     /// One permit per webhook body being read.
@@ -112,7 +105,6 @@ impl Edge {
     /// The edge's shared state for `limits`, with nothing cached and no permit taken.
     pub fn new(limits: EdgeLimits) -> Self {
         Self {
-            reads: EngineReads::default(),
             event_streams: Arc::new(Semaphore::new(limits.max_event_streams)),
             webhook_bodies: Arc::new(Semaphore::new(limits.max_webhook_bodies)),
             limits,

@@ -33,7 +33,7 @@ pub(super) async fn status_page(
 
 /// The plain-text banner, its running count shared with other views of the moment.
 async fn banner(state: &AppState) -> Response {
-    let running = match state.edge.reads.running_count(&state.docker).await {
+    let running = match state.engine.running_count().await {
         Ok(n) => n.to_string(),
         Err(_) => "unavailable (Docker engine not reachable)".to_owned(),
     };

@@ -6,14 +6,20 @@
 //! through the same single-slot queue as refreshes: one running, at most one waiting.
 //!
 //! Actual state is read with one `docker ps` per reconcile (plus one after syncs to refresh the
-//! counts); a no-op reconcile spawns exactly one docker process. In swarm mode ([`Engine`]) the
-//! same loop deploys with `docker stack deploy` and reads services instead: two docker
-//! processes per reconcile (`service ls`, `service inspect`), whatever the number of stacks.
+//! counts); a no-op reconcile spawns exactly one docker process. In swarm mode the same loop
+//! deploys with `docker stack deploy` and reads services instead: two docker processes per
+//! reconcile (`service ls`, `service inspect`), whatever the number of stacks. Which engine is
+//! chosen once, by the wiring; this module only talks to [`Engine`].
 //!
-//! Uses: desired_state, queue, git (stack files), compose (tool, engine, materialisation),
-//! swarm (stack deploy, services), config.
+//! - [`plan`]: the pure decision.
+//! - [`view`]: [`EngineView`], the read-only handle the HTTP edge gets on the engine.
+//!
+//! Uses: desired_state, queue, git (stack files), engine (the only way to the Docker host),
+//! stack (labels, materialisation), config. Never `compose` or `swarm` directly but for the
+//! plan's workload types.
 
 pub mod plan;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,20 +27,21 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::compose::labels::{self, SyncLabels};
-use crate::compose::materialise::{self, MaterialiseError};
-use crate::compose::{Compose, ComposeError, Docker, Project};
 use crate::config::Redactor;
 use crate::desired_state::public::PublicErrors;
-use crate::desired_state::{
-    COMPOSE_FILE_NAMES, Snapshot, StackStatus, Store, SyncInfo, SyncOutcome, rfc3339,
-};
+use crate::desired_state::{Snapshot, StackStatus, Store, SyncInfo, SyncOutcome, rfc3339};
+use crate::engine::{Actual, EngineError};
 use crate::git::{GitError, GitReader};
 use crate::process::{elide_values, summary_chain};
 use crate::queue::{Admission, SingleSlot};
-use crate::swarm::{StackFiles, Swarm, SwarmError, check};
+use crate::stack::StackFiles;
+use crate::stack::labels::SyncLabels;
+use crate::stack::materialise::{self, MaterialiseError};
 use crate::untrusted::Untrusted;
 use plan::{Action, Counts, Deployed, Policy, SyncReason, Workload};
+
+pub use crate::engine::Engine;
+pub use view::EngineView;
 
 /// How much of a compose error a stack record keeps.
 const MAX_ERROR_CHARS: usize = 2000;
@@ -120,47 +127,6 @@ impl Layout {
     }
 }
 
-/// What stacks are deployed with.
-#[derive(Debug)]
-pub enum Engine {
-    /// `docker compose` on this host; actual state from containers.
-    Compose { compose: Compose, docker: Docker },
-    /// `docker stack deploy` on a swarm manager; actual state from services.
-    Swarm(Swarm),
-}
-
-/// Actual state as one engine reports it.
-enum Actual {
-    Containers(Vec<crate::compose::ContainerInfo>),
-    Services(Vec<crate::swarm::ServiceInfo>),
-}
-
-/// Actual state could not be read.
-#[derive(Debug, thiserror::Error)]
-enum ReadError {
-    #[error("cannot read the Docker host")]
-    Compose(#[source] ComposeError),
-    #[error("cannot read the Docker host")]
-    Swarm(#[source] SwarmError),
-}
-
-impl Engine {
-    async fn read(&self) -> Result<Actual, ReadError> {
-        match self {
-            Self::Compose { docker, .. } => docker
-                .compose_containers()
-                .await
-                .map(Actual::Containers)
-                .map_err(ReadError::Compose),
-            Self::Swarm(swarm) => swarm
-                .services()
-                .await
-                .map(Actual::Services)
-                .map_err(ReadError::Swarm),
-        }
-    }
-}
-
 /// Runtime counts per project, for workloads not ignored.
 fn counts_by_project<W: Workload>(workloads: &[W]) -> std::collections::BTreeMap<&str, Counts> {
     let mut counts = std::collections::BTreeMap::<&str, Counts>::new();
@@ -175,7 +141,7 @@ fn counts_by_project<W: Workload>(workloads: &[W]) -> std::collections::BTreeMap
 pub struct Reconciler {
     store: Arc<Store>,
     git: Arc<GitReader>,
-    engine: Engine,
+    engine: Arc<Engine>,
     policy: Policy,
     layout: Layout,
     /// Renders errors for `lastSyncError`: redacted, `DATA_DIR` hidden, in full at debug.
@@ -184,30 +150,11 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
+    /// A reconciler that applies with `engine` (shared with the [`EngineView`] of the edge).
     pub fn new(
         store: Arc<Store>,
         git: Arc<GitReader>,
-        compose: Compose,
-        docker: Docker,
-        policy: Policy,
-        layout: Layout,
-        redactor: Redactor,
-    ) -> Self {
-        Self::with_engine(
-            store,
-            git,
-            Engine::Compose { compose, docker },
-            policy,
-            layout,
-            redactor,
-        )
-    }
-
-    /// A reconciler for either engine.
-    pub fn with_engine(
-        store: Arc<Store>,
-        git: Arc<GitReader>,
-        engine: Engine,
+        engine: Arc<Engine>,
         policy: Policy,
         layout: Layout,
         redactor: Redactor,
@@ -466,7 +413,8 @@ impl Reconciler {
         }
     }
 
-    /// Materialise, validate and list services, write the label override, `up`.
+    /// Materialise the stack at the commit, then let the engine apply it (validate and list
+    /// services, write the label override, `up` or `deploy`).
     async fn sync_steps(
         &self,
         path: &str,
@@ -486,75 +434,24 @@ impl Reconciler {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
-        let labels = |services: Vec<String>| SyncLabels {
+        let labels = SyncLabels {
             instance: self.policy.instance.clone(),
             stack_path: path.to_owned(),
             revision: revision.to_owned(),
             content_hash: desired.content_hash.clone(),
             compose_hash: desired.compose_hash.clone().unwrap_or_default(),
             synced_at: synced_at.to_owned(),
-            services,
+            // Filled in by the engine, from its own reading of the compose file.
+            services: Vec::new(),
+        };
+        let files = StackFiles {
+            name: project.to_owned(),
+            dir,
+            compose_file: desired.compose_file.clone(),
+            override_file: None,
         };
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        match &self.engine {
-            Engine::Compose { compose, .. } => {
-                let mut target = Project {
-                    name: project.to_owned(),
-                    dir,
-                    compose_file: desired.compose_file.clone(),
-                    override_file: None,
-                };
-                let services = compose.services(&target).await?;
-                let document = labels::override_document(&labels(services)).to_string();
-                self.write_override(&override_file, document).await?;
-                target.override_file = Some(override_file);
-                compose.up(&target).await?;
-            }
-            Engine::Swarm(swarm) => {
-                let mut target = StackFiles {
-                    name: project.to_owned(),
-                    dir,
-                    compose_file: desired.compose_file.clone(),
-                    override_file: None,
-                };
-                // Refuse what swarm would drop, before the engine is touched: first the file as
-                // written, then the CLI's normalisation of it.
-                let raw = tokio::fs::read(target.dir.join(&target.compose_file))
-                    .await
-                    .map_err(|e| {
-                        SyncError::Internal(format!("cannot read the compose file: {e}"))
-                    })?;
-                let has_dot_env = target.dir.join(".env").is_file();
-                let source = check::check_source(&target.compose_file, &raw, has_dot_env)
-                    .map_err(SwarmError::from)?;
-                let normalised = swarm.config(&target).await?;
-                let specs = check::read_config(&normalised).map_err(SwarmError::from)?;
-                let services = specs.iter().map(|s| s.name.clone()).collect();
-                let document =
-                    check::override_document(&labels(services), &specs, source.version.as_deref())
-                        .to_string();
-                self.write_override(&override_file, document).await?;
-                target.override_file = Some(override_file);
-                if let Err(error) = swarm.deploy(&target).await {
-                    // A deploy that did not converge says little by itself; the tasks say why.
-                    let errors = swarm.task_errors(project).await;
-                    return Err(SyncError::Swarm {
-                        error,
-                        task_errors: errors,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn write_override(&self, file: &Path, document: String) -> Result<(), SyncError> {
-        let file = file.to_owned();
-        tokio::task::spawn_blocking(move || {
-            materialise::write_atomically(&file, document.as_bytes())
-        })
-        .await
-        .map_err(|e| SyncError::Internal(e.to_string()))??;
+        self.engine.apply(files, labels, override_file).await?;
         Ok(())
     }
 
@@ -595,35 +492,12 @@ impl Reconciler {
         self.store
             .upsert_gone(path, project, |s| s.status = StackStatus::Deleting);
         let dir = self.layout.stacks_dir.join(project);
-        let Engine::Compose { compose, .. } = &self.engine else {
-            // A stack needs no files to be removed from a swarm.
-            let result = match &self.engine {
-                Engine::Swarm(swarm) => swarm.remove(project).await.map_err(SyncError::from),
-                Engine::Compose { .. } => Ok(()),
-            };
-            self.removed(path, project, &dir, result);
-            return;
-        };
-        let compose_file = COMPOSE_FILE_NAMES
-            .iter()
-            .find(|name| dir.join(name).is_file())
-            .map(|name| (*name).to_owned());
-        let result = match compose_file {
-            Some(compose_file) => {
-                let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-                let target = Project {
-                    name: project.to_owned(),
-                    dir: dir.clone(),
-                    compose_file,
-                    override_file: override_file.is_file().then_some(override_file),
-                };
-                compose.down(&target).await.map_err(SyncError::from)
-            }
-            None => Err(SyncError::Internal(format!(
-                "the files of its last sync are gone from {}; remove it by hand with `docker compose -p {project} down`",
-                dir.display()
-            ))),
-        };
+        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+        let result = self
+            .engine
+            .remove(project, &dir, &override_file)
+            .await
+            .map_err(SyncError::from);
         self.removed(path, project, &dir, result);
     }
 
@@ -704,24 +578,9 @@ enum SyncError {
     #[error("cannot write the stack's files")]
     Materialise(#[from] MaterialiseError),
     #[error(transparent)]
-    Compose(#[from] ComposeError),
-    #[error("{error}")]
-    Swarm {
-        error: SwarmError,
-        /// The errors of the stack's failed tasks, when a deploy failed.
-        task_errors: Vec<String>,
-    },
+    Engine(#[from] EngineError),
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<SwarmError> for SyncError {
-    fn from(error: SwarmError) -> Self {
-        Self::Swarm {
-            error,
-            task_errors: Vec::new(),
-        }
-    }
 }
 
 impl SyncError {
@@ -735,24 +594,15 @@ impl SyncError {
         errors.publish(&public, &full)
     }
 
-    /// The error through `chain`, and a failed swarm deploy's task errors through `task`.
+    /// The error through `chain`, and a failed swarm deploy's task errors through `task`
+    /// ([`EngineError::describe`]).
     fn describe(
         &self,
         chain: impl Fn(&(dyn std::error::Error + 'static)) -> String,
         task: impl Fn(&str) -> String,
     ) -> String {
         match self {
-            Self::Swarm { error, task_errors } => {
-                let mut text = chain(error);
-                if !task_errors.is_empty() {
-                    text.push_str("\nfailed tasks:");
-                    for error in task_errors {
-                        text.push('\n');
-                        text.push_str(&task(error));
-                    }
-                }
-                text
-            }
+            Self::Engine(error) => error.describe(chain, task),
             other => chain(other),
         }
     }
@@ -761,6 +611,7 @@ impl SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swarm::{SwarmError, check};
 
     fn public(error: &SyncError) -> String {
         error.render(&PublicErrors::default()).into_string()
@@ -768,9 +619,11 @@ mod tests {
 
     #[test]
     fn a_refused_swarm_stack_and_failed_tasks_are_described_in_full() {
-        let refused = SyncError::from(SwarmError::Refused(check::Refusal::Unsupported(vec![
-            "service app: build: swarm does not build images".into(),
-        ])));
+        let refused = SyncError::from(EngineError::from(SwarmError::Refused(
+            check::Refusal::Unsupported(vec![
+                "service app: build: swarm does not build images".into(),
+            ]),
+        )));
         let text = public(&refused);
         assert!(
             text.starts_with("swarm mode cannot deploy this stack"),
@@ -780,10 +633,10 @@ mod tests {
             text.ends_with("- service app: build: swarm does not build images"),
             "{text}"
         );
-        let failed = SyncError::Swarm {
+        let failed = SyncError::from(EngineError::Deploy {
             error: SwarmError::MissingFlag("--prune"),
             task_errors: vec!["web_app.1: task: non-zero exit (3)".into()],
-        };
+        });
         assert!(
             public(&failed).ends_with("failed tasks:\nweb_app.1: task: non-zero exit (3)"),
             "{}",

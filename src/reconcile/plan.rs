@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::compose::ContainerInfo;
 use crate::config::DriftPolicy;
 use crate::desired_state::{Snapshot, StackStatus, SyncInfo};
+use crate::stack::labels::DeployedLabels;
 use crate::swarm::ServiceInfo;
 
 /// First retry of a stack whose sync failed (same content); doubles per failure.
@@ -181,13 +182,33 @@ pub trait Workload {
     fn is_ignored(&self) -> bool {
         false
     }
-    fn is_owned(&self) -> bool;
-    fn instance(&self) -> &str;
+    /// docker-cd's labels on it (read by its engine's adapter, in one place each).
+    fn labels(&self) -> &DeployedLabels;
+    fn is_owned(&self) -> bool {
+        self.labels().is_owned()
+    }
+    fn instance(&self) -> &str {
+        &self.labels().instance
+    }
     /// `com.docker-cd.stack.path` (empty when absent).
-    fn stack_path(&self) -> &str;
-    fn content_hash(&self) -> &str;
-    fn deployed(&self) -> Deployed;
-    fn recorded_services(&self) -> Vec<&str>;
+    fn stack_path(&self) -> &str {
+        &self.labels().stack_path
+    }
+    fn content_hash(&self) -> &str {
+        &self.labels().content_hash
+    }
+    fn deployed(&self) -> Deployed {
+        let labels = self.labels();
+        Deployed {
+            revision: labels.revision.clone(),
+            content_hash: labels.content_hash.clone(),
+            compose_hash: labels.compose_hash.clone(),
+            synced_at: labels.synced_at.clone(),
+        }
+    }
+    fn recorded_services(&self) -> Vec<&str> {
+        self.labels().recorded_services()
+    }
     /// Adds this workload to its stack's runtime counts.
     fn count_into(&self, counts: &mut Counts);
     /// How this workload alone drifted (stopped, scaled, changed by hand), if it did.
@@ -217,28 +238,8 @@ impl Workload for ContainerInfo {
     fn is_ignored(&self) -> bool {
         self.is_oneoff()
     }
-    fn is_owned(&self) -> bool {
-        ContainerInfo::is_owned(self)
-    }
-    fn instance(&self) -> &str {
-        &self.instance
-    }
-    fn stack_path(&self) -> &str {
-        &self.path
-    }
-    fn content_hash(&self) -> &str {
-        &self.content_hash
-    }
-    fn deployed(&self) -> Deployed {
-        Deployed {
-            revision: self.revision.clone(),
-            content_hash: self.content_hash.clone(),
-            compose_hash: self.compose_hash.clone(),
-            synced_at: self.synced_at.clone(),
-        }
-    }
-    fn recorded_services(&self) -> Vec<&str> {
-        ContainerInfo::recorded_services(self)
+    fn labels(&self) -> &DeployedLabels {
+        &self.labels
     }
     fn count_into(&self, counts: &mut Counts) {
         counts.running += u32::from(self.is_running());
@@ -287,28 +288,8 @@ impl Workload for ServiceInfo {
     fn service(&self) -> &str {
         &self.service
     }
-    fn is_owned(&self) -> bool {
-        ServiceInfo::is_owned(self)
-    }
-    fn instance(&self) -> &str {
-        ServiceInfo::instance(self)
-    }
-    fn stack_path(&self) -> &str {
-        ServiceInfo::stack_path(self)
-    }
-    fn content_hash(&self) -> &str {
-        ServiceInfo::content_hash(self)
-    }
-    fn deployed(&self) -> Deployed {
-        Deployed {
-            revision: self.revision().to_owned(),
-            content_hash: ServiceInfo::content_hash(self).to_owned(),
-            compose_hash: self.compose_hash().to_owned(),
-            synced_at: self.synced_at().to_owned(),
-        }
-    }
-    fn recorded_services(&self) -> Vec<&str> {
-        ServiceInfo::recorded_services(self)
+    fn labels(&self) -> &DeployedLabels {
+        &self.deployed
     }
     /// Tasks: running and desired, summed over the stack's services.
     fn count_into(&self, counts: &mut Counts) {
@@ -611,8 +592,8 @@ fn drift_action(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::labels::OWNER_VALUE;
     use crate::desired_state::{DesiredStack, RefType, assign_project_names};
+    use crate::stack::labels::OWNER_VALUE;
 
     const INSTANCE: &str = "0123456789abcdef";
 
@@ -667,14 +648,16 @@ mod tests {
             project: project.into(),
             service: service.into(),
             oneoff: "False".into(),
-            owner: OWNER_VALUE.into(),
-            instance: INSTANCE.into(),
-            path: project.into(),
-            revision: "r0".into(),
-            content_hash: hash.into(),
-            compose_hash: "c".into(),
-            synced_at: "2026-11-28T16:00:00Z".into(),
-            services: service.into(),
+            labels: DeployedLabels {
+                owner: OWNER_VALUE.into(),
+                instance: INSTANCE.into(),
+                stack_path: project.into(),
+                revision: "r0".into(),
+                content_hash: hash.into(),
+                compose_hash: "c".into(),
+                synced_at: "2026-11-28T16:00:00Z".into(),
+                services: service.into(),
+            },
         }
     }
 
@@ -814,8 +797,8 @@ mod tests {
     #[test]
     fn a_foreign_project_of_the_same_name_is_not_taken_over() {
         let mut foreign = container("web", "app", "");
-        foreign.owner = String::new();
-        foreign.path = String::new();
+        foreign.labels.owner = String::new();
+        foreign.labels.stack_path = String::new();
         let action = only(plan(
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),
@@ -894,7 +877,7 @@ mod tests {
         );
         // One of two services removed.
         let mut app = container("web", "app", "h1");
-        app.services = "app,db".into();
+        app.labels.services = "app,db".into();
         let one_gone = only(plan(
             &snap,
             &sync,
@@ -907,7 +890,7 @@ mod tests {
         );
         // A container of the project started by hand without labels.
         let mut stray = container("web", "extra", "");
-        stray.owner = String::new();
+        stray.labels.owner = String::new();
         let mixed = only(plan(
             &snap,
             &sync,
@@ -1018,7 +1001,7 @@ mod tests {
 
         // Not owned: never removed, not even listed.
         let mut foreign = container("other", "app", "");
-        foreign.owner = String::new();
+        foreign.labels.owner = String::new();
         let untouched = plan(
             &snap,
             &BTreeMap::new(),
@@ -1030,7 +1013,7 @@ mod tests {
 
         // Deployed by another docker-cd instance on this host: not ours to remove or list.
         let mut theirs = container("theirs", "app", "h9");
-        theirs.instance = "fedcba9876543210".into();
+        theirs.labels.instance = "fedcba9876543210".into();
         let other_agent = plan(
             &snap,
             &BTreeMap::new(),
@@ -1044,7 +1027,7 @@ mod tests {
     #[test]
     fn a_drift_revert_reuses_the_deployed_labels_so_intact_containers_stay() {
         let mut a = container("web", "a", "h1");
-        a.services = "a,b".into();
+        a.labels.services = "a,b".into();
         let action = only(plan(
             &snapshot(&[("web", "h1")]),
             &sync_map(&[("web", synced("h1"))]),
@@ -1101,7 +1084,7 @@ mod tests {
     fn one_off_containers_are_ignored() {
         let mut run = container("web", "app", "");
         run.oneoff = "True".into();
-        run.owner = String::new();
+        run.labels.owner = String::new();
         let action = only(plan(
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),
@@ -1124,8 +1107,8 @@ mod tests {
     // Swarm services go through the same plan.
 
     fn service(stack: &str, name: &str, hash: &str) -> ServiceInfo {
-        use crate::compose::labels;
-        let labels = [
+        use crate::stack::labels;
+        let labels: BTreeMap<String, String> = [
             (labels::OWNER, OWNER_VALUE),
             (labels::INSTANCE, INSTANCE),
             (labels::STACK_PATH, stack),
@@ -1146,6 +1129,7 @@ mod tests {
             name: format!("{stack}_{name}"),
             stack: stack.into(),
             service: name.into(),
+            deployed: DeployedLabels::from_labels(&labels),
             labels,
             mode: "replicated".into(),
             spec_replicas: Some(1),
@@ -1208,8 +1192,7 @@ mod tests {
             "{action:?}"
         );
         let mut app = service("web", "app", "h1");
-        app.labels
-            .insert(crate::compose::labels::SERVICES.into(), "app,db".into());
+        app.deployed.services = "app,db".into();
         let action = only(plan_for(&snap, &sync, &[app], &revert(), SystemTime::now()));
         assert!(
             matches!(&action, Action::Sync { reason: SyncReason::Drift(d), .. } if d == "service db was removed"),
@@ -1251,6 +1234,7 @@ mod tests {
     fn a_foreign_stack_is_not_taken_over_and_says_how_to_remove_it() {
         let mut foreign = service("web", "app", "");
         foreign.labels.clear();
+        foreign.deployed = DeployedLabels::default();
         let action = only(plan_for(
             &snapshot(&[("web", "h1")]),
             &BTreeMap::new(),

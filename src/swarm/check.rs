@@ -13,12 +13,14 @@
 //! - the same file normalised by `docker stack config` ([`read_config`]): the CLI's own
 //!   validation and interpolation, from which the services, their modes and replica counts and
 //!   their restart settings are read.
+//!
+//! Pure. Uses: stack (docker-cd's labels).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::compose::labels::SyncLabels;
+use crate::stack::labels::SyncLabels;
 
 /// Service label holding the replica count Git asked for (replicated services only): a service
 /// scaled by hand differs from it.
@@ -366,7 +368,7 @@ pub fn override_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::labels;
+    use crate::stack::labels;
 
     fn refusal(raw: &str, dot_env: bool) -> Vec<String> {
         match check_source("compose.yaml", raw.as_bytes(), dot_env) {

@@ -4,7 +4,7 @@
 //! Swarm mode is the multi-host engine: the same compose files, deployed with
 //! `docker stack deploy` across every node of an existing Docker Swarm. What differs from the
 //! compose adapter:
-//! - the durable record (docker-cd's labels, [`crate::compose::labels`]) is on the *services*
+//! - the durable record (docker-cd's labels, [`crate::stack::labels`]) is on the *services*
 //!   (`deploy.labels` in a generated override file), not on containers;
 //! - actual state is read with a constant number of docker processes whatever the number of
 //!   stacks: one `docker service ls` (running/desired replicas) and one `docker service inspect`
@@ -15,7 +15,8 @@
 //!   version);
 //! - compose features swarm drops are refused before deploying ([`check`]).
 //!
-//! Uses: process, compose (labels, client environment). Spawns only through `process`.
+//! Uses: process, stack (labels, files, the container view); never `compose`. Spawns only
+//! through `process`.
 
 pub mod check;
 
@@ -26,8 +27,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compose::{ContainerView, labels};
 use crate::process::{Command, ProcessError};
+use crate::stack::ContainerView;
+pub use crate::stack::StackFiles;
+use crate::stack::labels::DeployedLabels;
 
 /// How long a query of the engine may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,7 +171,10 @@ pub struct ServiceInfo {
     pub stack: String,
     /// The compose service name.
     pub service: String,
+    /// Every label of the service (docker-cd's, the CLI's, the operator's).
     pub labels: BTreeMap<String, String>,
+    /// docker-cd's labels among them, parsed from `labels` once, when the service is read.
+    pub deployed: DeployedLabels,
     /// `replicated`, `global`, `replicated-job` or `global-job`.
     pub mode: String,
     /// The replica count in the spec (replicated services).
@@ -189,35 +195,6 @@ pub struct ServiceInfo {
 impl ServiceInfo {
     fn label(&self, key: &str) -> &str {
         self.labels.get(key).map(String::as_str).unwrap_or_default()
-    }
-
-    pub fn is_owned(&self) -> bool {
-        self.label(labels::OWNER) == labels::OWNER_VALUE
-    }
-    pub fn instance(&self) -> &str {
-        self.label(labels::INSTANCE)
-    }
-    pub fn stack_path(&self) -> &str {
-        self.label(labels::STACK_PATH)
-    }
-    pub fn revision(&self) -> &str {
-        self.label(labels::REVISION)
-    }
-    pub fn content_hash(&self) -> &str {
-        self.label(labels::CONTENT_HASH)
-    }
-    pub fn compose_hash(&self) -> &str {
-        self.label(labels::COMPOSE_HASH)
-    }
-    pub fn synced_at(&self) -> &str {
-        self.label(labels::SYNCED_AT)
-    }
-    /// The services the stack had at its last sync.
-    pub fn recorded_services(&self) -> Vec<&str> {
-        self.label(labels::SERVICES)
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .collect()
     }
 
     /// What a hand-made change to this service looks like, if any: scaled away from the replica
@@ -473,6 +450,7 @@ pub fn parse_service_inspect(
             name: s.spec.name,
             stack,
             service,
+            deployed: DeployedLabels::from_labels(&s.spec.labels),
             labels: s.spec.labels,
             mode,
             spec_replicas,
@@ -593,17 +571,6 @@ pub fn task_containers(services: &[ServiceInfo], tasks: &[TaskInfo]) -> Vec<Cont
         .collect()
 }
 
-/// The files of one stack on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackFiles {
-    pub name: String,
-    pub dir: PathBuf,
-    /// The operator's compose file, relative to `dir`.
-    pub compose_file: String,
-    /// docker-cd's generated label override.
-    pub override_file: Option<PathBuf>,
-}
-
 /// Runs `docker stack` and `docker service` commands against a swarm manager.
 #[derive(Debug, Clone)]
 pub struct Swarm {
@@ -674,10 +641,6 @@ impl Swarm {
             flags,
             cli_version: version,
         })
-    }
-
-    pub fn flags(&self) -> DeployFlags {
-        self.flags
     }
 
     /// For logs and `/readyz`: `docker stack deploy (docker CLI 28.2.2) --prune --detach=false …`.
@@ -882,16 +845,16 @@ mod tests {
         );
         assert_eq!((g.running, g.desired, g.spec_replicas), (1, 1, None));
         assert_eq!(g.ports, "*:18996->80/tcp");
-        assert!(!g.is_owned());
+        assert!(!g.deployed.is_owned());
         assert_eq!(
             g.drift().as_deref(),
             Some("service g_g runs image other:1, not docker-cd-test/busybox:latest")
         );
         let web = &services[1];
         assert_eq!((web.stack.as_str(), web.service.as_str()), ("web", "app"));
-        assert!(web.is_owned());
-        assert_eq!(web.content_hash(), "t1");
-        assert_eq!(web.recorded_services(), ["app", "db"]);
+        assert!(web.deployed.is_owned());
+        assert_eq!(web.deployed.content_hash, "t1");
+        assert_eq!(web.deployed.recorded_services(), ["app", "db"]);
         assert_eq!(
             (web.running, web.desired, web.spec_replicas),
             (1, 2, Some(2))

@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::page::wire_name;
-use crate::compose::ContainerView;
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
 use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
+use crate::stack::ContainerView;
 
 /// The statuses the grid can filter by, in the order of its chips.
 const STATUSES: [&str; 7] = [
@@ -451,25 +451,19 @@ pub(super) async fn stack_page(
         };
         return html(StatusCode::NOT_FOUND, page.render());
     };
-    let (containers, containers_error) = match &record.project_name {
-        Some(project) => match state
-            .edge
-            .reads
-            .project_containers(&state.docker, project)
-            .await
-        {
-            Ok(containers) => (
-                containers
+    let (containers, containers_error) =
+        match state.engine.describe(record.project_name.as_deref()).await {
+            Ok(stack) => (
+                stack
+                    .containers
                     .iter()
-                    .filter(|c| !c.is_oneoff())
-                    .map(|c| ContainerRow::from(ContainerView::from(c)))
+                    .cloned()
+                    .map(ContainerRow::from)
                     .collect(),
                 String::new(),
             ),
             Err(e) => (Vec::new(), state.info.errors.render(&*e).into_string()),
-        },
-        None => (Vec::new(), String::new()),
-    };
+        };
     let history = state
         .store
         .history(&path)

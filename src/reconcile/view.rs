@@ -1,10 +1,16 @@
-//! The engine reads of unauthenticated pages (the banner's running count, a stack's
-//! containers, readiness), shared and cached for a moment, so that a burst of views starts a
-//! handful of `docker` processes rather than one each (finding 3: 150 views made 150).
+//! [`EngineView`]: the read-only handle on the engine that the HTTP edge gets. It answers the
+//! stack detail, the banner's running count and readiness's server version through the
+//! [`Engine`] seam (or, when reconciling is disabled, the bare [`Host`]); the edge never holds
+//! an engine, a `Docker` or a `Swarm`, and cannot apply or remove anything.
 //!
-//! Each query (kind and project) is single-flight: views that ask while it runs wait for its
-//! answer. An answer, error or not, is reused for [`FRESH_FOR`]; and at most
+//! The reads of unauthenticated pages are shared and cached for a moment, so that a burst of
+//! views starts a handful of `docker` processes rather than one each (finding 3: 150 views made
+//! 150). Each query (kind and project) is single-flight: views that ask while it runs wait for
+//! its answer. An answer, error or not, is reused for [`FRESH_FOR`]; and at most
 //! [`MAX_CONCURRENT`] reads run at once, whatever the queries.
+//!
+//! Workflow layer (it belongs with the reconciler that owns the engine). Uses: engine, stack
+//! (the views it answers with).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +19,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
-use crate::compose::{ComposeError, ContainerInfo, Docker};
-use crate::swarm::{ServiceInfo, Swarm, SwarmError, TaskInfo};
+use crate::engine::{Engine, EngineError, Host, StackDescription};
 
 /// How long an answer is reused: the pages update live from the event stream anyway.
 pub const FRESH_FOR: Duration = Duration::from_millis(1500);
@@ -30,46 +35,63 @@ pub type Shared<T, E> = Result<Arc<T>, Arc<E>>;
 enum Query {
     RunningCount,
     ServerVersion,
-    ProjectContainers(String),
-    SwarmStack(String),
+    Stack(String),
 }
 
 /// One answer of any query, as stored.
 #[derive(Debug, Clone)]
 enum Answer {
-    Count(Shared<usize, ComposeError>),
-    Version(Shared<String, ComposeError>),
-    Containers(Shared<Vec<ContainerInfo>, ComposeError>),
-    Swarm(Shared<(Vec<ServiceInfo>, Vec<TaskInfo>), SwarmError>),
+    Count(Shared<usize, EngineError>),
+    Version(Shared<String, EngineError>),
+    Stack(Shared<StackDescription, EngineError>),
 }
 
 /// A query's answer once it is in, with when it came.
 type Slot = Arc<OnceCell<(Answer, Instant)>>;
 
-/// The shared, briefly cached engine reads of the HTTP handlers.
+/// The shared, briefly cached engine reads of the HTTP handlers. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct EngineReads {
+pub struct EngineView {
+    host: Host,
+    /// `None` when reconciling is disabled: stacks are then described as compose containers,
+    /// read from the host.
+    engine: Option<Arc<Engine>>,
     /// Every query seen in the last [`FRESH_FOR`], in flight or answered. A std mutex: held
     /// only to look up or replace a slot, never across an await.
     slots: Arc<Mutex<HashMap<Query, Slot>>>,
     permits: Arc<Semaphore>,
 }
 
-impl Default for EngineReads {
-    fn default() -> Self {
+impl EngineView {
+    /// A view through `engine` (the reconciler's).
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self::with(engine.host().clone(), Some(engine))
+    }
+
+    /// A view of the bare host, for an agent that does not reconcile.
+    pub fn host_only(host: Host) -> Self {
+        Self::with(host, None)
+    }
+
+    fn with(host: Host, engine: Option<Arc<Engine>>) -> Self {
         Self {
+            host,
+            engine,
             slots: Arc::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
         }
     }
-}
 
-impl EngineReads {
+    /// Whether stacks are described with services (swarm) besides containers.
+    pub fn lists_services(&self) -> bool {
+        self.engine.as_deref().is_some_and(Engine::lists_services)
+    }
+
     /// How many containers run on the host.
-    pub async fn running_count(&self, docker: &Docker) -> Shared<usize, ComposeError> {
+    pub async fn running_count(&self) -> Shared<usize, EngineError> {
         let answer = self
             .answer(Query::RunningCount, async {
-                Answer::Count(shared(docker.running_count().await))
+                Answer::Count(shared(self.host.running_count().await))
             })
             .await;
         match answer {
@@ -79,10 +101,10 @@ impl EngineReads {
     }
 
     /// The engine's version (readiness).
-    pub async fn server_version(&self, docker: &Docker) -> Shared<String, ComposeError> {
+    pub async fn server_version(&self) -> Shared<String, EngineError> {
         let answer = self
             .answer(Query::ServerVersion, async {
-                Answer::Version(shared(docker.server_version().await))
+                Answer::Version(shared(self.host.server_version().await))
             })
             .await;
         match answer {
@@ -91,46 +113,24 @@ impl EngineReads {
         }
     }
 
-    /// The containers of one compose project.
-    pub async fn project_containers(
-        &self,
-        docker: &Docker,
-        project: &str,
-    ) -> Shared<Vec<ContainerInfo>, ComposeError> {
-        let answer = self
-            .answer(Query::ProjectContainers(project.to_owned()), async {
-                Answer::Containers(shared(docker.project_containers(project).await))
-            })
-            .await;
-        match answer {
-            Answer::Containers(containers) => containers,
-            _ => unreachable!("the containers query stores containers"),
-        }
-    }
-
-    /// The services of one swarm stack and, when it has any, their tasks.
-    pub async fn swarm_stack(
-        &self,
-        swarm: &Swarm,
-        stack: &str,
-    ) -> Shared<(Vec<ServiceInfo>, Vec<TaskInfo>), SwarmError> {
-        let read = async {
-            let services = swarm.stack_services(stack).await?;
-            let tasks = if services.is_empty() {
-                Vec::new()
-            } else {
-                swarm.tasks(stack).await?
-            };
-            Ok((services, tasks))
+    /// One stack (compose project or swarm stack `project`; `None` before it has a project
+    /// name, which asks the engine nothing): its containers, and in swarm mode its services.
+    pub async fn describe(&self, project: Option<&str>) -> Shared<StackDescription, EngineError> {
+        let Some(project) = project else {
+            return Ok(Arc::new(StackDescription::empty(self.lists_services())));
         };
         let answer = self
-            .answer(Query::SwarmStack(stack.to_owned()), async {
-                Answer::Swarm(shared(read.await))
+            .answer(Query::Stack(project.to_owned()), async {
+                let read = match &self.engine {
+                    Some(engine) => engine.describe_stack(project).await,
+                    None => self.host.describe_containers(project).await,
+                };
+                Answer::Stack(shared(read))
             })
             .await;
         match answer {
-            Answer::Swarm(read) => read,
-            _ => unreachable!("the swarm query stores services and tasks"),
+            Answer::Stack(stack) => stack,
+            _ => unreachable!("the stack query stores a stack"),
         }
     }
 
@@ -180,7 +180,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_views_share_one_read_and_a_stale_answer_is_read_again() {
-        let reads = EngineReads::default();
+        let reads = EngineView::host_only(Host::new("docker".into(), Vec::new()));
         let calls = AtomicUsize::new(0);
         let read = || async {
             let n = calls.fetch_add(1, Ordering::SeqCst);
@@ -203,7 +203,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn different_queries_are_read_apart_but_never_more_than_the_limit_at_once() {
-        let reads = EngineReads::default();
+        let reads = EngineView::host_only(Host::new("docker".into(), Vec::new()));
         let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let read = || async {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -213,7 +213,7 @@ mod tests {
             count(0)
         };
         futures_util::future::join_all(
-            (0..10).map(|i| reads.answer(Query::ProjectContainers(format!("p{i}")), read())),
+            (0..10).map(|i| reads.answer(Query::Stack(format!("p{i}")), read())),
         )
         .await;
         assert_eq!(most.load(Ordering::SeqCst), MAX_CONCURRENT);

@@ -1,11 +1,17 @@
-//! docker-cd's labels: the durable record, on every container, of what was deployed.
+//! docker-cd's labels: the durable record, on every container (compose) or service (swarm), of
+//! what was deployed.
 //!
 //! They are added through a generated override file (JSON, which both compose versions read as
 //! YAML) so the operator's compose file is never rewritten. After a restart, docker-cd reads
-//! them back with one `docker ps` and knows what runs without redeploying anything.
+//! them back with one `docker ps` (or `docker service inspect`) and knows what runs without
+//! redeploying anything. [`SyncLabels`] are the values written at a sync; [`DeployedLabels`]
+//! the same values read back, whichever engine reports them.
+//!
+//! Uses: nothing of docker-cd (pure).
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// Marks containers docker-cd created. Containers of a project without it are not ours.
@@ -60,6 +66,62 @@ impl SyncLabels {
     }
 }
 
+/// docker-cd's labels as read back from a workload (a container or a service). An absent label
+/// is an empty string.
+///
+/// Deserialised (by the compose adapter, flattened into its container) from the keys its
+/// `docker ps` template prints; built from a label map with [`DeployedLabels::from_labels`] (by
+/// the swarm adapter). Both are the one place their engine's labels are parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedLabels {
+    /// [`OWNER`]: [`OWNER_VALUE`] on what docker-cd created.
+    pub owner: String,
+    /// [`INSTANCE`]. Absent (empty) on workloads of docker-cd versions before the label existed.
+    #[serde(default)]
+    pub instance: String,
+    /// [`STACK_PATH`].
+    #[serde(rename = "path")]
+    pub stack_path: String,
+    /// [`REVISION`].
+    pub revision: String,
+    /// [`CONTENT_HASH`].
+    pub content_hash: String,
+    /// [`COMPOSE_HASH`].
+    pub compose_hash: String,
+    /// [`SYNCED_AT`], RFC 3339.
+    pub synced_at: String,
+    /// [`SERVICES`], comma-separated.
+    pub services: String,
+}
+
+impl DeployedLabels {
+    /// Reads docker-cd's labels from a workload's whole label map.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Self {
+        let get = |key: &str| labels.get(key).cloned().unwrap_or_default();
+        Self {
+            owner: get(OWNER),
+            instance: get(INSTANCE),
+            stack_path: get(STACK_PATH),
+            revision: get(REVISION),
+            content_hash: get(CONTENT_HASH),
+            compose_hash: get(COMPOSE_HASH),
+            synced_at: get(SYNCED_AT),
+            services: get(SERVICES),
+        }
+    }
+
+    /// Carries docker-cd's owner label.
+    pub fn is_owned(&self) -> bool {
+        self.owner == OWNER_VALUE
+    }
+
+    /// The services the stack had at its last sync.
+    pub fn recorded_services(&self) -> Vec<&str> {
+        self.services.split(',').filter(|s| !s.is_empty()).collect()
+    }
+}
+
 /// The override document: every service gets the labels (merged by compose with the
 /// service's own labels). It has no `version` key: compose v1.29 merges it with files of any
 /// version, and v2 ignores `version`.
@@ -105,6 +167,28 @@ mod tests {
             assert_eq!(l[INSTANCE].as_str().unwrap().len(), 16);
         }
         assert!(doc.get("version").is_none());
+    }
+
+    #[test]
+    fn labels_read_back_from_a_map_are_the_labels_written() {
+        let written = labels();
+        let map = written
+            .to_map()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let read = DeployedLabels::from_labels(&map);
+        assert!(read.is_owned());
+        assert_eq!(read.stack_path, "web");
+        assert_eq!(read.revision, "abc");
+        assert_eq!(read.content_hash, "t1");
+        assert_eq!(read.compose_hash, "c1");
+        assert_eq!(read.synced_at, written.synced_at);
+        assert_eq!(read.instance, written.instance);
+        assert_eq!(read.recorded_services(), ["app", "db"]);
+        let unlabelled = DeployedLabels::from_labels(&BTreeMap::new());
+        assert!(!unlabelled.is_owned());
+        assert!(unlabelled.recorded_services().is_empty());
     }
 
     #[test]

@@ -1,0 +1,429 @@
+//! The one seam between docker-cd's workflows and the Docker host: [`Engine`], compose or swarm
+//! behind one interface. It reads actual state (the workloads with docker-cd's labels), applies
+//! a stack's files, removes a project, describes a stack (its containers, or its services and
+//! tasks), and probes the host (server version, running count) through its [`Host`].
+//!
+//! An enum, not a trait object. There are exactly two engines, both in this crate, chosen once
+//! at start-up from `DEPLOY_MODE`; an enum dispatches their async methods statically, without
+//! boxing every future (a `dyn` trait with async methods needs `async-trait` or hand-written
+//! `Pin<Box<…>>`), and a third engine would be a compile error at every `match` that must know
+//! it. The actual state stays typed per engine ([`Actual`]), which the pure plan needs (it is
+//! generic over `plan::Workload`, not over a trait object). Tests replace engines at the process
+//! boundary (recording `docker` wrappers), so no in-process fake needs a trait.
+//!
+//! [`Host`] is the part that needs no compose tool and no swarm: `docker ps` and
+//! `docker version`. It exists even when reconciling is disabled (the status page still counts
+//! running containers), and in both modes it asks exactly what it asked before the seam.
+//!
+//! Sits between the adapters and the workflows. Uses: compose, swarm, stack, config
+//! (`DeployMode`, `ReconcileConfig`), desired_state (compose file names). Spawns only through the
+//! adapters.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::compose::{Compose, ComposeError, ComposeTool, ContainerInfo, Docker};
+use crate::config::{DeployMode, ReconcileConfig};
+use crate::desired_state::COMPOSE_FILE_NAMES;
+use crate::stack::labels::{self, SyncLabels};
+use crate::stack::materialise::{self, MaterialiseError};
+use crate::stack::{ContainerView, StackFiles};
+use crate::swarm::{ServiceInfo, ServiceView, Swarm, SwarmError, check};
+
+/// Actual state as one engine reports it.
+#[derive(Debug)]
+pub enum Actual {
+    /// Every compose container on the host.
+    Containers(Vec<ContainerInfo>),
+    /// Every service of every stack on the swarm.
+    Services(Vec<ServiceInfo>),
+}
+
+/// One stack as the stack detail shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackDescription {
+    /// Its containers (compose; `compose run` containers left out), or its tasks in the same
+    /// shape (swarm).
+    pub containers: Vec<ContainerView>,
+    /// Swarm only: its services with their replicas and the nodes of their tasks.
+    pub services: Option<Vec<ServiceView>>,
+}
+
+impl StackDescription {
+    /// A stack with nothing on the host, as `engine` would describe it.
+    pub fn empty(lists_services: bool) -> Self {
+        Self {
+            containers: Vec::new(),
+            services: lists_services.then(Vec::new),
+        }
+    }
+}
+
+/// Actual state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the Docker host")]
+    Compose(#[source] ComposeError),
+    #[error("cannot read the Docker host")]
+    Swarm(#[source] SwarmError),
+}
+
+/// An engine operation failed. The adapters' errors are transparent: a stack's
+/// `lastSyncError` and the API show their words, as they did before the seam.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    /// A `docker stack deploy` that failed, with the errors of the stack's failed tasks (a
+    /// deploy that did not converge says little by itself; the tasks say why).
+    #[error("{error}")]
+    Deploy {
+        error: SwarmError,
+        task_errors: Vec<String>,
+    },
+    #[error("cannot write the stack's files")]
+    Materialise(#[from] MaterialiseError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The error through `chain`, and a failed swarm deploy's task errors through `task`.
+    pub fn describe(
+        &self,
+        chain: impl Fn(&(dyn std::error::Error + 'static)) -> String,
+        task: impl Fn(&str) -> String,
+    ) -> String {
+        match self {
+            Self::Deploy { error, task_errors } => {
+                let mut text = chain(error);
+                if !task_errors.is_empty() {
+                    text.push_str("\nfailed tasks:");
+                    for error in task_errors {
+                        text.push('\n');
+                        text.push_str(&task(error));
+                    }
+                }
+                text
+            }
+            other => chain(other),
+        }
+    }
+}
+
+/// The engine of a `DEPLOY_MODE` could not be set up at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(
+        "DEPLOY_MODE=auto needs the Docker engine to answer at start-up, to tell a swarm manager from a plain host"
+    )]
+    Auto(#[source] SwarmError),
+    #[error("DEPLOY_MODE=swarm needs a swarm manager and `docker stack deploy`")]
+    Swarm(#[source] SwarmError),
+    #[error("RECONCILE_ENABLED=true needs a compose tool")]
+    Compose(#[source] ComposeError),
+}
+
+impl DetectError {
+    /// The tool's own error, without the start-up context (`check` prints it under the tool).
+    pub fn tool_error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Auto(e) | Self::Swarm(e) => e,
+            Self::Compose(e) => e,
+        }
+    }
+}
+
+/// The Docker host's read-only queries, the same whichever engine deploys.
+#[derive(Debug, Clone)]
+pub struct Host {
+    docker: Docker,
+}
+
+impl Host {
+    /// The docker CLI at `bin`, run with `env` (the client environment).
+    pub fn new(bin: PathBuf, env: Vec<(OsString, OsString)>) -> Self {
+        Self {
+            docker: Docker::new(bin, env),
+        }
+    }
+
+    /// How many containers run on the host (all of them, not only docker-cd's). One process.
+    pub async fn running_count(&self) -> Result<usize, EngineError> {
+        Ok(self.docker.running_count().await?)
+    }
+
+    /// The engine's version: proves the daemon answers. One process.
+    pub async fn server_version(&self) -> Result<String, EngineError> {
+        Ok(self.docker.server_version().await?)
+    }
+
+    /// The containers of one compose project, but `compose run` ones. One process.
+    pub async fn describe_containers(
+        &self,
+        project: &str,
+    ) -> Result<StackDescription, EngineError> {
+        let containers = self.docker.project_containers(project).await?;
+        Ok(StackDescription {
+            containers: containers
+                .iter()
+                .filter(|c| !c.is_oneoff())
+                .map(ContainerView::from)
+                .collect(),
+            services: None,
+        })
+    }
+}
+
+/// What stacks are deployed with.
+#[derive(Debug)]
+pub enum Engine {
+    /// `docker compose` on this host; actual state from containers.
+    Compose { compose: Compose, host: Host },
+    /// `docker stack deploy` on a swarm manager; actual state from services.
+    Swarm { swarm: Swarm, host: Host },
+}
+
+impl Engine {
+    /// Chooses and checks the engine of `config.deploy_mode` (`auto` asks the engine whether it
+    /// is a swarm manager). `host` is also what the swarm engine probes with.
+    pub async fn detect(
+        config: &ReconcileConfig,
+        host: Host,
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Self, DetectError> {
+        let mode = match config.deploy_mode {
+            DeployMode::Auto => {
+                let state = Swarm::state(&config.docker_bin, &env)
+                    .await
+                    .map_err(DetectError::Auto)?;
+                let mode = if state.is_manager() {
+                    DeployMode::Swarm
+                } else {
+                    DeployMode::Compose
+                };
+                tracing::info!(swarm_state = %state.local_node_state, manager = state.control_available, ?mode, "DEPLOY_MODE=auto");
+                mode
+            }
+            mode => mode,
+        };
+        if mode == DeployMode::Swarm {
+            let swarm = Swarm::detect(&config.docker_bin, env, config.compose_timeout)
+                .await
+                .map_err(DetectError::Swarm)?;
+            tracing::info!(tool = %swarm.describe(), "swarm mode: stacks are deployed with docker stack deploy");
+            Ok(Self::Swarm { swarm, host })
+        } else {
+            let tool = ComposeTool::detect(&config.docker_bin, config.compose_bin.as_deref(), &env)
+                .await
+                .map_err(DetectError::Compose)?;
+            tracing::info!(tool = %tool.describe(), "compose tool found");
+            let compose = Compose::new(tool, env, config.compose_timeout);
+            Ok(Self::Compose { compose, host })
+        }
+    }
+
+    /// `compose` or `swarm`, for `/readyz`.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            Self::Compose { .. } => "compose",
+            Self::Swarm { .. } => "swarm",
+        }
+    }
+
+    /// The tool in use, for logs and `/readyz`: `docker compose plugin 2.29.7`, or
+    /// `docker stack deploy (docker CLI 28.2.2) --prune …`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Compose { compose, .. } => compose.tool().describe(),
+            Self::Swarm { swarm, .. } => swarm.describe(),
+        }
+    }
+
+    /// The binary the engine runs (`/readyz` checks it is still there): `docker` for the
+    /// compose plugin and for swarm, the standalone `docker-compose` otherwise.
+    pub fn program(&self, docker_bin: &Path) -> PathBuf {
+        match self {
+            Self::Compose { compose, .. } => match compose.tool() {
+                ComposeTool::Plugin { docker, .. } => docker.clone(),
+                ComposeTool::Standalone { bin, .. } => bin.clone(),
+            },
+            Self::Swarm { .. } => docker_bin.to_owned(),
+        }
+    }
+
+    /// The host's read-only queries.
+    pub fn host(&self) -> &Host {
+        match self {
+            Self::Compose { host, .. } | Self::Swarm { host, .. } => host,
+        }
+    }
+
+    /// Whether a stack's description has services (swarm) besides containers.
+    pub fn lists_services(&self) -> bool {
+        matches!(self, Self::Swarm { .. })
+    }
+
+    /// Every workload with docker-cd's labels or of a same-named project: one `docker ps`
+    /// (compose), or `service ls` and `service inspect` (swarm), whatever the number of stacks.
+    pub async fn read(&self) -> Result<Actual, ReadError> {
+        match self {
+            Self::Compose { host, .. } => host
+                .docker
+                .compose_containers()
+                .await
+                .map(Actual::Containers)
+                .map_err(ReadError::Compose),
+            Self::Swarm { swarm, .. } => swarm
+                .services()
+                .await
+                .map(Actual::Services)
+                .map_err(ReadError::Swarm),
+        }
+    }
+
+    /// Applies the stack in `files` (materialised at the commit), labelled with `labels` (its
+    /// `services` are filled in here, from the engine's own reading of the compose file): lists
+    /// the services, writes the label override to `override_file`, then `up` or `deploy`.
+    pub async fn apply(
+        &self,
+        mut files: StackFiles,
+        mut labels: SyncLabels,
+        override_file: PathBuf,
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Compose { compose, .. } => {
+                files.override_file = None;
+                labels.services = compose.services(&files).await?;
+                let document = labels::override_document(&labels).to_string();
+                write_override(&override_file, document).await?;
+                files.override_file = Some(override_file);
+                compose.up(&files).await?;
+            }
+            Self::Swarm { swarm, .. } => {
+                files.override_file = None;
+                // Refuse what swarm would drop, before the engine is touched: first the file as
+                // written, then the CLI's normalisation of it.
+                let raw = tokio::fs::read(files.dir.join(&files.compose_file))
+                    .await
+                    .map_err(|e| {
+                        EngineError::Internal(format!("cannot read the compose file: {e}"))
+                    })?;
+                let has_dot_env = files.dir.join(".env").is_file();
+                let source = check::check_source(&files.compose_file, &raw, has_dot_env)
+                    .map_err(SwarmError::from)?;
+                let normalised = swarm.config(&files).await?;
+                let specs = check::read_config(&normalised).map_err(SwarmError::from)?;
+                labels.services = specs.iter().map(|s| s.name.clone()).collect();
+                let document = check::override_document(&labels, &specs, source.version.as_deref())
+                    .to_string();
+                write_override(&override_file, document).await?;
+                files.override_file = Some(override_file);
+                if let Err(error) = swarm.deploy(&files).await {
+                    let task_errors = swarm.task_errors(&files.name).await;
+                    return Err(EngineError::Deploy { error, task_errors });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `project` down. Compose needs the files of its last sync (in `dir`, with the
+    /// override if it is still there); a swarm stack needs none.
+    pub async fn remove(
+        &self,
+        project: &str,
+        dir: &Path,
+        override_file: &Path,
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Swarm { swarm, .. } => Ok(swarm.remove(project).await?),
+            Self::Compose { compose, .. } => {
+                let compose_file = COMPOSE_FILE_NAMES
+                    .iter()
+                    .find(|name| dir.join(name).is_file())
+                    .map(|name| (*name).to_owned());
+                let Some(compose_file) = compose_file else {
+                    return Err(EngineError::Internal(format!(
+                        "the files of its last sync are gone from {}; remove it by hand with `docker compose -p {project} down`",
+                        dir.display()
+                    )));
+                };
+                let files = StackFiles {
+                    name: project.to_owned(),
+                    dir: dir.to_owned(),
+                    compose_file,
+                    override_file: override_file.is_file().then(|| override_file.to_owned()),
+                };
+                Ok(compose.down(&files).await?)
+            }
+        }
+    }
+
+    /// One stack as the stack detail shows it: its containers (one `docker ps`), or its
+    /// services and, when it has any, their tasks (`service ls`, `service inspect`,
+    /// `stack ps`).
+    pub async fn describe_stack(&self, project: &str) -> Result<StackDescription, EngineError> {
+        match self {
+            Self::Compose { host, .. } => host.describe_containers(project).await,
+            Self::Swarm { swarm, .. } => {
+                let services = swarm.stack_services(project).await?;
+                let tasks = if services.is_empty() {
+                    Vec::new()
+                } else {
+                    swarm.tasks(project).await?
+                };
+                Ok(StackDescription {
+                    containers: crate::swarm::task_containers(&services, &tasks),
+                    services: Some(crate::swarm::service_views(&services, &tasks)),
+                })
+            }
+        }
+    }
+}
+
+/// Writes an override file atomically, off the async threads.
+async fn write_override(file: &Path, document: String) -> Result<(), EngineError> {
+    let file = file.to_owned();
+    tokio::task::spawn_blocking(move || materialise::write_atomically(&file, document.as_bytes()))
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_deploy_is_described_with_its_failed_tasks() {
+        let failed = EngineError::Deploy {
+            error: SwarmError::MissingFlag("--prune"),
+            task_errors: vec!["web_app.1: task: non-zero exit (3)".into()],
+        };
+        let text = failed.describe(|e| e.to_string(), str::to_owned);
+        assert_eq!(
+            text,
+            "`docker stack deploy` of this docker CLI has no --prune flag; docker-cd needs it\nfailed tasks:\nweb_app.1: task: non-zero exit (3)"
+        );
+    }
+
+    #[test]
+    fn adapter_errors_keep_their_own_words() {
+        let error = EngineError::from(ComposeError::NoServices);
+        assert_eq!(error.to_string(), "the compose file defines no services");
+        assert_eq!(
+            error.describe(|e| e.to_string(), str::to_owned),
+            "the compose file defines no services"
+        );
+    }
+
+    #[test]
+    fn an_empty_stack_lists_services_only_in_swarm_mode() {
+        assert_eq!(StackDescription::empty(false).services, None);
+        assert_eq!(StackDescription::empty(true).services, Some(Vec::new()));
+        assert!(StackDescription::empty(true).containers.is_empty());
+    }
+}
