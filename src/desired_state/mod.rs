@@ -12,6 +12,7 @@
 
 pub mod public;
 pub mod store;
+pub mod transitions;
 pub mod tree;
 
 use std::collections::BTreeMap;

@@ -14,6 +14,10 @@
 //! - [`plan`]: the pure decision.
 //! - [`view`]: [`EngineView`], the read-only handle the HTTP edge gets on the engine.
 //!
+//! The reconciler changes a stack's sync state only through the named transitions of
+//! [`crate::desired_state::transitions`] (`start_sync`, `succeed`, `fail`, `drift`, …), applied
+//! through the store so every change is published.
+//!
 //! Uses: desired_state, queue, git (stack files), engine (the only way to the Docker host),
 //! stack (labels, materialisation), config. Never `compose` or `swarm` directly but for the
 //! plan's workload types.
@@ -29,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Redactor;
 use crate::desired_state::public::PublicErrors;
-use crate::desired_state::{Snapshot, StackStatus, Store, SyncInfo, SyncOutcome, rfc3339};
+use crate::desired_state::transitions::Deployment;
+use crate::desired_state::{Snapshot, StackStatus, Store, SyncInfo, rfc3339};
 use crate::engine::{Actual, EngineError};
 use crate::git::{GitError, GitReader};
 use crate::process::{elide_values, summary_chain};
@@ -100,7 +105,7 @@ impl ReconcileHandle {
                 status: record.sync.status,
             });
         }
-        self.store.update_stack(path, |s| s.ack_requested = true);
+        self.store.update_stack(path, SyncInfo::acknowledge);
         self.request(Reason::Ack);
         Ok(())
     }
@@ -214,10 +219,7 @@ impl Reconciler {
                 let message = truncate(self.errors.render(&e).as_str());
                 tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "reconcile skipped; retried on the next tick");
                 for path in snapshot.stacks.keys() {
-                    self.store.update_stack(path, |s| {
-                        s.status = StackStatus::Failed;
-                        s.last_sync_error = Some(message.clone());
-                    });
+                    self.store.update_stack(path, |s| s.refuse(message.clone()));
                 }
                 return;
             }
@@ -274,7 +276,7 @@ impl Reconciler {
                 counts,
             } => self.recognise(&path, &deployed, counts, snapshot),
             Action::Observe { path, counts } => {
-                self.store.update_stack(&path, |s| set_counts(s, counts));
+                self.store.update_stack(&path, |s| observe(s, counts));
             }
             Action::Fail {
                 path,
@@ -289,9 +291,8 @@ impl Reconciler {
                     tracing::error!(stack = %Untrusted::new(&path), error = %Untrusted::bounded(&reason, LOG_ERROR_CHARS), "stack cannot be applied");
                 }
                 self.store.update_stack(&path, |s| {
-                    s.status = StackStatus::Failed;
-                    s.last_sync_error = Some(reason);
-                    set_counts(s, counts);
+                    s.refuse(reason);
+                    observe(s, counts);
                 });
             }
             Action::Flag {
@@ -307,9 +308,8 @@ impl Reconciler {
                     tracing::warn!(stack = %Untrusted::new(&path), drift = %Untrusted::bounded(&drift, LOG_ERROR_CHARS), "drift detected; flagged (DRIFT_POLICY=flag), waiting for an acknowledgement");
                 }
                 self.store.update_stack(&path, |s| {
-                    s.status = StackStatus::Drifted;
-                    s.drift = Some(drift);
-                    set_counts(s, counts);
+                    s.drift(drift);
+                    observe(s, counts);
                 });
             }
             Action::Backoff {
@@ -318,7 +318,7 @@ impl Reconciler {
                 counts,
             } => {
                 tracing::debug!(stack = %Untrusted::new(&path), retry_at = %rfc3339::format(retry_at), "failed sync; waiting before retrying");
-                self.store.update_stack(&path, |s| set_counts(s, counts));
+                self.store.update_stack(&path, |s| observe(s, counts));
             }
             Action::Remove { path, project } => self.remove(&path, &project).await,
             Action::Orphan {
@@ -335,9 +335,8 @@ impl Reconciler {
                     tracing::warn!(stack = %Untrusted::new(&path), %project, reason, "stack is orphaned");
                 }
                 self.store.upsert_gone(&path, &project, |s| {
-                    s.status = StackStatus::Orphaned;
-                    s.last_sync_error = Some(reason.to_owned());
-                    set_counts(s, counts);
+                    s.orphan(reason);
+                    observe(s, counts);
                 });
             }
             Action::Forget { path } => self.store.remove_gone(&path),
@@ -360,8 +359,7 @@ impl Reconciler {
         // Outcome events carry stack, commit, trigger and duration themselves (not only
         // through their spans), so log shippers find them as top-level JSON fields.
         tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
-        self.store
-            .update_stack(path, |s| s.status = StackStatus::Syncing);
+        self.store.update_stack(path, SyncInfo::start_sync);
         let started = std::time::Instant::now();
         let now = SystemTime::now();
         // A drift revert keeps the labels (revision, sync time) of the sync it restores.
@@ -375,40 +373,21 @@ impl Reconciler {
         {
             Ok(()) => {
                 tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
-                self.store.update_stack(path, |s| {
-                    s.status = StackStatus::Synced;
-                    if revision == snapshot.revision {
-                        s.synced_commit_message = Some(snapshot.commit_message.clone());
-                    }
-                    s.synced_revision = Some(revision.clone());
-                    s.synced_compose_hash = desired.compose_hash.clone();
-                    s.synced_content_hash = Some(desired.content_hash.clone());
-                    s.synced_at = humantime::parse_rfc3339(&synced_at).ok().or(Some(now));
-                    s.last_sync_at = Some(now);
-                    s.last_sync_status = Some(SyncOutcome::Succeeded);
-                    s.last_sync_error = None;
-                    s.drift = None;
-                    s.failed_content_hash = None;
-                    s.consecutive_failures = 0;
-                    s.ack_requested = false;
-                });
+                let deployed = Deployment {
+                    commit_message: (revision == snapshot.revision)
+                        .then(|| snapshot.commit_message.clone()),
+                    revision,
+                    content_hash: desired.content_hash.clone(),
+                    compose_hash: desired.compose_hash.clone(),
+                    synced_at: humantime::parse_rfc3339(&synced_at).ok(),
+                };
+                self.store.update_stack(path, |s| s.succeed(deployed, now));
             }
             Err(error) => {
                 let message = truncate(error.render(&self.errors).as_str());
                 tracing::error!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
-                self.store.update_stack(path, |s| {
-                    s.status = StackStatus::Failed;
-                    s.last_sync_at = Some(now);
-                    s.last_sync_status = Some(SyncOutcome::Failed);
-                    s.last_sync_error = Some(message);
-                    if s.failed_content_hash.as_deref() == Some(desired.content_hash.as_str()) {
-                        s.consecutive_failures += 1;
-                    } else {
-                        s.failed_content_hash = Some(desired.content_hash.clone());
-                        s.consecutive_failures = 1;
-                    }
-                    s.ack_requested = false;
-                });
+                self.store
+                    .update_stack(path, |s| s.fail(message, &desired.content_hash, now));
             }
         }
     }
@@ -463,25 +442,17 @@ impl Reconciler {
         if first_time {
             tracing::info!(stack = %Untrusted::new(path), revision = %deployed.revision, "already deployed on this host; recognised from its labels, no compose run");
         }
+        let deployment = Deployment {
+            revision: deployed.revision.clone(),
+            commit_message: (deployed.revision == snapshot.revision)
+                .then(|| snapshot.commit_message.clone()),
+            content_hash: deployed.content_hash.clone(),
+            compose_hash: Some(deployed.compose_hash.clone()),
+            synced_at: humantime::parse_rfc3339(&deployed.synced_at).ok(),
+        };
         self.store.update_stack(path, |s| {
-            s.status = StackStatus::Synced;
-            s.synced_revision = Some(deployed.revision.clone());
-            if deployed.revision == snapshot.revision {
-                s.synced_commit_message = Some(snapshot.commit_message.clone());
-            }
-            s.synced_content_hash = Some(deployed.content_hash.clone());
-            s.synced_compose_hash = Some(deployed.compose_hash.clone());
-            s.synced_at = humantime::parse_rfc3339(&deployed.synced_at)
-                .ok()
-                .or(s.synced_at);
-            s.drift = None;
-            s.ack_requested = false;
-            s.failed_content_hash = None;
-            s.consecutive_failures = 0;
-            if s.last_sync_status != Some(SyncOutcome::Succeeded) {
-                s.last_sync_error = None;
-            }
-            set_counts(s, counts);
+            s.recognise(deployment);
+            observe(s, counts);
         });
     }
 
@@ -490,7 +461,7 @@ impl Reconciler {
     async fn remove(&self, path: &str, project: &str) {
         tracing::info!("removing a stack deleted from Git (RECONCILE_REMOVE_ENABLED=true)");
         self.store
-            .upsert_gone(path, project, |s| s.status = StackStatus::Deleting);
+            .upsert_gone(path, project, SyncInfo::start_removal);
         let dir = self.layout.stacks_dir.join(project);
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
         let result = self
@@ -515,10 +486,7 @@ impl Reconciler {
                 let message = truncate(error.render(&self.errors).as_str());
                 tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "removal failed");
                 self.store.upsert_gone(path, project, |s| {
-                    s.status = StackStatus::Orphaned;
-                    s.last_sync_error = Some(message);
-                    s.last_sync_at = Some(SystemTime::now());
-                    s.last_sync_status = Some(SyncOutcome::Failed);
+                    s.fail_removal(message, SystemTime::now());
                 });
             }
         }
@@ -538,7 +506,7 @@ impl Reconciler {
                 continue;
             };
             let counts = counts.get(project.as_str()).copied().unwrap_or_default();
-            self.store.update_stack(path, |s| set_counts(s, counts));
+            self.store.update_stack(path, |s| observe(s, counts));
         }
     }
 }
@@ -555,9 +523,9 @@ pub async fn run_ticker(handle: ReconcileHandle, interval: Duration, shutdown: C
     }
 }
 
-fn set_counts(s: &mut SyncInfo, counts: Counts) {
-    s.containers_running = counts.running;
-    s.containers_total = counts.total;
+/// Records the plan's runtime counts ([`SyncInfo::observe`]).
+fn observe(s: &mut SyncInfo, counts: Counts) {
+    s.observe(counts.running, counts.total);
 }
 
 /// Keeps the end of long compose output (the error is at the end).

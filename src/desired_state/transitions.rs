@@ -1,0 +1,316 @@
+//! The named transitions of a stack's sync state ([`SyncInfo`]): the only ways the reconciler
+//! changes it. Each keeps its invariants here, in one place, instead of in a closure that
+//! writes fields one by one at its call site:
+//!
+//! - a sync that succeeded or a deployment recognised from its labels clears every failure,
+//!   drift and pending acknowledgement;
+//! - a failed sync counts consecutive failures of the same content only (a new commit starts
+//!   again at one), which is what the retry backoff reads;
+//! - a sync's outcome (`lastSyncAt`, `lastSyncStatus`) is written only by a sync or a removal
+//!   that ran, never by a decision that ran nothing.
+//!
+//! Pure: no clock, no store; the caller passes the time and applies a transition through
+//! [`super::Store::update_stack`] or [`super::Store::upsert_gone`], which publish the change.
+//!
+//! Foundation. Uses: nothing beyond this module's parent.
+
+use std::time::SystemTime;
+
+use super::{StackStatus, SyncInfo, SyncOutcome};
+
+/// What runs on the host after a sync, or what its labels say was deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// The commit the stack was applied from.
+    pub revision: String,
+    /// That commit's message, when it is known (it is the snapshot's commit).
+    pub commit_message: Option<String>,
+    pub content_hash: String,
+    pub compose_hash: Option<String>,
+    /// When it was applied, if the labels say so (parsed from `com.docker-cd.synced-at`).
+    pub synced_at: Option<SystemTime>,
+}
+
+impl SyncInfo {
+    /// The operator acknowledged the drift of a `drifted` stack: re-apply it once.
+    pub fn acknowledge(&mut self) {
+        self.ack_requested = true;
+    }
+
+    /// The runtime counts of the stack's containers (tasks, in swarm mode).
+    pub fn observe(&mut self, running: u32, total: u32) {
+        self.containers_running = running;
+        self.containers_total = total;
+    }
+
+    /// The stack cannot be applied (an error in Git, a foreign project, an unreadable host);
+    /// nothing ran, so the last sync's outcome stays as it was.
+    pub fn refuse(&mut self, reason: String) {
+        self.status = StackStatus::Failed;
+        self.last_sync_error = Some(reason);
+    }
+
+    /// Drift under `DRIFT_POLICY=flag`: wait for an acknowledgement.
+    pub fn drift(&mut self, what: String) {
+        self.status = StackStatus::Drifted;
+        self.drift = Some(what);
+    }
+
+    /// A stack gone from Git and left running, with why it is left.
+    pub fn orphan(&mut self, reason: &str) {
+        self.status = StackStatus::Orphaned;
+        self.last_sync_error = Some(reason.to_owned());
+    }
+
+    /// A sync (compose `up`, `stack deploy`) starts.
+    pub fn start_sync(&mut self) {
+        self.status = StackStatus::Syncing;
+    }
+
+    /// The sync that ran at `at` succeeded: `deployed` runs now. Without a time from the
+    /// labels, `synced_at` is `at`.
+    pub fn succeed(&mut self, deployed: Deployment, at: SystemTime) {
+        self.status = StackStatus::Synced;
+        self.set_deployed(deployed, Some(at));
+        self.last_sync_at = Some(at);
+        self.last_sync_status = Some(SyncOutcome::Succeeded);
+        self.last_sync_error = None;
+        self.clear_trouble();
+    }
+
+    /// The host already runs `deployed` (its labels say so): `synced` without a sync. The last
+    /// sync's outcome stays; its error is dropped unless that sync succeeded (then there is
+    /// none anyway).
+    pub fn recognise(&mut self, deployed: Deployment) {
+        self.status = StackStatus::Synced;
+        let previous = self.synced_at;
+        self.set_deployed(deployed, previous);
+        if self.last_sync_status != Some(SyncOutcome::Succeeded) {
+            self.last_sync_error = None;
+        }
+        self.clear_trouble();
+    }
+
+    /// The sync of `content_hash` that ran at `at` failed with `error`. Failures of the same
+    /// content in a row are counted (the backoff grows with them); other content starts at one.
+    pub fn fail(&mut self, error: String, content_hash: &str, at: SystemTime) {
+        self.status = StackStatus::Failed;
+        self.last_sync_at = Some(at);
+        self.last_sync_status = Some(SyncOutcome::Failed);
+        self.last_sync_error = Some(error);
+        if self.failed_content_hash.as_deref() == Some(content_hash) {
+            self.consecutive_failures += 1;
+        } else {
+            self.failed_content_hash = Some(content_hash.to_owned());
+            self.consecutive_failures = 1;
+        }
+        self.ack_requested = false;
+    }
+
+    /// The removal of a stack gone from Git starts (compose `down`, `stack rm`).
+    pub fn start_removal(&mut self) {
+        self.status = StackStatus::Deleting;
+    }
+
+    /// The removal that ran at `at` failed with `error`: the stack stays listed, orphaned.
+    pub fn fail_removal(&mut self, error: String, at: SystemTime) {
+        self.status = StackStatus::Orphaned;
+        self.last_sync_error = Some(error);
+        self.last_sync_at = Some(at);
+        self.last_sync_status = Some(SyncOutcome::Failed);
+    }
+
+    /// Records what runs; `synced_at` falls back to `fallback` when the labels hold no time.
+    fn set_deployed(&mut self, deployed: Deployment, fallback: Option<SystemTime>) {
+        if let Some(message) = deployed.commit_message {
+            self.synced_commit_message = Some(message);
+        }
+        self.synced_revision = Some(deployed.revision);
+        self.synced_content_hash = Some(deployed.content_hash);
+        self.synced_compose_hash = deployed.compose_hash;
+        self.synced_at = deployed.synced_at.or(fallback);
+    }
+
+    /// What runs is what Git says: no drift, no failure count, no pending acknowledgement.
+    fn clear_trouble(&mut self) {
+        self.drift = None;
+        self.failed_content_hash = None;
+        self.consecutive_failures = 0;
+        self.ack_requested = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn deployment(revision: &str, hash: &str) -> Deployment {
+        Deployment {
+            revision: revision.into(),
+            commit_message: Some(format!("commit {revision}")),
+            content_hash: hash.into(),
+            compose_hash: Some("c".into()),
+            synced_at: None,
+        }
+    }
+
+    /// A stack that failed twice on `h1`, drifted and was acknowledged.
+    fn troubled() -> SyncInfo {
+        let mut s = SyncInfo::new(StackStatus::Missing);
+        s.fail("boom".into(), "h1", at(1));
+        s.fail("boom".into(), "h1", at(2));
+        s.drift("container gone".into());
+        s.acknowledge();
+        s
+    }
+
+    #[test]
+    fn failures_of_the_same_content_are_counted_and_new_content_starts_again_at_one() {
+        let mut s = SyncInfo::new(StackStatus::Missing);
+        s.fail("boom".into(), "h1", at(1));
+        s.fail("boom again".into(), "h1", at(2));
+        assert_eq!((s.status, s.consecutive_failures), (StackStatus::Failed, 2));
+        assert_eq!(s.failed_content_hash.as_deref(), Some("h1"));
+        assert_eq!(s.last_sync_error.as_deref(), Some("boom again"));
+        assert_eq!(
+            (s.last_sync_at, s.last_sync_status),
+            (Some(at(2)), Some(SyncOutcome::Failed))
+        );
+        s.fail("other".into(), "h2", at(3));
+        assert_eq!(s.consecutive_failures, 1);
+        assert_eq!(s.failed_content_hash.as_deref(), Some("h2"));
+    }
+
+    #[test]
+    fn a_failed_sync_ends_a_pending_acknowledgement() {
+        let mut s = SyncInfo::new(StackStatus::Drifted);
+        s.acknowledge();
+        assert!(s.ack_requested);
+        s.fail("boom".into(), "h1", at(1));
+        assert!(!s.ack_requested);
+    }
+
+    #[test]
+    fn a_successful_sync_clears_every_failure_drift_and_acknowledgement() {
+        let mut s = troubled();
+        s.start_sync();
+        assert_eq!(s.status, StackStatus::Syncing);
+        s.succeed(deployment("r1", "h1"), at(5));
+        assert_eq!(s.status, StackStatus::Synced);
+        assert_eq!(s.synced_revision.as_deref(), Some("r1"));
+        assert_eq!(s.synced_commit_message.as_deref(), Some("commit r1"));
+        assert_eq!(s.synced_content_hash.as_deref(), Some("h1"));
+        assert_eq!(s.synced_compose_hash.as_deref(), Some("c"));
+        assert_eq!(s.synced_at, Some(at(5)), "no time in the labels: now");
+        assert_eq!(
+            (
+                s.last_sync_at,
+                s.last_sync_status,
+                s.last_sync_error.as_deref()
+            ),
+            (Some(at(5)), Some(SyncOutcome::Succeeded), None)
+        );
+        assert_eq!(s.drift, None);
+        assert_eq!(
+            (s.failed_content_hash.as_deref(), s.consecutive_failures),
+            (None, 0)
+        );
+        assert!(!s.ack_requested);
+    }
+
+    #[test]
+    fn a_drift_revert_keeps_the_time_of_the_sync_it_restores_and_an_unknown_message() {
+        let mut s = SyncInfo::new(StackStatus::Synced);
+        s.synced_commit_message = Some("the old commit".into());
+        let restored = Deployment {
+            synced_at: Some(at(1)),
+            commit_message: None,
+            ..deployment("r0", "h0")
+        };
+        s.succeed(restored, at(9));
+        assert_eq!(s.synced_at, Some(at(1)));
+        assert_eq!(s.last_sync_at, Some(at(9)));
+        assert_eq!(s.synced_commit_message.as_deref(), Some("the old commit"));
+    }
+
+    #[test]
+    fn a_recognised_deployment_keeps_the_last_outcome_but_drops_a_failure() {
+        let mut s = troubled();
+        s.synced_at = Some(at(1));
+        s.recognise(deployment("r0", "h0"));
+        assert_eq!(s.status, StackStatus::Synced);
+        assert_eq!(s.synced_revision.as_deref(), Some("r0"));
+        assert_eq!(s.synced_at, Some(at(1)), "no time in the labels: unchanged");
+        assert_eq!(
+            (s.last_sync_at, s.last_sync_status),
+            (Some(at(2)), Some(SyncOutcome::Failed)),
+            "nothing ran"
+        );
+        assert_eq!(s.last_sync_error, None);
+        assert_eq!((s.drift.as_deref(), s.consecutive_failures), (None, 0));
+        assert!(!s.ack_requested);
+    }
+
+    #[test]
+    fn a_recognised_deployment_after_a_success_keeps_its_outcome() {
+        let mut s = SyncInfo::new(StackStatus::Missing);
+        s.succeed(deployment("r0", "h0"), at(1));
+        s.recognise(Deployment {
+            synced_at: Some(at(1)),
+            ..deployment("r0", "h0")
+        });
+        assert_eq!(
+            (s.last_sync_at, s.last_sync_status),
+            (Some(at(1)), Some(SyncOutcome::Succeeded))
+        );
+    }
+
+    #[test]
+    fn refusing_a_stack_runs_nothing_so_the_last_outcome_stays() {
+        let mut s = SyncInfo::new(StackStatus::Missing);
+        s.succeed(deployment("r0", "h0"), at(1));
+        s.refuse("symlinked compose file".into());
+        assert_eq!(s.status, StackStatus::Failed);
+        assert_eq!(s.last_sync_error.as_deref(), Some("symlinked compose file"));
+        assert_eq!(s.last_sync_status, Some(SyncOutcome::Succeeded));
+        assert_eq!(s.consecutive_failures, 0, "not a failed sync: no backoff");
+    }
+
+    #[test]
+    fn flagged_drift_and_counts_are_recorded() {
+        let mut s = SyncInfo::new(StackStatus::Synced);
+        s.drift("container web_app_1 is exited (exit code 1)".into());
+        s.observe(1, 2);
+        assert_eq!(s.status, StackStatus::Drifted);
+        assert_eq!(
+            s.drift.as_deref(),
+            Some("container web_app_1 is exited (exit code 1)")
+        );
+        assert_eq!((s.containers_running, s.containers_total), (1, 2));
+    }
+
+    #[test]
+    fn an_orphan_says_why_and_a_failed_removal_leaves_it_orphaned_with_the_error() {
+        let mut s = SyncInfo::new(StackStatus::Orphaned);
+        s.orphan("removed from Git; RECONCILE_REMOVE_ENABLED=false");
+        assert_eq!(s.status, StackStatus::Orphaned);
+        assert_eq!(
+            s.last_sync_error.as_deref(),
+            Some("removed from Git; RECONCILE_REMOVE_ENABLED=false")
+        );
+        s.start_removal();
+        assert_eq!(s.status, StackStatus::Deleting);
+        s.fail_removal("compose down failed".into(), at(3));
+        assert_eq!(s.status, StackStatus::Orphaned);
+        assert_eq!(s.last_sync_error.as_deref(), Some("compose down failed"));
+        assert_eq!(
+            (s.last_sync_at, s.last_sync_status),
+            (Some(at(3)), Some(SyncOutcome::Failed))
+        );
+    }
+}
