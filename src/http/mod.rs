@@ -9,6 +9,7 @@
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
+//! - [`names`]: a status's name in text (the banner, the dashboard), as the JSON API spells it.
 //! - `/metrics`: [`crate::metrics::render`] of the store.
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
@@ -25,6 +26,7 @@ mod api;
 mod dashboard;
 mod engine_reads;
 mod guard;
+mod names;
 mod page;
 mod serve;
 mod webhook;

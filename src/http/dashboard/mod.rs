@@ -16,7 +16,8 @@
 //! the same change to the other.
 //!
 //! Uses: desired_state (records, refresh status, sync history), compose (the containers of one
-//! project, read-only), config (what the header shows).
+//! project, read-only), config (what the header shows), [`super::names`] (status names). Not
+//! [`super::page`]: the page at `/` uses the grid, never the other way round.
 
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
@@ -29,7 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::page::wire_name;
+use super::names::WireName;
 use crate::compose::ContainerView;
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
 use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
@@ -120,7 +121,7 @@ impl RefreshView {
     fn new(r: &RefreshStatus) -> Self {
         let revision = r.revision.clone().unwrap_or_default();
         Self {
-            status: wire_name(&r.refresh_status),
+            status: r.refresh_status.wire_name(),
             revision_short: short_revision(&revision, "not read yet"),
             revision,
             commit_message: first_line(r.commit_message.as_deref()),
@@ -309,8 +310,7 @@ impl DetailView {
             last_sync_at: Stamp::new(sync.last_sync_at, "never"),
             last_sync_status: sync
                 .last_sync_status
-                .as_ref()
-                .map(wire_name)
+                .map(WireName::wire_name)
                 .unwrap_or_default(),
             running: sync.containers_running,
             total: sync.containers_total,
@@ -360,8 +360,8 @@ struct HistoryRow {
 
 impl HistoryRow {
     fn new(entry: &SyncHistoryEntry) -> Self {
-        let status = wire_name(&entry.status);
-        let previous = wire_name(&entry.previous);
+        let status = entry.status.wire_name();
+        let previous = entry.previous.wire_name();
         // What the stack runs after a success; what Git asked for otherwise.
         let revision = match entry.status {
             crate::desired_state::StackStatus::Synced => entry.synced_revision.clone(),
@@ -585,7 +585,7 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
 }
 
 fn status_name(record: &StackRecord) -> String {
-    wire_name(&record.sync.status)
+    record.sync.status.wire_name()
 }
 
 /// The first [`SHORT_REVISION`] characters, or `absent`.
