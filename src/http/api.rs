@@ -14,7 +14,6 @@ use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
 use crate::compose::ContainerView;
 use crate::desired_state::{Event, Trigger};
 use crate::queue::Admission;
-use crate::reconcile::AckError;
 use crate::untrusted::Untrusted;
 
 pub(super) async fn healthz() -> Json<Value> {
@@ -122,7 +121,7 @@ pub(super) async fn stack(
     let record = state
         .store
         .stack(&path)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stack {path:?}")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no stack {path:?}")))?;
     let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
     if let Some(swarm) = &state.swarm {
         // Swarm mode: the stack's services with their replicas and the nodes of their tasks;
@@ -211,31 +210,18 @@ pub(super) async fn ack(
     guard::require_json(&parts.headers)?;
     let body = guard::read_body(body, &parts.headers, ACK_MAX_BODY_BYTES).await?;
     let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"path\": \"<stack path>\"}}: {e}"),
-        )
+        ApiError::BadRequest(format!("expected {{\"path\": \"<stack path>\"}}: {e}"))
     })?;
     let Some(reconcile) = &state.reconcile else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "reconciling is disabled (RECONCILE_ENABLED=false)",
+        return Err(ApiError::Conflict(
+            "reconciling is disabled (RECONCILE_ENABLED=false)".into(),
         ));
     };
-    match reconcile.ack(&request.path) {
-        Ok(()) => {
-            tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
-            Ok(Json(
-                json!({ "status": "acknowledged", "path": request.path }),
-            ))
-        }
-        Err(e @ AckError::UnknownStack(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ AckError::NotDrifted { .. }) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
-    }
+    reconcile.ack(&request.path)?;
+    tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
+    Ok(Json(
+        json!({ "status": "acknowledged", "path": request.path }),
+    ))
 }
 
 /// `GET /api/events`: a `stack.snapshot` and the refresh status on connect, then every change.
@@ -247,8 +233,7 @@ pub(super) async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, ApiError> {
     let Ok(permit) = state.edge.event_streams.clone().try_acquire_owned() else {
         tracing::warn!("refused an event stream: too many open");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(ApiError::Unavailable(
             "too many event streams open; try again later",
         ));
     };

@@ -2,8 +2,9 @@
 //!
 //! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
 //! reconciler for work (never waiting for it), and query the engine only through the compose
-//! adapter. Errors become `{"error": "…"}` in one place ([`ApiError`]); internal errors are
-//! logged once with their cause chain and shown to clients as a plain 500.
+//! adapter. Errors become `{"error": "…"}` and their status in one place ([`ApiError`], in
+//! `error`); internal errors are logged once with their cause chain and shown to clients as a
+//! plain 500.
 //!
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
 //! - [`webhook`]: `POST /api/webhook`.
@@ -13,6 +14,7 @@
 //! - `/metrics`: [`crate::metrics::render`] of the store.
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
+//! - `error`: [`ApiError`], every refusal and failure, and the status each is answered with.
 //! - [`engine_reads`]: the shared, briefly cached engine reads of unauthenticated pages.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
@@ -25,6 +27,7 @@
 mod api;
 mod dashboard;
 mod engine_reads;
+mod error;
 mod guard;
 mod names;
 mod page;
@@ -33,13 +36,12 @@ mod webhook;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use engine_reads::EngineReads;
+pub use error::ApiError;
 pub use serve::{EdgeLimits, serve};
 
 /// Largest acknowledgement body: `{"path": "…"}` with a long stack path fits many times over.
@@ -122,28 +125,6 @@ impl Edge {
     }
 }
 
-/// An error answer: status and a message for the client.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
 /// Builds the router.
 ///
 /// Layers of a mutating route, outermost first: nosniff, JSON error bodies, the cross-site
@@ -213,22 +194,16 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match crate::metrics::render(&state.store) {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode the metrics");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
+        Err(e) => ApiError::internal("cannot encode the metrics", e).into_response(),
     }
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint",
-    )
+    ApiError::MethodNotAllowed
 }
 
 /// Mutating endpoints (but the webhook, which has its signature) need the API token if one is
@@ -256,9 +231,8 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
         Ok(())
     } else {
         tracing::warn!("rejected a request without a valid API token");
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid bearer token",
+        Err(ApiError::Unauthorized(
+            "missing or invalid bearer token".into(),
         ))
     }
 }

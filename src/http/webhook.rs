@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -36,7 +36,7 @@ pub(super) async fn webhook(
     answer.map(|answer| Json(answer).into_response())
 }
 
-/// What the metrics call an answer: by its status for errors, by its `status` field otherwise.
+/// What the metrics call an answer: by the kind of refusal, or by the answer's `status` field.
 fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResult {
     match answer {
         Ok(body) => match body["status"].as_str() {
@@ -44,10 +44,10 @@ fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResul
             Some("ignored") => WebhookResult::Ignored,
             _ => WebhookResult::Accepted,
         },
-        Err(e) => match e.status {
-            StatusCode::NOT_FOUND => WebhookResult::Disabled,
-            StatusCode::PAYLOAD_TOO_LARGE => WebhookResult::TooLarge,
-            StatusCode::UNAUTHORIZED => WebhookResult::Unauthorized,
+        Err(e) => match e {
+            ApiError::NotFound(_) => WebhookResult::Disabled,
+            ApiError::PayloadTooLarge { .. } => WebhookResult::TooLarge,
+            ApiError::Unauthorized(_) => WebhookResult::Unauthorized,
             _ => WebhookResult::BadRequest,
         },
     }
@@ -62,9 +62,9 @@ async fn handle(
     request: Request,
 ) -> Result<serde_json::Value, ApiError> {
     let Some(secret) = state.info.webhook_secret.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "the webhook is disabled: set WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) to enable it",
+        return Err(ApiError::NotFound(
+            "the webhook is disabled: set WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) to enable it"
+                .into(),
         ));
     };
     let (parts, body) = request.into_parts();
@@ -75,7 +75,7 @@ async fn handle(
     let delivery = Untrusted::bounded(delivery, 64);
     let unauthorized = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: authentication failed");
-        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+        ApiError::from(e)
     };
     let signature = webhook::parse_signature(
         headers
@@ -84,9 +84,9 @@ async fn handle(
             .map(HeaderValue::as_bytes),
     )
     .map_err(unauthorized)?;
-    let unreadable = |e: guard::BodyError| {
+    let unreadable = |e: ApiError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
-        ApiError::from(e)
+        e
     };
     guard::check_declared_length(&headers, webhook::MAX_BODY_BYTES).map_err(unreadable)?;
     // A slow sender holds its permit for at most the body timeouts; the others wait, holding
@@ -102,7 +102,7 @@ async fn handle(
         .map_err(unauthorized)?;
     let bad_request = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %Untrusted::new(&e.to_string()), "rejected webhook: bad request");
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+        ApiError::from(e)
     };
     let event = webhook::event_kind(
         headers.get("x-github-event").map(HeaderValue::as_bytes),

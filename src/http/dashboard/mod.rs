@@ -29,8 +29,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::names::WireName;
+use super::{ApiError, AppState};
 use crate::compose::ContainerView;
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
 use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
@@ -510,11 +510,7 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot render a dashboard page");
-            super::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                .into_response()
-        }
+        Err(e) => ApiError::internal("cannot render a dashboard page", e).into_response(),
     }
 }
 
@@ -559,7 +555,7 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
         "dashboard.css" => &STYLE,
         "favicon.svg" => &ICON,
         _ => {
-            return super::ApiError::new(StatusCode::NOT_FOUND, "no such asset").into_response();
+            return ApiError::NotFound("no such asset".into()).into_response();
         }
     };
     let fresh = headers
