@@ -7,17 +7,22 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::answers::{
+    AckAnswer, ComposeCheck, DataDirCheck, DockerCheck, GitCheck, Health, Null, Readiness,
+    RefreshAnswer, StackDetail, Workloads,
+};
 use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
 use crate::compose::ContainerView;
-use crate::desired_state::{Event, Trigger};
-use crate::queue::Admission;
+use crate::desired_state::{Event, RefreshStatus, Trigger};
 use crate::untrusted::Untrusted;
 
-pub(super) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// What `/readyz` says of the checks it does not make.
+const NOT_CHECKED: &str = "reconciling is disabled";
+
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health::OK)
 }
 
 /// Ready when git is still where start-up found it, the data dir is writable and, when
@@ -43,14 +48,20 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     };
     let (docker, compose) = if info.reconcile_enabled {
         let docker = match state.edge.reads.server_version(&state.docker).await {
-            Ok(version) => json!({ "reachable": true, "version": *version }),
+            Ok(version) => DockerCheck::Reachable {
+                reachable: true,
+                version: String::clone(&version),
+            },
             Err(e) => {
                 let error = info.errors.render(&*e).into_string();
                 reasons.push(format!(
                     "the Docker engine is not reachable: {}",
                     error.split_whitespace().collect::<Vec<_>>().join(" ")
                 ));
-                json!({ "reachable": false, "error": error })
+                DockerCheck::Unreachable {
+                    error,
+                    reachable: false,
+                }
             }
         };
         let compose_found = info.compose_bin.as_deref().is_some_and(is_executable);
@@ -63,28 +74,37 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
                 )
             ));
         }
-        (
-            docker,
-            json!({ "found": compose_found, "tool": info.compose_tool }),
-        )
+        let compose = ComposeCheck::Checked {
+            found: compose_found,
+            tool: info.compose_tool.as_deref(),
+        };
+        (docker, compose)
     } else {
         (
-            json!({ "reachable": null, "note": "reconciling is disabled" }),
-            json!({ "found": null, "note": "reconciling is disabled" }),
+            DockerCheck::NotChecked {
+                note: NOT_CHECKED,
+                reachable: Null,
+            },
+            ComposeCheck::NotChecked {
+                found: Null,
+                note: NOT_CHECKED,
+            },
         )
     };
     let ready = reasons.is_empty();
-    let body = json!({
-        "ready": ready,
-        "reasons": reasons,
-        "git": { "found": git_found },
-        "dataDir": { "writable": data_dir_ok },
-        "docker": docker,
-        "compose": compose,
-        "composeTool": info.compose_tool,
-        "deployMode": info.deploy_mode,
-        "refreshStatus": state.store.refresh_status().refresh_status,
-    });
+    let body = Readiness {
+        compose,
+        compose_tool: info.compose_tool.as_deref(),
+        data_dir: DataDirCheck {
+            writable: data_dir_ok,
+        },
+        deploy_mode: info.deploy_mode,
+        docker,
+        git: GitCheck { found: git_found },
+        ready,
+        reasons,
+        refresh_status: state.store.refresh_status().refresh_status,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -99,8 +119,8 @@ fn is_executable(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<Value> {
-    Json(serde_json::to_value(state.store.refresh_status()).unwrap_or(Value::Null))
+pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<RefreshStatus> {
+    Json(state.store.refresh_status())
 }
 
 /// Written straight from the cache (see `Store::stacks_json`): 10,000 stacks in milliseconds.
@@ -117,82 +137,68 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Response {
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StackDetail>, ApiError> {
     let record = state
         .store
         .stack(&path)
         .ok_or_else(|| ApiError::NotFound(format!("no stack {path:?}")))?;
-    let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
     if let Some(swarm) = &state.swarm {
         // Swarm mode: the stack's services with their replicas and the nodes of their tasks;
         // `containers` lists the tasks in compose mode's shape.
-        match &record.project_name {
+        let workloads = match &record.project_name {
             Some(project) => match state.edge.reads.swarm_stack(swarm, project).await {
                 Ok(read) => {
                     let (services, tasks) = &*read;
-                    body["services"] =
-                        serde_json::to_value(crate::swarm::service_views(services, tasks))
-                            .unwrap_or(Value::Null);
-                    body["containers"] =
-                        serde_json::to_value(crate::swarm::task_containers(services, tasks))
-                            .unwrap_or(Value::Null);
+                    Workloads::Services {
+                        services: crate::swarm::service_views(services, tasks),
+                        containers: crate::swarm::task_containers(services, tasks),
+                    }
                 }
-                Err(e) => {
-                    body["services"] = Value::Null;
-                    body["containers"] = Value::Null;
-                    body["containersError"] =
-                        Value::String(state.info.errors.render(&*e).into_string());
-                }
+                Err(e) => Workloads::ServicesUnread {
+                    services: Null,
+                    containers: Null,
+                    containers_error: state.info.errors.render(&*e).into_string(),
+                },
             },
-            None => {
-                body["services"] = json!([]);
-                body["containers"] = json!([]);
-            }
-        }
-        return Ok(Json(body));
+            None => Workloads::Services {
+                services: Vec::new(),
+                containers: Vec::new(),
+            },
+        };
+        return Ok(Json(StackDetail { record, workloads }));
     }
-    match &record.project_name {
+    let workloads = match &record.project_name {
         Some(project) => match state
             .edge
             .reads
             .project_containers(&state.docker, project)
             .await
         {
-            Ok(containers) => {
-                let views: Vec<ContainerView> = containers
+            Ok(containers) => Workloads::Containers {
+                containers: containers
                     .iter()
                     .filter(|c| !c.is_oneoff())
                     .map(ContainerView::from)
-                    .collect();
-                body["containers"] = serde_json::to_value(views).unwrap_or(Value::Null);
-            }
-            Err(e) => {
-                body["containers"] = Value::Null;
-                body["containersError"] =
-                    Value::String(state.info.errors.render(&*e).into_string());
-            }
+                    .collect(),
+            },
+            Err(e) => Workloads::ContainersUnread {
+                containers: Null,
+                containers_error: state.info.errors.render(&*e).into_string(),
+            },
         },
-        None => body["containers"] = json!([]),
-    }
-    Ok(Json(body))
+        None => Workloads::Containers {
+            containers: Vec::new(),
+        },
+    };
+    Ok(Json(StackDetail { record, workloads }))
 }
 
 /// `POST /api/refresh`. The token (if any) was checked by [`guard::require_token`]; a body, if
 /// sent, is never read.
-pub(super) async fn manual_refresh(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn manual_refresh(State(state): State<AppState>) -> Json<RefreshAnswer> {
     let admission = state.refresh.request(Trigger::Manual);
     tracing::info!(?admission, "manual refresh requested");
-    Json(refresh_answer(admission))
-}
-
-pub(super) fn refresh_answer(admission: Admission) -> Value {
-    match admission {
-        Admission::Started => json!({ "status": "refreshing", "message": "refresh started" }),
-        Admission::Queued => json!({
-            "status": "queued",
-            "message": "a refresh is running; another will follow it"
-        }),
-    }
+    Json(RefreshAnswer::from(admission))
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,7 +211,7 @@ struct AckRequest {
 pub(super) async fn ack(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AckAnswer>, ApiError> {
     let (parts, body) = request.into_parts();
     guard::require_json(&parts.headers)?;
     let body = guard::read_body(body, &parts.headers, ACK_MAX_BODY_BYTES).await?;
@@ -219,9 +225,7 @@ pub(super) async fn ack(
     };
     reconcile.ack(&request.path)?;
     tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
-    Ok(Json(
-        json!({ "status": "acknowledged", "path": request.path }),
-    ))
+    Ok(Json(AckAnswer::new(request.path)))
 }
 
 /// `GET /api/events`: a `stack.snapshot` and the refresh status on connect, then every change.

@@ -7,6 +7,7 @@
 //! plain 500.
 //!
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
+//! - [`answers`]: the JSON answers, one type per answer, as they go on the wire.
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
@@ -24,6 +25,7 @@
 //! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries),
 //! config, metrics, untrusted.
 
+mod answers;
 mod api;
 mod dashboard;
 mod engine_reads;
