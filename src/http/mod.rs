@@ -3,7 +3,7 @@
 //! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
 //! reconciler for work (never waiting for it), and query the engine only through the compose
 //! adapter. Errors become `{"error": "…"}` and their status in one place ([`ApiError`], in
-//! `error`); internal errors are logged once with their cause chain and shown to clients as a
+//! [`error`]); internal errors are logged once with their cause chain and shown to clients as a
 //! plain 500.
 //!
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
@@ -15,15 +15,15 @@
 //! - `/metrics`: [`crate::metrics::render`] of the store.
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
-//! - `error`: [`ApiError`], every refusal and failure, and the status each is answered with.
+//! - [`error`]: [`ApiError`], every refusal and failure, and the status each is answered with.
 //! - [`engine_reads`]: the shared, briefly cached engine reads of unauthenticated pages.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
 //! 5 MiB ([`crate::webhook::MAX_BODY_BYTES`]), the acknowledgement [`ACK_MAX_BODY_BYTES`];
 //! every other route never reads its body.
 //!
-//! Uses: desired_state, webhook, refresh, reconcile, compose and swarm (read-only queries),
-//! config, metrics, untrusted.
+//! Uses: desired_state, webhook, refresh, reconcile, queue (admissions), compose and swarm
+//! (read-only queries), config, metrics, untrusted.
 
 mod answers;
 mod api;
