@@ -33,11 +33,17 @@ use super::names::WireName;
 use super::{ApiError, AppState};
 use crate::compose::ContainerView;
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
-use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
+use crate::desired_state::{RefreshStatus, StackRecord, StackStatus, rfc3339};
 
-/// The statuses the grid can filter by, in the order of its chips.
-const STATUSES: [&str; 7] = [
-    "missing", "syncing", "synced", "failed", "drifted", "orphaned", "deleting",
+/// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
+const STATUSES: [StackStatus; 7] = [
+    StackStatus::Missing,
+    StackStatus::Syncing,
+    StackStatus::Synced,
+    StackStatus::Failed,
+    StackStatus::Drifted,
+    StackStatus::Orphaned,
+    StackStatus::Deleting,
 ];
 
 /// Only the dashboard's own files; nothing inline. `connect-src` covers `/api/events` and the
@@ -63,7 +69,7 @@ impl GridQuery {
         let mut query: Self = raw
             .and_then(|q| serde_urlencoded::from_str(q).ok())
             .unwrap_or_default();
-        if !STATUSES.contains(&query.status.as_str()) {
+        if !STATUSES.iter().any(|s| s.wire_name() == query.status) {
             query.status.clear();
         }
         query
@@ -193,7 +199,7 @@ impl CardView {
         let sync = &record.sync;
         let revision = sync.synced_revision.clone().unwrap_or_default();
         let status = status_name(record);
-        let drifted = status == "drifted";
+        let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
             project: record
@@ -239,8 +245,8 @@ impl CardView {
 /// A status chip of the filter bar (`status` empty: all stacks).
 #[derive(Debug)]
 struct Chip {
-    status: &'static str,
-    label: &'static str,
+    status: String,
+    label: String,
     count: usize,
     active: bool,
 }
@@ -287,7 +293,7 @@ impl DetailView {
     fn new(record: &StackRecord) -> Self {
         let sync = &record.sync;
         let status = status_name(record);
-        let drifted = status == "drifted";
+        let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
             drifted,
@@ -364,7 +370,7 @@ impl HistoryRow {
         let previous = entry.previous.wire_name();
         // What the stack runs after a success; what Git asked for otherwise.
         let revision = match entry.status {
-            crate::desired_state::StackStatus::Synced => entry.synced_revision.clone(),
+            StackStatus::Synced => entry.synced_revision.clone(),
             _ => entry.git_revision.clone(),
         }
         .unwrap_or_default();
@@ -407,16 +413,19 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
     let stacks = state.store.stacks();
     let cards: Vec<CardView> = stacks.iter().map(|r| CardView::new(r, query)).collect();
     let mut chips = vec![Chip {
-        status: "",
-        label: "all",
+        status: String::new(),
+        label: "all".into(),
         count: cards.len(),
         active: query.status.is_empty(),
     }];
-    chips.extend(STATUSES.iter().map(|status| Chip {
-        status,
-        label: status,
-        count: cards.iter().filter(|c| c.status == *status).count(),
-        active: query.status == *status,
+    chips.extend(STATUSES.iter().map(|status| {
+        let name = status.wire_name();
+        Chip {
+            count: cards.iter().filter(|c| c.status == name).count(),
+            active: query.status == name,
+            label: name.clone(),
+            status: name,
+        }
     }));
     let empty_reason = if cards.is_empty() {
         "none"
@@ -617,7 +626,7 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired_state::{DesiredStack, StackStatus, SyncInfo};
+    use crate::desired_state::{DesiredStack, SyncInfo};
 
     fn record(path: &str, status: StackStatus) -> StackRecord {
         let desired = DesiredStack {
@@ -642,6 +651,16 @@ mod tests {
         let q = GridQuery::parse(Some("q=%ZZ&&=="));
         assert_eq!(q.status, "");
         assert_eq!(GridQuery::parse(None).q, "");
+    }
+
+    #[test]
+    fn every_status_the_api_names_is_a_filter() {
+        for status in [
+            "missing", "syncing", "synced", "failed", "drifted", "orphaned", "deleting",
+        ] {
+            let query = GridQuery::parse(Some(&format!("status={status}")));
+            assert_eq!(query.status, status);
+        }
     }
 
     #[test]
