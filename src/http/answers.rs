@@ -7,15 +7,15 @@
 //! once, which serde_json writes sorted, so the order keeps their bytes what they were (and
 //! what the docs show).
 //!
-//! Uses: desired_state (records, statuses), compose and swarm (their views of containers and
-//! services, for the stack detail), queue (what became of a request for a refresh).
+//! Uses: desired_state (records, statuses), compose (its view of a container, for the stack
+//! detail), queue (what became of a request for a refresh). The stack detail is generic over
+//! the view of a swarm service, so that naming it is left to the handler that reads it.
 
 use serde::Serialize;
 
 use crate::compose::ContainerView;
 use crate::desired_state::{RefreshPhase, StackRecord};
 use crate::queue::Admission;
-use crate::swarm::ServiceView;
 
 /// Written as `null`: what an answer has no value for (a check not made, a list the engine
 /// did not give).
@@ -81,24 +81,24 @@ pub(super) enum ComposeCheck<'a> {
 }
 
 /// `GET /api/stacks/{path}`: the record, as `/api/stacks` lists it, and what the engine says
-/// about the stack's project.
+/// about the stack's project (`S`: how a swarm service is shown).
 #[derive(Debug, Serialize)]
-pub(super) struct StackDetail {
+pub(super) struct StackDetail<S> {
     #[serde(flatten)]
     pub(super) record: StackRecord,
     #[serde(flatten)]
-    pub(super) workloads: Workloads,
+    pub(super) workloads: Workloads<S>,
 }
 
 /// The stack detail's view of the engine, in each mode: read, or why not.
 #[derive(Debug, Serialize)]
 #[serde(untagged, rename_all_fields = "camelCase")]
-pub(super) enum Workloads {
+pub(super) enum Workloads<S> {
     /// Compose mode: the project's containers (none for a stack without a project).
     Containers { containers: Vec<ContainerView> },
     /// Swarm mode: the stack's services, and their tasks in the shape of containers.
     Services {
-        services: Vec<ServiceView>,
+        services: Vec<S>,
         containers: Vec<ContainerView>,
     },
     /// Compose mode, no answer from the engine; the error as clients see engine errors.
@@ -407,7 +407,10 @@ mod tests {
         body
     }
 
-    fn detail(workloads: Workloads) -> Value {
+    /// A service as a test shows it: any serialisable view will do.
+    type Service = Value;
+
+    fn detail(workloads: Workloads<Service>) -> Value {
         serde_json::to_value(StackDetail {
             record: record(),
             workloads,
@@ -435,10 +438,13 @@ mod tests {
         );
         assert_eq!(
             detail(Workloads::Services {
-                services: vec![],
+                services: vec![json!({ "name": "web_httpd", "replicas": "1/1" })],
                 containers: vec![container],
             }),
-            patched(json!({ "services": [], "containers": containers }))
+            patched(json!({
+                "services": [{ "name": "web_httpd", "replicas": "1/1" }],
+                "containers": containers
+            }))
         );
         assert_eq!(
             detail(Workloads::ContainersUnread {

@@ -137,7 +137,7 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Response {
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
-) -> Result<Json<StackDetail>, ApiError> {
+) -> Result<Json<StackDetail<crate::swarm::ServiceView>>, ApiError> {
     let record = state
         .store
         .stack(&path)
