@@ -7,17 +7,21 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::answers::{
+    AckAnswer, ComposeCheck, DataDirCheck, DockerCheck, GitCheck, Health, Null, Readiness,
+    RefreshAnswer, StackDetail, Workloads,
+};
 use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
-use crate::desired_state::{Event, Trigger};
-use crate::queue::Admission;
-use crate::reconcile::AckError;
+use crate::desired_state::{Event, RefreshStatus, Trigger};
 use crate::untrusted::Untrusted;
 
-pub(super) async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// What `/readyz` says of the checks it does not make.
+const NOT_CHECKED: &str = "reconciling is disabled";
+
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health::OK)
 }
 
 /// Ready when git is still where start-up found it, the data dir is writable and, when
@@ -43,14 +47,20 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     };
     let (docker, compose) = if info.reconcile_enabled {
         let docker = match state.engine.server_version().await {
-            Ok(version) => json!({ "reachable": true, "version": *version }),
+            Ok(version) => DockerCheck::Reachable {
+                reachable: true,
+                version: String::clone(&version),
+            },
             Err(e) => {
                 let error = info.errors.render(&*e).into_string();
                 reasons.push(format!(
                     "the Docker engine is not reachable: {}",
                     error.split_whitespace().collect::<Vec<_>>().join(" ")
                 ));
-                json!({ "reachable": false, "error": error })
+                DockerCheck::Unreachable {
+                    error,
+                    reachable: false,
+                }
             }
         };
         let compose_found = info.compose_bin.as_deref().is_some_and(is_executable);
@@ -63,28 +73,37 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
                 )
             ));
         }
-        (
-            docker,
-            json!({ "found": compose_found, "tool": info.compose_tool }),
-        )
+        let compose = ComposeCheck::Checked {
+            found: compose_found,
+            tool: info.compose_tool.as_deref(),
+        };
+        (docker, compose)
     } else {
         (
-            json!({ "reachable": null, "note": "reconciling is disabled" }),
-            json!({ "found": null, "note": "reconciling is disabled" }),
+            DockerCheck::NotChecked {
+                note: NOT_CHECKED,
+                reachable: Null,
+            },
+            ComposeCheck::NotChecked {
+                found: Null,
+                note: NOT_CHECKED,
+            },
         )
     };
     let ready = reasons.is_empty();
-    let body = json!({
-        "ready": ready,
-        "reasons": reasons,
-        "git": { "found": git_found },
-        "dataDir": { "writable": data_dir_ok },
-        "docker": docker,
-        "compose": compose,
-        "composeTool": info.compose_tool,
-        "deployMode": info.deploy_mode,
-        "refreshStatus": state.store.refresh_status().refresh_status,
-    });
+    let body = Readiness {
+        compose,
+        compose_tool: info.compose_tool.as_deref(),
+        data_dir: DataDirCheck {
+            writable: data_dir_ok,
+        },
+        deploy_mode: info.deploy_mode,
+        docker,
+        git: GitCheck { found: git_found },
+        ready,
+        reasons,
+        refresh_status: state.store.refresh_status().refresh_status,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -99,8 +118,8 @@ fn is_executable(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<Value> {
-    Json(serde_json::to_value(state.store.refresh_status()).unwrap_or(Value::Null))
+pub(super) async fn refresh_status(State(state): State<AppState>) -> Json<RefreshStatus> {
+    Json(state.store.refresh_status())
 }
 
 /// Written straight from the cache (see `Store::stacks_json`): 10,000 stacks in milliseconds.
@@ -117,48 +136,49 @@ pub(super) async fn stacks(State(state): State<AppState>) -> Response {
 pub(super) async fn stack(
     State(state): State<AppState>,
     Path(path): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = state
         .store
         .stack(&path)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no stack {path:?}")))?;
-    let mut body = serde_json::to_value(&record).unwrap_or(Value::Null);
+        .ok_or_else(|| ApiError::NotFound(format!("no stack {path:?}")))?;
     // In swarm mode also the stack's services with their replicas and the nodes of their
     // tasks; `containers` then lists the tasks in compose mode's shape.
-    match state.engine.describe(record.project_name.as_deref()).await {
-        Ok(stack) => {
-            if let Some(services) = &stack.services {
-                body["services"] = serde_json::to_value(services).unwrap_or(Value::Null);
-            }
-            body["containers"] = serde_json::to_value(&stack.containers).unwrap_or(Value::Null);
-        }
+    let workloads = match state.engine.describe(record.project_name.as_deref()).await {
+        Ok(stack) => match &stack.services {
+            Some(services) => Workloads::Services {
+                services: services.clone(),
+                containers: stack.containers.clone(),
+            },
+            None => Workloads::Containers {
+                containers: stack.containers.clone(),
+            },
+        },
         Err(e) => {
+            let containers_error = state.info.errors.render(&*e).into_string();
             if state.engine.lists_services() {
-                body["services"] = Value::Null;
+                Workloads::ServicesUnread {
+                    services: Null,
+                    containers: Null,
+                    containers_error,
+                }
+            } else {
+                Workloads::ContainersUnread {
+                    containers: Null,
+                    containers_error,
+                }
             }
-            body["containers"] = Value::Null;
-            body["containersError"] = Value::String(state.info.errors.render(&*e).into_string());
         }
-    }
-    Ok(Json(body))
+    };
+    // Answered as a response so that the service type is inferred: `http` names no engine type.
+    Ok(Json(StackDetail { record, workloads }).into_response())
 }
 
 /// `POST /api/refresh`. The token (if any) was checked by [`guard::require_token`]; a body, if
 /// sent, is never read.
-pub(super) async fn manual_refresh(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn manual_refresh(State(state): State<AppState>) -> Json<RefreshAnswer> {
     let admission = state.refresh.request(Trigger::Manual);
     tracing::info!(?admission, "manual refresh requested");
-    Json(refresh_answer(admission))
-}
-
-pub(super) fn refresh_answer(admission: Admission) -> Value {
-    match admission {
-        Admission::Started => json!({ "status": "refreshing", "message": "refresh started" }),
-        Admission::Queued => json!({
-            "status": "queued",
-            "message": "a refresh is running; another will follow it"
-        }),
-    }
+    Json(RefreshAnswer::from(admission))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,36 +191,21 @@ struct AckRequest {
 pub(super) async fn ack(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AckAnswer>, ApiError> {
     let (parts, body) = request.into_parts();
     guard::require_json(&parts.headers)?;
     let body = guard::read_body(body, &parts.headers, ACK_MAX_BODY_BYTES).await?;
     let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"path\": \"<stack path>\"}}: {e}"),
-        )
+        ApiError::BadRequest(format!("expected {{\"path\": \"<stack path>\"}}: {e}"))
     })?;
     let Some(reconcile) = &state.reconcile else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "reconciling is disabled (RECONCILE_ENABLED=false)",
+        return Err(ApiError::Conflict(
+            "reconciling is disabled (RECONCILE_ENABLED=false)".into(),
         ));
     };
-    match reconcile.ack(&request.path) {
-        Ok(()) => {
-            tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
-            Ok(Json(
-                json!({ "status": "acknowledged", "path": request.path }),
-            ))
-        }
-        Err(e @ AckError::UnknownStack(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ AckError::NotDrifted { .. }) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
-    }
+    reconcile.ack(&request.path)?;
+    tracing::info!(stack = %Untrusted::new(&request.path), "drift acknowledged; re-applying from Git");
+    Ok(Json(AckAnswer::new(request.path)))
 }
 
 /// `GET /api/events`: a `stack.snapshot` and the refresh status on connect, then every change.
@@ -212,8 +217,7 @@ pub(super) async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, ApiError> {
     let Ok(permit) = state.edge.event_streams.clone().try_acquire_owned() else {
         tracing::warn!("refused an event stream: too many open");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return Err(ApiError::Unavailable(
             "too many event streams open; try again later",
         ));
     };

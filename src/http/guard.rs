@@ -40,10 +40,7 @@ pub(super) async fn refuse_cross_site(request: Request, next: Next) -> Response 
 fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let refused = |why: &str| {
         tracing::warn!(reason = why, "refused a cross-site request");
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross-site request refused",
-        ))
+        Err(ApiError::Forbidden)
     };
     let Some(site) = single(headers, "sec-fetch-site")? else {
         return match single(headers, header::ORIGIN.as_str())? {
@@ -76,7 +73,7 @@ fn check_json_if_typed(headers: &HeaderMap) -> Result<(), ApiError> {
     match single(headers, header::CONTENT_TYPE.as_str())? {
         None => Ok(()),
         Some(value) if is_json(value) => Ok(()),
-        Some(_) => Err(unsupported_type()),
+        Some(_) => Err(ApiError::UnsupportedMediaType),
     }
 }
 
@@ -84,15 +81,8 @@ fn check_json_if_typed(headers: &HeaderMap) -> Result<(), ApiError> {
 pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match single(headers, header::CONTENT_TYPE.as_str())? {
         Some(value) if is_json(value) => Ok(()),
-        _ => Err(unsupported_type()),
+        _ => Err(ApiError::UnsupportedMediaType),
     }
-}
-
-fn unsupported_type() -> ApiError {
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "expected content-type: application/json",
-    )
 }
 
 fn is_json(value: &HeaderValue) -> bool {
@@ -109,10 +99,7 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a HeaderVal
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("more than one {name} header"),
-        ));
+        return Err(ApiError::BadRequest(format!("more than one {name} header")));
     }
     Ok(first)
 }
@@ -130,28 +117,6 @@ pub(super) async fn require_token(
     }
 }
 
-/// Why a body could not be read.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum BodyError {
-    #[error("body larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("the body did not arrive in time")]
-    TimedOut,
-    #[error("cannot read the body")]
-    Broken,
-}
-
-impl From<BodyError> for ApiError {
-    fn from(e: BodyError) -> Self {
-        let status = match e {
-            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Broken => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
 /// Reads a body of at most `limit` bytes: a declared `Content-Length` over it is refused
 /// before a byte is read, and any other body (chunked) is cut off at it.
 ///
@@ -161,7 +126,7 @@ pub(super) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Bytes, BodyError> {
+) -> Result<Bytes, ApiError> {
     check_declared_length(headers, limit)?;
     let mut pieces = Vec::new();
     let mut length = 0usize;
@@ -169,14 +134,14 @@ pub(super) async fn read_body(
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| {
             if is_timeout(&e) {
-                BodyError::TimedOut
+                ApiError::RequestTimeout { what: "the body" }
             } else {
-                BodyError::Broken
+                ApiError::BadRequest("cannot read the body".into())
             }
         })?;
         length += piece.len();
         if length > limit {
-            return Err(BodyError::TooLarge(limit));
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         pieces.push(piece);
     }
@@ -188,13 +153,13 @@ pub(super) async fn read_body(
 }
 
 /// A declared `Content-Length` over `limit` is refused from the headers alone.
-pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
+pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge(limit));
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok(())
 }
@@ -219,7 +184,10 @@ pub(super) async fn json_errors(request: Request, next: Next) -> Response {
     if status == StatusCode::REQUEST_TIMEOUT
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
-        return ApiError::new(status, "the request did not arrive in time").into_response();
+        return ApiError::RequestTimeout {
+            what: "the request",
+        }
+        .into_response();
     }
     response
 }
@@ -240,7 +208,7 @@ mod tests {
     }
 
     fn status(result: Result<(), ApiError>) -> Option<StatusCode> {
-        result.err().map(|e| e.status)
+        result.err().map(|e| e.status())
     }
 
     #[test]
@@ -330,9 +298,15 @@ mod tests {
     async fn a_body_over_its_limit_is_refused_by_length_or_by_what_arrives() {
         let declared = headers(&[("content-length", "11")]);
         let got = read_body(Body::from("0123456789a"), &declared, 10).await;
-        assert!(matches!(got, Err(BodyError::TooLarge(10))), "{got:?}");
+        assert!(
+            matches!(got, Err(ApiError::PayloadTooLarge { limit: 10 })),
+            "{got:?}"
+        );
         let got = read_body(Body::from("0123456789a"), &HeaderMap::new(), 10).await;
-        assert!(matches!(got, Err(BodyError::TooLarge(10))), "{got:?}");
+        assert!(
+            matches!(got, Err(ApiError::PayloadTooLarge { limit: 10 })),
+            "{got:?}"
+        );
         let got = read_body(Body::from("0123456789"), &HeaderMap::new(), 10).await;
         assert_eq!(got.unwrap(), "0123456789");
     }

@@ -2,46 +2,54 @@
 //!
 //! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
 //! reconciler for work (never waiting for it), and query the engine only through the
-//! [`EngineView`] the workflows hand them (read-only, shared and briefly cached). Errors become `{"error": "…"}` in one place ([`ApiError`]); internal errors are
-//! logged once with their cause chain and shown to clients as a plain 500.
+//! [`EngineView`] the workflows hand them (read-only, shared and briefly cached). Errors become
+//! `{"error": "…"}` and their status in one place ([`ApiError`], in [`error`]); internal errors
+//! are logged once with their cause chain and shown to clients as a plain 500.
 //!
 //! - [`api`]: the JSON endpoints, health and readiness, the event stream.
+//! - [`answers`]: the JSON answers, one type per answer, as they go on the wire.
 //! - [`webhook`]: `POST /api/webhook`.
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
+//! - [`names`]: a status's name in text (the banner, the dashboard), as the JSON API spells it.
 //! - `/metrics`: [`crate::metrics::render`] of the store.
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
+//! - [`error`]: [`ApiError`], every refusal and failure, and the status each is answered with.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
 //! 5 MiB ([`crate::webhook::MAX_BODY_BYTES`]), the acknowledgement [`ACK_MAX_BODY_BYTES`];
 //! every other route never reads its body.
 //!
-//! Uses: desired_state, webhook, refresh, reconcile (its handle and [`EngineView`]), stack (the
-//! container view), config, metrics, untrusted. Never `compose`, `swarm` or `engine`.
+//! Uses: desired_state, webhook, refresh, reconcile (its handle and [`EngineView`]), queue
+//! (admissions), stack (the container view), config, metrics, untrusted. Never `compose`,
+//! `swarm` or `engine`.
 
+mod answers;
 mod api;
 mod dashboard;
+mod error;
 mod guard;
+mod names;
 mod page;
 mod serve;
 mod webhook;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
+pub use error::ApiError;
 pub use serve::{EdgeLimits, serve};
 
 /// Largest acknowledgement body: `{"path": "…"}` with a long stack path fits many times over.
@@ -109,28 +117,6 @@ impl Edge {
             webhook_bodies: Arc::new(Semaphore::new(limits.max_webhook_bodies)),
             limits,
         }
-    }
-}
-
-/// An error answer: status and a message for the client.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
     }
 }
 
@@ -203,22 +189,16 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match crate::metrics::render(&state.store) {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode the metrics");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
+        Err(e) => ApiError::internal("cannot encode the metrics", e).into_response(),
     }
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint",
-    )
+    ApiError::MethodNotAllowed
 }
 
 /// Mutating endpoints (but the webhook, which has its signature) need the API token if one is
@@ -246,9 +226,8 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
         Ok(())
     } else {
         tracing::warn!("rejected a request without a valid API token");
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid bearer token",
+        Err(ApiError::Unauthorized(
+            "missing or invalid bearer token".into(),
         ))
     }
 }

@@ -1,13 +1,16 @@
 //! The status page at `/`: the dashboard for browsers ([`super::dashboard`]), a plain-text
 //! banner for curl.
+//!
+//! Uses: [`super::dashboard`] (the grid), [`super::names`] (status names), the store and the
+//! engine reads of [`super::AppState`].
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::AppState;
 use super::dashboard::{self, GridQuery};
+use super::names::WireName;
 
 /// `GET /`: the dashboard for browsers, a plain-text banner for everything else (curl).
 pub(super) async fn status_page(
@@ -50,19 +53,11 @@ async fn banner(state: &AppState) -> Response {
         info.revision,
         revision,
         info.deploy_dir,
-        wire_name(&refresh.refresh_status),
+        refresh.refresh_status.wire_name(),
         stacks.len()
     );
     for s in &stacks {
-        text.push_str(&format!("  {:<30} {}\n", s.path, wire_name(&s.sync.status)));
+        text.push_str(&format!("  {:<30} {}\n", s.path, s.sync.status.wire_name()));
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-}
-
-/// A status as the JSON API spells it (`synced`, `completed`).
-pub(super) fn wire_name(value: &impl serde::Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(name)) => name,
-        _ => String::new(),
-    }
 }

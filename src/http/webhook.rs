@@ -2,11 +2,9 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::http::{HeaderMap, HeaderValue, header};
 
-use super::api::refresh_answer;
+use super::answers::{DeliveryAnswer, DeliveryStatus, RefreshAnswer};
 use super::{ApiError, AppState, guard};
 use crate::config::Revision;
 use crate::desired_state::{RefType, Trigger};
@@ -30,24 +28,24 @@ fn tracked_refs(state: &AppState) -> Vec<String> {
 pub(super) async fn webhook(
     state: State<AppState>,
     request: Request,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DeliveryAnswer>, ApiError> {
     let answer = handle(state, request).await;
     crate::metrics::webhook_delivery(delivery_result(&answer));
-    answer.map(|answer| Json(answer).into_response())
+    answer.map(Json)
 }
 
-/// What the metrics call an answer: by its status for errors, by its `status` field otherwise.
-fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResult {
+/// What the metrics call an answer: by its status, or by the kind of refusal.
+fn delivery_result(answer: &Result<DeliveryAnswer, ApiError>) -> WebhookResult {
     match answer {
-        Ok(body) => match body["status"].as_str() {
-            Some("pong") => WebhookResult::Ping,
-            Some("ignored") => WebhookResult::Ignored,
-            _ => WebhookResult::Accepted,
+        Ok(answer) => match answer.status() {
+            DeliveryStatus::Pong => WebhookResult::Ping,
+            DeliveryStatus::Ignored => WebhookResult::Ignored,
+            DeliveryStatus::Refreshing | DeliveryStatus::Queued => WebhookResult::Accepted,
         },
-        Err(e) => match e.status {
-            StatusCode::NOT_FOUND => WebhookResult::Disabled,
-            StatusCode::PAYLOAD_TOO_LARGE => WebhookResult::TooLarge,
-            StatusCode::UNAUTHORIZED => WebhookResult::Unauthorized,
+        Err(e) => match e {
+            ApiError::NotFound(_) => WebhookResult::Disabled,
+            ApiError::PayloadTooLarge { .. } => WebhookResult::TooLarge,
+            ApiError::Unauthorized(_) => WebhookResult::Unauthorized,
             _ => WebhookResult::BadRequest,
         },
     }
@@ -60,11 +58,11 @@ fn delivery_result(answer: &Result<serde_json::Value, ApiError>) -> WebhookResul
 async fn handle(
     State(state): State<AppState>,
     request: Request,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<DeliveryAnswer, ApiError> {
     let Some(secret) = state.info.webhook_secret.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "the webhook is disabled: set WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) to enable it",
+        return Err(ApiError::NotFound(
+            "the webhook is disabled: set WEBHOOK_SECRET (or WEBHOOK_SECRET_FILE) to enable it"
+                .into(),
         ));
     };
     let (parts, body) = request.into_parts();
@@ -75,7 +73,7 @@ async fn handle(
     let delivery = Untrusted::bounded(delivery, 64);
     let unauthorized = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: authentication failed");
-        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+        ApiError::from(e)
     };
     let signature = webhook::parse_signature(
         headers
@@ -84,9 +82,9 @@ async fn handle(
             .map(HeaderValue::as_bytes),
     )
     .map_err(unauthorized)?;
-    let unreadable = |e: guard::BodyError| {
+    let unreadable = |e: ApiError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
-        ApiError::from(e)
+        e
     };
     guard::check_declared_length(&headers, webhook::MAX_BODY_BYTES).map_err(unreadable)?;
     // A slow sender holds its permit for at most the body timeouts; the others wait, holding
@@ -102,7 +100,7 @@ async fn handle(
         .map_err(unauthorized)?;
     let bad_request = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %Untrusted::new(&e.to_string()), "rejected webhook: bad request");
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+        ApiError::from(e)
     };
     let event = webhook::event_kind(
         headers.get("x-github-event").map(HeaderValue::as_bytes),
@@ -115,11 +113,11 @@ async fn handle(
         EventKind::Ping => {
             webhook::parse_ping(content_type, &body).map_err(bad_request)?;
             tracing::info!(%delivery, "webhook ping");
-            json!({ "status": "pong" })
+            DeliveryAnswer::pong()
         }
         EventKind::Other(name) => {
             tracing::info!(%delivery, event = %Untrusted::new(&name), "webhook event ignored");
-            json!({ "status": "ignored", "reason": format!("{name} events are not handled") })
+            DeliveryAnswer::ignored(format!("{name} events are not handled"))
         }
         EventKind::Push => {
             let push = webhook::parse_push(content_type, &body).map_err(bad_request)?;
@@ -131,7 +129,7 @@ async fn handle(
                         reason = %Untrusted::new(&reason),
                         "webhook push ignored"
                     );
-                    json!({ "status": "ignored", "reason": reason })
+                    DeliveryAnswer::ignored(reason)
                 }
                 Decision::Refresh => {
                     let admission = state.refresh.request(Trigger::Webhook);
@@ -141,7 +139,7 @@ async fn handle(
                         ?admission,
                         "webhook push accepted"
                     );
-                    refresh_answer(admission)
+                    DeliveryAnswer::refresh(RefreshAnswer::from(admission))
                 }
                 Decision::RefreshTrackedRefDeleted => {
                     let admission = state.refresh.request(Trigger::Webhook);
@@ -150,11 +148,9 @@ async fn handle(
                         git_ref = %Untrusted::new(&push.git_ref),
                         "webhook says the tracked ref was deleted; nothing is torn down"
                     );
-                    let mut answer = refresh_answer(admission);
-                    answer["warning"] = json!(
-                        "the push deletes the tracked ref; the last good desired state is kept and nothing is removed"
-                    );
-                    answer
+                    DeliveryAnswer::refresh(RefreshAnswer::from(admission)).warning(
+                        "the push deletes the tracked ref; the last good desired state is kept and nothing is removed",
+                    )
                 }
             }
         }

@@ -16,7 +16,8 @@
 //! the same change to the other.
 //!
 //! Uses: desired_state (records, refresh status, sync history), compose (the containers of one
-//! project, read-only), config (what the header shows).
+//! project, read-only), config (what the header shows), [`super::names`] (status names). Not
+//! [`super::page`]: the page at `/` uses the grid, never the other way round.
 
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
@@ -28,15 +29,21 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
-use super::page::wire_name;
+use super::names::WireName;
+use super::{ApiError, AppState};
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
-use crate::desired_state::{RefreshStatus, StackRecord, rfc3339};
+use crate::desired_state::{RefreshStatus, StackRecord, StackStatus, rfc3339};
 use crate::stack::ContainerView;
 
-/// The statuses the grid can filter by, in the order of its chips.
-const STATUSES: [&str; 7] = [
-    "missing", "syncing", "synced", "failed", "drifted", "orphaned", "deleting",
+/// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
+const STATUSES: [StackStatus; 7] = [
+    StackStatus::Missing,
+    StackStatus::Syncing,
+    StackStatus::Synced,
+    StackStatus::Failed,
+    StackStatus::Drifted,
+    StackStatus::Orphaned,
+    StackStatus::Deleting,
 ];
 
 /// Only the dashboard's own files; nothing inline. `connect-src` covers `/api/events` and the
@@ -62,7 +69,7 @@ impl GridQuery {
         let mut query: Self = raw
             .and_then(|q| serde_urlencoded::from_str(q).ok())
             .unwrap_or_default();
-        if !STATUSES.contains(&query.status.as_str()) {
+        if !STATUSES.iter().any(|s| s.wire_name() == query.status) {
             query.status.clear();
         }
         query
@@ -120,7 +127,7 @@ impl RefreshView {
     fn new(r: &RefreshStatus) -> Self {
         let revision = r.revision.clone().unwrap_or_default();
         Self {
-            status: wire_name(&r.refresh_status),
+            status: r.refresh_status.wire_name(),
             revision_short: short_revision(&revision, "not read yet"),
             revision,
             commit_message: first_line(r.commit_message.as_deref()),
@@ -192,7 +199,7 @@ impl CardView {
         let sync = &record.sync;
         let revision = sync.synced_revision.clone().unwrap_or_default();
         let status = status_name(record);
-        let drifted = status == "drifted";
+        let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
             project: record
@@ -238,8 +245,8 @@ impl CardView {
 /// A status chip of the filter bar (`status` empty: all stacks).
 #[derive(Debug)]
 struct Chip {
-    status: &'static str,
-    label: &'static str,
+    status: String,
+    label: String,
     count: usize,
     active: bool,
 }
@@ -286,7 +293,7 @@ impl DetailView {
     fn new(record: &StackRecord) -> Self {
         let sync = &record.sync;
         let status = status_name(record);
-        let drifted = status == "drifted";
+        let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
             drifted,
@@ -309,8 +316,7 @@ impl DetailView {
             last_sync_at: Stamp::new(sync.last_sync_at, "never"),
             last_sync_status: sync
                 .last_sync_status
-                .as_ref()
-                .map(wire_name)
+                .map(WireName::wire_name)
                 .unwrap_or_default(),
             running: sync.containers_running,
             total: sync.containers_total,
@@ -360,11 +366,11 @@ struct HistoryRow {
 
 impl HistoryRow {
     fn new(entry: &SyncHistoryEntry) -> Self {
-        let status = wire_name(&entry.status);
-        let previous = wire_name(&entry.previous);
+        let status = entry.status.wire_name();
+        let previous = entry.previous.wire_name();
         // What the stack runs after a success; what Git asked for otherwise.
         let revision = match entry.status {
-            crate::desired_state::StackStatus::Synced => entry.synced_revision.clone(),
+            StackStatus::Synced => entry.synced_revision.clone(),
             _ => entry.git_revision.clone(),
         }
         .unwrap_or_default();
@@ -407,16 +413,19 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
     let stacks = state.store.stacks();
     let cards: Vec<CardView> = stacks.iter().map(|r| CardView::new(r, query)).collect();
     let mut chips = vec![Chip {
-        status: "",
-        label: "all",
+        status: String::new(),
+        label: "all".into(),
         count: cards.len(),
         active: query.status.is_empty(),
     }];
-    chips.extend(STATUSES.iter().map(|status| Chip {
-        status,
-        label: status,
-        count: cards.iter().filter(|c| c.status == *status).count(),
-        active: query.status == *status,
+    chips.extend(STATUSES.iter().map(|status| {
+        let name = status.wire_name();
+        Chip {
+            count: cards.iter().filter(|c| c.status == name).count(),
+            active: query.status == name,
+            label: name.clone(),
+            status: name,
+        }
     }));
     let empty_reason = if cards.is_empty() {
         "none"
@@ -504,11 +513,7 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot render a dashboard page");
-            super::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                .into_response()
-        }
+        Err(e) => ApiError::internal("cannot render a dashboard page", e).into_response(),
     }
 }
 
@@ -553,7 +558,7 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
         "dashboard.css" => &STYLE,
         "favicon.svg" => &ICON,
         _ => {
-            return super::ApiError::new(StatusCode::NOT_FOUND, "no such asset").into_response();
+            return ApiError::NotFound("no such asset".into()).into_response();
         }
     };
     let fresh = headers
@@ -579,7 +584,7 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
 }
 
 fn status_name(record: &StackRecord) -> String {
-    wire_name(&record.sync.status)
+    record.sync.status.wire_name()
 }
 
 /// The first [`SHORT_REVISION`] characters, or `absent`.
@@ -615,7 +620,7 @@ fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired_state::{DesiredStack, StackStatus, SyncInfo};
+    use crate::desired_state::{DesiredStack, SyncInfo};
 
     fn record(path: &str, status: StackStatus) -> StackRecord {
         let desired = DesiredStack {
@@ -640,6 +645,16 @@ mod tests {
         let q = GridQuery::parse(Some("q=%ZZ&&=="));
         assert_eq!(q.status, "");
         assert_eq!(GridQuery::parse(None).q, "");
+    }
+
+    #[test]
+    fn every_status_the_api_names_is_a_filter() {
+        for status in [
+            "missing", "syncing", "synced", "failed", "drifted", "orphaned", "deleting",
+        ] {
+            let query = GridQuery::parse(Some(&format!("status={status}")));
+            assert_eq!(query.status, status);
+        }
     }
 
     #[test]
