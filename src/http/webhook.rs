@@ -18,9 +18,8 @@ fn tracked_refs(state: &AppState) -> Vec<String> {
     match (status.ref_type, &state.info.revision) {
         (_, Revision::Commit(_)) | (Some(RefType::Commit), _) => Vec::new(),
         (Some(_), _) if status.revision.is_some() => vec![status.git_ref],
-        (_, Revision::Branch(n)) => vec![format!("refs/heads/{n}")],
-        (_, Revision::Tag(n)) => vec![format!("refs/tags/{n}")],
-        (_, Revision::Name(n)) => vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
+        // The same candidates the git reader asks the remote for.
+        (_, revision) => revision.candidate_refs(),
     }
 }
 
