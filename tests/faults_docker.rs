@@ -14,16 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::docker::{self, Cleanup, TEST_IMAGE, sleeper_compose};
-use common::{TestApp, TestRepo, stack};
+use common::{TestApp, TestRepo, stack, write_executable};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn write_executable(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut docker_cd::config::Args)) -> TestApp {
     TestApp::start(&repo.url(), |a| {
@@ -42,10 +36,9 @@ fn is_status(stacks: &[Value], path: &str, status: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r01_a_stack_with_spaces_capitals_and_a_leading_dash_deploys_under_its_mapped_name() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("r01") else {
         return;
-    }
-    let prefix = docker::unique_prefix("r01");
+    };
     let path = format!("-{prefix} My App");
     let project = format!("{prefix}myapp");
     let _cleanup = Cleanup::new([project.clone()]);
@@ -72,10 +65,9 @@ async fn r01_a_stack_with_spaces_capitals_and_a_leading_dash_deploys_under_its_m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_version() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("r05") else {
         return;
-    }
-    let prefix = docker::unique_prefix("r05");
+    };
     let (empty, none) = (format!("{prefix}-empty"), format!("{prefix}-none"));
     let _cleanup = Cleanup::new([empty.clone(), none.clone()]);
     let repo = TestRepo::new();
@@ -128,10 +120,9 @@ async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_ver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("f07") else {
         return;
-    }
-    let prefix = docker::unique_prefix("f07");
+    };
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
     let repo = TestRepo::new();
@@ -192,10 +183,9 @@ async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f08_a_port_already_taken_fails_that_stack_only() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("f08") else {
         return;
-    }
-    let prefix = docker::unique_prefix("f08");
+    };
     let (taken, fine) = (format!("{prefix}-taken"), format!("{prefix}-fine"));
     let _cleanup = Cleanup::new([taken.clone(), fine.clone()]);
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -257,10 +247,9 @@ impl Drop for Unmount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f10_a_full_disk_while_materialising_keeps_the_previous_copy_and_fails_the_stack() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("f10") else {
         return;
-    }
-    let prefix = docker::unique_prefix("f10");
+    };
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
     let data = tempfile::tempdir().unwrap();
@@ -314,15 +303,14 @@ async fn f10_a_full_disk_while_materialising_keeps_the_previous_copy_and_fails_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f11_sigterm_during_compose_up_finishes_within_the_grace_period_and_a_restart_does_not_redo_it()
  {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("f11") else {
         return;
-    }
+    };
     let Ok(real_compose) = which::which("docker-compose") else {
         // With only the plugin, the same scenario runs through DOCKER_BIN; keep it simple.
         eprintln!("\n*** SKIPPING F11: needs a standalone docker-compose to wrap ***\n");
         return;
     };
-    let prefix = docker::unique_prefix("f11");
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
     let repo = TestRepo::new();

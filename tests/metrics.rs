@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use common::docker::{self, Cleanup};
 use common::{TestApp, TestRepo};
-use futures_util::FutureExt;
 
 fn compose(image: &str) -> String {
     format!("services:\n  app:\n    image: {image}\n")
@@ -271,10 +269,9 @@ async fn metrics_answer_only_to_get() {
 /// and the compose commands behind them.
 #[tokio::test]
 async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("metrics") else {
         return;
-    }
-    let prefix = docker::unique_prefix("metrics");
+    };
     let good = format!("{prefix}-good");
     let broken = format!("{prefix}-broken");
     let _cleanup = Cleanup::new([good.clone(), broken.clone()]);
@@ -292,7 +289,7 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
     })
     .await;
     let before = scrape(&app).await;
-    let outcome = AssertUnwindSafe(async {
+    app.run(async |app| {
         let status = |stacks: &[serde_json::Value], path: &str| {
             stacks
                 .iter()
@@ -304,7 +301,7 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
                 && status(stacks, &broken) == Some("failed".into())
         })
         .await;
-        let after = scrape(&app).await;
+        let after = scrape(app).await;
         assert_eq!(
             sum(
                 &after,
@@ -369,10 +366,5 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
         assert!(line.contains("trigger=refresh"), "{line}");
         assert!(line.contains("duration_ms="), "{line}");
     })
-    .catch_unwind()
     .await;
-    app.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
