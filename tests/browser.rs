@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::docker::{self, Cleanup, TEST_IMAGE};
-use common::{TestApp, TestRepo};
+use common::{TestApp, TestRepo, compose};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -495,10 +495,6 @@ impl Drop for CutProxy {
         self.cut.send_replace(true);
         self.task.abort();
     }
-}
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
 }
 
 fn app_addr(app: &TestApp) -> SocketAddr {

@@ -182,6 +182,16 @@ fn greeting_compose() -> String {
     )
 }
 
+/// A one-service sleeper stack at each of `paths`.
+fn write_sleepers(repo: &TestRepo, paths: &[String]) {
+    for path in paths {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+}
+
 fn stack_file(path: &str, file: &str) -> String {
     format!("{DEPLOY}/{path}/{file}")
 }
@@ -191,11 +201,10 @@ fn stack_file(path: &str, file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_their_containers() {
-    let Some(prefix) = docker::begin("deploy") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two", "web"])
+    else {
         return;
     };
-    let p = paths(&prefix, &["one", "two", "web"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
     let composes = [
         docker::sleeper_compose(&["app"]),
@@ -310,11 +319,9 @@ async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_thei
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone() {
-    let Some(prefix) = docker::begin("dotenv") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("dotenv", &["greet", "b", "c"]) else {
         return;
     };
-    let p = paths(&prefix, &["greet", "b", "c"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
     repo.write(&stack_file(&p[0], "compose.yaml"), greeting_compose())
         .write(&stack_file(&p[0], ".env"), "GREETING=hello-v1\n")
@@ -554,18 +561,11 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
-    let Some(prefix) = docker::begin("rmon") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmon", &["keep", "gone"]) else {
         return;
     };
-    let p = paths(&prefix, &["keep", "gone"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| a.reconcile_remove_enabled = "true".into()).await;
@@ -600,18 +600,11 @@ async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled()
  {
-    let Some(prefix) = docker::begin("rmoff") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmoff", &["keep", "gone"]) else {
         return;
     };
-    let p = paths(&prefix, &["keep", "gone"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| {
@@ -654,19 +647,12 @@ async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
-    let Some(prefix) = docker::begin("empty") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("empty", &["a", "b"]) else {
         return;
     };
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
     repo.write(&format!("{DEPLOY}/README.md"), "stacks live here\n");
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| {
@@ -717,11 +703,9 @@ async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
-    let Some(prefix) = docker::begin("restart") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("restart", &["a", "b"]) else {
         return;
     };
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
     repo.write(
         &stack_file(&p[0], "compose.yaml"),
@@ -858,23 +842,17 @@ async fn drift_case(name: &str, drift_policy: &str) -> Option<DriftCase> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_revert() {
-    let Some(DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    }) = drift_case("revert", "revert").await
-    else {
+    let Some(case) = drift_case("revert", "revert").await else {
         return;
     };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
     app.run(async |app| {
-        wait_synced(app, &prefix, &p).await;
+        wait_synced(app, prefix, p).await;
         let removed = service_container(&p[0], "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
         assert!(service_container(&p[0], "b").is_none());
 
-        wait_both_running(app, &prefix, &p[0], "the drift was not reverted").await;
+        wait_both_running(app, prefix, &p[0], "the drift was not reverted").await;
         assert_ne!(service_container(&p[0], "b").unwrap(), removed);
         let logs = log_tail(&p[0]);
         assert!(
@@ -888,7 +866,7 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
         assert_eq!(running_ids(&p[0]).len(), 1);
         wait_both_running(
             app,
-            &prefix,
+            prefix,
             &p[0],
             "the stopped container was not started again",
         )
@@ -907,25 +885,19 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
 /// `revision`) label values, which changes compose's config hash of every service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
-    let Some(DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    }) = drift_case("healonly", "revert").await
-    else {
+    let Some(case) = drift_case("healonly", "revert").await else {
         return;
     };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
     let path = &p[0];
     app.run(async |app| {
-        wait_synced(app, &prefix, &p).await;
+        wait_synced(app, prefix, p).await;
         let healthy = service_container(path, "a").unwrap();
         let synced_at = docker::label(&healthy, "com.docker-cd.synced-at");
         let removed = service_container(path, "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
 
-        wait_both_running(app, &prefix, path, "the drift was not reverted").await;
+        wait_both_running(app, prefix, path, "the drift was not reverted").await;
         let after = service_container(path, "a").unwrap();
         assert_eq!(
             after,
@@ -941,19 +913,13 @@ async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_flag() {
-    let Some(DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    }) = drift_case("flag", "flag").await
-    else {
+    let Some(case) = drift_case("flag", "flag").await else {
         return;
     };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
     let path = &p[0];
     app.run(async |app| {
-        wait_synced(app, &prefix, &p).await;
+        wait_synced(app, prefix, p).await;
         // Nothing to acknowledge yet.
         let (code, body) = app
             .post_json("/api/reconcile/ack", json!({ "path": path }))
@@ -964,7 +930,7 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
         let removed = service_container(path, "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
 
-        let stacks = wait_for(app, &prefix, Duration::from_secs(60), "drifted", |stacks| {
+        let stacks = wait_for(app, prefix, Duration::from_secs(60), "drifted", |stacks| {
             status(stacks, path) == "drifted"
         })
         .await;
@@ -987,7 +953,7 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
             .await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["status"], "acknowledged", "{body}");
-        let stacks = wait_for(app, &prefix, LONG, "re-applied after the ack", |stacks| {
+        let stacks = wait_for(app, prefix, LONG, "re-applied after the ack", |stacks| {
             status(stacks, path) == "synced" && running_ids(path).len() == 2
         })
         .await;
@@ -1018,27 +984,17 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
     let by_hand = tempfile::tempdir().unwrap();
     let file = by_hand.path().join("docker-compose.yml");
     std::fs::write(&file, docker::sleeper_compose(&["app"])).unwrap();
-    let out = std::process::Command::new("docker-compose")
-        .args(["-p", theirs, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker-compose up by hand: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::checked(
+        std::process::Command::new("docker-compose")
+            .args(["-p", theirs, "-f"])
+            .arg(&file)
+            .args(["up", "-d"]),
     );
     let hand_ids = docker::container_ids(theirs);
     assert_eq!(hand_ids.len(), 1);
 
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks, one already running by hand");
 
     let app = start(&repo, |a| a.reconcile_interval = "5s".into()).await;
@@ -1085,11 +1041,9 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
  {
-    let Some(prefix) = docker::begin("hang") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("hang", &["first", "second"]) else {
         return;
     };
-    let p = paths(&prefix, &["first", "second"]);
-    let _cleanup = Cleanup::new(p.clone());
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let fake = dir.path().join("fake-compose");
@@ -1107,12 +1061,7 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
         ),
     );
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let started = Instant::now();
@@ -1178,18 +1127,11 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_deployed() {
-    let Some(prefix) = docker::begin("off") else {
+    let Some((_prefix, p, _cleanup)) = docker::begin_projects("off", &["a", "b"]) else {
         return;
     };
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     let commit = repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| a.reconcile_enabled = "false".into()).await;
@@ -1220,11 +1162,9 @@ async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_depl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir() {
-    let Some(prefix) = docker::begin("x08") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("x08", &["leaky"]) else {
         return;
     };
-    let p = paths(&prefix, &["leaky"]);
-    let _cleanup = Cleanup::new(p.clone());
     let repo = TestRepo::new();
     repo.write(
         &stack_file(&p[0], "compose.yaml"),

@@ -5,9 +5,9 @@
 //! [`TestApp::run`](super::TestApp::run), which stops the app before the cleanup runs:
 //!
 //! ```ignore
-//! let Some(prefix) = docker::begin("deploy") else { return };
-//! let p = docker::paths(&prefix, &["one", "two"]);
-//! let _cleanup = Cleanup::new(p.clone());
+//! let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two"]) else {
+//!     return;
+//! };
 //! // … a TestRepo …
 //! let app = TestApp::start(&repo.url(), |a| a.reconcile_enabled = "true".into()).await;
 //! app.run(async |app| { /* assertions */ }).await;
@@ -65,6 +65,15 @@ pub fn require() -> bool {
 /// cannot run here, else a [`unique_prefix`] for `test`'s project names.
 pub fn begin(test: &str) -> Option<String> {
     require().then(|| unique_prefix(test))
+}
+
+/// [`begin`] for a test whose projects are `<prefix>-<name>` for each of `names`: the prefix,
+/// those paths (= project names), and their [`Cleanup`].
+pub fn begin_projects(test: &str, names: &[&str]) -> Option<(String, Vec<String>, Cleanup)> {
+    let prefix = begin(test)?;
+    let paths = paths(&prefix, names);
+    let cleanup = Cleanup::new(paths.clone());
+    Some((prefix, paths, cleanup))
 }
 
 /// Stack paths (= project names) `<prefix>-<name>`.

@@ -122,20 +122,24 @@ impl TestRepo {
         let t = self.clock.get() + 60;
         self.clock.set(t);
         let date = format!("@{t} +0000");
-        let out = Command::new("git")
-            .current_dir(self.work())
-            .args(["commit", "--quiet", "--allow-empty", "-m", message])
-            .envs(git_env())
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "commit failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        checked(
+            Command::new("git")
+                .current_dir(self.work())
+                .args(["commit", "--quiet", "--allow-empty", "-m", message])
+                .envs(git_env())
+                .env("GIT_AUTHOR_DATE", &date)
+                .env("GIT_COMMITTER_DATE", &date),
         );
         self.head()
+    }
+
+    /// A repository with one pushed commit, `message`, holding the stack `path` of one service
+    /// running `image` ([`compose`]); returns it and the commit id.
+    pub fn with_stack(path: &str, image: &str, message: &str) -> (Self, String) {
+        let repo = Self::new();
+        repo.write(&format!("{path}/compose.yaml"), compose(image));
+        let commit = repo.commit_and_push(message);
+        (repo, commit)
     }
 
     pub fn head(&self) -> String {
@@ -183,16 +187,23 @@ fn git_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Runs git in `dir` with the test environment; asserts it succeeds, returns its trimmed stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .envs(git_env())
-        .output()
-        .unwrap();
+    checked(
+        Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .envs(git_env()),
+    )
+}
+
+/// Runs `command` to its end; asserts it succeeded (else fails with the command and its
+/// stderr) and returns its trimmed stdout.
+pub fn checked(command: &mut Command) -> String {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -427,6 +438,12 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of a plain `GET` of `path`, whatever its status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .client
@@ -494,6 +511,15 @@ impl TestApp {
         .await
         .expect("refresh finished in time")
         .unwrap();
+    }
+
+    /// Waits for `n` completed refreshes; asserts the refresh status is `outcome` (`completed`,
+    /// `failed`) and returns the whole status.
+    pub async fn refreshed(&self, n: u64, outcome: &str) -> Value {
+        self.wait_refreshes(n).await;
+        let status = self.refresh_status().await;
+        assert_eq!(status["refreshStatus"], outcome, "{status}");
+        status
     }
 
     /// Polls `check` on `/api/stacks` until it holds (or fails after `timeout`).

@@ -6,16 +6,12 @@
 //! snapshot info) belong to each app and are compared exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::docker::{self, Cleanup};
-use common::{TestApp, TestRepo};
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
+use common::{TestApp, TestRepo, compose};
 
 /// One series of a scrape: name, labels, value.
 #[derive(Debug)]
@@ -256,9 +252,7 @@ async fn failed_refreshes_and_git_failures_are_counted() {
 
 #[tokio::test]
 async fn metrics_answer_only_to_get() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     let response = app.client.post(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 405);

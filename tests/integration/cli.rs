@@ -3,12 +3,12 @@
 //! C4), its JSON logs, and the `check`, `status` and `refresh` subcommands.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{TestApp, TestRepo};
+use common::{TestApp, TestRepo, compose};
 
 /// Runs the binary with a clean environment plus `vars`, and a PATH whose `git` records that it
 /// was run (so "no git spawned" is checked, not assumed).
@@ -311,15 +311,10 @@ fn sigterm_stops_the_service_promptly_with_exit_code_0() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("origin.git");
     let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        common::checked(
+            Command::new("git")
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null"),
         );
     };
     git(&[
@@ -406,10 +401,6 @@ async fn docker_cd_async(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
 }
 
 #[test]
@@ -539,9 +530,7 @@ fn check_fails_on_an_unreachable_repository_and_a_missing_deploy_dir() {
         "{text}"
     );
 
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let out = docker_cd(
         &["check"],
         &[
@@ -556,9 +545,7 @@ fn check_fails_on_an_unreachable_repository_and_a_missing_deploy_dir() {
 
 #[test]
 fn check_with_reconciling_needs_a_compose_tool_and_warns_about_the_engine() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     // A PATH with git and a docker that fails at everything, and no docker-compose.
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -602,9 +589,7 @@ fn check_with_reconciling_needs_a_compose_tool_and_warns_about_the_engine() {
 
 #[tokio::test]
 async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |a| a.api_token = Some("cli-test-token".into())).await;
     app.wait_refreshes(1).await;
     repo.write("b/compose.yaml", compose("b:1"));
@@ -691,9 +676,7 @@ async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
 
 #[tokio::test]
 async fn json_logs_carry_trigger_commit_and_duration_on_refresh_lines() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let commit = repo.commit_and_push("one");
+    let (repo, commit) = TestRepo::with_stack("a", "a:1", "one");
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
