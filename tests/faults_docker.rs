@@ -28,6 +28,17 @@ async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut docker_cd::config::Args
     .await
 }
 
+/// A repository whose one commit holds a sleeper stack at `stacks/<name>`.
+fn one_sleeper(name: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        &format!("stacks/{name}/compose.yaml"),
+        sleeper_compose(&["app"]),
+    );
+    repo.commit_and_push("one stack");
+    repo
+}
+
 fn is_status(stacks: &[Value], path: &str, status: &str) -> bool {
     stacks
         .iter()
@@ -125,12 +136,7 @@ async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers()
     };
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
-    let repo = TestRepo::new();
-    repo.write(
-        &format!("stacks/{name}/compose.yaml"),
-        sleeper_compose(&["app"]),
-    );
-    repo.commit_and_push("one stack");
+    let repo = one_sleeper(&name);
     // A docker CLI that cannot reach its daemon while the flag file exists.
     let tools = tempfile::tempdir().unwrap();
     let flag = tools.path().join("engine-down");
@@ -313,12 +319,7 @@ async fn f11_sigterm_during_compose_up_finishes_within_the_grace_period_and_a_re
     };
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
-    let repo = TestRepo::new();
-    repo.write(
-        &format!("stacks/{name}/compose.yaml"),
-        sleeper_compose(&["app"]),
-    );
-    repo.commit_and_push("one stack");
+    let repo = one_sleeper(&name);
     let tools = tempfile::tempdir().unwrap();
     let calls = tools.path().join("compose-calls.log");
     let slow = tools.path().join("docker-compose");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, TestRepo, compose, stack};
+use common::{TestApp, TestRepo, assert_refresh_error, compose, stack};
 use serde_json::Value;
 
 #[tokio::test]
@@ -158,13 +158,7 @@ async fn f05_tracked_branch_deleted_upstream_is_an_error_never_read_as_no_stacks
             .contains("deletes the tracked ref")
     );
     let status = app.refreshed(2, "failed").await;
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "does not exist");
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(app.stacks().await.len(), 1, "never read as 'no stacks'");
     app.stop().await;
@@ -202,13 +196,7 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
     let origin = dir.path().join("late.git");
     let app = TestApp::start(&format!("file://{}", origin.display()), |_| {}).await;
     let status = app.refreshed(1, "failed").await;
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("cannot list refs"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "cannot list refs");
     assert!(status["revision"].is_null());
     assert!(
         app.stacks().await.is_empty(),
@@ -721,13 +709,7 @@ async fn f03_a_remote_that_accepts_and_never_answers_is_killed_at_the_git_timeou
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     let status = app.refresh_status().await;
     assert_eq!(status["refreshStatus"], "failed");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 2s"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "timed out after 2s");
     // The next refresh can run.
     app.post_json("/api/refresh", Value::Null).await;
     app.wait_refreshes(2).await;

@@ -462,6 +462,14 @@ impl TestApp {
         self.client.post(self.url("/api/webhook"))
     }
 
+    /// A push delivery of `content_type` with no signature (nor body) yet: for the cases that
+    /// sign it wrongly or not at all.
+    pub fn unsigned_push(&self, content_type: &str) -> reqwest::RequestBuilder {
+        self.hook()
+            .header("x-github-event", "push")
+            .header("content-type", content_type)
+    }
+
     /// A delivery as GitHub sends it: `event`, a delivery id, `content_type`, and the
     /// signature of `body` under the test [`SECRET`].
     pub fn delivery(
@@ -743,6 +751,12 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Asserts a refresh status's error says `needle`.
+pub fn assert_refresh_error(status: &Value, needle: &str) {
+    let error = status["refreshError"].as_str().unwrap_or_default();
+    assert!(error.contains(needle), "{status}");
 }
 
 /// A refresh through the manual endpoint, which must be accepted.

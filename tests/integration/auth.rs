@@ -18,7 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
-use common::{TestApp, TestRepo, compose};
+use common::{TestApp, TestRepo, assert_refresh_error, compose};
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "ghp_Th1sIsTheT0kenValue";
@@ -219,6 +219,24 @@ fn sample_cmdlines(stop: &std::sync::atomic::AtomicBool, port: &str) -> (usize, 
     (seen.len(), leaked)
 }
 
+/// Waits for the first refresh, which must fail within `limit`; returns the refresh status.
+async fn first_refresh_fails_within(
+    app: &TestApp,
+    limit: Duration,
+    case: &str,
+) -> serde_json::Value {
+    let started = Instant::now();
+    app.wait_refreshes(1).await;
+    assert!(
+        started.elapsed() < limit,
+        "{case}: took {:?}",
+        started.elapsed()
+    );
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{case}: {status}");
+    status
+}
+
 fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
     let argv = std::fs::read_to_string(argv_log).unwrap();
@@ -317,15 +335,7 @@ async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
         a.git_access_token = Some(TOKEN.into());
     })
     .await;
-    let started = Instant::now();
-    app.wait_refreshes(1).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let status = first_refresh_fails_within(&app, Duration::from_secs(10), "F4").await;
     let reason = status["refreshError"].as_str().unwrap();
     // git got a 401 for the header it sent; it then refuses to prompt for other credentials.
     assert!(
@@ -509,6 +519,19 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// The app reading `repo` over this server with the client key, this server's key pinned
+    /// in a known_hosts file written in `dir`.
+    async fn start_app(&self, repo: &TestRepo, dir: &Path) -> TestApp {
+        let known = write(dir, "known_hosts", &self.known_hosts());
+        TestApp::start(&self.url(&repo.origin()), |a| {
+            a.git_ssh_key_file = Some(self.client_key());
+            a.git_ssh_known_hosts_file = Some(known);
+        })
+        .await
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -553,12 +576,7 @@ async fn c05_ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
     let Some(sshd) = Sshd::start() else { return };
     let (repo, commit) = TestRepo::with_stack("web", "web:1", "over ssh");
     let files = tempfile::tempdir().unwrap();
-    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
-    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
-        a.git_ssh_key_file = Some(sshd.client_key());
-        a.git_ssh_known_hosts_file = Some(known);
-    })
-    .await;
+    let app = sshd.start_app(&repo, files.path()).await;
     let status = app.refreshed(1, "completed").await;
     assert_eq!(status["revision"], commit.as_str());
     app.stop().await;
@@ -596,15 +614,7 @@ async fn c05_an_unknown_or_changed_host_key_fails_without_a_prompt() {
             a.git_ssh_accept_new_host_keys = accept_new.into();
         })
         .await;
-        let started = Instant::now();
-        app.wait_refreshes(1).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{case}: took {:?}",
-            started.elapsed()
-        );
-        let status = app.refresh_status().await;
-        assert_eq!(status["refreshStatus"], "failed", "{case}: {status}");
+        let status = first_refresh_fails_within(&app, Duration::from_secs(15), case).await;
         let reason = status["refreshError"].as_str().unwrap();
         assert!(
             reason.contains("Host key verification failed"),
@@ -641,13 +651,7 @@ async fn c05_trust_on_first_use_records_the_key_and_f04_a_wrong_client_key_is_re
     })
     .await;
     let status = app.refreshed(1, "failed").await;
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("Permission denied"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "Permission denied");
     app.stop().await;
 }
 
@@ -658,12 +662,7 @@ async fn c05_a_host_key_that_changes_after_a_good_refresh_fails_and_keeps_the_la
     };
     let (repo, _) = TestRepo::with_stack("web", "web:1", "over ssh");
     let files = tempfile::tempdir().unwrap();
-    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
-    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
-        a.git_ssh_key_file = Some(sshd.client_key());
-        a.git_ssh_known_hosts_file = Some(known);
-    })
-    .await;
+    let app = sshd.start_app(&repo, files.path()).await;
     app.wait_refreshes(1).await;
     assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
     let before = app.snapshot_fingerprint().await;

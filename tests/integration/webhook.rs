@@ -10,7 +10,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, TestApp, TestRepo, compose, push_payload, sign, stack};
+use common::{SECRET, TestApp, TestRepo, assert_refresh_error, compose, push_payload, sign, stack};
 use docker_cd::config::Args;
 use futures_util::StreamExt;
 use reqwest::RequestBuilder;
@@ -265,13 +265,7 @@ async fn w01_missing_signature_is_401_and_nothing_is_queued() {
     let app = Watched::start(&repo, 0, |_| {}).await;
     let body = push_payload(MAIN, &repo.head());
     for content_type in ["application/json", "application/x-www-form-urlencoded"] {
-        let got = answer(
-            app.hook()
-                .header("x-github-event", "push")
-                .header("content-type", content_type)
-                .body(body.clone()),
-        )
-        .await;
+        let got = answer(app.unsigned_push(content_type).body(body.clone())).await;
         assert_error(&got, 401, "missing x-hub-signature-256");
     }
     app.assert_nothing_ran().await;
@@ -297,9 +291,7 @@ async fn w02_legacy_sha1_signature_alone_is_401() {
     let body = push_payload(MAIN, &repo.head());
     let legacy = format!("sha1={}", hmac_sha1_hex(SECRET, &body));
     let got = answer(
-        app.hook()
-            .header("x-github-event", "push")
-            .header("content-type", "application/json")
+        app.unsigned_push("application/json")
             .header("x-hub-signature", &legacy)
             .body(body),
     )
@@ -321,9 +313,7 @@ async fn w03_sha1_prefix_in_the_sha256_header_is_401() {
         format!("sha1={sha256_hex}"),
     ] {
         let got = answer(
-            app.hook()
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", &header)
                 .body(body.clone()),
         )
@@ -419,9 +409,7 @@ async fn w05_malformed_digests_are_401_without_panic() {
     for header in headers {
         let value = reqwest::header::HeaderValue::from_bytes(&header).unwrap();
         let got = answer(
-            app.hook()
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", value)
                 .body(body.clone()),
         )
@@ -522,9 +510,7 @@ async fn w06_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() 
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
             body.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
         let got = answer(
-            app.hook()
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", signature)
                 .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
                     chunks,
@@ -612,9 +598,7 @@ async fn w08_form_encoded_push_is_accepted_like_json() {
     assert_accepted(&got);
     // A form body signed over its decoded JSON is not authentic.
     let got = answer(
-        app.hook()
-            .header("x-github-event", "push")
-            .header("content-type", "application/x-www-form-urlencoded")
+        app.unsigned_push("application/x-www-form-urlencoded")
             .header(
                 "x-hub-signature-256",
                 sign(SECRET, payload.to_string().as_bytes()),
@@ -654,9 +638,7 @@ async fn w09_form_without_payload_or_with_non_json_payload_is_400_after_the_sign
         assert_error(&got, 400, needle);
         // The same body unsigned or badly signed: authentication comes first.
         let got = answer(
-            app.hook()
-                .header("x-github-event", "push")
-                .header("content-type", form)
+            app.unsigned_push(form)
                 .header("x-hub-signature-256", sign("wrong", body.as_bytes()))
                 .body(body),
         )
@@ -928,13 +910,7 @@ async fn w14_real_github_deletion_of_the_tracked_tag_keeps_the_last_good_state()
     assert!((200..300).contains(&got.0), "{}", got.1);
     assert!(got.1["warning"].is_string(), "{}", got.1);
     let status = app.refreshed(2, "failed").await;
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "does not exist");
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(app.stacks().await, before);
     app.stop().await;
