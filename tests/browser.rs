@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::docker::{self, Cleanup, TEST_IMAGE};
+use common::docker::{self, TEST_IMAGE};
 use common::{TestApp, TestRepo, compose};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -879,12 +879,10 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
     let Some(tools) = require_browser() else {
         return;
     };
-    let Some(prefix) = docker::begin("ui") else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("ui", &["app", "broken"]) else {
         return;
     };
-    let app_stack = format!("{prefix}-app");
-    let broken_stack = format!("{prefix}-broken");
-    let _cleanup = Cleanup::new([app_stack.clone(), broken_stack.clone()]);
+    let (app_stack, broken_stack) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{app_stack}/compose.yaml"),

@@ -536,20 +536,13 @@ impl TestApp {
         timeout: Duration,
         check: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let stacks = self.stacks().await;
-            if check(&stacks) {
-                return stacks;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "condition not reached in {timeout:?}; stacks: {}",
-                    serde_json::to_string_pretty(&stacks).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_stacks(self, timeout, Duration::from_millis(100), check, |stacks| {
+            format!(
+                "condition not reached in {timeout:?}; stacks: {}",
+                serde_json::to_string_pretty(stacks).unwrap()
+            )
+        })
+        .await
     }
 
     /// The epilogue of a test: runs `body` on this app, then stops the app (with the checks of
@@ -719,24 +712,41 @@ pub async fn wait_for(
     what: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + timeout;
+    poll_stacks(app, timeout, Duration::from_millis(200), check, |stacks| {
+        let mine: Vec<&Value> = stacks
+            .iter()
+            .filter(|s| s["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+            .collect();
+        format!(
+            "{what}: not reached within {timeout:?}\nstacks: {}\nlogs:\n{}",
+            serde_json::to_string_pretty(&mine).unwrap(),
+            log_tail(prefix)
+        )
+    })
+    .await
+}
+
+/// Polls `/api/stacks` every `every` until `check` holds; after `timeout` fails with what
+/// `failure` makes of the last answer.
+async fn poll_stacks(
+    app: &TestApp,
+    timeout: Duration,
+    every: Duration,
+    check: impl Fn(&[Value]) -> bool,
+    failure: impl Fn(&[Value]) -> String,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let stacks = app.stacks().await;
         if check(&stacks) {
             return stacks;
         }
-        if std::time::Instant::now() > deadline {
-            let mine: Vec<&Value> = stacks
-                .iter()
-                .filter(|s| s["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
-                .collect();
-            panic!(
-                "{what}: not reached within {timeout:?}\nstacks: {}\nlogs:\n{}",
-                serde_json::to_string_pretty(&mine).unwrap(),
-                log_tail(prefix)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            tokio::time::Instant::now() <= deadline,
+            "{}",
+            failure(&stacks)
+        );
+        tokio::time::sleep(every).await;
     }
 }
 

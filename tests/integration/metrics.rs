@@ -10,7 +10,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::docker::{self, Cleanup};
+use common::docker;
 use common::{TestApp, TestRepo, compose};
 
 /// One series of a scrape: name, labels, value.
@@ -263,12 +263,10 @@ async fn metrics_answer_only_to_get() {
 /// and the compose commands behind them.
 #[tokio::test]
 async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
-    let Some(prefix) = docker::begin("metrics") else {
+    let Some((_, p, _cleanup)) = docker::begin_projects("metrics", &["good", "broken"]) else {
         return;
     };
-    let good = format!("{prefix}-good");
-    let broken = format!("{prefix}-broken");
-    let _cleanup = Cleanup::new([good.clone(), broken.clone()]);
+    let (good, broken) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{good}/compose.yaml"),
