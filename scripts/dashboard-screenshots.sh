@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/demo-lib.sh
 PORT=${PORT:-18090}
 OUT="$ROOT/docs"
 PROJECTS="web worker cache billing"
@@ -25,15 +26,12 @@ BIN="$ROOT/target/debug/docker-cd"
 
 WORK=$(mktemp -d -t docker-cd-shots.XXXXXX)
 REPO="$WORK/repo"
-mkdir -p "$REPO"
-cp -a fixtures/demo/. "$REPO/"
 # A stack without services: it fails, and the grid shows why.
-mkdir -p "$REPO/stacks/billing"
-cp fixtures/broken/no-services/compose.yaml "$REPO/stacks/billing/compose.yaml"
-git -C "$REPO" init -q --initial-branch=main
-git -C "$REPO" add -A
-git -C "$REPO" -c user.name="docker-cd demo" -c user.email=demo@example.invalid \
-  commit -qm "Demo stacks: web, worker, cache, billing"
+add_billing() {
+  mkdir -p "$1/stacks/billing"
+  cp fixtures/broken/no-services/compose.yaml "$1/stacks/billing/compose.yaml"
+}
+demo_repo "$REPO" "Demo stacks: web, worker, cache, billing" add_billing
 
 cleanup() {
   trap - INT TERM EXIT
@@ -41,15 +39,8 @@ cleanup() {
     kill -TERM "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
   fi
-  for project in $PROJECTS; do
-    filter="label=com.docker.compose.project=$project"
-    ids=$(docker ps -aq --filter "$filter" --filter label=com.docker-cd.owner=docker-cd)
-    [ -n "$ids" ] && docker rm -f -v $ids >/dev/null
-    ids=$(docker network ls -q --filter "$filter")
-    [ -n "$ids" ] && docker network rm $ids >/dev/null
-    ids=$(docker volume ls -q --filter "$filter")
-    [ -n "$ids" ] && docker volume rm $ids >/dev/null
-  done
+  # shellcheck disable=SC2086 # one word a project
+  remove_projects $PROJECTS
   rm -rf "$WORK"
 }
 trap cleanup INT TERM EXIT

@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/demo-lib.sh
 PORT=${PORT:-8080}
 
 for tool in cargo git docker; do
@@ -27,12 +28,7 @@ BIN="$ROOT/target/debug/docker-cd"
 
 WORK=$(mktemp -d -t docker-cd-demo.XXXXXX)
 REPO="$WORK/repo"
-mkdir -p "$REPO"
-cp -a fixtures/demo/. "$REPO/"
-git -C "$REPO" init -q --initial-branch=main
-git -C "$REPO" add -A
-git -C "$REPO" -c user.name="docker-cd demo" -c user.email=demo@example.invalid \
-  commit -qm "Demo stacks: web, worker, cache"
+demo_repo "$REPO" "Demo stacks: web, worker, cache"
 
 cleanup() {
   trap - INT TERM EXIT
@@ -42,15 +38,7 @@ cleanup() {
   fi
   if [ "${DEMO_KEEP:-0}" != 1 ]; then
     echo "demo: removing the demo's containers, networks and volumes" >&2
-    for project in web worker cache; do
-      filter="label=com.docker.compose.project=$project"
-      ids=$(docker ps -aq --filter "$filter" --filter label=com.docker-cd.owner=docker-cd)
-      [ -n "$ids" ] && docker rm -f -v $ids >/dev/null
-      ids=$(docker network ls -q --filter "$filter")
-      [ -n "$ids" ] && docker network rm $ids >/dev/null
-      ids=$(docker volume ls -q --filter "$filter")
-      [ -n "$ids" ] && docker volume rm $ids >/dev/null
-    done
+    remove_projects web worker cache
     rm -rf "$WORK"
   else
     echo "demo: left running; the repository and data stay in $WORK" >&2

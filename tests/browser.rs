@@ -13,15 +13,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::docker::{self, Cleanup, TEST_IMAGE};
-use common::{TestApp, TestRepo};
+use common::docker::{self, TEST_IMAGE};
+use common::{TestApp, TestRepo, compose};
 use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -375,13 +373,6 @@ impl Browser {
     }
 }
 
-/// Re-raises a test body's panic, once everything is stopped.
-fn rethrow(outcome: std::thread::Result<()>) {
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
 /// The paths of the grid's visible cards, in page order.
 const VISIBLE_CARDS: &str = "return [...document.querySelectorAll('#grid .card')]
     .filter(c => !c.hidden).map(c => c.dataset.path);";
@@ -506,10 +497,6 @@ impl Drop for CutProxy {
     }
 }
 
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
-
 fn app_addr(app: &TestApp) -> SocketAddr {
     app.app().addr
 }
@@ -601,7 +588,7 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
 
     let browser = Browser::start(&tools, "grid").await;
     let b = &browser;
-    let outcome = AssertUnwindSafe(async {
+    let outcome = common::catch(async {
         b.goto(&proxy.url("/")).await;
         b.wait_for(WAIT, "live updates connected", BANNER, vec![], |v| {
             v["state"] == "connected" && v["hidden"] == true
@@ -799,11 +786,9 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
         assert!(detail["history"].as_str().is_some(), "{detail}");
         b.screenshot("dashboard-stack.png").await;
     })
-    .catch_unwind()
     .await;
     browser.close(&outcome).await;
-    app.stop().await;
-    rethrow(outcome);
+    app.finish(outcome).await;
 }
 
 #[tokio::test]
@@ -822,7 +807,7 @@ async fn the_refresh_button_asks_for_the_api_token_once_and_sends_it() {
     app.wait_refreshes(1).await;
     let browser = Browser::start(&tools, "token").await;
     let b = &browser;
-    let outcome = AssertUnwindSafe(async {
+    let outcome = common::catch(async {
         b.goto(&app.url("/")).await;
         b.wait_cards("the stack", &["web"]).await;
         let completed = || app.app().refresh_progress.borrow().completed;
@@ -881,11 +866,9 @@ async fn the_refresh_button_asks_for_the_api_token_once_and_sends_it() {
             .await;
         assert_eq!(stored, json!([null, true]));
     })
-    .catch_unwind()
     .await;
     browser.close(&outcome).await;
-    app.stop().await;
-    rethrow(outcome);
+    app.finish(outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,13 +879,10 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
     let Some(tools) = require_browser() else {
         return;
     };
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("ui", &["app", "broken"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("ui");
-    let app_stack = format!("{prefix}-app");
-    let broken_stack = format!("{prefix}-broken");
-    let _cleanup = Cleanup::new([app_stack.clone(), broken_stack.clone()]);
+    };
+    let (app_stack, broken_stack) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{app_stack}/compose.yaml"),
@@ -927,7 +907,7 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
     .await;
     let browser = Browser::start(&tools, "drift").await;
     let b = &browser;
-    let outcome = AssertUnwindSafe(async {
+    let outcome = common::catch(async {
         b.goto(&app.url(&format!("/?q={prefix}"))).await;
         let synced = b
             .wait_card(DEPLOY_WAIT, &app_stack, "the app synced", |c| {
@@ -1041,10 +1021,8 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
         assert_eq!(page["containers"], json!([["app", "running"]]));
         b.screenshot("dashboard-docker-stack.png").await;
     })
-    .catch_unwind()
     .await;
     browser.close(&outcome).await;
     // Stop the app before the cleanup removes the containers, so no sync recreates them.
-    app.stop().await;
-    rethrow(outcome);
+    app.finish(outcome).await;
 }

@@ -22,15 +22,9 @@ use tokio::net::TcpStream;
 /// Far longer than any timeout under test: reaching it means the server never acted.
 const GENEROUS: Duration = Duration::from_secs(40);
 
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
-
 /// A repository with one stack, `a`.
 fn one_stack_repo() -> TestRepo {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     repo
 }
 
@@ -344,25 +338,18 @@ async fn x03_a_large_body_without_credentials_is_refused_401_before_it_is_read()
 fn recording_docker(dir: &Path) -> (PathBuf, PathBuf) {
     let log = dir.join("docker-calls.log");
     let script = dir.join("docker");
-    std::fs::write(
+    common::write_executable(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$*\" >> \"{}\"\nsleep 0.5\nexit 0\n",
             log.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     (script, log)
 }
 
 fn calls(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    common::wrappers::recorded(log)
 }
 
 #[tokio::test]

@@ -14,16 +14,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::docker::{self, Cleanup, TEST_IMAGE, sleeper_compose};
-use common::{TestApp, TestRepo, stack};
+use common::{TestApp, TestRepo, stack, write_executable};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn write_executable(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut docker_cd::config::Args)) -> TestApp {
     TestApp::start(&repo.url(), |a| {
@@ -34,6 +28,17 @@ async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut docker_cd::config::Args
     .await
 }
 
+/// A repository whose one commit holds a sleeper stack at `stacks/<name>`.
+fn one_sleeper(name: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        &format!("stacks/{name}/compose.yaml"),
+        sleeper_compose(&["app"]),
+    );
+    repo.commit_and_push("one stack");
+    repo
+}
+
 fn is_status(stacks: &[Value], path: &str, status: &str) -> bool {
     stacks
         .iter()
@@ -42,10 +47,9 @@ fn is_status(stacks: &[Value], path: &str, status: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r01_a_stack_with_spaces_capitals_and_a_leading_dash_deploys_under_its_mapped_name() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("r01") else {
         return;
-    }
-    let prefix = docker::unique_prefix("r01");
+    };
     let path = format!("-{prefix} My App");
     let project = format!("{prefix}myapp");
     let _cleanup = Cleanup::new([project.clone()]);
@@ -56,28 +60,28 @@ async fn r01_a_stack_with_spaces_capitals_and_a_leading_dash_deploys_under_its_m
     );
     repo.commit_and_push("an awkward name");
     let app = start(&repo, |_| {}).await;
-    let stacks = app
-        .wait_stacks(LONG, |s| {
-            is_status(s, &path, "synced") || is_status(s, &path, "failed")
-        })
-        .await;
-    let record = stack(&stacks, &path);
-    assert_eq!(record["status"], "synced", "{record}");
-    assert_eq!(record["projectName"], project.as_str());
-    let ids = docker::container_ids(&project);
-    assert_eq!(ids.len(), 1);
-    assert_eq!(docker::label(&ids[0], "com.docker-cd.stack.path"), path);
-    app.stop().await;
+    app.run(async |app| {
+        let stacks = app
+            .wait_stacks(LONG, |s| {
+                is_status(s, &path, "synced") || is_status(s, &path, "failed")
+            })
+            .await;
+        let record = stack(&stacks, &path);
+        assert_eq!(record["status"], "synced", "{record}");
+        assert_eq!(record["projectName"], project.as_str());
+        let ids = docker::container_ids(&project);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(docker::label(&ids[0], "com.docker-cd.stack.path"), path);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_version() {
-    if !docker::require() {
+    let Some((_, p, _cleanup)) = docker::begin_projects("r05", &["empty", "none"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("r05");
-    let (empty, none) = (format!("{prefix}-empty"), format!("{prefix}-none"));
-    let _cleanup = Cleanup::new([empty.clone(), none.clone()]);
+    };
+    let (empty, none) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{empty}/compose.yaml"),
@@ -89,57 +93,52 @@ async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_ver
     );
     repo.commit_and_push("two good stacks");
     let app = start(&repo, |_| {}).await;
-    app.wait_stacks(LONG, |s| {
-        is_status(s, &empty, "synced") && is_status(s, &none, "synced")
-    })
-    .await;
-    let before = [docker::container_ids(&empty), docker::container_ids(&none)];
-
-    repo.write(&format!("stacks/{empty}/compose.yaml"), "")
-        .write(&format!("stacks/{none}/compose.yaml"), "services: {}\n");
-    repo.commit_and_push("break both");
-    app.post_json("/api/refresh", Value::Null).await;
-    let stacks = app
-        .wait_stacks(LONG, |s| {
-            is_status(s, &empty, "failed") && is_status(s, &none, "failed")
+    app.run(async |app| {
+        app.wait_stacks(LONG, |s| {
+            is_status(s, &empty, "synced") && is_status(s, &none, "synced")
         })
         .await;
-    for path in [&empty, &none] {
-        let error = stack(&stacks, path)["lastSyncError"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            error.starts_with("compose config failed") || error.contains("no services"),
-            "{path}: {error}"
+        let before = [docker::container_ids(&empty), docker::container_ids(&none)];
+
+        repo.write(&format!("stacks/{empty}/compose.yaml"), "")
+            .write(&format!("stacks/{none}/compose.yaml"), "services: {}\n");
+        repo.commit_and_push("break both");
+        app.post_json("/api/refresh", Value::Null).await;
+        let stacks = app
+            .wait_stacks(LONG, |s| {
+                is_status(s, &empty, "failed") && is_status(s, &none, "failed")
+            })
+            .await;
+        for path in [&empty, &none] {
+            let error = stack(&stacks, path)["lastSyncError"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                error.starts_with("compose config failed") || error.contains("no services"),
+                "{path}: {error}"
+            );
+        }
+        // The running versions are untouched.
+        assert_eq!(
+            [docker::container_ids(&empty), docker::container_ids(&none)],
+            before
         );
-    }
-    // The running versions are untouched.
-    assert_eq!(
-        [docker::container_ids(&empty), docker::container_ids(&none)],
-        before
-    );
-    for ids in &before {
-        let running = docker::output(&["inspect", "--format", "{{.State.Running}}", &ids[0]]);
-        assert_eq!(running.trim(), "true");
-    }
-    app.stop().await;
+        for ids in &before {
+            let running = docker::output(&["inspect", "--format", "{{.State.Running}}", &ids[0]]);
+            assert_eq!(running.trim(), "true");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers() {
-    if !docker::require() {
+    let Some((_, p, _cleanup)) = docker::begin_projects("f07", &["app"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("f07");
-    let name = format!("{prefix}-app");
-    let _cleanup = Cleanup::new([name.clone()]);
-    let repo = TestRepo::new();
-    repo.write(
-        &format!("stacks/{name}/compose.yaml"),
-        sleeper_compose(&["app"]),
-    );
-    repo.commit_and_push("one stack");
+    };
+    let name = p[0].clone();
+    let repo = one_sleeper(&name);
     // A docker CLI that cannot reach its daemon while the flag file exists.
     let tools = tempfile::tempdir().unwrap();
     let flag = tools.path().join("engine-down");
@@ -159,45 +158,45 @@ async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers()
         a.reconcile_interval = "5s".into();
     })
     .await;
-    let stacks = app
-        .wait_stacks(LONG, |s| is_status(s, &name, "failed"))
-        .await;
-    let error = stack(&stacks, &name)["lastSyncError"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(error.contains("cannot read the Docker host"), "{error}");
-    assert!(
-        error.contains("Cannot connect to the Docker daemon"),
-        "{error}"
-    );
-    assert!(docker::container_ids(&name).is_empty());
-    let (code, ready) = app.get_json("/readyz").await;
-    assert_eq!(code, 503, "{ready}");
+    app.run(async |app| {
+        let stacks = app
+            .wait_stacks(LONG, |s| is_status(s, &name, "failed"))
+            .await;
+        let error = stack(&stacks, &name)["lastSyncError"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains("cannot read the Docker host"), "{error}");
+        assert!(
+            error.contains("Cannot connect to the Docker daemon"),
+            "{error}"
+        );
+        assert!(docker::container_ids(&name).is_empty());
+        let (code, ready) = app.get_json("/readyz").await;
+        assert_eq!(code, 503, "{ready}");
 
-    // Refresh keeps working meanwhile.
-    repo.write(&format!("stacks/{name}/.env"), "X=1\n");
-    let commit = repo.commit_and_push("a change while the engine is down");
-    app.post_json("/api/refresh", Value::Null).await;
-    app.wait_refreshes(2).await;
-    assert_eq!(app.refresh_status().await["revision"], commit.as_str());
+        // Refresh keeps working meanwhile.
+        repo.write(&format!("stacks/{name}/.env"), "X=1\n");
+        let commit = repo.commit_and_push("a change while the engine is down");
+        app.post_json("/api/refresh", Value::Null).await;
+        app.wait_refreshes(2).await;
+        assert_eq!(app.refresh_status().await["revision"], commit.as_str());
 
-    // The engine comes back: the next tick deploys.
-    std::fs::remove_file(&flag).unwrap();
-    app.wait_stacks(LONG, |s| is_status(s, &name, "synced"))
-        .await;
-    assert_eq!(docker::container_ids(&name).len(), 1);
-    app.stop().await;
+        // The engine comes back: the next tick deploys.
+        std::fs::remove_file(&flag).unwrap();
+        app.wait_stacks(LONG, |s| is_status(s, &name, "synced"))
+            .await;
+        assert_eq!(docker::container_ids(&name).len(), 1);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f08_a_port_already_taken_fails_that_stack_only() {
-    if !docker::require() {
+    let Some((_, p, _cleanup)) = docker::begin_projects("f08", &["taken", "fine"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("f08");
-    let (taken, fine) = (format!("{prefix}-taken"), format!("{prefix}-fine"));
-    let _cleanup = Cleanup::new([taken.clone(), fine.clone()]);
+    };
+    let (taken, fine) = (p[0].clone(), p[1].clone());
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
     let repo = TestRepo::new();
@@ -210,21 +209,23 @@ async fn f08_a_port_already_taken_fails_that_stack_only() {
     .write(&format!("stacks/{fine}/compose.yaml"), sleeper_compose(&["app"]));
     repo.commit_and_push("a port clash");
     let app = start(&repo, |_| {}).await;
-    let stacks = app
-        .wait_stacks(LONG, |s| {
-            is_status(s, &taken, "failed") && is_status(s, &fine, "synced")
-        })
-        .await;
-    let error = stack(&stacks, &taken)["lastSyncError"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        error.contains("address already in use") || error.contains("port is already allocated"),
-        "{error}"
-    );
-    drop(holder);
-    app.stop().await;
+    app.run(async |app| {
+        let stacks = app
+            .wait_stacks(LONG, |s| {
+                is_status(s, &taken, "failed") && is_status(s, &fine, "synced")
+            })
+            .await;
+        let error = stack(&stacks, &taken)["lastSyncError"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            error.contains("address already in use") || error.contains("port is already allocated"),
+            "{error}"
+        );
+        drop(holder);
+    })
+    .await;
 }
 
 /// Mounts a tmpfs of `size` at `dir`; `None` (loudly) where mounting is not allowed, except
@@ -257,12 +258,10 @@ impl Drop for Unmount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f10_a_full_disk_while_materialising_keeps_the_previous_copy_and_fails_the_stack() {
-    if !docker::require() {
+    let Some((_, p, _cleanup)) = docker::begin_projects("f10", &["app"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("f10");
-    let name = format!("{prefix}-app");
-    let _cleanup = Cleanup::new([name.clone()]);
+    };
+    let name = p[0].clone();
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().join("data");
     let Some(_unmount) = mount_tmpfs(&data_dir.join("stacks"), "256k") else {
@@ -273,64 +272,61 @@ async fn f10_a_full_disk_while_materialising_keeps_the_previous_copy_and_fails_t
     repo.write(&format!("stacks/{name}/compose.yaml"), &v1);
     repo.commit_and_push("small");
     let app = start(&repo, |a| a.data_dir = data_dir.clone()).await;
-    app.wait_stacks(LONG, |s| is_status(s, &name, "synced"))
-        .await;
-    let before = docker::container_ids(&name);
+    app.run(async |app| {
+        app.wait_stacks(LONG, |s| is_status(s, &name, "synced"))
+            .await;
+        let before = docker::container_ids(&name);
 
-    let mut v2 = v1.clone();
-    v2.push_str("# v2\n");
-    repo.write(&format!("stacks/{name}/compose.yaml"), &v2)
-        .write(&format!("stacks/{name}/big.bin"), vec![7u8; 1024 * 1024]);
-    repo.commit_and_push("too big for the disk");
-    app.post_json("/api/refresh", Value::Null).await;
-    let stacks = app
-        .wait_stacks(LONG, |s| is_status(s, &name, "failed"))
-        .await;
-    let error = stack(&stacks, &name)["lastSyncError"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(error.contains("No space left on device"), "{error}");
-    let materialised =
-        std::fs::read_to_string(data_dir.join("stacks").join(&name).join("compose.yaml")).unwrap();
-    assert_eq!(
-        materialised, v1,
-        "the previous materialised copy must be intact"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(data_dir.join("stacks"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".staging"))
-        .collect();
-    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
-    assert_eq!(
-        docker::container_ids(&name),
-        before,
-        "the running version is untouched"
-    );
-    app.stop().await;
+        let mut v2 = v1.clone();
+        v2.push_str("# v2\n");
+        repo.write(&format!("stacks/{name}/compose.yaml"), &v2)
+            .write(&format!("stacks/{name}/big.bin"), vec![7u8; 1024 * 1024]);
+        repo.commit_and_push("too big for the disk");
+        app.post_json("/api/refresh", Value::Null).await;
+        let stacks = app
+            .wait_stacks(LONG, |s| is_status(s, &name, "failed"))
+            .await;
+        let error = stack(&stacks, &name)["lastSyncError"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains("No space left on device"), "{error}");
+        let materialised =
+            std::fs::read_to_string(data_dir.join("stacks").join(&name).join("compose.yaml"))
+                .unwrap();
+        assert_eq!(
+            materialised, v1,
+            "the previous materialised copy must be intact"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(data_dir.join("stacks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".staging"))
+            .collect();
+        assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+        assert_eq!(
+            docker::container_ids(&name),
+            before,
+            "the running version is untouched"
+        );
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f11_sigterm_during_compose_up_finishes_within_the_grace_period_and_a_restart_does_not_redo_it()
  {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("f11") else {
         return;
-    }
+    };
     let Ok(real_compose) = which::which("docker-compose") else {
         // With only the plugin, the same scenario runs through DOCKER_BIN; keep it simple.
         eprintln!("\n*** SKIPPING F11: needs a standalone docker-compose to wrap ***\n");
         return;
     };
-    let prefix = docker::unique_prefix("f11");
     let name = format!("{prefix}-app");
     let _cleanup = Cleanup::new([name.clone()]);
-    let repo = TestRepo::new();
-    repo.write(
-        &format!("stacks/{name}/compose.yaml"),
-        sleeper_compose(&["app"]),
-    );
-    repo.commit_and_push("one stack");
+    let repo = one_sleeper(&name);
     let tools = tempfile::tempdir().unwrap();
     let calls = tools.path().join("compose-calls.log");
     let slow = tools.path().join("docker-compose");

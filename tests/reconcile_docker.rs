@@ -1,10 +1,10 @@
 //! The reconciler end to end against the real Docker Engine and the host's compose tool
 //! (SPEC §4, §6, §7; TESTPLAN "Repository content", faults F8 and F9, and restarts (F11).
 //!
-//! Every test skips loudly without Docker (and fails under `CI=true`), uses project names from
-//! [`docker::unique_prefix`], and holds a [`Cleanup`] for each project it may create, made before
-//! the app starts. The app is always stopped before the cleanup runs, even when the test fails,
-//! so a reconcile still in flight cannot recreate what the cleanup removed.
+//! Every test opens with [`docker::begin`]: it skips loudly without Docker (and fails under
+//! `CI=true`), uses project names from its unique prefix, and holds a [`Cleanup`] for each project it may create, made before
+//! the app starts. Its body runs in [`TestApp::run`], so the app is always stopped before the
+//! cleanup runs, even when the test fails, and a reconcile still in flight cannot recreate what the cleanup removed.
 //!
 //! Several apps may run at once (`--test-threads=2`) against the same engine. Each has its own
 //! repository, hence its own `com.docker-cd.instance`, so none removes or lists another's stacks;
@@ -13,14 +13,15 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::docker::{self, Cleanup, TEST_IMAGE};
-use common::{TestApp, TestRepo};
+use common::docker::{self, Cleanup, TEST_IMAGE, paths};
+use common::{
+    TestApp, TestRepo, eventually, find, log_tail, publish, refresh, status, wait_for,
+    wait_revision, write_executable,
+};
 use docker_cd::config::Args;
-use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 /// The deploy dir every test repository uses.
@@ -30,11 +31,6 @@ const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-/// Stack paths (= project names) `<prefix>-<name>`.
-fn paths(prefix: &str, names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| format!("{prefix}-{n}")).collect()
-}
 
 /// Starts the app with reconciling on, the docker CLI from `PATH` and the deploy dir `stacks`.
 async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut Args)) -> TestApp {
@@ -47,60 +43,6 @@ async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut Args)) -> TestApp {
     .await
 }
 
-/// Stops the app, then re-raises the test body's panic (so `Cleanup` runs after the stop).
-async fn finish(app: TestApp, outcome: std::thread::Result<()>) {
-    app.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// The last lines of the app's logs that mention `needle` (all tests share one log).
-fn log_tail(needle: &str) -> String {
-    let logs = common::logs();
-    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn find<'a>(stacks: &'a [Value], path: &str) -> Option<&'a Value> {
-    stacks.iter().find(|s| s["path"] == path)
-}
-
-fn status<'a>(stacks: &'a [Value], path: &str) -> &'a str {
-    find(stacks, path)
-        .and_then(|s| s["status"].as_str())
-        .unwrap_or("<absent>")
-}
-
-/// Polls `/api/stacks` until `check` holds; on timeout fails with the test's stacks and logs.
-async fn wait_for(
-    app: &TestApp,
-    prefix: &str,
-    timeout: Duration,
-    what: &str,
-    check: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let stacks = app.stacks().await;
-        if check(&stacks) {
-            return stacks;
-        }
-        if Instant::now() > deadline {
-            let mine: Vec<&Value> = stacks
-                .iter()
-                .filter(|s| s["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
-                .collect();
-            panic!(
-                "{what}: not reached within {timeout:?}\nstacks: {}\nlogs:\n{}",
-                serde_json::to_string_pretty(&mine).unwrap(),
-                log_tail(prefix)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until every path is `synced` with its containers counted as running.
 async fn wait_synced(app: &TestApp, prefix: &str, paths: &[String]) -> Vec<Value> {
     wait_for(app, prefix, LONG, "all stacks synced", |stacks| {
@@ -111,48 +53,6 @@ async fn wait_synced(app: &TestApp, prefix: &str, paths: &[String]) -> Vec<Value
         })
     })
     .await
-}
-
-/// Polls a condition on the engine.
-async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// A refresh through the manual endpoint.
-async fn refresh(app: &TestApp) {
-    let (code, body) = app.post_json("/api/refresh", Value::Null).await;
-    assert_eq!(code, 200, "POST /api/refresh: {body}");
-}
-
-/// Waits until the app has read `commit`.
-async fn wait_revision(app: &TestApp, commit: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = app.refresh_status().await;
-        if status["revision"] == commit && status["refreshStatus"] == "completed" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "refresh to {commit} did not complete: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Commits, pushes, refreshes, and waits until the app has read the commit.
-async fn publish(app: &TestApp, repo: &TestRepo, message: &str) -> String {
-    let commit = repo.commit_and_push(message);
-    refresh(app).await;
-    wait_revision(app, &commit).await;
-    commit
 }
 
 /// The tree id of a stack directory at HEAD: what `contentHash` must be.
@@ -242,27 +142,10 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// A `docker-compose` wrapper that appends each invocation's arguments to a log, then runs the
 /// real tool.
 fn recording_compose(dir: &Path) -> (PathBuf, PathBuf) {
-    let real = which::which("docker-compose").expect("docker-compose on PATH");
-    let log = dir.join("compose-calls.log");
-    let script = dir.join("compose-recorder");
-    write_executable(
-        &script,
-        &format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    );
-    (script, log)
+    common::wrappers::recording_tool(dir, "docker-compose")
 }
 
 /// The compose subcommands recorded by [`recording_compose`] (the first word after the global
@@ -299,6 +182,16 @@ fn greeting_compose() -> String {
     )
 }
 
+/// A one-service sleeper stack at each of `paths`.
+fn write_sleepers(repo: &TestRepo, paths: &[String]) {
+    for path in paths {
+        repo.write(
+            &stack_file(path, "compose.yaml"),
+            docker::sleeper_compose(&["app"]),
+        );
+    }
+}
+
 fn stack_file(path: &str, file: &str) -> String {
     format!("{DEPLOY}/{path}/{file}")
 }
@@ -308,12 +201,10 @@ fn stack_file(path: &str, file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_their_containers() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two", "web"])
+    else {
         return;
-    }
-    let prefix = docker::unique_prefix("deploy");
-    let p = paths(&prefix, &["one", "two", "web"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
     let composes = [
         docker::sleeper_compose(&["app"]),
@@ -328,8 +219,8 @@ async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_thei
     let started = SystemTime::now() - Duration::from_secs(1);
 
     let app = start(&repo, |_| {}).await;
-    let outcome = AssertUnwindSafe(async {
-        let stacks = wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        let stacks = wait_synced(app, &prefix, &p).await;
         let expected_services: [&[&str]; 3] = [&["app"], &["back", "front"], &["web"]];
         for ((path, compose), services) in p.iter().zip(&composes).zip(expected_services) {
             let record = find(&stacks, path).unwrap();
@@ -420,9 +311,7 @@ async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_thei
         let (code, _) = app.get_json(&format!("/api/stacks/{prefix}-nosuch")).await;
         assert_eq!(code, 404);
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,12 +319,9 @@ async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_thei
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("dotenv", &["greet", "b", "c"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("dotenv");
-    let p = paths(&prefix, &["greet", "b", "c"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
     repo.write(&stack_file(&p[0], "compose.yaml"), greeting_compose())
         .write(&stack_file(&p[0], ".env"), "GREETING=hello-v1\n")
@@ -450,8 +336,8 @@ async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone()
     repo.commit_and_push("three stacks");
 
     let app = start(&repo, |_| {}).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let before: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
         let old = service_container(&p[0], "app").unwrap();
         assert_eq!(
@@ -460,9 +346,9 @@ async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone()
         );
 
         repo.write(&stack_file(&p[0], ".env"), "GREETING=hello-v2\n");
-        let commit = publish(&app, &repo, "change the greeting").await;
+        let commit = publish(app, &repo, "change the greeting").await;
         let new_hash = tree_id(&repo, &p[0]);
-        let stacks = wait_for(&app, &prefix, LONG, "greet re-synced", |stacks| {
+        let stacks = wait_for(app, &prefix, LONG, "greet re-synced", |stacks| {
             find(stacks, &p[0]).is_some_and(|s| {
                 s["status"] == "synced" && s["syncedContentHash"] == new_hash.as_str()
             })
@@ -489,9 +375,7 @@ async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone()
             assert_ne!(docker::label(id, "com.docker-cd.revision"), commit);
         }
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,10 +384,9 @@ async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_keep_the_old_containers()
  {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("broken") else {
         return;
-    }
-    let prefix = docker::unique_prefix("broken");
+    };
     let p = paths(&prefix, &["good", "yaml", "image"]);
     let (good, yaml, image) = (&p[0], &p[1], &p[2]);
     let _cleanup = Cleanup::new(p.clone());
@@ -518,8 +401,8 @@ async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_ke
     repo.commit_and_push("three good stacks");
 
     let app = start(&repo, |_| {}).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
         let old_hashes: Vec<String> = p.iter().map(|s| tree_id(&repo, s)).collect();
 
@@ -533,9 +416,9 @@ async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_ke
                 &stack_file(image, "compose.yaml"),
                 "services:\n  app:\n    image: docker-cd-test/does-not-exist:1\n    init: true\n",
             );
-        publish(&app, &repo, "break two stacks").await;
+        publish(app, &repo, "break two stacks").await;
         let good_hash = tree_id(&repo, good);
-        let stacks = wait_for(&app, &prefix, LONG, "two failed, one synced", |stacks| {
+        let stacks = wait_for(app, &prefix, LONG, "two failed, one synced", |stacks| {
             status(stacks, yaml) == "failed"
                 && status(stacks, image) == "failed"
                 && find(stacks, good).is_some_and(|s| {
@@ -603,8 +486,8 @@ async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_ke
                 docker::sleeper_compose(&["app"]),
             );
         }
-        publish(&app, &repo, "fix them").await;
-        wait_for(&app, &prefix, LONG, "all synced after the fix", |stacks| {
+        publish(app, &repo, "fix them").await;
+        wait_for(app, &prefix, LONG, "all synced after the fix", |stacks| {
             p.iter().all(|s| status(stacks, s) == "synced")
         })
         .await;
@@ -614,17 +497,14 @@ async fn r05_f08_invalid_yaml_and_an_unknown_image_fail_their_stacks_only_and_ke
             assert_eq!(find(&stacks, path).unwrap()["lastSyncError"], Value::Null);
         }
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_running_version() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("x05") else {
         return;
-    }
-    let prefix = docker::unique_prefix("x05");
+    };
     let p = paths(&prefix, &["chain"]);
     let chain = &p[0];
     let _cleanup = Cleanup::new(p.clone());
@@ -637,8 +517,8 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
     repo.commit_and_push("one good stack");
 
     let app = start(&repo, |_| {}).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let ids = docker::container_ids(chain);
         let old_hash = tree_id(&repo, chain);
         // Beside DATA_DIR: `w` reaches it from the stack directory, one level per link.
@@ -650,8 +530,8 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
             .symlink(&stack_file(chain, "t"), "s/..")
             .symlink(&stack_file(chain, "u"), "t/..")
             .symlink(&stack_file(chain, "w"), "u/../sentinel");
-        publish(&app, &repo, "climb out through a chain of links").await;
-        let stacks = wait_for(&app, &prefix, LONG, "the chain's stack failed", |stacks| {
+        publish(app, &repo, "climb out through a chain of links").await;
+        let stacks = wait_for(app, &prefix, LONG, "the chain's stack failed", |stacks| {
             status(stacks, chain) == "failed"
         })
         .await;
@@ -673,9 +553,7 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
         );
         assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "untouched");
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,31 +561,23 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmon", &["keep", "gone"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("rmon");
-    let p = paths(&prefix, &["keep", "gone"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| a.reconcile_remove_enabled = "true".into()).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let keep_ids = docker::container_ids(&p[0]);
         assert_eq!(docker::container_ids(&p[1]).len(), 1);
         assert!(!networks(&p[1]).is_empty());
 
         repo.remove(&format!("{DEPLOY}/{}", p[1]));
-        publish(&app, &repo, "remove a stack").await;
-        wait_for(&app, &prefix, LONG, "removed stack dropped", |stacks| {
+        publish(app, &repo, "remove a stack").await;
+        wait_for(app, &prefix, LONG, "removed stack dropped", |stacks| {
             find(stacks, &p[1]).is_none() && status(stacks, &p[0]) == "synced"
         })
         .await;
@@ -724,27 +594,17 @@ async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
         );
         assert_eq!(running_ids(&p[0]), keep_ids);
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled()
  {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmoff", &["keep", "gone"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("rmoff");
-    let p = paths(&prefix, &["keep", "gone"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| {
@@ -752,14 +612,14 @@ async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_
         a.reconcile_interval = "5s".into();
     })
     .await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
 
         repo.remove(&format!("{DEPLOY}/{}", p[1]));
-        publish(&app, &repo, "remove a stack").await;
+        publish(app, &repo, "remove a stack").await;
         // The refresh lists it `orphaned` at once; the reconcile that follows adds the reason.
-        let stacks = wait_for(&app, &prefix, LONG, "gone stack orphaned", |stacks| {
+        let stacks = wait_for(app, &prefix, LONG, "gone stack orphaned", |stacks| {
             status(stacks, &p[1]) == "orphaned"
                 && find(stacks, &p[1]).is_some_and(|s| s["lastSyncError"].is_string())
         })
@@ -782,27 +642,17 @@ async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_
             assert_eq!(running_ids(path), ids[i], "{path} was touched");
         }
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("empty", &["a", "b"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("empty");
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
     repo.write(&format!("{DEPLOY}/README.md"), "stacks live here\n");
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| {
@@ -810,18 +660,18 @@ async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_en
         a.reconcile_interval = "5s".into();
     })
     .await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, &prefix, &p).await;
         let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
 
         for path in &p {
             repo.remove(&format!("{DEPLOY}/{path}"));
         }
-        publish(&app, &repo, "empty the deploy dir").await;
+        publish(app, &repo, "empty the deploy dir").await;
         let status_now = app.refresh_status().await;
         assert_eq!(status_now["stackCount"], 0, "{status_now}");
         // The refresh lists them `orphaned` at once; the reconcile that follows adds the reason.
-        let stacks = wait_for(&app, &prefix, LONG, "both orphaned", |stacks| {
+        let stacks = wait_for(app, &prefix, LONG, "both orphaned", |stacks| {
             p.iter().all(|s| {
                 status(stacks, s) == "orphaned"
                     && find(stacks, s).is_some_and(|r| r["lastSyncError"].is_string())
@@ -845,9 +695,7 @@ async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_en
             assert_eq!(running_ids(path), ids[i], "{path} was taken down");
         }
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,12 +703,9 @@ async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("restart", &["a", "b"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("restart");
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
     repo.write(
         &stack_file(&p[0], "compose.yaml"),
@@ -878,12 +723,11 @@ async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_r
     };
 
     let first = start(&repo, configure).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&first, &prefix, &p).await;
-    })
-    .catch_unwind()
-    .await;
-    finish(first, outcome).await;
+    first
+        .run(async |first| {
+            wait_synced(first, &prefix, &p).await;
+        })
+        .await;
     let ids: Vec<Vec<String>> = p.iter().map(|s| docker::container_ids(s)).collect();
     let calls_before = compose_subcommands(&log);
     assert_eq!(
@@ -894,46 +738,45 @@ async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_r
 
     let started = Instant::now();
     let second = start(&repo, configure).await;
-    let outcome = AssertUnwindSafe(async {
-        let stacks = wait_for(
-            &second,
-            &prefix,
-            Duration::from_secs(20),
-            "synced",
-            |stacks| {
-                p.iter().all(|s| {
-                    find(stacks, s)
-                        .is_some_and(|r| r["status"] == "synced" && r["containersRunning"] == 1)
-                })
-            },
-        )
+    second
+        .run(async |second| {
+            let stacks = wait_for(
+                second,
+                &prefix,
+                Duration::from_secs(20),
+                "synced",
+                |stacks| {
+                    p.iter().all(|s| {
+                        find(stacks, s)
+                            .is_some_and(|r| r["status"] == "synced" && r["containersRunning"] == 1)
+                    })
+                },
+            )
+            .await;
+            let elapsed = started.elapsed();
+            for path in &p {
+                let record = find(&stacks, path).unwrap();
+                assert_eq!(record["syncedRevision"], commit.as_str(), "{record}");
+                assert_eq!(record["syncedContentHash"], tree_id(&repo, path).as_str());
+                assert!(record["syncedAt"].is_string(), "{record}");
+            }
+            // Give a late, unwanted sync the chance to show up.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let calls: Vec<String> = compose_subcommands(&log)
+                .into_iter()
+                .skip(calls_before.len())
+                .collect();
+            assert!(
+                calls.iter().all(|c| c == "version"),
+                "the restarted instance ran compose beyond detecting it: {calls:?}\n{}",
+                log_tail(&prefix)
+            );
+            for (i, path) in p.iter().enumerate() {
+                assert_eq!(docker::container_ids(path), ids[i], "{path} was recreated");
+            }
+            assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+        })
         .await;
-        let elapsed = started.elapsed();
-        for path in &p {
-            let record = find(&stacks, path).unwrap();
-            assert_eq!(record["syncedRevision"], commit.as_str(), "{record}");
-            assert_eq!(record["syncedContentHash"], tree_id(&repo, path).as_str());
-            assert!(record["syncedAt"].is_string(), "{record}");
-        }
-        // Give a late, unwanted sync the chance to show up.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let calls: Vec<String> = compose_subcommands(&log)
-            .into_iter()
-            .skip(calls_before.len())
-            .collect();
-        assert!(
-            calls.iter().all(|c| c == "version"),
-            "the restarted instance ran compose beyond detecting it: {calls:?}\n{}",
-            log_tail(&prefix)
-        );
-        for (i, path) in p.iter().enumerate() {
-            assert_eq!(docker::container_ids(path), ids[i], "{path} was recreated");
-        }
-        assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
-    })
-    .catch_unwind()
-    .await;
-    finish(second, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,8 +815,9 @@ async fn wait_both_running(app: &TestApp, prefix: &str, path: &str, failure: &st
     }
 }
 
-async fn drift_case(name: &str, drift_policy: &str) -> DriftCase {
-    let prefix = docker::unique_prefix(name);
+/// `None` when Docker tests cannot run here (see [`docker::begin`]).
+async fn drift_case(name: &str, drift_policy: &str) -> Option<DriftCase> {
+    let prefix = docker::begin(name)?;
     let paths = paths(&prefix, &["pair"]);
     let cleanup = Cleanup::new(paths.clone());
     let repo = TestRepo::new();
@@ -987,34 +831,28 @@ async fn drift_case(name: &str, drift_policy: &str) -> DriftCase {
         a.reconcile_interval = "5s".into();
     })
     .await;
-    DriftCase {
+    Some(DriftCase {
         prefix,
         paths,
         _cleanup: cleanup,
         _repo: repo,
         app,
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_revert() {
-    if !docker::require() {
+    let Some(case) = drift_case("revert", "revert").await else {
         return;
-    }
-    let DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    } = drift_case("revert", "revert").await;
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
+    app.run(async |app| {
+        wait_synced(app, prefix, p).await;
         let removed = service_container(&p[0], "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
         assert!(service_container(&p[0], "b").is_none());
 
-        wait_both_running(&app, &prefix, &p[0], "the drift was not reverted").await;
+        wait_both_running(app, prefix, &p[0], "the drift was not reverted").await;
         assert_ne!(service_container(&p[0], "b").unwrap(), removed);
         let logs = log_tail(&p[0]);
         assert!(
@@ -1027,8 +865,8 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
         docker::output(&["stop", &stopped]);
         assert_eq!(running_ids(&p[0]).len(), 1);
         wait_both_running(
-            &app,
-            &prefix,
+            app,
+            prefix,
             &p[0],
             "the stopped container was not started again",
         )
@@ -1039,9 +877,7 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
             "the re-sync should name the stopped container:\n{logs}"
         );
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 /// Found while writing the test above: a drift revert recreates every container of the stack,
@@ -1049,25 +885,19 @@ async fn a_removed_container_is_recreated_on_the_next_tick_with_drift_policy_rev
 /// `revision`) label values, which changes compose's config hash of every service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
-    if !docker::require() {
+    let Some(case) = drift_case("healonly", "revert").await else {
         return;
-    }
-    let DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    } = drift_case("healonly", "revert").await;
+    };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
     let path = &p[0];
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, prefix, p).await;
         let healthy = service_container(path, "a").unwrap();
         let synced_at = docker::label(&healthy, "com.docker-cd.synced-at");
         let removed = service_container(path, "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
 
-        wait_both_running(&app, &prefix, path, "the drift was not reverted").await;
+        wait_both_running(app, prefix, path, "the drift was not reverted").await;
         let after = service_container(path, "a").unwrap();
         assert_eq!(
             after,
@@ -1078,26 +908,18 @@ async fn a_drift_revert_leaves_the_containers_that_did_not_drift_alone() {
             docker::label(&after, "com.docker-cd.synced-at")
         );
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_flag() {
-    if !docker::require() {
+    let Some(case) = drift_case("flag", "flag").await else {
         return;
-    }
-    let DriftCase {
-        prefix,
-        paths: p,
-        _cleanup,
-        _repo,
-        app,
-    } = drift_case("flag", "flag").await;
+    };
+    let (prefix, p, app) = (&case.prefix, &case.paths, case.app);
     let path = &p[0];
-    let outcome = AssertUnwindSafe(async {
-        wait_synced(&app, &prefix, &p).await;
+    app.run(async |app| {
+        wait_synced(app, prefix, p).await;
         // Nothing to acknowledge yet.
         let (code, body) = app
             .post_json("/api/reconcile/ack", json!({ "path": path }))
@@ -1108,13 +930,9 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
         let removed = service_container(path, "b").unwrap();
         docker::output(&["rm", "-f", &removed]);
 
-        let stacks = wait_for(
-            &app,
-            &prefix,
-            Duration::from_secs(60),
-            "drifted",
-            |stacks| status(stacks, path) == "drifted",
-        )
+        let stacks = wait_for(app, prefix, Duration::from_secs(60), "drifted", |stacks| {
+            status(stacks, path) == "drifted"
+        })
         .await;
         let record = find(&stacks, path).unwrap();
         let drift = record["drift"].as_str().unwrap_or_default();
@@ -1135,7 +953,7 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
             .await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["status"], "acknowledged", "{body}");
-        let stacks = wait_for(&app, &prefix, LONG, "re-applied after the ack", |stacks| {
+        let stacks = wait_for(app, prefix, LONG, "re-applied after the ack", |stacks| {
             status(stacks, path) == "synced" && running_ids(path).len() == 2
         })
         .await;
@@ -1147,9 +965,7 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(status(&app.stacks().await, path), "synced");
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1157,10 +973,9 @@ async fn a_removed_container_is_flagged_until_acknowledged_with_drift_policy_fla
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compose_project_started_by_hand_is_not_taken_over() {
-    if !docker::require() {
+    let Some(prefix) = docker::begin("foreign") else {
         return;
-    }
-    let prefix = docker::unique_prefix("foreign");
+    };
     let p = paths(&prefix, &["mine", "theirs"]);
     let (mine, theirs) = (&p[0], &p[1]);
     let _cleanup = Cleanup::new(p.clone());
@@ -1169,38 +984,24 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
     let by_hand = tempfile::tempdir().unwrap();
     let file = by_hand.path().join("docker-compose.yml");
     std::fs::write(&file, docker::sleeper_compose(&["app"])).unwrap();
-    let out = std::process::Command::new("docker-compose")
-        .args(["-p", theirs, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "docker-compose up by hand: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::checked(
+        std::process::Command::new("docker-compose")
+            .args(["-p", theirs, "-f"])
+            .arg(&file)
+            .args(["up", "-d"]),
     );
     let hand_ids = docker::container_ids(theirs);
     assert_eq!(hand_ids.len(), 1);
 
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks, one already running by hand");
 
     let app = start(&repo, |a| a.reconcile_interval = "5s".into()).await;
-    let outcome = AssertUnwindSafe(async {
-        let stacks = wait_for(
-            &app,
-            &prefix,
-            LONG,
-            "mine synced, theirs failed",
-            |stacks| status(stacks, mine) == "synced" && status(stacks, theirs) == "failed",
-        )
+    app.run(async |app| {
+        let stacks = wait_for(app, &prefix, LONG, "mine synced, theirs failed", |stacks| {
+            status(stacks, mine) == "synced" && status(stacks, theirs) == "failed"
+        })
         .await;
         let error = find(&stacks, theirs).unwrap()["lastSyncError"]
             .as_str()
@@ -1231,9 +1032,7 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
             "{labels}"
         );
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1242,12 +1041,9 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
  {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("hang", &["first", "second"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("hang");
-    let p = paths(&prefix, &["first", "second"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let dir = tempfile::tempdir().unwrap();
     let pids = dir.path().join("pids");
     let fake = dir.path().join("fake-compose");
@@ -1265,12 +1061,7 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
         ),
     );
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     repo.commit_and_push("two stacks");
 
     let started = Instant::now();
@@ -1279,9 +1070,9 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
         a.compose_timeout = "3s".into();
     })
     .await;
-    let outcome = AssertUnwindSafe(async {
+    app.run(async |app| {
         let stacks = wait_for(
-            &app,
+            app,
             &prefix,
             Duration::from_secs(30),
             "both failed",
@@ -1320,9 +1111,7 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
         .await;
         assert!(docker::container_ids(&p[0]).is_empty());
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
     // Whatever happened, leave no sleeper behind.
     for line in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
         if let Some(pid) = line.split_whitespace().nth(1) {
@@ -1338,25 +1127,17 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_deployed() {
-    if !docker::require() {
+    let Some((_prefix, p, _cleanup)) = docker::begin_projects("off", &["a", "b"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("off");
-    let p = paths(&prefix, &["a", "b"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
-    for path in &p {
-        repo.write(
-            &stack_file(path, "compose.yaml"),
-            docker::sleeper_compose(&["app"]),
-        );
-    }
+    write_sleepers(&repo, &p);
     let commit = repo.commit_and_push("two stacks");
 
     let app = start(&repo, |a| a.reconcile_enabled = "false".into()).await;
-    let outcome = AssertUnwindSafe(async {
-        wait_revision(&app, &commit).await;
-        refresh(&app).await;
+    app.run(async |app| {
+        wait_revision(app, &commit).await;
+        refresh(app).await;
         app.wait_refreshes(2).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let stacks = app.stacks().await;
@@ -1373,9 +1154,7 @@ async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_depl
             .await;
         assert_eq!(code, 409, "{body}");
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1383,12 +1162,9 @@ async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_depl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir() {
-    if !docker::require() {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("x08", &["leaky"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("x08");
-    let p = paths(&prefix, &["leaky"]);
-    let _cleanup = Cleanup::new(p.clone());
+    };
     let repo = TestRepo::new();
     repo.write(
         &stack_file(&p[0], "compose.yaml"),
@@ -1399,8 +1175,8 @@ async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir(
     );
     repo.commit_and_push("a broken value");
     let app = start(&repo, |_| {}).await;
-    let outcome = AssertUnwindSafe(async {
-        let stacks = wait_for(&app, &prefix, LONG, "the stack failed", |stacks| {
+    app.run(async |app| {
+        let stacks = wait_for(app, &prefix, LONG, "the stack failed", |stacks| {
             status(stacks, &p[0]) == "failed"
         })
         .await;
@@ -1423,7 +1199,5 @@ async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir(
         );
         assert!(docker::container_ids(&p[0]).is_empty());
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 }

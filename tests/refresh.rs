@@ -5,12 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, TestRepo, stack};
+use common::{TestApp, TestRepo, assert_refresh_error, compose, stack};
 use serde_json::Value;
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
 
 #[tokio::test]
 async fn startup_fills_the_cache_with_stacks_hashes_and_revision() {
@@ -24,9 +20,7 @@ async fn startup_fills_the_cache_with_stacks_hashes_and_revision() {
     let commit = repo.commit_and_push("initial stacks");
 
     let app = TestApp::start(&repo.url(), |a| a.git_deploy_dir = "stacks".into()).await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(1, "completed").await;
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(status["ref"], "refs/heads/main");
     assert_eq!(status["refType"], "branch");
@@ -58,9 +52,7 @@ async fn an_empty_deploy_dir_gives_an_empty_cache_and_a_successful_start() {
         .write("README.md", "nothing yet\n");
     repo.commit_and_push("empty");
     let app = TestApp::start(&repo.url(), |a| a.git_deploy_dir = "stacks".into()).await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(1, "completed").await;
     assert_eq!(status["stackCount"], 0);
     assert!(app.stacks().await.is_empty());
     let (code, health) = app.get_json("/healthz").await;
@@ -70,9 +62,7 @@ async fn an_empty_deploy_dir_gives_an_empty_cache_and_a_successful_start() {
 
 #[tokio::test]
 async fn http_answers_before_the_first_refresh_finishes() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("x"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "x", "one");
     let dir = tempfile::tempdir().unwrap();
     // Every fetch takes 2 s: the first refresh is still running when we ask.
     let (git, _log) = common::recording_git(dir.path(), 2);
@@ -132,9 +122,7 @@ async fn a_signed_webhook_after_a_push_updates_the_cache() {
 
 #[tokio::test]
 async fn w16_the_payload_commit_is_never_trusted_and_a_force_push_deploys_the_new_tip() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let first = repo.commit_and_push("first");
+    let (repo, first) = TestRepo::with_stack("a", "a:1", "first");
     repo.write("a/compose.yaml", compose("a:2"));
     let second = repo.commit_and_push("second");
     let app = TestApp::start(&repo.url(), |_| {}).await;
@@ -155,9 +143,7 @@ async fn w16_the_payload_commit_is_never_trusted_and_a_force_push_deploys_the_ne
 
 #[tokio::test]
 async fn f05_tracked_branch_deleted_upstream_is_an_error_never_read_as_no_stacks() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let commit = repo.commit_and_push("one");
+    let (repo, commit) = TestRepo::with_stack("a", "a:1", "one");
     repo.git(&["push", "--quiet", "origin", "HEAD:refs/heads/side"]);
     let app = TestApp::start(&repo.url(), |a| a.git_revision = "side".into()).await;
     app.wait_refreshes(1).await;
@@ -171,16 +157,8 @@ async fn f05_tracked_branch_deleted_upstream_is_an_error_never_read_as_no_stacks
             .unwrap()
             .contains("deletes the tracked ref")
     );
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist"),
-        "{status}"
-    );
+    let status = app.refreshed(2, "failed").await;
+    assert_refresh_error(&status, "does not exist");
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(app.stacks().await.len(), 1, "never read as 'no stacks'");
     app.stop().await;
@@ -188,9 +166,7 @@ async fn f05_tracked_branch_deleted_upstream_is_an_error_never_read_as_no_stacks
 
 #[tokio::test]
 async fn f02_remote_unreachable_after_a_good_refresh_keeps_the_snapshot_and_says_why() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let commit = repo.commit_and_push("one");
+    let (repo, commit) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
     let before = app.stacks().await;
@@ -199,9 +175,7 @@ async fn f02_remote_unreachable_after_a_good_refresh_keeps_the_snapshot_and_says
     std::fs::rename(repo.origin(), &moved).unwrap();
     let (code, answer) = app.post_json("/api/refresh", Value::Null).await;
     assert_eq!((code, answer["status"].as_str()), (200, Some("refreshing")));
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed");
+    let status = app.refreshed(2, "failed").await;
     assert_eq!(status["trigger"], "manual");
     assert_eq!(status["revision"], commit.as_str());
     let reason = status["refreshError"].as_str().unwrap();
@@ -211,9 +185,7 @@ async fn f02_remote_unreachable_after_a_good_refresh_keeps_the_snapshot_and_says
     // Recovers by itself once the origin is back: the backoff retry (5 s) finds it, with
     // polling off and nobody asking.
     std::fs::rename(&moved, repo.origin()).unwrap();
-    app.wait_refreshes(3).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(3, "completed").await;
     assert_eq!(status["trigger"], "periodic");
     app.stop().await;
 }
@@ -223,16 +195,8 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("late.git");
     let app = TestApp::start(&format!("file://{}", origin.display()), |_| {}).await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("cannot list refs"),
-        "{status}"
-    );
+    let status = app.refreshed(1, "failed").await;
+    assert_refresh_error(&status, "cannot list refs");
     assert!(status["revision"].is_null());
     assert!(
         app.stacks().await.is_empty(),
@@ -261,9 +225,7 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
     common::git(&work, &["commit", "--quiet", "-m", "finally"]);
     common::git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
     let started = std::time::Instant::now();
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(2, "completed").await;
     assert_eq!(status["trigger"], "periodic");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(app.stacks().await.len(), 1);
@@ -272,9 +234,7 @@ async fn f01_remote_unreachable_at_first_start_fails_with_a_reason_and_retries_u
 
 #[tokio::test]
 async fn c06_a_hundred_concurrent_requests_run_at_most_two_fetches_one_at_a_time() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let dir = tempfile::tempdir().unwrap();
     let (git, log) = common::recording_git(dir.path(), 1);
     let app = TestApp::start(&repo.url(), |a| a.git_bin = Some(git)).await;
@@ -377,9 +337,7 @@ async fn an_unchanged_remote_costs_one_git_process_and_a_change_four() {
 
 #[tokio::test]
 async fn tags_and_pinned_commits_are_deployable_revisions() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let tagged = repo.commit_and_push("tagged");
+    let (repo, tagged) = TestRepo::with_stack("a", "a:1", "tagged");
     repo.git(&["tag", "-a", "v1", "-m", "release v1"]);
     repo.git(&["push", "--quiet", "origin", "v1"]);
     repo.write("a/compose.yaml", compose("a:2"));
@@ -635,9 +593,7 @@ async fn r08_ten_thousand_stacks_cost_one_ls_tree_and_one_cat_file() {
 
 #[tokio::test]
 async fn f06_a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
     // A fetch killed while updating the ref leaves its lock file behind.
@@ -646,9 +602,7 @@ async fn f06_a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
     repo.write("a/compose.yaml", compose("a:2"));
     let tip = repo.commit_and_push("two");
     app.post_json("/api/refresh", Value::Null).await;
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(2, "completed").await;
     assert_eq!(status["revision"], tip.as_str());
     assert!(common::logs().contains("the local mirror looks damaged"));
     app.stop().await;
@@ -656,9 +610,7 @@ async fn f06_a_mirror_left_locked_by_a_killed_fetch_is_rebuilt() {
 
 #[tokio::test]
 async fn f06_a_mirror_that_lost_its_objects_recovers() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
     let mirror = app.data.path().join("data/mirror.git");
@@ -667,9 +619,7 @@ async fn f06_a_mirror_that_lost_its_objects_recovers() {
     repo.write("a/compose.yaml", compose("a:2"));
     let tip = repo.commit_and_push("two");
     app.post_json("/api/refresh", Value::Null).await;
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(2, "completed").await;
     assert_eq!(status["revision"], tip.as_str());
     app.stop().await;
 }
@@ -759,13 +709,7 @@ async fn f03_a_remote_that_accepts_and_never_answers_is_killed_at_the_git_timeou
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     let status = app.refresh_status().await;
     assert_eq!(status["refreshStatus"], "failed");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 2s"),
-        "{status}"
-    );
+    assert_refresh_error(&status, "timed out after 2s");
     // The next refresh can run.
     app.post_json("/api/refresh", Value::Null).await;
     app.wait_refreshes(2).await;
@@ -797,9 +741,7 @@ async fn x08_a_failed_refresh_shows_neither_data_dir_nor_the_git_command_line_wh
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere.git");
     let app = TestApp::start(&format!("file://{}", missing.display()), |_| {}).await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let status = app.refreshed(1, "failed").await;
     let reason = status["refreshError"].as_str().unwrap().to_owned();
     // What failed, the tool's exit status and its own message stay.
     assert!(reason.contains("cannot list refs of"), "{reason}");

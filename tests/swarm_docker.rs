@@ -12,15 +12,14 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::docker::{self, Cleanup};
-use common::{TestApp, TestRepo};
+use common::wrappers::{recorded, recording_tool};
+use common::{TestApp, TestRepo, find, log_tail, publish};
 use docker_cd::config::Args;
-use futures_util::FutureExt;
 use serde_json::Value;
 
 const DEPLOY: &str = "stacks";
@@ -164,33 +163,6 @@ fn remove_stack(stack: &str) {
     }
 }
 
-/// A docker wrapper that logs each invocation's arguments, then runs the real CLI.
-fn recording_docker(dir: &Path) -> (PathBuf, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let real = which::which("docker").unwrap();
-    let log = dir.join("docker-calls.log");
-    let script = dir.join("docker-recorder");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, log)
-}
-
-fn recorded(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 fn stack_deploys(calls: &[String]) -> usize {
     calls
         .iter()
@@ -209,44 +181,19 @@ async fn start(repo: &TestRepo, adjust: impl FnOnce(&mut Args)) -> TestApp {
     .await
 }
 
-async fn finish(app: TestApp, outcome: std::thread::Result<()>) {
-    app.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-fn find<'a>(stacks: &'a [Value], path: &str) -> Option<&'a Value> {
-    stacks.iter().find(|s| s["path"] == path)
-}
-
-fn log_tail(needle: &str) -> String {
-    let logs = common::logs();
-    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
+/// Polls `/api/stacks` until `check` holds, for up to [`LONG`].
 async fn wait_for(
     app: &TestApp,
     prefix: &str,
     what: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + LONG;
-    loop {
-        let stacks = app.stacks().await;
-        if check(&stacks) {
-            return stacks;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{what}: not reached within {LONG:?}\nstacks: {}\nlogs:\n{}",
-                serde_json::to_string_pretty(&stacks).unwrap(),
-                log_tail(prefix)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::wait_for(app, prefix, LONG, what, check).await
+}
+
+/// Polls a condition on the engine for up to [`LONG`].
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    common::eventually(LONG, what, check).await
 }
 
 fn synced_and_running(stacks: &[Value], paths: &[&str]) -> bool {
@@ -257,32 +204,6 @@ fn synced_and_running(stacks: &[Value], paths: &[&str]) -> bool {
                 && s["containersRunning"] == s["containersTotal"]
         })
     })
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {LONG:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn publish(app: &TestApp, repo: &TestRepo, message: &str) -> String {
-    let commit = repo.commit_and_push(message);
-    let (code, body) = app.post_json("/api/refresh", Value::Null).await;
-    assert_eq!(code, 200, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = app.refresh_status().await;
-        if status["revision"] == commit && status["refreshStatus"] == "completed" {
-            return commit;
-        }
-        assert!(Instant::now() < deadline, "refresh to {commit}: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn tree_id(repo: &TestRepo, path: &str) -> String {
@@ -348,13 +269,12 @@ fn comparable(record: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_like_compose_mode() {
-    if !docker::require() {
-        return;
-    }
     let Some(mut swarm) = SwarmGuard::init() else {
         return;
     };
-    let prefix = docker::unique_prefix("swarm");
+    let Some(prefix) = docker::begin("swarm") else {
+        return;
+    };
     let web = format!("{prefix}-web");
     let worker = format!("{prefix}-worker");
     let refused = format!("{prefix}-refused");
@@ -382,18 +302,16 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
     // 0. The same repository in compose mode, on the same (swarm manager) engine: the answers
     //    to compare with. Then its containers go.
     let compose_app = start(&repo, |a| a.deploy_mode = "compose".into()).await;
-    let compose_answers = AssertUnwindSafe(async {
-        let (_, ready) = compose_app.get_json("/readyz").await;
-        assert_eq!(ready["deployMode"], "compose", "{ready}");
-        wait_for(&compose_app, &prefix, "compose mode synced", |s| {
-            synced_and_running(s, &paths)
+    let compose_answers = compose_app
+        .run(async |compose_app| {
+            let (_, ready) = compose_app.get_json("/readyz").await;
+            assert_eq!(ready["deployMode"], "compose", "{ready}");
+            wait_for(compose_app, &prefix, "compose mode synced", |s| {
+                synced_and_running(s, &paths)
+            })
+            .await
         })
-        .await
-    })
-    .catch_unwind()
-    .await;
-    compose_app.stop().await;
-    let compose_answers = compose_answers.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        .await;
     for path in paths {
         docker::remove_project(path);
     }
@@ -401,7 +319,7 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
     // 1. Swarm mode, chosen by DEPLOY_MODE=auto on a manager.
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (recorder, calls_log) = recording_docker(dir.path());
+    let (recorder, calls_log) = recording_tool(dir.path(), "docker");
     let configure = |a: &mut Args| {
         a.deploy_mode = "auto".into();
         a.data_dir = data_dir.clone();
@@ -409,7 +327,7 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
         a.reconcile_remove_enabled = "true".into();
     };
     let app = start(&repo, configure).await;
-    let outcome = AssertUnwindSafe(async {
+    app.run(async |app| {
         let (code, ready) = app.get_json("/readyz").await;
         assert_eq!(code, 200, "{ready}");
         assert_eq!(ready["deployMode"], "swarm", "auto picks swarm on a manager: {ready}");
@@ -417,7 +335,7 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
             ready["composeTool"].as_str().unwrap().starts_with("docker stack deploy"),
             "{ready}"
         );
-        let stacks = wait_for(&app, &prefix, "swarm mode synced", |s| synced_and_running(s, &paths)).await;
+        let stacks = wait_for(app, &prefix, "swarm mode synced", |s| synced_and_running(s, &paths)).await;
 
         // Same answers as compose mode, apart from times and runtime counts.
         for path in paths {
@@ -468,9 +386,9 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
             &format!("{DEPLOY}/{worker}/worker.env"),
             "WORKER_MESSAGE=changed\n",
         );
-        let second = publish(&app, &repo, "change the worker").await;
+        let second = publish(app, &repo, "change the worker").await;
         let worker_hash = tree_id(&repo, &worker);
-        wait_for(&app, &prefix, "worker re-synced", |s| {
+        wait_for(app, &prefix, "worker re-synced", |s| {
             find(s, &worker).is_some_and(|r| r["syncedRevision"] == second && r["status"] == "synced")
         })
         .await;
@@ -494,8 +412,8 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
                 docker::TEST_IMAGE
             ),
         );
-        publish(&app, &repo, "a stack swarm cannot run").await;
-        let stacks = wait_for(&app, &prefix, "refused stack failed", |s| {
+        publish(app, &repo, "a stack swarm cannot run").await;
+        let stacks = wait_for(app, &prefix, "refused stack failed", |s| {
             find(s, &refused).is_some_and(|r| r["status"] == "failed")
         })
         .await;
@@ -509,8 +427,8 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
         // 4. Stacks removed from Git: the deployed one is `docker stack rm`ed, the refused one
         //    forgotten.
         repo.remove(&format!("{DEPLOY}/{worker}")).remove(&format!("{DEPLOY}/{refused}"));
-        publish(&app, &repo, "remove two stacks").await;
-        wait_for(&app, &prefix, "removed stacks dropped", |s| {
+        publish(app, &repo, "remove two stacks").await;
+        wait_for(app, &prefix, "removed stacks dropped", |s| {
             find(s, &worker).is_none() && find(s, &refused).is_none()
         })
         .await;
@@ -522,16 +440,14 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
         assert!(ok, "{err}");
         eventually("scaled service reverted", || spec_replicas(&web, "httpd") == "1").await;
         assert!(log_tail(&web).contains("was scaled to 2 replicas (Git says 1)"), "{}", log_tail(&web));
-        wait_for(&app, &prefix, "web synced after the revert", |s| synced_and_running(s, &[&web])).await;
+        wait_for(app, &prefix, "web synced after the revert", |s| synced_and_running(s, &[&web])).await;
         let (ok, _, err) = docker_out(&["service", "rm", &format!("{web}_httpd")]);
         assert!(ok, "{err}");
         eventually("removed service recreated", || stack_services(&web).len() == 1).await;
         assert!(log_tail(&web).contains("drift: all services are gone"), "{}", log_tail(&web));
-        wait_for(&app, &prefix, "web synced after reverts", |s| synced_and_running(s, &[&web])).await;
+        wait_for(app, &prefix, "web synced after reverts", |s| synced_and_running(s, &[&web])).await;
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 
     // 6. Restart on the same data dir, now with DRIFT_POLICY=flag: recognised from the service
     //    labels without a deploy; then a scaled service is flagged until acknowledged.
@@ -541,8 +457,8 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
         a.drift_policy = "flag".into();
     })
     .await;
-    let outcome = AssertUnwindSafe(async {
-        wait_for(&app, &prefix, "recognised after restart", |s| {
+    app.run(async |app| {
+        wait_for(app, &prefix, "recognised after restart", |s| {
             synced_and_running(s, &[&web])
         })
         .await;
@@ -560,7 +476,7 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
 
         let (ok, _, err) = docker_out(&["service", "scale", "--detach", &format!("{web}_httpd=2")]);
         assert!(ok, "{err}");
-        let stacks = wait_for(&app, &prefix, "drift flagged", |s| {
+        let stacks = wait_for(app, &prefix, "drift flagged", |s| {
             find(s, &web).is_some_and(|r| r["status"] == "drifted")
         })
         .await;
@@ -579,14 +495,12 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
             spec_replicas(&web, "httpd") == "1"
         })
         .await;
-        wait_for(&app, &prefix, "synced after ack", |s| {
+        wait_for(app, &prefix, "synced after ack", |s| {
             find(s, &web).is_some_and(|r| r["status"] == "synced")
         })
         .await;
     })
-    .catch_unwind()
     .await;
-    finish(app, outcome).await;
 
     // 7. Off swarm (only when this test put the engine in swarm mode): auto picks compose, and
     //    DEPLOY_MODE=swarm refuses to start.

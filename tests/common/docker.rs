@@ -1,5 +1,18 @@
 //! Guards for tests against the real Docker Engine.
 //!
+//! A Docker test opens with [`begin`] (skip or fail, and a unique prefix), holds a [`Cleanup`]
+//! for the projects it may create, made before the app starts, and runs its body through
+//! [`TestApp::run`](super::TestApp::run), which stops the app before the cleanup runs:
+//!
+//! ```ignore
+//! let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two"]) else {
+//!     return;
+//! };
+//! // … a TestRepo …
+//! let app = TestApp::start(&repo.url(), |a| a.reconcile_enabled = "true".into()).await;
+//! app.run(async |app| { /* assertions */ }).await;
+//! ```
+//!
 //! [`require`] answers whether Docker tests can run: with `CI=true` a missing engine or test
 //! image is a loud failure, never a skip; on a laptop without Docker the test prints why it
 //! skips. [`Cleanup`] removes every container, network and volume of the projects a test used,
@@ -46,6 +59,26 @@ pub fn require() -> bool {
         return false;
     }
     true
+}
+
+/// The prologue of a Docker test: `None` (the test returns, having said why) when Docker tests
+/// cannot run here, else a [`unique_prefix`] for `test`'s project names.
+pub fn begin(test: &str) -> Option<String> {
+    require().then(|| unique_prefix(test))
+}
+
+/// [`begin`] for a test whose projects are `<prefix>-<name>` for each of `names`: the prefix,
+/// those paths (= project names), and their [`Cleanup`].
+pub fn begin_projects(test: &str, names: &[&str]) -> Option<(String, Vec<String>, Cleanup)> {
+    let prefix = begin(test)?;
+    let paths = paths(&prefix, names);
+    let cleanup = Cleanup::new(paths.clone());
+    Some((prefix, paths, cleanup))
+}
+
+/// Stack paths (= project names) `<prefix>-<name>`.
+pub fn paths(prefix: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{prefix}-{n}")).collect()
 }
 
 /// A prefix no operator would use, unique per test run, for stack directory (= project) names.

@@ -1,11 +1,20 @@
 //! Shared test helpers: a real Git repository builder ([`TestRepo`]), the real app on
-//! 127.0.0.1:0 ([`TestApp`]), webhook signing, log capture, and Docker guards ([`docker`]).
+//! 127.0.0.1:0 ([`TestApp`]) with the prologue and epilogue every test repeats ([`TestApp::run`],
+//! [`catch`]), signed webhook deliveries ([`TestApp::delivery`]), log capture, polling on
+//! `/api/stacks` ([`wait_for`], [`find`], [`status`]), recording wrappers that stand in for
+//! `git`, `docker` or compose ([`wrappers`]), and Docker guards ([`docker`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod docker;
+pub mod wrappers;
+
+#[allow(unused_imports)]
+pub use wrappers::{max_concurrent_fetches, recorded_calls, recording_git, write_executable};
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,6 +23,7 @@ use std::time::Duration;
 use docker_cd::app::{self, App};
 use docker_cd::config::{Args, ChildEnv, Config};
 use docker_cd::http::EdgeLimits;
+use futures_util::FutureExt;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -112,20 +122,24 @@ impl TestRepo {
         let t = self.clock.get() + 60;
         self.clock.set(t);
         let date = format!("@{t} +0000");
-        let out = Command::new("git")
-            .current_dir(self.work())
-            .args(["commit", "--quiet", "--allow-empty", "-m", message])
-            .envs(git_env())
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "commit failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        checked(
+            Command::new("git")
+                .current_dir(self.work())
+                .args(["commit", "--quiet", "--allow-empty", "-m", message])
+                .envs(git_env())
+                .env("GIT_AUTHOR_DATE", &date)
+                .env("GIT_COMMITTER_DATE", &date),
         );
         self.head()
+    }
+
+    /// A repository with one pushed commit, `message`, holding the stack `path` of one service
+    /// running `image` ([`compose`]); returns it and the commit id.
+    pub fn with_stack(path: &str, image: &str, message: &str) -> (Self, String) {
+        let repo = Self::new();
+        repo.write(&format!("{path}/compose.yaml"), compose(image));
+        let commit = repo.commit_and_push(message);
+        (repo, commit)
     }
 
     pub fn head(&self) -> String {
@@ -173,16 +187,23 @@ fn git_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Runs git in `dir` with the test environment; asserts it succeeds, returns its trimmed stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .envs(git_env())
-        .output()
-        .unwrap();
+    checked(
+        Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .envs(git_env()),
+    )
+}
+
+/// Runs `command` to its end; asserts it succeeded (else fails with the command and its
+/// stderr) and returns its trimmed stdout.
+pub fn checked(command: &mut Command) -> String {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -417,6 +438,12 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of a plain `GET` of `path`, whatever its status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .client
@@ -429,17 +456,41 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Sends a signed push webhook for `git_ref`.
-    pub async fn push_webhook(&self, git_ref: &str, after: &str) -> (u16, Value) {
-        let body = push_payload(git_ref, after);
-        let response = self
-            .client
-            .post(self.url("/api/webhook"))
-            .header("content-type", "application/json")
+    /// A POST to the webhook path with nothing set: the start of every delivery a test builds
+    /// by hand (a missing header, a wrong signature).
+    pub fn hook(&self) -> reqwest::RequestBuilder {
+        self.client.post(self.url("/api/webhook"))
+    }
+
+    /// A push delivery of `content_type` with no signature (nor body) yet: for the cases that
+    /// sign it wrongly or not at all.
+    pub fn unsigned_push(&self, content_type: &str) -> reqwest::RequestBuilder {
+        self.hook()
             .header("x-github-event", "push")
-            .header("x-github-delivery", "test-delivery")
+            .header("content-type", content_type)
+    }
+
+    /// A delivery as GitHub sends it: `event`, a delivery id, `content_type`, and the
+    /// signature of `body` under the test [`SECRET`].
+    pub fn delivery(
+        &self,
+        event: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> reqwest::RequestBuilder {
+        let body = body.into();
+        self.hook()
+            .header("x-github-event", event)
+            .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .header("content-type", content_type)
             .header("x-hub-signature-256", sign(SECRET, &body))
             .body(body)
+    }
+
+    /// Sends a signed push webhook for `git_ref`.
+    pub async fn push_webhook(&self, git_ref: &str, after: &str) -> (u16, Value) {
+        let response = self
+            .delivery("push", "application/json", push_payload(git_ref, after))
             .send()
             .await
             .unwrap();
@@ -470,26 +521,44 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Waits for `n` completed refreshes; asserts the refresh status is `outcome` (`completed`,
+    /// `failed`) and returns the whole status.
+    pub async fn refreshed(&self, n: u64, outcome: &str) -> Value {
+        self.wait_refreshes(n).await;
+        let status = self.refresh_status().await;
+        assert_eq!(status["refreshStatus"], outcome, "{status}");
+        status
+    }
+
     /// Polls `check` on `/api/stacks` until it holds (or fails after `timeout`).
     pub async fn wait_stacks(
         &self,
         timeout: Duration,
         check: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let stacks = self.stacks().await;
-            if check(&stacks) {
-                return stacks;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "condition not reached in {timeout:?}; stacks: {}",
-                    serde_json::to_string_pretty(&stacks).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_stacks(self, timeout, Duration::from_millis(100), check, |stacks| {
+            format!(
+                "condition not reached in {timeout:?}; stacks: {}",
+                serde_json::to_string_pretty(stacks).unwrap()
+            )
+        })
+        .await
+    }
+
+    /// The epilogue of a test: runs `body` on this app, then stops the app (with the checks of
+    /// [`TestApp::stop`]) whether or not `body` panicked, and only then re-raises its panic. So
+    /// the app is stopped before a Docker test's [`docker::Cleanup`] runs, and no reconcile still
+    /// in flight recreates what the cleanup removed.
+    pub async fn run<T>(self, body: impl AsyncFnOnce(&TestApp) -> T) -> T {
+        let outcome = catch(body(&self)).await;
+        self.finish(outcome).await
+    }
+
+    /// Stops the app, then re-raises the panic of `outcome` (from [`catch`]) or returns its value:
+    /// [`TestApp::run`] for a test that does something between the body and the stop.
+    pub async fn finish<T>(self, outcome: std::thread::Result<T>) -> T {
+        self.stop().await;
+        outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// Stops the app, then checks the invariants every case must keep (TESTPLAN): no child
@@ -499,7 +568,12 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
-        assert_no_leftover_processes(&self.markers).await;
+        {
+            // Shared: only a test that makes a leftover on purpose (the harness's own test)
+            // holds it exclusively, so no other instance's check sees that leftover.
+            let _scan = PROCESS_SCAN.read().await;
+            assert_no_leftover_processes(&self.markers).await;
+        }
         let logs = logs();
         for secret in self.secrets.iter().filter(|s| s.len() >= 4) {
             assert!(
@@ -508,6 +582,16 @@ impl TestApp {
             );
         }
     }
+}
+
+/// Held shared by every [`TestApp::stop`] check and exclusively by a test that leaves a process
+/// or a zombie behind on purpose to show the check failing.
+pub static PROCESS_SCAN: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Runs a test body, catching its panic: the value, or the panic to re-raise once everything
+/// the test started is stopped (see [`TestApp::finish`]).
+pub async fn catch<T>(body: impl Future<Output = T>) -> std::thread::Result<T> {
+    AssertUnwindSafe(body).catch_unwind().await
 }
 
 /// Waits (up to 5 s, for children still being reaped) until no process on the machine has any
@@ -594,57 +678,123 @@ pub fn stack<'a>(stacks: &'a [Value], path: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no stack {path:?} in {stacks:?}"))
 }
 
-/// A git wrapper script that logs each invocation's subcommand (and optionally sleeps during
-/// fetches), then runs the real git: for counting processes and holding a refresh open.
-pub fn recording_git(dir: &Path, fetch_delay_secs: u32) -> (PathBuf, PathBuf) {
-    let real = which::which("git").unwrap();
-    let log = dir.join("git-calls.log");
-    let script = dir.join("git-recorder");
-    std::fs::write(
-        &script,
+/// A stack by path in an `/api/stacks` answer, if it is there.
+pub fn find<'a>(stacks: &'a [Value], path: &str) -> Option<&'a Value> {
+    stacks.iter().find(|s| s["path"] == path)
+}
+
+/// The status of a stack in an `/api/stacks` answer, `<absent>` when it is not there.
+pub fn status<'a>(stacks: &'a [Value], path: &str) -> &'a str {
+    find(stacks, path)
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or("<absent>")
+}
+
+/// A compose file of one service `app` running `image` (never started in tests without Docker).
+pub fn compose(image: &str) -> String {
+    format!("services:\n  app:\n    image: {image}\n")
+}
+
+/// The last 40 lines of the app's logs that mention `needle` (all tests of a binary share one
+/// log, so a test's own project prefix is the usual needle).
+pub fn log_tail(needle: &str) -> String {
+    let logs = logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Polls `/api/stacks` until `check` holds; on timeout fails with the stacks whose path starts
+/// with `prefix` and the log lines that mention it.
+pub async fn wait_for(
+    app: &TestApp,
+    prefix: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    poll_stacks(app, timeout, Duration::from_millis(200), check, |stacks| {
+        let mine: Vec<&Value> = stacks
+            .iter()
+            .filter(|s| s["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+            .collect();
         format!(
-            r#"#!/bin/sh
-sub=""
-for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$sub" ] && [ "$prev" != "-c" ]; then sub="$a"; fi ;; esac; prev="$a"; done
-echo "start $sub $$" >> "{log}"
-if [ "$sub" = fetch ] && [ {delay} -gt 0 ]; then sleep {delay}; fi
-"{real}" "$@"
-rc=$?
-echo "end $sub $$" >> "{log}"
-exit $rc
-"#,
-            log = log.display(),
-            delay = fetch_delay_secs,
-            real = real.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, log)
+            "{what}: not reached within {timeout:?}\nstacks: {}\nlogs:\n{}",
+            serde_json::to_string_pretty(&mine).unwrap(),
+            log_tail(prefix)
+        )
+    })
+    .await
 }
 
-/// Subcommands recorded by [`recording_git`], in order of start.
-pub fn recorded_calls(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("start "))
-        .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// The largest number of overlapping `fetch` runs in a recording.
-pub fn max_concurrent_fetches(log: &Path) -> usize {
-    let mut running = 0usize;
-    let mut max = 0usize;
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        if line.starts_with("start fetch") {
-            running += 1;
-            max = max.max(running);
-        } else if line.starts_with("end fetch") {
-            running = running.saturating_sub(1);
+/// Polls `/api/stacks` every `every` until `check` holds; after `timeout` fails with what
+/// `failure` makes of the last answer.
+async fn poll_stacks(
+    app: &TestApp,
+    timeout: Duration,
+    every: Duration,
+    check: impl Fn(&[Value]) -> bool,
+    failure: impl Fn(&[Value]) -> String,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let stacks = app.stacks().await;
+        if check(&stacks) {
+            return stacks;
         }
+        assert!(
+            tokio::time::Instant::now() <= deadline,
+            "{}",
+            failure(&stacks)
+        );
+        tokio::time::sleep(every).await;
     }
-    max
+}
+
+/// Polls a condition (on the engine, a file) every 250 ms until it holds, or fails after
+/// `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not reached within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Asserts a refresh status's error says `needle`.
+pub fn assert_refresh_error(status: &Value, needle: &str) {
+    let error = status["refreshError"].as_str().unwrap_or_default();
+    assert!(error.contains(needle), "{status}");
+}
+
+/// A refresh through the manual endpoint, which must be accepted.
+pub async fn refresh(app: &TestApp) {
+    let (code, body) = app.post_json("/api/refresh", Value::Null).await;
+    assert_eq!(code, 200, "POST /api/refresh: {body}");
+}
+
+/// Waits (up to 60 s) until the app has read `commit` and its refresh completed.
+pub async fn wait_revision(app: &TestApp, commit: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = app.refresh_status().await;
+        if status["revision"] == commit && status["refreshStatus"] == "completed" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refresh to {commit} did not complete: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Commits, pushes, refreshes, and waits until the app has read the commit.
+pub async fn publish(app: &TestApp, repo: &TestRepo, message: &str) -> String {
+    let commit = repo.commit_and_push(message);
+    refresh(app).await;
+    wait_revision(app, &commit).await;
+    commit
 }

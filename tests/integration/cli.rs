@@ -3,12 +3,12 @@
 //! C4), its JSON logs, and the `check`, `status` and `refresh` subcommands.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{TestApp, TestRepo};
+use common::{TestApp, TestRepo, compose};
 
 /// Runs the binary with a clean environment plus `vars`, and a PATH whose `git` records that it
 /// was run (so "no git spawned" is checked, not assumed).
@@ -311,15 +311,10 @@ fn sigterm_stops_the_service_promptly_with_exit_code_0() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("origin.git");
     let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        common::checked(
+            Command::new("git")
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null"),
         );
     };
     git(&[
@@ -406,10 +401,6 @@ async fn docker_cd_async(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
 }
 
 #[test]
@@ -539,9 +530,7 @@ fn check_fails_on_an_unreachable_repository_and_a_missing_deploy_dir() {
         "{text}"
     );
 
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let out = docker_cd(
         &["check"],
         &[
@@ -556,9 +545,7 @@ fn check_fails_on_an_unreachable_repository_and_a_missing_deploy_dir() {
 
 #[test]
 fn check_with_reconciling_needs_a_compose_tool_and_warns_about_the_engine() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     // A PATH with git and a docker that fails at everything, and no docker-compose.
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -602,9 +589,7 @@ fn check_with_reconciling_needs_a_compose_tool_and_warns_about_the_engine() {
 
 #[tokio::test]
 async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |a| a.api_token = Some("cli-test-token".into())).await;
     app.wait_refreshes(1).await;
     repo.write("b/compose.yaml", compose("b:1"));
@@ -691,50 +676,23 @@ async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
 
 #[tokio::test]
 async fn json_logs_carry_trigger_commit_and_duration_on_refresh_lines() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let commit = repo.commit_and_push("one");
+    let (repo, commit) = TestRepo::with_stack("a", "a:1", "one");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("GIT_REPO_URL", repo.url())
-        .env("DATA_DIR", dir.path().join("data"))
+    let port = free_port();
+    let child = service(&repo, dir.path(), port)
         .env("RECONCILE_ENABLED", "false")
-        .env("LISTEN_ADDR", "127.0.0.1")
-        .env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/refresh-status");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let status = match client.get(&url).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
-            Err(_) => serde_json::Value::Null,
-        };
-        if status["refreshStatus"] == "completed" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no refresh: {status}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    poll_json(
+        &format!("http://127.0.0.1:{port}/api/refresh-status"),
+        30,
+        "no refresh",
+        |status| status["refreshStatus"] == "completed",
+    )
+    .await;
+    sigterm(pid);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let lines: Vec<serde_json::Value> = stderr(&out)
@@ -858,53 +816,27 @@ async fn x09_the_services_text_log_to_a_pipe_has_no_colour_and_escaped_stack_nam
     for tool in [&docker, &compose_bin] {
         std::fs::set_permissions(tool, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("GIT_REPO_URL", repo.url())
-        .env("DATA_DIR", dir.path().join("data"))
+    let port = free_port();
+    let child = service(&repo, dir.path(), port)
         .env("DOCKER_BIN", &docker)
         .env("COMPOSE_BIN", &compose_bin)
-        .env("LISTEN_ADDR", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
     // Wait until both stacks were tried (both fail: the fake compose fails everything).
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/stacks");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let stacks = match client.get(&url).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
-            Err(_) => serde_json::Value::Null,
-        };
-        let failed = stacks.as_array().map_or(0, |s| {
-            s.iter().filter(|s| s["lastSyncError"].is_string()).count()
-        });
-        if failed == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not both failed: {stacks}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    poll_json(
+        &format!("http://127.0.0.1:{port}/api/stacks"),
+        60,
+        "not both failed",
+        |stacks| {
+            let failed = stacks.as_array().map_or(0, |s| {
+                s.iter().filter(|s| s["lastSyncError"].is_string()).count()
+            });
+            failed == 2
+        },
+    )
+    .await;
+    sigterm(pid);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_no_terminal_control("the text log", &out.stderr);
@@ -928,4 +860,60 @@ async fn x09_the_services_text_log_to_a_pipe_has_no_colour_and_escaped_stack_nam
             .any(|l| l.contains("sync failed") && l.contains("\\u{1b}]0;pwned")),
         "{log}"
     );
+}
+
+/// Polls a JSON answer of a service run as a process every 50 ms until `check` holds; fails
+/// with `what` and the last answer after `timeout_secs`.
+async fn poll_json(
+    url: &str,
+    timeout_secs: u64,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+    loop {
+        let answer = match client.get(url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if check(&answer) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM to `pid` with kill(1).
+fn sigterm(pid: u32) {
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// A port free on 127.0.0.1 a moment ago (bound, then released for the service to take).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The service binary, to spawn, for `repo` with its data in `dir` on 127.0.0.1:`port`, with
+/// no other environment but `PATH`; stderr piped, killed on drop.
+fn service(repo: &TestRepo, dir: &Path, port: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("GIT_REPO_URL", repo.url())
+        .env("DATA_DIR", dir.join("data"))
+        .env("LISTEN_ADDR", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
 }

@@ -5,7 +5,7 @@
 //! the repository root, and checked that the incremental path is really the one taken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;

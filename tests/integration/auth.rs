@@ -5,7 +5,7 @@
 //! unknown and changed host keys.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,14 +18,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
-use common::{TestApp, TestRepo};
+use common::{TestApp, TestRepo, assert_refresh_error, compose};
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "ghp_Th1sIsTheT0kenValue";
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
 
 /// A smart-HTTP git server: every request must carry `expected_auth` (unless it is open),
 /// then goes to `git http-backend` as CGI. Records every Authorization header it sees, and
@@ -196,21 +192,7 @@ async fn cgi(State(state): State<ServerState>, request: Request) -> Response {
 
 /// A git wrapper that records its full argv, one line per run.
 fn argv_recorder(dir: &Path) -> (PathBuf, PathBuf) {
-    let real = which::which("git").unwrap();
-    let log = dir.join("argv.log");
-    let script = dir.join("git-argv");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, log)
+    common::wrappers::recording(dir, "git-argv", "argv.log", &which::which("git").unwrap())
 }
 
 /// Scans /proc/*/cmdline until `stop`: returns how many processes mentioning the server's
@@ -235,6 +217,24 @@ fn sample_cmdlines(stop: &std::sync::atomic::AtomicBool, port: &str) -> (usize, 
         std::thread::sleep(Duration::from_millis(2));
     }
     (seen.len(), leaked)
+}
+
+/// Waits for the first refresh, which must fail within `limit`; returns the refresh status.
+async fn first_refresh_fails_within(
+    app: &TestApp,
+    limit: Duration,
+    case: &str,
+) -> serde_json::Value {
+    let started = Instant::now();
+    app.wait_refreshes(1).await;
+    assert!(
+        started.elapsed() < limit,
+        "{case}: took {:?}",
+        started.elapsed()
+    );
+    let status = app.refresh_status().await;
+    assert_eq!(status["refreshStatus"], "failed", "{case}: {status}");
+    status
 }
 
 fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]) {
@@ -262,9 +262,7 @@ fn assert_token_absent(app: &TestApp, argv_log: &Path, api: &[serde_json::Value]
 
 #[tokio::test]
 async fn c02_a_token_in_the_url_works_and_never_leaks() {
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    let commit = repo.commit_and_push("private");
+    let (repo, commit) = TestRepo::with_stack("web", "web:1", "private");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{TOKEN}"));
     let server =
         GitHttpServer::start(repo.origin().parent().unwrap(), format!("Basic {basic}")).await;
@@ -303,25 +301,14 @@ async fn c02_a_token_in_the_url_works_and_never_leaks() {
             .any(|a| *a == format!("Basic {basic}"))
     );
     let stacks = app.get_json("/api/stacks").await.1;
-    let banner = serde_json::Value::String(
-        app.client
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let banner = serde_json::Value::String(app.get_text("/").await);
     assert_token_absent(&app, &argv_log, &[status, stacks, banner]);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_percent_encoded_password_in_the_url_reaches_the_server_decoded() {
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    let commit = repo.commit_and_push("private");
+    let (repo, commit) = TestRepo::with_stack("web", "web:1", "private");
     let password = "p@ss:w/rd%-T0ken";
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("deploy:{password}"));
     let server =
@@ -331,18 +318,14 @@ async fn a_percent_encoded_password_in_the_url_reaches_the_server_decoded() {
         server.addr
     );
     let app = TestApp::start(&url, |_| {}).await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(1, "completed").await;
     assert_eq!(status["revision"], commit.as_str());
     app.stop().await;
 }
 
 #[tokio::test]
 async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    repo.commit_and_push("private");
+    let (repo, _) = TestRepo::with_stack("web", "web:1", "private");
     let server =
         GitHttpServer::start(repo.origin().parent().unwrap(), "Basic bm9wZTpub3Bl".into()).await;
     let tools = tempfile::tempdir().unwrap();
@@ -352,15 +335,7 @@ async fn f04_a_wrong_token_fails_fast_without_a_prompt_and_without_leaking() {
         a.git_access_token = Some(TOKEN.into());
     })
     .await;
-    let started = Instant::now();
-    app.wait_refreshes(1).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let status = first_refresh_fails_within(&app, Duration::from_secs(10), "F4").await;
     let reason = status["refreshError"].as_str().unwrap();
     // git got a 401 for the header it sent; it then refuses to prompt for other credentials.
     assert!(
@@ -392,9 +367,7 @@ fn git_binaries() -> Vec<(PathBuf, String)> {
 
 #[tokio::test]
 async fn x01_a_redirect_to_another_host_never_carries_the_token_and_keeps_the_last_good_state() {
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    repo.commit_and_push("private");
+    let (repo, _) = TestRepo::with_stack("web", "web:1", "private");
     let root = repo.origin().parent().unwrap().to_owned();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
     for (git, version) in git_binaries() {
@@ -546,6 +519,19 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// The app reading `repo` over this server with the client key, this server's key pinned
+    /// in a known_hosts file written in `dir`.
+    async fn start_app(&self, repo: &TestRepo, dir: &Path) -> TestApp {
+        let known = write(dir, "known_hosts", &self.known_hosts());
+        TestApp::start(&self.url(&repo.origin()), |a| {
+            a.git_ssh_key_file = Some(self.client_key());
+            a.git_ssh_known_hosts_file = Some(known);
+        })
+        .await
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -588,19 +574,10 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 #[tokio::test]
 async fn c05_ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
     let Some(sshd) = Sshd::start() else { return };
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    let commit = repo.commit_and_push("over ssh");
+    let (repo, commit) = TestRepo::with_stack("web", "web:1", "over ssh");
     let files = tempfile::tempdir().unwrap();
-    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
-    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
-        a.git_ssh_key_file = Some(sshd.client_key());
-        a.git_ssh_known_hosts_file = Some(known);
-    })
-    .await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let app = sshd.start_app(&repo, files.path()).await;
+    let status = app.refreshed(1, "completed").await;
     assert_eq!(status["revision"], commit.as_str());
     app.stop().await;
 }
@@ -608,9 +585,7 @@ async fn c05_ssh_with_a_pinned_host_key_and_a_deploy_key_works() {
 #[tokio::test]
 async fn c05_an_unknown_or_changed_host_key_fails_without_a_prompt() {
     let Some(sshd) = Sshd::start() else { return };
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    repo.commit_and_push("over ssh");
+    let (repo, _) = TestRepo::with_stack("web", "web:1", "over ssh");
     let files = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
     keygen(&other.path().join("k"));
@@ -639,15 +614,7 @@ async fn c05_an_unknown_or_changed_host_key_fails_without_a_prompt() {
             a.git_ssh_accept_new_host_keys = accept_new.into();
         })
         .await;
-        let started = Instant::now();
-        app.wait_refreshes(1).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{case}: took {:?}",
-            started.elapsed()
-        );
-        let status = app.refresh_status().await;
-        assert_eq!(status["refreshStatus"], "failed", "{case}: {status}");
+        let status = first_refresh_fails_within(&app, Duration::from_secs(15), case).await;
         let reason = status["refreshError"].as_str().unwrap();
         assert!(
             reason.contains("Host key verification failed"),
@@ -660,9 +627,7 @@ async fn c05_an_unknown_or_changed_host_key_fails_without_a_prompt() {
 #[tokio::test]
 async fn c05_trust_on_first_use_records_the_key_and_f04_a_wrong_client_key_is_refused() {
     let Some(sshd) = Sshd::start() else { return };
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    repo.commit_and_push("over ssh");
+    let (repo, _) = TestRepo::with_stack("web", "web:1", "over ssh");
     let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
         a.git_ssh_key_file = Some(sshd.client_key());
         a.git_ssh_accept_new_host_keys = "true".into();
@@ -685,16 +650,8 @@ async fn c05_trust_on_first_use_records_the_key_and_f04_a_wrong_client_key_is_re
         a.git_ssh_known_hosts_file = Some(known);
     })
     .await;
-    app.wait_refreshes(1).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("Permission denied"),
-        "{status}"
-    );
+    let status = app.refreshed(1, "failed").await;
+    assert_refresh_error(&status, "Permission denied");
     app.stop().await;
 }
 
@@ -703,16 +660,9 @@ async fn c05_a_host_key_that_changes_after_a_good_refresh_fails_and_keeps_the_la
     let Some(mut sshd) = Sshd::start() else {
         return;
     };
-    let repo = TestRepo::new();
-    repo.write("web/compose.yaml", compose("web:1"));
-    repo.commit_and_push("over ssh");
+    let (repo, _) = TestRepo::with_stack("web", "web:1", "over ssh");
     let files = tempfile::tempdir().unwrap();
-    let known = write(files.path(), "known_hosts", &sshd.known_hosts());
-    let app = TestApp::start(&sshd.url(&repo.origin()), |a| {
-        a.git_ssh_key_file = Some(sshd.client_key());
-        a.git_ssh_known_hosts_file = Some(known);
-    })
-    .await;
+    let app = sshd.start_app(&repo, files.path()).await;
     app.wait_refreshes(1).await;
     assert_eq!(app.refresh_status().await["refreshStatus"], "completed");
     let before = app.snapshot_fingerprint().await;
@@ -721,9 +671,7 @@ async fn c05_a_host_key_that_changes_after_a_good_refresh_fails_and_keeps_the_la
     repo.write("web/compose.yaml", compose("web:2"));
     repo.commit_and_push("pushed while the host key changed");
     app.post_json("/api/refresh", serde_json::Value::Null).await;
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let status = app.refreshed(2, "failed").await;
     let reason = status["refreshError"].as_str().unwrap();
     assert!(
         reason.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")

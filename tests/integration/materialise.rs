@@ -14,19 +14,22 @@ use std::time::{Duration, SystemTime};
 use docker_cd::compose::materialise::{MANIFEST, materialise};
 use docker_cd::desired_state::tree::{MODE_SYMLINK, StackFile};
 
+/// A regular file of a stack.
 fn file(path: &str, content: &str) -> StackFile {
-    StackFile {
-        path: path.into(),
-        mode: 0o100644,
-        content: content.as_bytes().to_vec(),
-    }
+    entry(path, 0o100644, content)
 }
 
+/// A symbolic link of a stack: its content is the target.
 fn link(path: &str, target: &str) -> StackFile {
+    entry(path, MODE_SYMLINK, target)
+}
+
+fn entry(path: &str, mode: u32, content: &str) -> StackFile {
+    let (path, content) = (path.into(), content.as_bytes().to_vec());
     StackFile {
-        path: path.into(),
-        mode: MODE_SYMLINK,
-        content: target.as_bytes().to_vec(),
+        path,
+        mode,
+        content,
     }
 }
 

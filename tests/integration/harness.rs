@@ -1,13 +1,11 @@
 //! The test harness's own invariant check, shown able to fail: a process left running with an
-//! instance's marker, and a zombie child, are both reported. (Its own binary: the zombie made
-//! here would otherwise be seen by the concurrent tests' checks.)
+//! instance's marker, and a zombie child, are both reported. Each case holds
+//! [`common::PROCESS_SCAN`] exclusively: the zombie made here would otherwise be seen by the
+//! checks of the other tests of this binary, and each case's process by the other's scan.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
-
-/// The two cases run one after the other: each one's process would be in the other's scan.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs the check in its own task and returns its panic message, or `None` if it passed.
 async fn check_message(markers: Vec<String>) -> Option<String> {
@@ -30,7 +28,7 @@ async fn check_message(markers: Vec<String>) -> Option<String> {
 
 #[tokio::test]
 async fn a_running_process_with_the_instance_marker_is_reported_and_none_after_it_ends() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _alone = common::PROCESS_SCAN.write().await;
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("data").display().to_string();
     // `$0` of the shell is the marker: it shows in the command line.
@@ -51,7 +49,7 @@ async fn a_running_process_with_the_instance_marker_is_reported_and_none_after_i
 
 #[tokio::test]
 async fn a_zombie_child_that_stays_is_reported_and_none_after_it_is_reaped() {
-    let _one = ONE_AT_A_TIME.lock().await;
+    let _alone = common::PROCESS_SCAN.write().await;
     let mut child = std::process::Command::new("true").spawn().unwrap();
     // Not waited for: it stays a zombie.
     tokio::time::sleep(Duration::from_millis(200)).await;

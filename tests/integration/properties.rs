@@ -19,6 +19,21 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A valid stack at `path` whose project name is still to be assigned.
+fn unnamed_stack(path: &str) -> DesiredStack {
+    let (compose_file, content_hash) = ("compose.yaml".into(), "t".into());
+    DesiredStack {
+        path: path.to_owned(),
+        compose_file,
+        content_hash,
+        project_name: None,
+        compose_hash: None,
+        compose_blob: None,
+        warnings: Vec::new(),
+        error: None,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -113,16 +128,7 @@ proptest! {
     fn colliding_project_names_are_all_reported(paths in proptest::collection::btree_set("[A-Za-z _.-]{1,4}", 1..12)) {
         let mut stacks: BTreeMap<String, DesiredStack> = paths
             .iter()
-            .map(|p| (p.clone(), DesiredStack {
-                path: p.clone(),
-                project_name: None,
-                compose_file: "compose.yaml".into(),
-                compose_hash: None,
-                content_hash: "t".into(),
-                compose_blob: None,
-                warnings: vec![],
-                error: None,
-            }))
+            .map(|p| (p.clone(), unnamed_stack(p)))
             .collect();
         assign_project_names(&mut stacks);
         let mut by_name: BTreeMap<String, Vec<&DesiredStack>> = BTreeMap::new();

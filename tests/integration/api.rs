@@ -1,17 +1,13 @@
 //! The read side of the API: status page, readiness, the event stream (no Docker needed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{TestApp, TestRepo};
+use common::{TestApp, TestRepo, compose};
 use futures_util::StreamExt;
 use serde_json::Value;
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
 
 #[tokio::test]
 async fn the_status_page_is_a_plain_banner_for_curl_and_html_for_browsers() {
@@ -23,15 +19,7 @@ async fn the_status_page_is_a_plain_banner_for_curl_and_html_for_browsers() {
     })
     .await;
     // The https origin does not exist: the banner must still answer, without the token.
-    let text = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/").await;
     assert!(text.starts_with("Docker-CD\n"), "{text}");
     assert!(text.contains("running containers: "), "{text}");
     assert!(
@@ -47,15 +35,7 @@ async fn the_status_page_is_a_plain_banner_for_curl_and_html_for_browsers() {
 
     let app = TestApp::start(&repo.url(), |a| a.git_deploy_dir = "stacks".into()).await;
     app.wait_refreshes(1).await;
-    let text = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/").await;
     assert!(
         text.contains(&format!("revision: main ({commit})")),
         "{text}"
@@ -84,9 +64,7 @@ async fn the_status_page_is_a_plain_banner_for_curl_and_html_for_browsers() {
 
 #[tokio::test]
 async fn unknown_paths_and_stacks_answer_json_errors() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
     let (code, body) = app.get_json("/api/nope").await;
@@ -113,9 +91,7 @@ async fn unknown_paths_and_stacks_answer_json_errors() {
 
 #[tokio::test]
 async fn readiness_reports_its_checks() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     let (code, body) = app.get_json("/readyz").await;
     assert_eq!(code, 200, "{body}");
@@ -127,9 +103,7 @@ async fn readiness_reports_its_checks() {
 
 #[tokio::test]
 async fn readiness_fails_with_a_reason_per_check_when_git_or_the_data_dir_go_away() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let bin = tempfile::tempdir().unwrap();
     let git = bin.path().join("git");
     std::fs::copy(which::which("git").unwrap(), &git).unwrap();
@@ -167,9 +141,7 @@ async fn readiness_fails_with_a_reason_per_check_when_git_or_the_data_dir_go_awa
 
 #[tokio::test]
 async fn readiness_when_reconciling_needs_the_engine_and_the_compose_tool() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     // A docker whose compose plugin answers but whose engine does not.
     let bin = tempfile::tempdir().unwrap();
     let docker = bin.path().join("docker");
@@ -219,9 +191,7 @@ async fn readiness_when_reconciling_needs_the_engine_and_the_compose_tool() {
 
 #[tokio::test]
 async fn the_event_stream_starts_with_a_snapshot_and_follows_changes() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     app.wait_refreshes(1).await;
 
@@ -267,9 +237,7 @@ async fn the_event_stream_starts_with_a_snapshot_and_follows_changes() {
 
 #[tokio::test]
 async fn shutdown_with_an_open_event_stream_is_prompt() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     let response = app.client.get(app.url("/api/events")).send().await.unwrap();
     let mut stream = response.bytes_stream();

@@ -4,18 +4,11 @@
 //! same case against the real compose is in `tests/reconcile_docker.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{TestApp, TestRepo, stack};
-
-fn write_executable(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+use common::{TestApp, TestRepo, stack, write_executable};
 
 /// A compose file whose interpolation error prints a secret-looking value.
 const LEAKY_COMPOSE: &str =

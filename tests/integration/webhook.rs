@@ -5,12 +5,12 @@
 //! further git process may start, and the refresh counter must not move.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, TestApp, TestRepo, push_payload, sign, stack};
+use common::{SECRET, TestApp, TestRepo, assert_refresh_error, compose, push_payload, sign, stack};
 use docker_cd::config::Args;
 use futures_util::StreamExt;
 use reqwest::RequestBuilder;
@@ -22,15 +22,9 @@ const LIMIT: usize = 5 * 1024 * 1024;
 const MAIN: &str = "refs/heads/main";
 const ZEROS: &str = "0000000000000000000000000000000000000000";
 
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
-
 /// A repo with one stack `a` on `main`, pushed; returns it and the commit.
 fn one_stack_repo() -> (TestRepo, String) {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    let commit = repo.commit_and_push("one");
+    let (repo, commit) = TestRepo::with_stack("a", "a:1", "one");
     (repo, commit)
 }
 
@@ -103,21 +97,6 @@ impl std::ops::Deref for Watched {
     fn deref(&self) -> &TestApp {
         &self.app
     }
-}
-
-/// A POST to the webhook with nothing set.
-fn hook(app: &TestApp) -> RequestBuilder {
-    app.client.post(app.url("/api/webhook"))
-}
-
-/// A delivery signed with the test secret, as GitHub sends it.
-fn signed(app: &TestApp, event: &str, content_type: &str, body: Vec<u8>) -> RequestBuilder {
-    hook(app)
-        .header("x-github-event", event)
-        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
-        .header("content-type", content_type)
-        .header("x-hub-signature-256", sign(SECRET, &body))
-        .body(body)
 }
 
 /// Sends; every answer of the API must be JSON.
@@ -286,19 +265,13 @@ async fn w01_missing_signature_is_401_and_nothing_is_queued() {
     let app = Watched::start(&repo, 0, |_| {}).await;
     let body = push_payload(MAIN, &repo.head());
     for content_type in ["application/json", "application/x-www-form-urlencoded"] {
-        let got = answer(
-            hook(&app)
-                .header("x-github-event", "push")
-                .header("content-type", content_type)
-                .body(body.clone()),
-        )
-        .await;
+        let got = answer(app.unsigned_push(content_type).body(body.clone())).await;
         assert_error(&got, 401, "missing x-hub-signature-256");
     }
     app.assert_nothing_ran().await;
 
     // The recorder does see a refresh when one happens.
-    let got = answer(signed(&app, "push", "application/json", body)).await;
+    let got = answer(app.delivery("push", "application/json", body)).await;
     assert_accepted(&got);
     app.wait_refreshes(2).await;
     assert_eq!(app.calls_since_startup(), ["ls-remote"]);
@@ -318,9 +291,7 @@ async fn w02_legacy_sha1_signature_alone_is_401() {
     let body = push_payload(MAIN, &repo.head());
     let legacy = format!("sha1={}", hmac_sha1_hex(SECRET, &body));
     let got = answer(
-        hook(&app)
-            .header("x-github-event", "push")
-            .header("content-type", "application/json")
+        app.unsigned_push("application/json")
             .header("x-hub-signature", &legacy)
             .body(body),
     )
@@ -342,9 +313,7 @@ async fn w03_sha1_prefix_in_the_sha256_header_is_401() {
         format!("sha1={sha256_hex}"),
     ] {
         let got = answer(
-            hook(&app)
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", &header)
                 .body(body.clone()),
         )
@@ -376,7 +345,7 @@ async fn w04_signature_of_another_body_or_secret_is_401_and_never_logged() {
         (sign(SECRET, b""), body.clone()),
     ] {
         let got = answer(
-            hook(&app)
+            app.hook()
                 .header("x-github-event", "push")
                 .header("x-github-delivery", "w4-delivery")
                 .header("content-type", "application/json")
@@ -440,9 +409,7 @@ async fn w05_malformed_digests_are_401_without_panic() {
     for header in headers {
         let value = reqwest::header::HeaderValue::from_bytes(&header).unwrap();
         let got = answer(
-            hook(&app)
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", value)
                 .body(body.clone()),
         )
@@ -481,7 +448,8 @@ async fn w06_oversize_body_is_413_before_hashing_with_or_without_content_length(
         (Some(signature.as_str()), 413, "larger than"),
         (None, 401, "missing"),
     ] {
-        let mut request = hook(&app)
+        let mut request = app
+            .hook()
             .header("x-github-event", "push")
             .header("content-type", "application/json")
             .body(big.clone());
@@ -506,7 +474,8 @@ async fn w06_oversize_body_is_413_before_hashing_with_or_without_content_length(
     ] {
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
             big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
-        let mut request = hook(&app)
+        let mut request = app
+            .hook()
             .header("x-github-event", "push")
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
@@ -532,18 +501,16 @@ async fn w06_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() 
     let app = Watched::start(&repo, 0, |_| {}).await;
     let at_limit = padded_push(MAIN, LIMIT);
     let over = padded_push(MAIN, LIMIT + 1);
-    let got = answer(signed(&app, "push", "application/json", at_limit.clone())).await;
+    let got = answer(app.delivery("push", "application/json", at_limit.clone())).await;
     assert_accepted(&got);
-    let got = answer(signed(&app, "push", "application/json", over.clone())).await;
+    let got = answer(app.delivery("push", "application/json", over.clone())).await;
     assert_error(&got, 413, "larger than");
     for (body, code) in [(at_limit, 200), (over, 413)] {
         let signature = sign(SECRET, &body);
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
             body.chunks(100_000).map(|c| Ok(c.to_vec())).collect();
         let got = answer(
-            hook(&app)
-                .header("x-github-event", "push")
-                .header("content-type", "application/json")
+            app.unsigned_push("application/json")
                 .header("x-hub-signature-256", signature)
                 .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
                     chunks,
@@ -576,7 +543,7 @@ async fn w07_non_utf8_body_with_a_valid_signature_is_400_invalid_json() {
     let mut wrong = Vec::new();
     for body in bodies {
         for event in ["push", "ping"] {
-            let got = answer(signed(&app, event, "application/json", body.to_vec())).await;
+            let got = answer(app.delivery(event, "application/json", body.to_vec())).await;
             let message = got.1["error"].as_str().unwrap_or_default();
             if got.0 != 400 || !message.contains("invalid JSON") {
                 wrong.push(format!(
@@ -609,8 +576,7 @@ async fn w08_form_encoded_push_is_accepted_like_json() {
     payload["ref"] = json!(MAIN);
     payload["after"] = json!(tip);
     let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let got = answer(signed(
-        &app,
+    let got = answer(app.delivery(
         "push",
         "application/x-www-form-urlencoded",
         form.clone().into_bytes(),
@@ -623,8 +589,7 @@ async fn w08_form_encoded_push_is_accepted_like_json() {
     assert_eq!(status["trigger"], "webhook");
 
     // A charset parameter changes nothing; the signature covers the raw form bytes only.
-    let got = answer(signed(
-        &app,
+    let got = answer(app.delivery(
         "push",
         "application/x-www-form-urlencoded; charset=utf-8",
         form.clone().into_bytes(),
@@ -633,9 +598,7 @@ async fn w08_form_encoded_push_is_accepted_like_json() {
     assert_accepted(&got);
     // A form body signed over its decoded JSON is not authentic.
     let got = answer(
-        hook(&app)
-            .header("x-github-event", "push")
-            .header("content-type", "application/x-www-form-urlencoded")
+        app.unsigned_push("application/x-www-form-urlencoded")
             .header(
                 "x-hub-signature-256",
                 sign(SECRET, payload.to_string().as_bytes()),
@@ -646,8 +609,7 @@ async fn w08_form_encoded_push_is_accepted_like_json() {
     assert_error(&got, 401, "signature does not match");
     // A form-encoded ping is a ping.
     let ping = serde_urlencoded::to_string([("payload", r#"{"zen":"z","hook_id":1}"#)]).unwrap();
-    let got = answer(signed(
-        &app,
+    let got = answer(app.delivery(
         "ping",
         "application/x-www-form-urlencoded",
         ping.into_bytes(),
@@ -672,13 +634,11 @@ async fn w09_form_without_payload_or_with_non_json_payload_is_400_after_the_sign
         ("payload=", "invalid JSON"),
         ("payload=%7B%22ref%22%3A5%7D", "invalid type"),
     ] {
-        let got = answer(signed(&app, "push", form, body.as_bytes().to_vec())).await;
+        let got = answer(app.delivery("push", form, body.as_bytes().to_vec())).await;
         assert_error(&got, 400, needle);
         // The same body unsigned or badly signed: authentication comes first.
         let got = answer(
-            hook(&app)
-                .header("x-github-event", "push")
-                .header("content-type", form)
+            app.unsigned_push(form)
                 .header("x-hub-signature-256", sign("wrong", body.as_bytes()))
                 .body(body),
         )
@@ -705,19 +665,13 @@ async fn w10_ping_is_200_without_a_refresh() {
         "repository": { "full_name": "example/gitops" },
         "sender": { "login": "octocat" }
     });
-    let got = answer(signed(
-        &app,
-        "ping",
-        "application/json",
-        ping.to_string().into_bytes(),
-    ))
-    .await;
+    let got = answer(app.delivery("ping", "application/json", ping.to_string().into_bytes())).await;
     assert_eq!(got.0, 200, "{}", got.1);
     assert_ne!(got.1["status"], "refreshing");
     assert_ne!(got.1["status"], "queued");
     // A ping still needs a valid signature.
     let got = answer(
-        hook(&app)
+        app.hook()
             .header("x-github-event", "ping")
             .body(ping.to_string()),
     )
@@ -734,7 +688,7 @@ async fn w11_missing_event_header_with_a_valid_signature_is_400() {
     let app = Watched::start(&repo, 0, |_| {}).await;
     let body = push_payload(MAIN, &repo.head());
     let got = answer(
-        hook(&app)
+        app.hook()
             .header("content-type", "application/json")
             .header("x-hub-signature-256", sign(SECRET, &body))
             .body(body.clone()),
@@ -742,7 +696,7 @@ async fn w11_missing_event_header_with_a_valid_signature_is_400() {
     .await;
     assert_error(&got, 400, "event");
     // An empty event header is no event either.
-    let got = answer(signed(&app, "", "application/json", body)).await;
+    let got = answer(app.delivery("", "application/json", body)).await;
     assert_error(&got, 400, "event");
     app.assert_nothing_ran().await;
     app.stop().await;
@@ -765,12 +719,12 @@ async fn w12_unsupported_events_are_2xx_ignored_without_a_refresh() {
         "Push",
         "push_v2",
     ] {
-        let got = answer(signed(&app, event, "application/json", body.clone())).await;
+        let got = answer(app.delivery(event, "application/json", body.clone())).await;
         assert_ignored(&got);
     }
     // Gitea's header names an unsupported event the same way.
     let got = answer(
-        hook(&app)
+        app.hook()
             .header("x-gitea-event", "issues")
             .header("x-hub-signature-256", sign(SECRET, &body))
             .body(body),
@@ -790,7 +744,7 @@ async fn gitea_push_signed_with_the_same_header_is_accepted() {
     let tip = repo.commit_and_push("two");
     let body = push_payload(MAIN, &tip);
     let got = answer(
-        hook(&app)
+        app.hook()
             .header("x-gitea-event", "push")
             .header("x-gitea-delivery", "gitea-1")
             .header("content-type", "application/json")
@@ -825,24 +779,13 @@ async fn w13_push_to_another_branch_is_2xx_ignored_without_running_git() {
         "main",
         "",
     ] {
-        let got = answer(signed(
-            &app,
-            "push",
-            "application/json",
-            push_payload(git_ref, &head),
-        ))
-        .await;
+        let got =
+            answer(app.delivery("push", "application/json", push_payload(git_ref, &head))).await;
         assert_ignored(&got);
     }
     let real = real_payload("github-push-new-branch.json");
     assert_eq!(real["ref"], "refs/heads/master");
-    let got = answer(signed(
-        &app,
-        "push",
-        "application/json",
-        real.to_string().into_bytes(),
-    ))
-    .await;
+    let got = answer(app.delivery("push", "application/json", real.to_string().into_bytes())).await;
     assert_ignored(&got);
     assert!(
         got.1["reason"]
@@ -865,13 +808,8 @@ async fn w13_with_a_pinned_commit_every_push_is_ignored_without_running_git() {
     repo.write("a/compose.yaml", compose("a:2"));
     let tip = repo.commit_and_push("two");
     for git_ref in [MAIN, "refs/tags/v1", &format!("refs/heads/{commit}")] {
-        let got = answer(signed(
-            &app,
-            "push",
-            "application/json",
-            push_payload(git_ref, &tip),
-        ))
-        .await;
+        let got =
+            answer(app.delivery("push", "application/json", push_payload(git_ref, &tip))).await;
         assert_ignored(&got);
     }
     app.assert_nothing_ran().await;
@@ -896,13 +834,8 @@ async fn w14_push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
     payload["before"] = json!(commit);
     payload["deleted"] = json!(true);
     payload["head_commit"] = Value::Null;
-    let got = answer(signed(
-        &app,
-        "push",
-        "application/json",
-        payload.to_string().into_bytes(),
-    ))
-    .await;
+    let got =
+        answer(app.delivery("push", "application/json", payload.to_string().into_bytes())).await;
     assert!((200..300).contains(&got.0), "{}", got.1);
     assert!(
         got.1["warning"]
@@ -912,9 +845,7 @@ async fn w14_push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
         "{}",
         got.1
     );
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
+    let status = app.refreshed(2, "failed").await;
     let reason = status["refreshError"].as_str().unwrap();
     assert!(reason.contains("does not exist"), "{reason}");
     assert_eq!(status["revision"], commit.as_str(), "last good state kept");
@@ -924,9 +855,7 @@ async fn w14_push_deleting_the_tracked_branch_warns_and_tears_nothing_down() {
     repo.write("a/compose.yaml", compose("a:2"));
     let tip = repo.commit_and_push("back");
     assert_accepted(&app.push_webhook(MAIN, &tip).await);
-    app.wait_refreshes(3).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(3, "completed").await;
     assert_eq!(status["revision"], tip.as_str());
     app.stop().await;
 }
@@ -939,18 +868,11 @@ async fn w14_a_deletion_payload_for_a_branch_that_still_exists_keeps_the_tip() {
     let before = app.stacks().await;
     let mut payload: Value = serde_json::from_slice(&push_payload(MAIN, ZEROS)).unwrap();
     payload["deleted"] = json!(true);
-    let got = answer(signed(
-        &app,
-        "push",
-        "application/json",
-        payload.to_string().into_bytes(),
-    ))
-    .await;
+    let got =
+        answer(app.delivery("push", "application/json", payload.to_string().into_bytes())).await;
     assert_eq!(got.0, 200, "{}", got.1);
     assert!(got.1["warning"].is_string(), "{}", got.1);
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(2, "completed").await;
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(app.stacks().await, before);
     app.stop().await;
@@ -979,8 +901,7 @@ async fn w14_real_github_deletion_of_the_tracked_tag_keeps_the_last_good_state()
     assert_eq!(payload["ref"], "refs/tags/simple-tag");
     assert_eq!(payload["deleted"], true);
     let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let got = answer(signed(
-        &app,
+    let got = answer(app.delivery(
         "push",
         "application/x-www-form-urlencoded",
         form.into_bytes(),
@@ -988,16 +909,8 @@ async fn w14_real_github_deletion_of_the_tracked_tag_keeps_the_last_good_state()
     .await;
     assert!((200..300).contains(&got.0), "{}", got.1);
     assert!(got.1["warning"].is_string(), "{}", got.1);
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "failed", "{status}");
-    assert!(
-        status["refreshError"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist"),
-        "{status}"
-    );
+    let status = app.refreshed(2, "failed").await;
+    assert_refresh_error(&status, "does not exist");
     assert_eq!(status["revision"], commit.as_str());
     assert_eq!(app.stacks().await, before);
     app.stop().await;
@@ -1020,17 +933,10 @@ async fn w15_force_push_to_the_tracked_branch_deploys_the_new_tip() {
     let mut payload: Value = serde_json::from_slice(&push_payload(MAIN, &rewritten)).unwrap();
     payload["before"] = json!(second);
     payload["forced"] = json!(true);
-    let got = answer(signed(
-        &app,
-        "push",
-        "application/json",
-        payload.to_string().into_bytes(),
-    ))
-    .await;
+    let got =
+        answer(app.delivery("push", "application/json", payload.to_string().into_bytes())).await;
     assert_accepted(&got);
-    app.wait_refreshes(2).await;
-    let status = app.refresh_status().await;
-    assert_eq!(status["refreshStatus"], "completed", "{status}");
+    let status = app.refreshed(2, "completed").await;
     assert_eq!(status["revision"], rewritten.as_str());
     let stacks = app.stacks().await;
     assert_eq!(stacks.len(), 2);
@@ -1054,12 +960,12 @@ async fn w16_duplicate_and_out_of_order_deliveries_end_at_the_tip_of_origin() {
     // The same delivery twice (a redelivery keeps its id and body).
     let body = push_payload(MAIN, &tip);
     for _ in 0..2 {
-        assert_accepted(&answer(signed(&app, "push", "application/json", body.clone())).await);
+        assert_accepted(&answer(app.delivery("push", "application/json", body.clone())).await);
     }
     // The newer push, then the older one arriving late.
     for after in [&tip, &older] {
         let got = answer(
-            hook(&app)
+            app.hook()
                 .header("x-github-event", "push")
                 .header("x-github-delivery", format!("delivery-{after}"))
                 .header(
@@ -1171,13 +1077,7 @@ async fn w17_type_confused_and_deeply_nested_payloads_are_400_naming_the_problem
         ("[".repeat(1_000_000), "invalid"),
     ];
     for (body, needle) in &cases {
-        let got = answer(signed(
-            &app,
-            "push",
-            "application/json",
-            body.clone().into_bytes(),
-        ))
-        .await;
+        let got = answer(app.delivery("push", "application/json", body.clone().into_bytes())).await;
         assert_error(&got, 400, needle);
         assert!(
             got.1.to_string().len() < 2_000,
@@ -1186,23 +1086,16 @@ async fn w17_type_confused_and_deeply_nested_payloads_are_400_naming_the_problem
         );
     }
     for body in ["[]", "null", "5", deep.as_str(), deep_objects.as_str()] {
-        let got = answer(signed(&app, "ping", "application/json", body.into())).await;
+        let got = answer(app.delivery("ping", "application/json", body)).await;
         assert_eq!(got.0, 400, "ping {body:.40}: {}", got.1);
     }
     // A huge ref is an untracked ref, and is not echoed whole.
     let huge = format!("refs/heads/{}", "x".repeat(1024 * 1024));
-    let got = answer(signed(
-        &app,
-        "push",
-        "application/json",
-        push_payload(&huge, ZEROS),
-    ))
-    .await;
+    let got = answer(app.delivery("push", "application/json", push_payload(&huge, ZEROS))).await;
     assert_ignored(&got);
     assert!(got.1.to_string().len() < 2_000, "{:.200}", got.1);
     // Control characters in the ref are not echoed raw.
-    let got = answer(signed(
-        &app,
+    let got = answer(app.delivery(
         "push",
         "application/json",
         push_payload("refs/heads/\u{1b}[31mred\u{7}", ZEROS),
@@ -1268,16 +1161,18 @@ async fn w19_without_a_secret_the_webhook_is_disabled_and_accepts_nothing() {
     let (repo, _) = one_stack_repo();
     let app = Watched::start(&repo, 0, |a| a.webhook_secret = None).await;
     let body = push_payload(MAIN, &repo.head());
-    let unsigned = hook(&app)
+    let unsigned = app
+        .hook()
         .header("x-github-event", "push")
         .header("content-type", "application/json")
         .body(body.clone());
-    let signed_with_test_secret = signed(&app, "push", "application/json", body.clone());
-    let signed_with_empty_secret = hook(&app)
+    let signed_with_test_secret = app.delivery("push", "application/json", body.clone());
+    let signed_with_empty_secret = app
+        .hook()
         .header("x-github-event", "push")
         .header("x-hub-signature-256", sign("", &body))
         .body(body.clone());
-    let ping = signed(&app, "ping", "application/json", br#"{"zen":"z"}"#.to_vec());
+    let ping = app.delivery("ping", "application/json", br#"{"zen":"z"}"#.to_vec());
     for request in [
         unsigned,
         signed_with_test_secret,
@@ -1306,7 +1201,8 @@ async fn w20_a_thousand_signed_pushes_run_at_most_one_refresh_plus_one_waiting()
     let started = Instant::now();
     let answers: Vec<(u16, Value, Duration)> = futures_util::stream::iter(0..1000)
         .map(|i| {
-            let request = hook(&app)
+            let request = app
+                .hook()
                 .header("x-github-event", "push")
                 .header("x-github-delivery", format!("burst-{i}"))
                 .header("content-type", "application/json")

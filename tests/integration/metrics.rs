@@ -6,18 +6,12 @@
 //! snapshot info) belong to each app and are compared exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::docker::{self, Cleanup};
-use common::{TestApp, TestRepo};
-use futures_util::FutureExt;
-
-fn compose(image: &str) -> String {
-    format!("services:\n  app:\n    image: {image}\n")
-}
+use common::docker;
+use common::{TestApp, TestRepo, compose};
 
 /// One series of a scrape: name, labels, value.
 #[derive(Debug)]
@@ -258,9 +252,7 @@ async fn failed_refreshes_and_git_failures_are_counted() {
 
 #[tokio::test]
 async fn metrics_answer_only_to_get() {
-    let repo = TestRepo::new();
-    repo.write("a/compose.yaml", compose("a:1"));
-    repo.commit_and_push("one");
+    let (repo, _) = TestRepo::with_stack("a", "a:1", "one");
     let app = TestApp::start(&repo.url(), |_| {}).await;
     let response = app.client.post(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 405);
@@ -271,13 +263,10 @@ async fn metrics_answer_only_to_get() {
 /// and the compose commands behind them.
 #[tokio::test]
 async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
-    if !docker::require() {
+    let Some((_, p, _cleanup)) = docker::begin_projects("metrics", &["good", "broken"]) else {
         return;
-    }
-    let prefix = docker::unique_prefix("metrics");
-    let good = format!("{prefix}-good");
-    let broken = format!("{prefix}-broken");
-    let _cleanup = Cleanup::new([good.clone(), broken.clone()]);
+    };
+    let (good, broken) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{good}/compose.yaml"),
@@ -292,7 +281,7 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
     })
     .await;
     let before = scrape(&app).await;
-    let outcome = AssertUnwindSafe(async {
+    app.run(async |app| {
         let status = |stacks: &[serde_json::Value], path: &str| {
             stacks
                 .iter()
@@ -304,7 +293,7 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
                 && status(stacks, &broken) == Some("failed".into())
         })
         .await;
-        let after = scrape(&app).await;
+        let after = scrape(app).await;
         assert_eq!(
             sum(
                 &after,
@@ -369,10 +358,5 @@ async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
         assert!(line.contains("trigger=refresh"), "{line}");
         assert!(line.contains("duration_ms="), "{line}");
     })
-    .catch_unwind()
     .await;
-    app.stop().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
