@@ -1115,6 +1115,46 @@ async fn w17_type_confused_and_deeply_nested_payloads_are_400_naming_the_problem
 }
 
 #[tokio::test]
+async fn x09_a_signed_ref_of_a_mebibyte_with_newlines_and_escapes_is_logged_bounded_and_escaped() {
+    // X9: a delivery with a valid signature may still carry a hostile ref. Its log line must
+    // stay one bounded line: no forged second line, no escape sequence reaching a terminal.
+    let (repo, _) = one_stack_repo();
+    let app = Watched::start(&repo, 0, |_| {}).await;
+    let marker = "x09-forged-line";
+    let hostile = format!(
+        "refs/heads/{marker}\n2026-12-01T00:00:00Z  INFO forged: deployed\u{1b}[31m\u{7}{}",
+        "y".repeat(1024 * 1024)
+    );
+    let got = answer(app.delivery("push", "application/json", push_payload(&hostile, ZEROS))).await;
+    assert_ignored(&got);
+    let logs = common::logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(marker)).collect();
+    assert!(!lines.is_empty(), "the ignored push is logged with its ref");
+    for line in &lines {
+        assert!(
+            line.len() < 4 * 1024,
+            "an unbounded log line: {} bytes",
+            line.len()
+        );
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "a raw control character in {line:?}"
+        );
+        assert!(
+            line.contains("\\n"),
+            "the newline is shown escaped: {line:?}"
+        );
+    }
+    // The forged text never starts a line of its own.
+    assert!(
+        !logs.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")),
+        "a forged log line"
+    );
+    app.assert_nothing_ran().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn w18_get_and_put_on_the_webhook_path_are_405_with_a_json_error() {
     // W18
     let (repo, _) = one_stack_repo();
