@@ -108,6 +108,7 @@ pub async fn start_with_limits(
         Some(engine) => EngineView::new(engine),
         None => EngineView::host_only(host),
     };
+    let reconciler = reconciler.map(|r| r.with_view(engine_view.clone()));
     let (compose_tool, compose_bin) = compose_tool.unzip();
     let reconcile_handle = reconciler.as_ref().map(Reconciler::handle);
 

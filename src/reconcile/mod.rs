@@ -152,6 +152,9 @@ pub struct Reconciler {
     /// Renders errors for `lastSyncError`: redacted, `DATA_DIR` hidden, in full at debug.
     errors: PublicErrors,
     slot: Arc<SingleSlot<Reason>>,
+    /// The edge's view of the same engine, told to forget its cached reads whenever this
+    /// reconciler has read or changed the engine.
+    view: Option<EngineView>,
 }
 
 impl Reconciler {
@@ -173,6 +176,20 @@ impl Reconciler {
             layout,
             errors,
             slot: Arc::new(SingleSlot::new()),
+            view: None,
+        }
+    }
+
+    /// Keeps `view`'s cached reads no older than what this reconciler publishes.
+    pub fn with_view(mut self, view: EngineView) -> Self {
+        self.view = Some(view);
+        self
+    }
+
+    /// The engine was just read or changed: what the edge cached before is out of date.
+    fn forget_views(&self) {
+        if let Some(view) = &self.view {
+            view.forget();
         }
     }
 
@@ -213,7 +230,9 @@ impl Reconciler {
         let Some(snapshot) = snapshot else {
             return; // nothing desired yet
         };
-        let actual = match self.engine.read().await {
+        let read = self.engine.read().await;
+        self.forget_views();
+        let actual = match read {
             Ok(actual) => actual,
             Err(e) => {
                 let message = truncate(self.errors.render(&e).as_str());
@@ -367,10 +386,11 @@ impl Reconciler {
             Some(d) => (d.revision.clone(), d.synced_at.clone()),
             None => (snapshot.revision.clone(), rfc3339::format(now)),
         };
-        match self
+        let applied = self
             .sync_steps(path, project, snapshot, &revision, &synced_at)
-            .await
-        {
+            .await;
+        self.forget_views();
+        match applied {
             Ok(()) => {
                 tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
                 let deployed = Deployment {
@@ -469,6 +489,7 @@ impl Reconciler {
             .remove(project, &dir, &override_file)
             .await
             .map_err(SyncError::from);
+        self.forget_views();
         self.removed(path, project, &dir, result);
     }
 
@@ -494,7 +515,9 @@ impl Reconciler {
 
     /// After syncs: one more read of the engine to show the new containers' (tasks') counts.
     async fn observe_counts(&self, snapshot: &Snapshot) {
-        let Ok(actual) = self.engine.read().await else {
+        let read = self.engine.read().await;
+        self.forget_views();
+        let Ok(actual) = read else {
             return;
         };
         let counts = match &actual {

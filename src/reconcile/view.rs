@@ -134,6 +134,14 @@ impl EngineView {
         }
     }
 
+    /// Drops every answer. The reconciler calls it when it has just read or changed the
+    /// engine, before it publishes what it found: a page fetched on that news (a stack turned
+    /// `drifted`, say) must not be answered from a read made before it. A read in flight
+    /// finishes into its own slot, which is no longer found.
+    pub fn forget(&self) {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The fresh answer to `query`, from the cache, from the read in flight, or from `read`.
     async fn answer(&self, query: Query, read: impl Future<Output = Answer>) -> Answer {
         let slot = self.slot(query);
@@ -197,6 +205,18 @@ mod tests {
         tokio::time::advance(FRESH_FOR / 2).await;
         assert_eq!(value(&reads.answer(Query::RunningCount, read()).await), 0);
         tokio::time::advance(FRESH_FOR).await;
+        assert_eq!(value(&reads.answer(Query::RunningCount, read()).await), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_answer_is_read_again_even_while_fresh() {
+        let reads = EngineView::host_only(Host::new("docker".into(), Vec::new()));
+        let calls = AtomicUsize::new(0);
+        let read = || async { count(calls.fetch_add(1, Ordering::SeqCst)) };
+        assert_eq!(value(&reads.answer(Query::RunningCount, read()).await), 0);
+        assert_eq!(value(&reads.answer(Query::RunningCount, read()).await), 0);
+        reads.forget();
         assert_eq!(value(&reads.answer(Query::RunningCount, read()).await), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
