@@ -44,6 +44,17 @@ pub enum RefType {
     Commit,
 }
 
+impl RefType {
+    /// The wire name, as serde writes it: `branch`, `tag`, `commit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Branch => "branch",
+            Self::Tag => "tag",
+            Self::Commit => "commit",
+        }
+    }
+}
+
 /// The desired state read from one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -160,12 +171,38 @@ pub enum StackStatus {
     Orphaned,
 }
 
+impl StackStatus {
+    /// The wire name, as serde writes it (`missing`, `synced`, …): the API, the dashboard and
+    /// the metrics all show this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Syncing => "syncing",
+            Self::Synced => "synced",
+            Self::Deleting => "deleting",
+            Self::Failed => "failed",
+            Self::Drifted => "drifted",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
 /// Outcome of the last sync attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncOutcome {
     Succeeded,
     Failed,
+}
+
+impl SyncOutcome {
+    /// The wire name, as serde writes it: `succeeded`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// What the reconciler knows about a stack on the host: status, sync metadata, runtime counts.
@@ -331,14 +368,21 @@ pub enum Trigger {
     Manual,
 }
 
-impl std::fmt::Display for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Trigger {
+    /// The wire name, as serde writes it: `startup`, `periodic`, `webhook`, `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Startup => "startup",
             Self::Periodic => "periodic",
             Self::Webhook => "webhook",
             Self::Manual => "manual",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -350,6 +394,18 @@ pub enum RefreshPhase {
     Queued,
     Completed,
     Failed,
+}
+
+impl RefreshPhase {
+    /// The wire name, as serde writes it: `refreshing`, `queued`, `completed`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refreshing => "refreshing",
+            Self::Queued => "queued",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// The snapshot-level status served by `/api/refresh-status` (SPEC §4).
@@ -480,6 +536,58 @@ mod tests {
     fn assert_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
         assign_project_names(stacks);
         assert_eq!(stacks["ok"].project_name.as_deref(), Some("ok"));
+    }
+
+    /// Serde's name for `value`: the JSON string it writes.
+    fn serde_name(value: impl Serialize) -> String {
+        match serde_json::to_value(value).unwrap() {
+            serde_json::Value::String(name) => name,
+            other => panic!("not a string: {other}"),
+        }
+    }
+
+    #[test]
+    fn every_status_name_is_the_name_serde_writes() {
+        // Each list names every variant (a new variant belongs in its list too).
+        let stacks = [
+            StackStatus::Missing,
+            StackStatus::Syncing,
+            StackStatus::Synced,
+            StackStatus::Deleting,
+            StackStatus::Failed,
+            StackStatus::Drifted,
+            StackStatus::Orphaned,
+        ];
+        let phases = [
+            RefreshPhase::Refreshing,
+            RefreshPhase::Queued,
+            RefreshPhase::Completed,
+            RefreshPhase::Failed,
+        ];
+        let triggers = [
+            Trigger::Startup,
+            Trigger::Periodic,
+            Trigger::Webhook,
+            Trigger::Manual,
+        ];
+        let ref_types = [RefType::Branch, RefType::Tag, RefType::Commit];
+        let outcomes = [SyncOutcome::Succeeded, SyncOutcome::Failed];
+        for s in stacks {
+            assert_eq!(s.as_str(), serde_name(s));
+        }
+        for p in phases {
+            assert_eq!(p.as_str(), serde_name(p));
+        }
+        for t in triggers {
+            assert_eq!(t.as_str(), serde_name(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        for r in ref_types {
+            assert_eq!(r.as_str(), serde_name(r));
+        }
+        for o in outcomes {
+            assert_eq!(o.as_str(), serde_name(o));
+        }
     }
 
     #[test]
