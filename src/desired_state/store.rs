@@ -10,6 +10,9 @@
 //! The store also keeps each stack's sync history of this run ([`Store::history`]): a bounded
 //! list of the statuses it reached, recorded as the reconciler changes them. Nothing of it
 //! survives a restart; the labels on the host stay the durable record.
+//!
+//! `GET /metrics` reads it as a plain [`crate::metrics::State`] ([`Store::metrics_state`]):
+//! the store knows the metrics' state type, the metrics know nothing of the store.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +26,7 @@ use super::{
     RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackRecordView, StackStatus, SyncInfo,
     Trigger,
 };
+use crate::metrics;
 
 /// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
 const EVENT_BUFFER: usize = 1024;
@@ -483,6 +487,33 @@ impl Store {
         }
     }
 
+    /// What the metrics show of the cache, taken under one lock: every stack's status and the
+    /// refresh status.
+    pub fn metrics_state(&self) -> metrics::State {
+        let inner = self.lock();
+        let refresh = &inner.refresh;
+        let snapshot = match (&refresh.revision, refresh.ref_type) {
+            (Some(revision), Some(ref_type)) => Some(metrics::SnapshotState {
+                revision: revision.clone(),
+                git_ref: refresh.git_ref.clone(),
+                ref_type: ref_type.as_str(),
+            }),
+            _ => None,
+        };
+        metrics::State {
+            stacks: inner
+                .sync
+                .iter()
+                .map(|(path, sync)| (path.clone(), sync.status.as_str()))
+                .collect(),
+            snapshot,
+            stack_count: refresh.stack_count,
+            last_success_at: refresh.last_success_at,
+            consecutive_failures: refresh.consecutive_failures,
+            refreshing: refresh.refresh_status == RefreshPhase::Refreshing,
+        }
+    }
+
     /// Drops a stack that is neither in Git nor on the host any more.
     pub fn remove_gone(&self, path: &str) {
         let mut inner = self.lock();
@@ -499,6 +530,13 @@ impl Store {
                 path: path.to_owned(),
             });
         }
+    }
+}
+
+/// `GET /metrics` renders the cache through this ([`crate::metrics::render`]).
+impl metrics::StateSource for Store {
+    fn metrics_state(&self) -> metrics::State {
+        Store::metrics_state(self)
     }
 }
 
@@ -767,6 +805,45 @@ mod tests {
         assert_eq!(
             serde_json::from_slice::<Value>(&Store::new("x".into()).stacks_json()).unwrap(),
             serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn the_metrics_see_every_stack_with_its_status_and_the_snapshot_served() {
+        let store = Store::new("main".into());
+        assert_eq!(store.metrics_state(), metrics::State::default());
+        let now = SystemTime::now();
+        store.install_snapshot(
+            snapshot("r1", &[("db", "1"), ("web", "1")]),
+            Trigger::Startup,
+            now,
+        );
+        store.update_stack("db", |s| s.status = StackStatus::Synced);
+        store.upsert_gone("old", "old", |_| {});
+        let state = store.metrics_state();
+        assert_eq!(
+            state.stacks,
+            [
+                ("db".to_owned(), "synced"),
+                ("old".to_owned(), "orphaned"),
+                ("web".to_owned(), "missing")
+            ]
+        );
+        assert_eq!(
+            state.snapshot,
+            Some(metrics::SnapshotState {
+                revision: "r1".into(),
+                git_ref: "refs/heads/main".into(),
+                ref_type: "branch",
+            })
+        );
+        assert_eq!(state.stack_count, 2);
+        assert_eq!(state.last_success_at, Some(now));
+        assert!(!state.refreshing);
+        let text = metrics::render(&Arc::new(store)).unwrap();
+        assert!(
+            text.contains("docker_cd_stack_status{stack=\"db\",status=\"synced\"} 1"),
+            "{text}"
         );
     }
 
