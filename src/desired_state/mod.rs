@@ -1,21 +1,23 @@
 //! The desired state and the in-memory cache of it (SPEC §4).
 //!
 //! - [`Snapshot`]: what one commit of the repository says, read by the git adapter. Immutable,
-//!   shared as `Arc<Snapshot>` and swapped whole.
+//!   shared as `Arc<Snapshot>` and swapped whole; its stacks are `Arc`s too, shared with the
+//!   previous snapshot where the commit did not change them.
 //! - [`tree`]: the pure reading of a tree listing, or of a diff to the previous one, into stacks.
 //! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
 //!   and the event stream the API serves.
 //! - [`public`]: errors rendered for the clients of that cache.
 //!
 //! Foundation layer: uses no adapter and spawns nothing (config, process and untrusted, for
-//! [`public`]).
+//! [`public`]; metrics, for the plain state [`Store::metrics_state`] hands it).
 
 pub mod public;
 pub mod store;
 pub mod transitions;
 pub mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -67,8 +69,9 @@ pub struct Snapshot {
     /// when the remote still says this, nothing needs fetching.
     pub remote_oid: String,
     pub commit_message: String,
-    /// Stacks by path.
-    pub stacks: BTreeMap<String, DesiredStack>,
+    /// Stacks by path. Each behind an `Arc`: a stack the next commit did not change is the
+    /// same `Arc` in the next snapshot (see [`tree::assemble`]).
+    pub stacks: BTreeMap<String, Arc<DesiredStack>>,
     pub warnings: Vec<String>,
     /// What the commit's tree says about each stack (internal): the next refresh applies the
     /// diff to the next commit to it instead of listing the whole tree again.
@@ -111,10 +114,59 @@ pub fn project_name(path: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// A stack in a map that [`assign_project_names`] names: owned, or behind the `Arc` a
+/// snapshot holds it in (and may share with the snapshot before it).
+pub trait StackSlot {
+    fn stack(&self) -> &DesiredStack;
+    fn stack_mut(&mut self) -> &mut DesiredStack;
+    /// Shared with another snapshot, which named it already: [`tree::assemble`] shares only
+    /// stacks that were named and had no error, so no two shared stacks have the same name.
+    fn is_shared(&self) -> bool;
+}
+
+impl StackSlot for DesiredStack {
+    fn stack(&self) -> &DesiredStack {
+        self
+    }
+
+    fn stack_mut(&mut self) -> &mut DesiredStack {
+        self
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+impl StackSlot for Arc<DesiredStack> {
+    fn stack(&self) -> &DesiredStack {
+        self
+    }
+
+    fn stack_mut(&mut self) -> &mut DesiredStack {
+        // Copies a shared stack first, so the snapshot that shares it never changes.
+        Arc::make_mut(self)
+    }
+
+    fn is_shared(&self) -> bool {
+        Arc::strong_count(self) > 1
+    }
+}
+
 /// Derives every stack's project name, and fails every stack that has none or shares one with
 /// another stack: neither of two colliding stacks may touch the host.
-pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
-    for stack in stacks.values_mut() {
+///
+/// Stacks shared with the previous snapshot ([`StackSlot::is_shared`]) keep the name they have;
+/// since no two of them collide, only the names of the other stacks are looked for, so a
+/// refresh that changed one stack of 10,000 names one stack and compares one name.
+pub fn assign_project_names<S: StackSlot>(stacks: &mut BTreeMap<String, S>) {
+    let mut any_shared = false;
+    for slot in stacks.values_mut() {
+        if slot.is_shared() {
+            any_shared = true;
+            continue;
+        }
+        let stack = slot.stack_mut();
         stack.project_name = project_name(&stack.path);
         if stack.project_name.is_none() {
             stack.error.get_or_insert_with(|| {
@@ -125,11 +177,24 @@ pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
             });
         }
     }
+    // Only a name some new stack has can collide (`None`: every stack is new).
+    let new_names: Option<HashSet<&str>> = any_shared.then(|| {
+        stacks
+            .values()
+            .filter(|slot| !slot.is_shared())
+            .filter_map(|slot| slot.stack().project_name.as_deref())
+            .collect()
+    });
+    if new_names.as_ref().is_some_and(HashSet::is_empty) {
+        return;
+    }
     // (name, path) pairs sorted by name, borrowed (10,000 stacks need one vector, no copies);
     // a run of equal names is a collision, and only collisions are collected as owned values.
     let mut named: Vec<(&str, &str)> = stacks
         .values()
+        .map(StackSlot::stack)
         .filter_map(|s| Some((s.project_name.as_deref()?, s.path.as_str())))
+        .filter(|(name, _)| new_names.as_ref().is_none_or(|new| new.contains(name)))
         .collect();
     named.sort_unstable();
     let mut collisions: Vec<(String, String)> = Vec::new();
@@ -152,8 +217,8 @@ pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
         }
     }
     for (path, error) in collisions {
-        if let Some(stack) = stacks.get_mut(&path) {
-            stack.error = Some(error);
+        if let Some(slot) = stacks.get_mut(&path) {
+            slot.stack_mut().error = Some(error);
         }
     }
 }
@@ -536,6 +601,38 @@ mod tests {
     fn assert_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
         assign_project_names(stacks);
         assert_eq!(stacks["ok"].project_name.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn a_new_stack_colliding_with_a_shared_one_fails_both_and_leaves_the_old_snapshot_alone() {
+        let mut first: BTreeMap<String, Arc<DesiredStack>> = ["ok", "web"]
+            .into_iter()
+            .map(|p| (p.to_owned(), Arc::new(stack(p))))
+            .collect();
+        assign_project_names(&mut first);
+        assert!(first.values().all(|s| s.error.is_none()));
+        // The next snapshot shares both and adds "Web", which is named "web" too.
+        let mut next = first.clone();
+        next.insert("Web".into(), Arc::new(stack("Web")));
+        assign_project_names(&mut next);
+        assert!(Arc::ptr_eq(&next["ok"], &first["ok"]));
+        assert!(next["web"].error.as_ref().unwrap().contains("\"Web\""));
+        assert!(next["Web"].error.as_ref().unwrap().contains("\"web\""));
+        assert!(
+            first["web"].error.is_none(),
+            "the shared stack was copied, not changed"
+        );
+        // The same as naming every stack afresh.
+        let mut owned: BTreeMap<String, DesiredStack> = ["ok", "web", "Web"]
+            .into_iter()
+            .map(|p| (p.to_owned(), stack(p)))
+            .collect();
+        assign_project_names(&mut owned);
+        let next: BTreeMap<String, DesiredStack> = next
+            .into_iter()
+            .map(|(p, s)| (p, Arc::unwrap_or_clone(s)))
+            .collect();
+        assert_eq!(next, owned);
     }
 
     /// Serde's name for `value`: the JSON string it writes.

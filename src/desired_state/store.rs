@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::public::PublicError;
+use super::tree::Ascending;
 use super::{
     RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackRecordView, StackStatus, SyncInfo,
     Trigger,
@@ -324,39 +325,48 @@ impl Store {
         };
         let mut touched = Vec::new();
 
+        // One walk in path order over the new stacks, the old ones and the sync entries (all
+        // three are keyed by path): no lookup per stack. A stack the new snapshot shares with
+        // the old one (the same `Arc`) is unchanged without looking inside; only the others are
+        // compared, which after a one-commit refresh are the stacks the diff touched.
+        let mut earlier = Ascending::new(old.as_ref().map(|o| &o.stacks));
+        let mut synced = inner.sync.iter_mut().peekable();
+        let mut gone: Vec<String> = Vec::new();
+        let mut new_paths: Vec<String> = Vec::new();
         for (path, desired) in &snapshot.stacks {
-            let before = old.as_ref().and_then(|o| o.stacks.get(path));
-            match inner.sync.get_mut(path) {
-                Some(sync) => {
+            while let Some((p, _)) = synced.next_if(|(p, _)| p.as_str() < path.as_str()) {
+                gone.push(p.clone());
+            }
+            let before = earlier.get(path);
+            match synced.next_if(|(p, _)| *p == path) {
+                Some((_, sync)) => {
                     if sync.host_project.take().is_some()
                         && matches!(sync.status, StackStatus::Orphaned | StackStatus::Deleting)
                     {
                         // Back in Git: the reconciler decides afresh.
                         sync.status = StackStatus::Missing;
                     }
-                    if before != Some(desired) {
+                    let unchanged =
+                        before.is_some_and(|b| Arc::ptr_eq(b, desired) || **b == **desired);
+                    if unchanged {
+                        report.unchanged += 1;
+                    } else {
                         report.changed.push(path.clone());
                         touched.push(path.clone());
-                    } else {
-                        report.unchanged += 1;
                     }
                 }
                 None => {
-                    inner
-                        .sync
-                        .insert(path.clone(), SyncInfo::new(StackStatus::Missing));
+                    new_paths.push(path.clone());
                     report.added.push(path.clone());
                     touched.push(path.clone());
                 }
             }
         }
+        gone.extend(synced.map(|(p, _)| p.clone()));
+        for path in new_paths {
+            inner.sync.insert(path, SyncInfo::new(StackStatus::Missing));
+        }
 
-        let gone: Vec<String> = inner
-            .sync
-            .keys()
-            .filter(|p| !snapshot.stacks.contains_key(*p))
-            .cloned()
-            .collect();
         for path in gone {
             let was_in_git = old.as_ref().is_some_and(|o| o.stacks.contains_key(&path));
             let Some(sync) = inner.sync.get_mut(&path) else {
@@ -557,7 +567,7 @@ mod tests {
                 .map(|(path, hash)| {
                     (
                         path.to_string(),
-                        DesiredStack {
+                        Arc::new(DesiredStack {
                             path: path.to_string(),
                             project_name: Some(path.to_string()),
                             compose_file: "compose.yaml".into(),
@@ -566,7 +576,7 @@ mod tests {
                             compose_blob: None,
                             warnings: vec![],
                             error: None,
-                        },
+                        }),
                     )
                 })
                 .collect(),
@@ -806,6 +816,29 @@ mod tests {
             serde_json::from_slice::<Value>(&Store::new("x".into()).stacks_json()).unwrap(),
             serde_json::json!([])
         );
+    }
+
+    #[test]
+    fn shared_stacks_are_unchanged_and_equal_copies_are_too() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        let first = snapshot("r1", &[("a", "1"), ("b", "1"), ("c", "1")]);
+        store.install_snapshot(first.clone(), Trigger::Startup, now);
+        let (_, mut rx) = store.subscribe();
+        // "a" shared, "b" an equal copy, "c" changed, "d" new.
+        let mut next = (*snapshot("r2", &[("b", "1"), ("c", "2"), ("d", "1")])).clone();
+        next.stacks.insert("a".into(), first.stacks["a"].clone());
+        let report = store.install_snapshot(Arc::new(next), Trigger::Webhook, now);
+        assert_eq!(report.unchanged, 2);
+        assert_eq!(report.changed, ["c"]);
+        assert_eq!(report.added, ["d"]);
+        let upserts: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|e| match e {
+                Event::StackUpsert(record) => Some(record.path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(upserts, ["c", "d"]);
     }
 
     #[test]
