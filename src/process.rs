@@ -1029,9 +1029,9 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, limit: usize) -> io::Result
     })
 }
 
-/// Children started so far, by program and subcommand (`git fetch`, `docker ps`). For the
-/// metrics endpoint and benchmarks; tests that count processes use recording fakes instead,
-/// because tests in one binary share this counter.
+/// Children started so far, by program and subcommand (`git fetch`, `docker ps`). For
+/// benchmarks (the metrics hear of children through the [`Observer`]); tests that count
+/// processes use recording fakes instead, because tests in one binary share this counter.
 static SPAWNS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 fn count_spawn(name: String) {
