@@ -435,8 +435,8 @@ impl<'a, V> Ascending<'a, V> {
     }
 }
 
-/// The previous snapshot's stacks, looked up by names that come in ascending order (see
-/// [`Ascending`]).
+/// The previous snapshot's stacks, looked up by names that come in ascending order: one step
+/// of a merge instead of a tree search per stack.
 #[derive(Debug)]
 pub struct PreviousStacks<'a> {
     stacks: Ascending<'a, Arc<DesiredStack>>,
