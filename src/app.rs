@@ -56,6 +56,8 @@ pub async fn start_with_limits(
         .with_context(|| format!("cannot create DATA_DIR {}", config.data_dir.display()))?;
     let redactor = config.redactor();
     let store = Arc::new(Store::new(config.git.revision.to_string()));
+    // Before the first child (`git --version` below): every child is counted in the metrics.
+    crate::process::set_observer(count_command);
     let git = Arc::new(
         GitReader::open(&config.git, &config.data_dir, &config.child_env)
             .await
@@ -209,4 +211,18 @@ pub async fn run(
     app.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `process`'s observer: each child's duration and failures become Prometheus series (the
+/// wiring connects the two, so neither foundation module knows the other).
+fn count_command(report: &crate::process::CommandReport<'_>) {
+    use crate::process::CommandEvent;
+    match report.event {
+        CommandEvent::Finished(duration) => {
+            crate::metrics::command_finished(report.program, report.subcommand, duration);
+        }
+        CommandEvent::Failed(failure) => {
+            crate::metrics::command_failed(report.program, report.subcommand, failure.as_str());
+        }
+    }
 }

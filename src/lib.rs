@@ -15,6 +15,12 @@
 //! | edge | [`http`] | the axum API |
 //! | wiring | [`app`], [`cli`] | builds the pieces, chooses the engine once, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
+//! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`] and
+//! [`config`] use no other module; [`process`] uses only [`untrusted`] (log lines) and reports
+//! every child to an observer that [`app`] connects to [`metrics`]; [`desired_state`] uses
+//! [`config`], [`process`] and [`untrusted`] (for the errors it shows clients) and [`metrics`]
+//! (the plain state it hands `GET /metrics`), and nothing in the foundation uses it.
+//!
 //! Only [`process`] spawns children; only [`config`] reads the environment. Within the
 //! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. Only [`engine`]
 //! decides between compose and swarm (the wiring picks which one, from `DEPLOY_MODE`); the

@@ -6,18 +6,19 @@
 //! - **Events**, counted where they happen and kept for the life of the process: refreshes by
 //!   trigger and outcome with their durations ([`refresh_finished`]), webhook deliveries by
 //!   result ([`webhook_delivery`]), and the duration and failures of every child process by
-//!   program and subcommand ([`command_finished`], [`command_failed`]; called by `process`,
-//!   the one place children are spawned). They live in one process-wide [`Metrics`], because
-//!   the process module has no other way to reach them; several apps in one process (tests)
-//!   share these counters.
-//! - **State**, derived from the [`Store`] at scrape time ([`render`]): one
-//!   `docker_cd_stack_status{stack, status}` series per stack with value 1 for its current
-//!   status, the snapshot's revision as an info metric, and when the last refresh succeeded.
-//!   Nothing has to be kept in step with the store.
+//!   program and subcommand ([`command_finished`], [`command_failed`]; the app registers them
+//!   as `process`'s observer). They live in one process-wide [`Metrics`], because a child's
+//!   report has no other way to reach them; several apps in one process (tests) share these
+//!   counters.
+//! - **State**, taken at scrape time from whoever owns it ([`render`] asks a [`StateSource`]
+//!   for a plain [`State`]): one `docker_cd_stack_status{stack, status}` series per stack with
+//!   value 1 for its current status, the snapshot's revision as an info metric, and when the
+//!   last refresh succeeded. Nothing has to be kept in step with the cache.
 //!
-//! Foundation layer: uses only desired_state (read-only); spawns nothing.
+//! Foundation layer: uses no other module of the crate (labels arrive as plain strings, state
+//! as a [`State`]); spawns nothing.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -27,8 +28,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::desired_state::{RefreshPhase, StackStatus, Store, Trigger};
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -110,31 +109,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     command_failures: Family::default(),
 });
 
-fn trigger_label(trigger: Trigger) -> &'static str {
-    match trigger {
-        Trigger::Startup => "startup",
-        Trigger::Periodic => "periodic",
-        Trigger::Webhook => "webhook",
-        Trigger::Manual => "manual",
-    }
-}
-
-fn status_label(status: StackStatus) -> &'static str {
-    match status {
-        StackStatus::Missing => "missing",
-        StackStatus::Syncing => "syncing",
-        StackStatus::Synced => "synced",
-        StackStatus::Deleting => "deleting",
-        StackStatus::Failed => "failed",
-        StackStatus::Drifted => "drifted",
-        StackStatus::Orphaned => "orphaned",
-    }
-}
-
-/// A refresh finished: `ok` is whether it completed (a new or an unchanged snapshot) or failed.
-pub fn refresh_finished(trigger: Trigger, ok: bool, duration: Duration) {
+/// A refresh finished: `trigger` is what started it (`startup`, `periodic`, `webhook`,
+/// `manual`), `ok` whether it completed (a new or an unchanged snapshot) or failed.
+pub fn refresh_finished(trigger: &'static str, ok: bool, duration: Duration) {
     let labels = RefreshLabels {
-        trigger: trigger_label(trigger),
+        trigger,
         outcome: if ok { "completed" } else { "failed" },
     };
     METRICS.refreshes.get_or_create(&labels).inc();
@@ -184,30 +163,6 @@ pub fn webhook_delivery(result: WebhookResult) {
         .inc();
 }
 
-/// Why a child process failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandFailure {
-    /// It could not be started.
-    Spawn,
-    /// It ran and exited with a non-zero status (or was killed by a signal).
-    Exit,
-    /// It ran into its timeout; its process group was killed.
-    Timeout,
-    /// Talking to it failed, or it wrote more than allowed.
-    Io,
-}
-
-impl CommandFailure {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Spawn => "spawn",
-            Self::Exit => "exit",
-            Self::Timeout => "timeout",
-            Self::Io => "io",
-        }
-    }
-}
-
 /// A child process ran for `duration` (whatever its outcome). `program` is the binary's file
 /// name (`git`, `docker`, `docker-compose`), `subcommand` what it was asked to do (`fetch`,
 /// `compose up`, `ps`).
@@ -221,19 +176,69 @@ pub fn command_finished(program: &str, subcommand: &str, duration: Duration) {
         .observe(duration.as_secs_f64());
 }
 
-pub fn command_failed(program: &str, subcommand: &str, failure: CommandFailure) {
+/// A child process failed; `reason` is one of `spawn`, `exit`, `timeout`, `io`.
+pub fn command_failed(program: &str, subcommand: &str, reason: &'static str) {
     METRICS
         .command_failures
         .get_or_create(&CommandFailureLabels {
             program: program.to_owned(),
             subcommand: subcommand.to_owned(),
-            reason: failure.label(),
+            reason,
         })
         .inc();
 }
 
-/// Every series, for one scrape: this process's event series and the state of `store`.
-pub fn render(store: &Store) -> Result<String, std::fmt::Error> {
+/// The state series of one scrape, as plain values: the owner of the state (the cache) builds
+/// it, so this module needs none of its types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// Every stack's path and the wire name of its status (`missing`, `synced`, …).
+    pub stacks: Vec<(String, &'static str)>,
+    /// The snapshot being served, once there is one.
+    pub snapshot: Option<SnapshotState>,
+    /// Stacks in that snapshot.
+    pub stack_count: usize,
+    pub last_success_at: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    /// A refresh is running.
+    pub refreshing: bool,
+}
+
+/// What [`State::snapshot`] says about the snapshot being served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotState {
+    /// Its commit id.
+    pub revision: String,
+    /// The full ref name (or the commit id for a pinned commit).
+    pub git_ref: String,
+    /// `branch`, `tag` or `commit`.
+    pub ref_type: &'static str,
+}
+
+/// Whatever can tell [`render`] the current [`State`] (the cache does).
+pub trait StateSource {
+    fn metrics_state(&self) -> State;
+}
+
+impl<T: StateSource + ?Sized> StateSource for Arc<T> {
+    fn metrics_state(&self) -> State {
+        (**self).metrics_state()
+    }
+}
+
+impl StateSource for State {
+    fn metrics_state(&self) -> State {
+        self.clone()
+    }
+}
+
+/// Every series, for one scrape: this process's event series and the state `source` reports.
+pub fn render(source: &(impl StateSource + ?Sized)) -> Result<String, std::fmt::Error> {
+    render_state(&source.metrics_state())
+}
+
+/// [`render`] of a [`State`] already taken.
+pub fn render_state(state: &State) -> Result<String, std::fmt::Error> {
     let metrics = &*METRICS;
     let mut registry = Registry::with_prefix(PREFIX);
 
@@ -273,11 +278,11 @@ pub fn render(store: &Store) -> Result<String, std::fmt::Error> {
     );
 
     let stacks: Family<StackLabels, Gauge> = Family::default();
-    for record in store.stacks() {
+    for (path, status) in &state.stacks {
         stacks
             .get_or_create(&StackLabels {
-                stack: record.path,
-                status: status_label(record.sync.status),
+                stack: path.clone(),
+                status,
             })
             .set(1);
     }
@@ -287,30 +292,25 @@ pub fn render(store: &Store) -> Result<String, std::fmt::Error> {
         stacks,
     );
 
-    let refresh = store.refresh_status();
-    if let (Some(revision), Some(ref_type)) = (refresh.revision.clone(), refresh.ref_type) {
+    if let Some(snapshot) = &state.snapshot {
         registry.register(
             "snapshot",
             "The desired state being served: commit id, ref and ref type",
             Info::new(SnapshotLabels {
-                revision,
-                r#ref: refresh.git_ref.clone(),
-                ref_type: match ref_type {
-                    crate::desired_state::RefType::Branch => "branch",
-                    crate::desired_state::RefType::Tag => "tag",
-                    crate::desired_state::RefType::Commit => "commit",
-                },
+                revision: snapshot.revision.clone(),
+                r#ref: snapshot.git_ref.clone(),
+                ref_type: snapshot.ref_type,
             }),
         );
     }
     let stack_count: Gauge = Gauge::default();
-    stack_count.set(i64::try_from(refresh.stack_count).unwrap_or(i64::MAX));
+    stack_count.set(i64::try_from(state.stack_count).unwrap_or(i64::MAX));
     registry.register(
         "snapshot_stacks",
         "Stacks in the desired state being served",
         stack_count,
     );
-    if let Some(at) = refresh.last_success_at {
+    if let Some(at) = state.last_success_at {
         let seconds: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
         seconds.set(unix_seconds(at));
         registry.register_with_unit(
@@ -321,16 +321,14 @@ pub fn render(store: &Store) -> Result<String, std::fmt::Error> {
         );
     }
     let failures: Gauge = Gauge::default();
-    failures.set(i64::from(refresh.consecutive_failures));
+    failures.set(i64::from(state.consecutive_failures));
     registry.register(
         "refresh_consecutive_failures",
         "Refreshes that failed in a row since the last success",
         failures,
     );
     let refreshing: Gauge = Gauge::default();
-    refreshing.set(i64::from(
-        refresh.refresh_status == RefreshPhase::Refreshing,
-    ));
+    refreshing.set(i64::from(state.refreshing));
     registry.register("refresh_in_progress", "1 while a refresh runs", refreshing);
 
     let mut text = String::new();
@@ -347,50 +345,25 @@ fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired_state::{DesiredStack, RefType, Snapshot};
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    fn snapshot(paths: &[&str]) -> Snapshot {
-        Snapshot {
-            revision: "0123456789abcdef0123456789abcdef01234567".into(),
-            git_ref: "refs/heads/main".into(),
-            ref_type: RefType::Branch,
-            remote_oid: "0123456789abcdef0123456789abcdef01234567".into(),
-            commit_message: "m".into(),
-            stacks: paths
-                .iter()
-                .map(|p| {
-                    (
-                        (*p).to_owned(),
-                        DesiredStack {
-                            path: (*p).to_owned(),
-                            project_name: Some((*p).to_owned()),
-                            compose_file: "compose.yaml".into(),
-                            compose_hash: None,
-                            content_hash: "t".into(),
-                            compose_blob: None,
-                            warnings: vec![],
-                            error: None,
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            warnings: vec![],
-            tree: Default::default(),
+    const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn state(stacks: &[(&str, &'static str)]) -> State {
+        State {
+            stacks: stacks.iter().map(|(p, s)| ((*p).to_owned(), *s)).collect(),
+            snapshot: Some(SnapshotState {
+                revision: REVISION.into(),
+                git_ref: "refs/heads/main".into(),
+                ref_type: "branch",
+            }),
+            stack_count: stacks.len(),
+            ..State::default()
         }
     }
 
     #[test]
     fn each_stack_is_one_series_labelled_with_its_current_status() {
-        let store = Store::new("main".into());
-        store.install_snapshot(
-            Arc::new(snapshot(&["web", "db"])),
-            Trigger::Startup,
-            SystemTime::now(),
-        );
-        store.update_stack("db", |s| s.status = StackStatus::Synced);
-        let text = render(&store).unwrap();
+        let text = render(&state(&[("db", "synced"), ("web", "missing")])).unwrap();
         let mut series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("docker_cd_stack_status{"))
@@ -412,10 +385,12 @@ mod tests {
 
     #[test]
     fn the_snapshot_revision_is_an_info_metric_once_there_is_one() {
-        let store = Store::new("main".into());
-        assert!(!render(&store).unwrap().contains("docker_cd_snapshot_info"));
-        store.install_snapshot(Arc::new(snapshot(&[])), Trigger::Manual, SystemTime::now());
-        let text = render(&store).unwrap();
+        assert!(
+            !render(&State::default())
+                .unwrap()
+                .contains("docker_cd_snapshot_info")
+        );
+        let text = render(&state(&[])).unwrap();
         assert!(
             text.contains(
                 "docker_cd_snapshot_info{revision=\"0123456789abcdef0123456789abcdef01234567\",ref=\"refs/heads/main\",ref_type=\"branch\"} 1"
@@ -427,13 +402,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped_by_the_encoder() {
-        let store = Store::new("main".into());
-        store.install_snapshot(
-            Arc::new(snapshot(&["we\"ird\\name"])),
-            Trigger::Startup,
-            SystemTime::now(),
-        );
-        let text = render(&store).unwrap();
+        let text = render(&state(&[("we\"ird\\name", "missing")])).unwrap();
         assert!(
             text.contains(r#"docker_cd_stack_status{stack="we\"ird\\name",status="missing"} 1"#),
             "{text}"
@@ -441,12 +410,45 @@ mod tests {
     }
 
     #[test]
+    fn the_refresh_state_is_rendered_as_gauges() {
+        let text = render(&State {
+            last_success_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000)),
+            consecutive_failures: 3,
+            refreshing: true,
+            ..State::default()
+        })
+        .unwrap();
+        for needle in [
+            "docker_cd_refresh_last_success_timestamp_seconds 1000",
+            "docker_cd_refresh_consecutive_failures 3",
+            "docker_cd_refresh_in_progress 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_shared_source_renders_like_its_contents() {
+        let shared = Arc::new(state(&[("web", "synced")]));
+        let without_events = |text: String| {
+            text.lines()
+                .filter(|l| l.contains("stack") || l.contains("snapshot"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            without_events(render(&shared).unwrap()),
+            without_events(render_state(&shared).unwrap())
+        );
+    }
+
+    #[test]
     fn events_show_up_with_their_labels() {
-        refresh_finished(Trigger::Webhook, false, Duration::from_millis(30));
+        refresh_finished("webhook", false, Duration::from_millis(30));
         webhook_delivery(WebhookResult::TooLarge);
         command_finished("git", "unit-test-sub", Duration::from_millis(2));
-        command_failed("git", "unit-test-sub", CommandFailure::Timeout);
-        let text = render(&Store::new("main".into())).unwrap();
+        command_failed("git", "unit-test-sub", "timeout");
+        let text = render(&State::default()).unwrap();
         for needle in [
             "docker_cd_refreshes_total{trigger=\"webhook\",outcome=\"failed\"} ",
             "docker_cd_refresh_duration_seconds_bucket{trigger=\"webhook\",outcome=\"failed\",le=\"0.05\"} 1",

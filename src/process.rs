@@ -8,11 +8,12 @@
 //! stdout is captured up to a limit; stderr is drained concurrently and only its tail is kept,
 //! so a child printing 100 MB can neither deadlock us nor fill memory.
 //!
-//! Every child's duration and failures are counted in [`crate::metrics`], by program and
-//! subcommand ([`Command::metric_labels`]).
+//! Every child's duration and failures are reported, by program and subcommand
+//! ([`Command::metric_labels`]), to the one [`Observer`] registered at start-up
+//! ([`set_observer`]; the app wires it to the Prometheus series). This module does not know who
+//! listens: it sits below everything that might.
 //!
-//! Uses: tokio, nix (signals), metrics, untrusted (log lines). Used by: the git and compose
-//! adapters.
+//! Uses: tokio, nix (signals), untrusted (log lines). Used by: the git and compose adapters.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -20,7 +21,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -28,7 +29,6 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::metrics::{self, CommandFailure};
 use crate::untrusted::Untrusted;
 
 /// How much of a child's stderr is kept (the tail: errors come last).
@@ -38,6 +38,74 @@ pub const DEFAULT_STDOUT_LIMIT: usize = 256 * 1024 * 1024;
 /// How much of a command line a log line shows (a `docker service inspect` may list hundreds
 /// of services).
 const LOG_ARGV_CHARS: usize = 2048;
+
+/// Why a child process failed, as reported to the [`Observer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandFailure {
+    /// It could not be started.
+    Spawn,
+    /// It ran and exited with a non-zero status (or was killed by a signal).
+    Exit,
+    /// It ran into its timeout; its process group was killed.
+    Timeout,
+    /// Talking to it failed, or it wrote more than allowed.
+    Io,
+}
+
+impl CommandFailure {
+    /// The metric label: `spawn`, `exit`, `timeout` or `io`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spawn => "spawn",
+            Self::Exit => "exit",
+            Self::Timeout => "timeout",
+            Self::Io => "io",
+        }
+    }
+}
+
+/// What happened to a child, as reported to the [`Observer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandEvent {
+    /// It ran for this long, whatever its outcome (a child that never started did not run).
+    Finished(Duration),
+    /// It failed. A child that ran and failed reports both events.
+    Failed(CommandFailure),
+}
+
+/// One report about one child: which program and subcommand ([`Command::metric_labels`]), and
+/// what happened.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandReport<'a> {
+    pub program: &'a str,
+    pub subcommand: &'a str,
+    pub event: CommandEvent,
+}
+
+/// Receives every [`CommandReport`]. A plain function, called on the task that ran the child:
+/// it must be quick and must not block.
+pub type Observer = fn(&CommandReport<'_>);
+
+/// The observer, set once. A `OnceLock` rather than a lock: it is read for every child and
+/// written once at start-up.
+static OBSERVER: OnceLock<Observer> = OnceLock::new();
+
+/// Registers the function that hears about every child from now on. Only the first call takes
+/// effect (several apps in one process, as in tests, register the same function); it answers
+/// whether this call was the one.
+pub fn set_observer(observer: Observer) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+fn report(program: &str, subcommand: &str, event: CommandEvent) {
+    if let Some(observer) = OBSERVER.get() {
+        observer(&CommandReport {
+            program,
+            subcommand,
+            event,
+        });
+    }
+}
 
 /// A child process that failed to run to a successful end. Every variant names the command
 /// (program and arguments; secrets are never in arguments by design) and, where there is one,
@@ -615,7 +683,7 @@ impl Command {
 
     fn record_failure(&self, failure: CommandFailure) {
         let (program, subcommand) = self.metric_labels();
-        metrics::command_failed(&program, &subcommand, failure);
+        report(&program, &subcommand, CommandEvent::Failed(failure));
     }
 
     fn spawn(&self, stdin_piped: bool) -> Result<(Child, GroupGuard), ProcessError> {
@@ -682,9 +750,13 @@ impl Command {
             }
         };
         let (program, subcommand) = self.metric_labels();
-        metrics::command_finished(&program, &subcommand, started.elapsed());
+        report(
+            &program,
+            &subcommand,
+            CommandEvent::Finished(started.elapsed()),
+        );
         if let Some(failure) = failure {
-            metrics::command_failed(&program, &subcommand, failure);
+            report(&program, &subcommand, CommandEvent::Failed(failure));
         }
         result
     }
@@ -842,9 +914,13 @@ impl Session {
 
     fn record_end(&self, failure: Option<CommandFailure>) {
         let (program, subcommand) = self.command.metric_labels();
-        metrics::command_finished(&program, &subcommand, self.started.elapsed());
+        report(
+            &program,
+            &subcommand,
+            CommandEvent::Finished(self.started.elapsed()),
+        );
         if let Some(failure) = failure {
-            metrics::command_failed(&program, &subcommand, failure);
+            report(&program, &subcommand, CommandEvent::Failed(failure));
         }
     }
 
@@ -953,9 +1029,9 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, limit: usize) -> io::Result
     })
 }
 
-/// Children started so far, by program and subcommand (`git fetch`, `docker ps`). For the
-/// metrics endpoint and benchmarks; tests that count processes use recording fakes instead,
-/// because tests in one binary share this counter.
+/// Children started so far, by program and subcommand (`git fetch`, `docker ps`). For
+/// benchmarks (the metrics hear of children through the [`Observer`]); tests that count
+/// processes use recording fakes instead, because tests in one binary share this counter.
 static SPAWNS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 fn count_spawn(name: String) {
@@ -979,6 +1055,75 @@ mod tests {
             .arg("-c")
             .arg(script)
             .env("PATH", "/usr/bin:/bin")
+    }
+
+    /// Every report the observer heard, for the test below (the one observer of this binary).
+    static HEARD: Mutex<Vec<(String, String, CommandEvent)>> = Mutex::new(Vec::new());
+
+    fn hear(report: &CommandReport<'_>) {
+        HEARD.lock().unwrap().push((
+            report.program.to_owned(),
+            report.subcommand.to_owned(),
+            report.event,
+        ));
+    }
+
+    fn heard(program: &str) -> Vec<(String, CommandEvent)> {
+        HEARD
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == program)
+            .map(|(_, sub, event)| (sub.clone(), *event))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_how_long_each_child_ran_and_how_it_failed() {
+        // Nothing else in this test binary registers an observer.
+        set_observer(hear);
+        // A program name no other test uses, so its reports are this test's alone.
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("observer-probe-sh");
+        std::os::unix::fs::symlink("/bin/sh", &probe).unwrap();
+        let _ = Command::new(&probe)
+            .args(["-c", "exit 3"])
+            .run()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                heard("observer-probe-sh").as_slice(),
+                [
+                    (_, CommandEvent::Finished(_)),
+                    (_, CommandEvent::Failed(CommandFailure::Exit))
+                ]
+            ),
+            "{:?}",
+            heard("observer-probe-sh")
+        );
+
+        // A child that never started did not run: a failure, no duration.
+        let _ = Command::new("/nonexistent/observer-probe")
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            heard("observer-probe"),
+            [(String::new(), CommandEvent::Failed(CommandFailure::Spawn))]
+        );
+    }
+
+    #[test]
+    fn failure_reasons_have_the_metric_names() {
+        let names = [
+            CommandFailure::Spawn,
+            CommandFailure::Exit,
+            CommandFailure::Timeout,
+            CommandFailure::Io,
+        ]
+        .map(CommandFailure::as_str);
+        assert_eq!(names, ["spawn", "exit", "timeout", "io"]);
     }
 
     #[test]

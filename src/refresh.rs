@@ -13,7 +13,7 @@
 //!   starts once requests have paused for [`COALESCE_QUIET`] (at most [`COALESCE_MAX`] later).
 //!
 //! Uses: desired_state (and its public errors), queue, git (through [`Source`]), config
-//! (redaction), untrusted (log lines).
+//! (redaction), metrics (refreshes by trigger and outcome), untrusted (log lines).
 
 use std::future::Future;
 use std::path::Path;
@@ -251,7 +251,7 @@ impl<S: Source> Refresher<S> {
                             trigger,
                             now,
                         );
-                        crate::metrics::refresh_finished(trigger, false, duration);
+                        crate::metrics::refresh_finished(trigger.as_str(), false, duration);
                         self.finish(false);
                         return;
                     }
@@ -280,7 +280,7 @@ impl<S: Source> Refresher<S> {
                 false
             }
         };
-        crate::metrics::refresh_finished(trigger, ok, duration);
+        crate::metrics::refresh_finished(trigger.as_str(), ok, duration);
         self.finish(ok);
         // The replaced snapshot is freed off the refresh's path (10,000 stacks take a few
         // milliseconds to free), once this was its last holder.

@@ -1,21 +1,23 @@
 //! The desired state and the in-memory cache of it (SPEC §4).
 //!
 //! - [`Snapshot`]: what one commit of the repository says, read by the git adapter. Immutable,
-//!   shared as `Arc<Snapshot>` and swapped whole.
+//!   shared as `Arc<Snapshot>` and swapped whole; its stacks are `Arc`s too, shared with the
+//!   previous snapshot where the commit did not change them.
 //! - [`tree`]: the pure reading of a tree listing, or of a diff to the previous one, into stacks.
 //! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
 //!   and the event stream the API serves.
 //! - [`public`]: errors rendered for the clients of that cache.
 //!
 //! Foundation layer: uses no adapter and spawns nothing (config, process and untrusted, for
-//! [`public`]).
+//! [`public`]; metrics, for the plain state [`Store::metrics_state`] hands it).
 
 pub mod public;
 pub mod store;
 pub mod transitions;
 pub mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -44,6 +46,17 @@ pub enum RefType {
     Commit,
 }
 
+impl RefType {
+    /// The wire name, as serde writes it: `branch`, `tag`, `commit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Branch => "branch",
+            Self::Tag => "tag",
+            Self::Commit => "commit",
+        }
+    }
+}
+
 /// The desired state read from one commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -56,8 +69,9 @@ pub struct Snapshot {
     /// when the remote still says this, nothing needs fetching.
     pub remote_oid: String,
     pub commit_message: String,
-    /// Stacks by path.
-    pub stacks: BTreeMap<String, DesiredStack>,
+    /// Stacks by path. Each behind an `Arc`: a stack the next commit did not change is the
+    /// same `Arc` in the next snapshot (see [`tree::assemble`]).
+    pub stacks: BTreeMap<String, Arc<DesiredStack>>,
     pub warnings: Vec<String>,
     /// What the commit's tree says about each stack (internal): the next refresh applies the
     /// diff to the next commit to it instead of listing the whole tree again.
@@ -100,10 +114,59 @@ pub fn project_name(path: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// A stack in a map that [`assign_project_names`] names: owned, or behind the `Arc` a
+/// snapshot holds it in (and may share with the snapshot before it).
+pub trait StackSlot {
+    fn stack(&self) -> &DesiredStack;
+    fn stack_mut(&mut self) -> &mut DesiredStack;
+    /// Shared with another snapshot, which named it already: [`tree::assemble`] shares only
+    /// stacks that were named and had no error, so no two shared stacks have the same name.
+    fn is_shared(&self) -> bool;
+}
+
+impl StackSlot for DesiredStack {
+    fn stack(&self) -> &DesiredStack {
+        self
+    }
+
+    fn stack_mut(&mut self) -> &mut DesiredStack {
+        self
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+impl StackSlot for Arc<DesiredStack> {
+    fn stack(&self) -> &DesiredStack {
+        self
+    }
+
+    fn stack_mut(&mut self) -> &mut DesiredStack {
+        // Copies a shared stack first, so the snapshot that shares it never changes.
+        Arc::make_mut(self)
+    }
+
+    fn is_shared(&self) -> bool {
+        Arc::strong_count(self) > 1
+    }
+}
+
 /// Derives every stack's project name, and fails every stack that has none or shares one with
 /// another stack: neither of two colliding stacks may touch the host.
-pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
-    for stack in stacks.values_mut() {
+///
+/// Stacks shared with the previous snapshot ([`StackSlot::is_shared`]) keep the name they have;
+/// since no two of them collide, only the names of the other stacks are looked for, so a
+/// refresh that changed one stack of 10,000 names one stack and compares one name.
+pub fn assign_project_names<S: StackSlot>(stacks: &mut BTreeMap<String, S>) {
+    let mut any_shared = false;
+    for slot in stacks.values_mut() {
+        if slot.is_shared() {
+            any_shared = true;
+            continue;
+        }
+        let stack = slot.stack_mut();
         stack.project_name = project_name(&stack.path);
         if stack.project_name.is_none() {
             stack.error.get_or_insert_with(|| {
@@ -114,11 +177,24 @@ pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
             });
         }
     }
+    // Only a name some new stack has can collide (`None`: every stack is new).
+    let new_names: Option<HashSet<&str>> = any_shared.then(|| {
+        stacks
+            .values()
+            .filter(|slot| !slot.is_shared())
+            .filter_map(|slot| slot.stack().project_name.as_deref())
+            .collect()
+    });
+    if new_names.as_ref().is_some_and(HashSet::is_empty) {
+        return;
+    }
     // (name, path) pairs sorted by name, borrowed (10,000 stacks need one vector, no copies);
     // a run of equal names is a collision, and only collisions are collected as owned values.
     let mut named: Vec<(&str, &str)> = stacks
         .values()
+        .map(StackSlot::stack)
         .filter_map(|s| Some((s.project_name.as_deref()?, s.path.as_str())))
+        .filter(|(name, _)| new_names.as_ref().is_none_or(|new| new.contains(name)))
         .collect();
     named.sort_unstable();
     let mut collisions: Vec<(String, String)> = Vec::new();
@@ -141,8 +217,8 @@ pub fn assign_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
         }
     }
     for (path, error) in collisions {
-        if let Some(stack) = stacks.get_mut(&path) {
-            stack.error = Some(error);
+        if let Some(slot) = stacks.get_mut(&path) {
+            slot.stack_mut().error = Some(error);
         }
     }
 }
@@ -160,12 +236,38 @@ pub enum StackStatus {
     Orphaned,
 }
 
+impl StackStatus {
+    /// The wire name, as serde writes it (`missing`, `synced`, …): the API, the dashboard and
+    /// the metrics all show this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Syncing => "syncing",
+            Self::Synced => "synced",
+            Self::Deleting => "deleting",
+            Self::Failed => "failed",
+            Self::Drifted => "drifted",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
 /// Outcome of the last sync attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncOutcome {
     Succeeded,
     Failed,
+}
+
+impl SyncOutcome {
+    /// The wire name, as serde writes it: `succeeded`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// What the reconciler knows about a stack on the host: status, sync metadata, runtime counts.
@@ -331,14 +433,21 @@ pub enum Trigger {
     Manual,
 }
 
-impl std::fmt::Display for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Trigger {
+    /// The wire name, as serde writes it: `startup`, `periodic`, `webhook`, `manual`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Startup => "startup",
             Self::Periodic => "periodic",
             Self::Webhook => "webhook",
             Self::Manual => "manual",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -350,6 +459,18 @@ pub enum RefreshPhase {
     Queued,
     Completed,
     Failed,
+}
+
+impl RefreshPhase {
+    /// The wire name, as serde writes it: `refreshing`, `queued`, `completed`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refreshing => "refreshing",
+            Self::Queued => "queued",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// The snapshot-level status served by `/api/refresh-status` (SPEC §4).
@@ -480,6 +601,90 @@ mod tests {
     fn assert_project_names(stacks: &mut BTreeMap<String, DesiredStack>) {
         assign_project_names(stacks);
         assert_eq!(stacks["ok"].project_name.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn a_new_stack_colliding_with_a_shared_one_fails_both_and_leaves_the_old_snapshot_alone() {
+        let mut first: BTreeMap<String, Arc<DesiredStack>> = ["ok", "web"]
+            .into_iter()
+            .map(|p| (p.to_owned(), Arc::new(stack(p))))
+            .collect();
+        assign_project_names(&mut first);
+        assert!(first.values().all(|s| s.error.is_none()));
+        // The next snapshot shares both and adds "Web", which is named "web" too.
+        let mut next = first.clone();
+        next.insert("Web".into(), Arc::new(stack("Web")));
+        assign_project_names(&mut next);
+        assert!(Arc::ptr_eq(&next["ok"], &first["ok"]));
+        assert!(next["web"].error.as_ref().unwrap().contains("\"Web\""));
+        assert!(next["Web"].error.as_ref().unwrap().contains("\"web\""));
+        assert!(
+            first["web"].error.is_none(),
+            "the shared stack was copied, not changed"
+        );
+        // The same as naming every stack afresh.
+        let mut owned: BTreeMap<String, DesiredStack> = ["ok", "web", "Web"]
+            .into_iter()
+            .map(|p| (p.to_owned(), stack(p)))
+            .collect();
+        assign_project_names(&mut owned);
+        let next: BTreeMap<String, DesiredStack> = next
+            .into_iter()
+            .map(|(p, s)| (p, Arc::unwrap_or_clone(s)))
+            .collect();
+        assert_eq!(next, owned);
+    }
+
+    /// Serde's name for `value`: the JSON string it writes.
+    fn serde_name(value: impl Serialize) -> String {
+        match serde_json::to_value(value).unwrap() {
+            serde_json::Value::String(name) => name,
+            other => panic!("not a string: {other}"),
+        }
+    }
+
+    #[test]
+    fn every_status_name_is_the_name_serde_writes() {
+        // Each list names every variant (a new variant belongs in its list too).
+        let stacks = [
+            StackStatus::Missing,
+            StackStatus::Syncing,
+            StackStatus::Synced,
+            StackStatus::Deleting,
+            StackStatus::Failed,
+            StackStatus::Drifted,
+            StackStatus::Orphaned,
+        ];
+        let phases = [
+            RefreshPhase::Refreshing,
+            RefreshPhase::Queued,
+            RefreshPhase::Completed,
+            RefreshPhase::Failed,
+        ];
+        let triggers = [
+            Trigger::Startup,
+            Trigger::Periodic,
+            Trigger::Webhook,
+            Trigger::Manual,
+        ];
+        let ref_types = [RefType::Branch, RefType::Tag, RefType::Commit];
+        let outcomes = [SyncOutcome::Succeeded, SyncOutcome::Failed];
+        for s in stacks {
+            assert_eq!(s.as_str(), serde_name(s));
+        }
+        for p in phases {
+            assert_eq!(p.as_str(), serde_name(p));
+        }
+        for t in triggers {
+            assert_eq!(t.as_str(), serde_name(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        for r in ref_types {
+            assert_eq!(r.as_str(), serde_name(r));
+        }
+        for o in outcomes {
+            assert_eq!(o.as_str(), serde_name(o));
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! The store also keeps each stack's sync history of this run ([`Store::history`]): a bounded
 //! list of the statuses it reached, recorded as the reconciler changes them. Nothing of it
 //! survives a restart; the labels on the host stay the durable record.
+//!
+//! `GET /metrics` reads it as a plain [`crate::metrics::State`] ([`Store::metrics_state`]):
+//! the store knows the metrics' state type, the metrics know nothing of the store.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +22,12 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::public::PublicError;
+use super::tree::Ascending;
 use super::{
     RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackRecordView, StackStatus, SyncInfo,
     Trigger,
 };
+use crate::metrics;
 
 /// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
 const EVENT_BUFFER: usize = 1024;
@@ -320,39 +325,48 @@ impl Store {
         };
         let mut touched = Vec::new();
 
+        // One walk in path order over the new stacks, the old ones and the sync entries (all
+        // three are keyed by path): no lookup per stack. A stack the new snapshot shares with
+        // the old one (the same `Arc`) is unchanged without looking inside; only the others are
+        // compared, which after a one-commit refresh are the stacks the diff touched.
+        let mut earlier = Ascending::new(old.as_ref().map(|o| &o.stacks));
+        let mut synced = inner.sync.iter_mut().peekable();
+        let mut gone: Vec<String> = Vec::new();
+        let mut new_paths: Vec<String> = Vec::new();
         for (path, desired) in &snapshot.stacks {
-            let before = old.as_ref().and_then(|o| o.stacks.get(path));
-            match inner.sync.get_mut(path) {
-                Some(sync) => {
+            while let Some((p, _)) = synced.next_if(|(p, _)| p.as_str() < path.as_str()) {
+                gone.push(p.clone());
+            }
+            let before = earlier.get(path);
+            match synced.next_if(|(p, _)| *p == path) {
+                Some((_, sync)) => {
                     if sync.host_project.take().is_some()
                         && matches!(sync.status, StackStatus::Orphaned | StackStatus::Deleting)
                     {
                         // Back in Git: the reconciler decides afresh.
                         sync.status = StackStatus::Missing;
                     }
-                    if before != Some(desired) {
+                    let unchanged =
+                        before.is_some_and(|b| Arc::ptr_eq(b, desired) || **b == **desired);
+                    if unchanged {
+                        report.unchanged += 1;
+                    } else {
                         report.changed.push(path.clone());
                         touched.push(path.clone());
-                    } else {
-                        report.unchanged += 1;
                     }
                 }
                 None => {
-                    inner
-                        .sync
-                        .insert(path.clone(), SyncInfo::new(StackStatus::Missing));
+                    new_paths.push(path.clone());
                     report.added.push(path.clone());
                     touched.push(path.clone());
                 }
             }
         }
+        gone.extend(synced.map(|(p, _)| p.clone()));
+        for path in new_paths {
+            inner.sync.insert(path, SyncInfo::new(StackStatus::Missing));
+        }
 
-        let gone: Vec<String> = inner
-            .sync
-            .keys()
-            .filter(|p| !snapshot.stacks.contains_key(*p))
-            .cloned()
-            .collect();
         for path in gone {
             let was_in_git = old.as_ref().is_some_and(|o| o.stacks.contains_key(&path));
             let Some(sync) = inner.sync.get_mut(&path) else {
@@ -483,6 +497,33 @@ impl Store {
         }
     }
 
+    /// What the metrics show of the cache, taken under one lock: every stack's status and the
+    /// refresh status.
+    pub fn metrics_state(&self) -> metrics::State {
+        let inner = self.lock();
+        let refresh = &inner.refresh;
+        let snapshot = match (&refresh.revision, refresh.ref_type) {
+            (Some(revision), Some(ref_type)) => Some(metrics::SnapshotState {
+                revision: revision.clone(),
+                git_ref: refresh.git_ref.clone(),
+                ref_type: ref_type.as_str(),
+            }),
+            _ => None,
+        };
+        metrics::State {
+            stacks: inner
+                .sync
+                .iter()
+                .map(|(path, sync)| (path.clone(), sync.status.as_str()))
+                .collect(),
+            snapshot,
+            stack_count: refresh.stack_count,
+            last_success_at: refresh.last_success_at,
+            consecutive_failures: refresh.consecutive_failures,
+            refreshing: refresh.refresh_status == RefreshPhase::Refreshing,
+        }
+    }
+
     /// Drops a stack that is neither in Git nor on the host any more.
     pub fn remove_gone(&self, path: &str) {
         let mut inner = self.lock();
@@ -499,6 +540,13 @@ impl Store {
                 path: path.to_owned(),
             });
         }
+    }
+}
+
+/// `GET /metrics` renders the cache through this ([`crate::metrics::render`]).
+impl metrics::StateSource for Store {
+    fn metrics_state(&self) -> metrics::State {
+        Store::metrics_state(self)
     }
 }
 
@@ -519,7 +567,7 @@ mod tests {
                 .map(|(path, hash)| {
                     (
                         path.to_string(),
-                        DesiredStack {
+                        Arc::new(DesiredStack {
                             path: path.to_string(),
                             project_name: Some(path.to_string()),
                             compose_file: "compose.yaml".into(),
@@ -528,7 +576,7 @@ mod tests {
                             compose_blob: None,
                             warnings: vec![],
                             error: None,
-                        },
+                        }),
                     )
                 })
                 .collect(),
@@ -767,6 +815,68 @@ mod tests {
         assert_eq!(
             serde_json::from_slice::<Value>(&Store::new("x".into()).stacks_json()).unwrap(),
             serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn shared_stacks_are_unchanged_and_equal_copies_are_too() {
+        let store = Store::new("main".into());
+        let now = SystemTime::now();
+        let first = snapshot("r1", &[("a", "1"), ("b", "1"), ("c", "1")]);
+        store.install_snapshot(first.clone(), Trigger::Startup, now);
+        let (_, mut rx) = store.subscribe();
+        // "a" shared, "b" an equal copy, "c" changed, "d" new.
+        let mut next = (*snapshot("r2", &[("b", "1"), ("c", "2"), ("d", "1")])).clone();
+        next.stacks.insert("a".into(), first.stacks["a"].clone());
+        let report = store.install_snapshot(Arc::new(next), Trigger::Webhook, now);
+        assert_eq!(report.unchanged, 2);
+        assert_eq!(report.changed, ["c"]);
+        assert_eq!(report.added, ["d"]);
+        let upserts: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|e| match e {
+                Event::StackUpsert(record) => Some(record.path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(upserts, ["c", "d"]);
+    }
+
+    #[test]
+    fn the_metrics_see_every_stack_with_its_status_and_the_snapshot_served() {
+        let store = Store::new("main".into());
+        assert_eq!(store.metrics_state(), metrics::State::default());
+        let now = SystemTime::now();
+        store.install_snapshot(
+            snapshot("r1", &[("db", "1"), ("web", "1")]),
+            Trigger::Startup,
+            now,
+        );
+        store.update_stack("db", |s| s.status = StackStatus::Synced);
+        store.upsert_gone("old", "old", |_| {});
+        let state = store.metrics_state();
+        assert_eq!(
+            state.stacks,
+            [
+                ("db".to_owned(), "synced"),
+                ("old".to_owned(), "orphaned"),
+                ("web".to_owned(), "missing")
+            ]
+        );
+        assert_eq!(
+            state.snapshot,
+            Some(metrics::SnapshotState {
+                revision: "r1".into(),
+                git_ref: "refs/heads/main".into(),
+                ref_type: "branch",
+            })
+        );
+        assert_eq!(state.stack_count, 2);
+        assert_eq!(state.last_success_at, Some(now));
+        assert!(!state.refreshing);
+        let text = metrics::render(&Arc::new(store)).unwrap();
+        assert!(
+            text.contains("docker_cd_stack_status{stack=\"db\",status=\"synced\"} 1"),
+            "{text}"
         );
     }
 

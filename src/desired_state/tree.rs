@@ -13,9 +13,15 @@
 //! way the index was built. Blob sizes and contents are not part of the index: the caller reads
 //! the chosen compose blobs (their size from `cat-file`'s header) and [`assemble`] turns index
 //! and blob facts into stacks.
+//!
+//! Both the index and the stacks hold each stack behind an `Arc`: a refresh that changes one
+//! stack of 10,000 shares the other 9,999 with the previous snapshot ([`apply_diff`] keeps the
+//! untouched index entries, [`assemble`] the unchanged stacks) instead of rebuilding them, and
+//! the cache tells shared stacks apart by pointer.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::{COMPOSE_FILE_NAMES, DesiredStack, MAX_COMPOSE_FILE_BYTES, Snapshot};
 
@@ -128,8 +134,9 @@ impl StackTree {
 /// refresh can apply a diff instead of listing the whole tree.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TreeIndex {
-    /// Stack directories by name (a single directory name under the deploy dir).
-    pub stacks: BTreeMap<String, StackTree>,
+    /// Stack directories by name (a single directory name under the deploy dir). Shared with
+    /// the index of the previous commit where the diff did not touch them.
+    pub stacks: BTreeMap<String, Arc<StackTree>>,
     /// Things worth telling the operator that are not about one stack, in tree order.
     pub warnings: Vec<String>,
     /// Chosen compose blobs found larger than [`MAX_COMPOSE_FILE_BYTES`], with their size: set
@@ -231,10 +238,10 @@ pub fn scan(entries: &[TreeEntry], deploy_dir: &str) -> Result<TreeIndex, ScanEr
         found.sort_by_key(|c| precedence(c.file));
         stacks.insert(
             name.to_owned(),
-            StackTree {
+            Arc::new(StackTree {
                 tree: dir.oid.clone(),
                 candidates: found,
-            },
+            }),
         );
     }
     Ok(TreeIndex {
@@ -316,6 +323,7 @@ pub fn apply_diff(
         }
     }
 
+    // Cheap: the entries are `Arc`s; only the touched ones are replaced below.
     let mut index = previous.clone();
     index.too_large.clear();
     for (name, t) in touched {
@@ -328,7 +336,9 @@ pub fn apply_diff(
         if !is_stack_dir(name, mode) {
             continue; // now a file, a symlink or a submodule
         }
-        let mut candidates = before.map(|s| s.candidates).unwrap_or_default();
+        let mut candidates = before
+            .map(|s| Arc::unwrap_or_clone(s).candidates)
+            .unwrap_or_default();
         for (file, new) in t.compose {
             candidates.retain(|c| c.file != file);
             if let Some((mode, oid)) = new {
@@ -347,10 +357,10 @@ pub fn apply_diff(
         candidates.sort_by_key(|c| precedence(c.file));
         index.stacks.insert(
             name.to_owned(),
-            StackTree {
+            Arc::new(StackTree {
                 tree: tree.to_owned(),
                 candidates,
-            },
+            }),
         );
     }
     Some(index)
@@ -363,7 +373,7 @@ pub fn wanted_blobs(index: &TreeIndex) -> Vec<&str> {
     index
         .stacks
         .values()
-        .filter_map(StackTree::compose_blob)
+        .filter_map(|stack| stack.compose_blob())
         .filter(|oid| seen.insert(*oid))
         .collect()
 }
@@ -371,7 +381,7 @@ pub fn wanted_blobs(index: &TreeIndex) -> Vec<&str> {
 /// What the previous snapshot found out about blob `oid`, the compose file of stack `name`:
 /// its hash if the same-named stack had that blob, or its size if it was too large.
 pub fn known_facts(previous: Option<&Snapshot>, name: &str, oid: &str) -> Option<BlobFacts> {
-    known_facts_of(previous, previous?.stacks.get(name), oid)
+    known_facts_of(previous, previous?.stacks.get(name).map(|s| &**s), oid)
 }
 
 /// [`known_facts`] with the same-named previous stack already looked up.
@@ -395,30 +405,29 @@ pub fn known_facts_of(
         .map(|size| BlobFacts::TooLarge(*size))
 }
 
-/// The previous snapshot's stacks, looked up by names that come in ascending order: one step
+/// Entries of a map keyed by name, looked up by names that come in ascending order: one step
 /// of a merge instead of a tree search per stack (a tenth of an assembly of 10,000 stacks).
 #[derive(Debug)]
-pub struct PreviousStacks<'a> {
-    stacks:
-        Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, String, DesiredStack>>>,
+pub(super) struct Ascending<'a, V> {
+    entries: Option<std::iter::Peekable<std::collections::btree_map::Iter<'a, String, V>>>,
 }
 
-impl<'a> PreviousStacks<'a> {
-    pub fn new(previous: Option<&'a Snapshot>) -> Self {
+impl<'a, V> Ascending<'a, V> {
+    pub(super) fn new(map: Option<&'a BTreeMap<String, V>>) -> Self {
         Self {
-            stacks: previous.map(|p| p.stacks.iter().peekable()),
+            entries: map.map(|m| m.iter().peekable()),
         }
     }
 
-    /// The previous stack named `name`; names must be asked for in ascending order.
-    pub fn get(&mut self, name: &str) -> Option<&'a DesiredStack> {
-        let stacks = self.stacks.as_mut()?;
-        while let Some((key, stack)) = stacks.peek() {
+    /// The entry named `name`; names must be asked for in ascending order.
+    pub(super) fn get(&mut self, name: &str) -> Option<&'a V> {
+        let entries = self.entries.as_mut()?;
+        while let Some((key, value)) = entries.peek() {
             match key.as_str().cmp(name) {
                 std::cmp::Ordering::Less => {
-                    stacks.next();
+                    entries.next();
                 }
-                std::cmp::Ordering::Equal => return Some(*stack),
+                std::cmp::Ordering::Equal => return Some(*value),
                 std::cmp::Ordering::Greater => return None,
             }
         }
@@ -426,81 +435,160 @@ impl<'a> PreviousStacks<'a> {
     }
 }
 
-/// Turns an index and the facts of its chosen compose blobs into stacks (project names not yet
-/// assigned), and records the blobs found too large in `index.too_large`. Facts come from
-/// `blobs`, or else from `previous` (see [`known_facts`]). A chosen compose file that is a
-/// symlink or larger than [`MAX_COMPOSE_FILE_BYTES`] makes a stack with an error; the other
-/// candidates give warnings. A blob without facts is treated as unreadable (an error of that
-/// stack), which the reader never lets happen.
+/// The previous snapshot's stacks, looked up by names that come in ascending order: one step
+/// of a merge instead of a tree search per stack.
+#[derive(Debug)]
+pub struct PreviousStacks<'a> {
+    stacks: Ascending<'a, Arc<DesiredStack>>,
+}
+
+impl<'a> PreviousStacks<'a> {
+    pub fn new(previous: Option<&'a Snapshot>) -> Self {
+        Self {
+            stacks: Ascending::new(previous.map(|p| &p.stacks)),
+        }
+    }
+
+    /// The previous stack named `name`; names must be asked for in ascending order.
+    pub fn get(&mut self, name: &str) -> Option<&'a DesiredStack> {
+        self.stacks.get(name).map(|stack| &**stack)
+    }
+
+    /// [`PreviousStacks::get`], as the snapshot holds it (to share it).
+    pub fn get_shared(&mut self, name: &str) -> Option<&'a Arc<DesiredStack>> {
+        self.stacks.get(name)
+    }
+}
+
+/// Whether the stack `now` describes would be rebuilt exactly as `earlier`, the previous
+/// snapshot's stack of that name read from `before`: same directory listing, and `earlier`
+/// complete (hashed, named, no error), with no fresher facts about its blob. Such a stack is
+/// shared, not rebuilt. A stack with an error is always rebuilt: its error may be a project
+/// name collision, which depends on the other stacks and is decided again for every snapshot.
+fn is_unchanged(
+    earlier: &DesiredStack,
+    before: &Arc<StackTree>,
+    now: &Arc<StackTree>,
+    blobs: &HashMap<&str, BlobFacts>,
+) -> bool {
+    let chosen = now.chosen();
+    (Arc::ptr_eq(before, now) || before == now)
+        && earlier.error.is_none()
+        && earlier.project_name.is_some()
+        && earlier.content_hash == now.tree
+        && earlier.compose_file == chosen.file
+        && earlier.compose_blob.as_deref() == Some(chosen.oid.as_str())
+        && match blobs.get(chosen.oid.as_str()) {
+            None => earlier.compose_hash.is_some(),
+            Some(BlobFacts::Hash(hash)) => earlier.compose_hash.as_ref() == Some(hash),
+            Some(BlobFacts::TooLarge(_)) => false,
+        }
+}
+
+/// Turns an index and the facts of its chosen compose blobs into stacks, and records the blobs
+/// found too large in `index.too_large`. Facts come from `blobs`, or else from `previous` (see
+/// [`known_facts`]). A chosen compose file that is a symlink or larger than
+/// [`MAX_COMPOSE_FILE_BYTES`] makes a stack with an error; the other candidates give warnings.
+/// A blob without facts is treated as unreadable (an error of that stack), which the reader
+/// never lets happen.
+///
+/// A stack that would come out exactly as in `previous` is that snapshot's `Arc`, project name
+/// included; every other stack is new, its project name not yet assigned
+/// ([`super::assign_project_names`] tells the two apart by whether the `Arc` is shared).
 pub fn assemble(
     index: &mut TreeIndex,
     blobs: &HashMap<&str, BlobFacts>,
     previous: Option<&Snapshot>,
-) -> BTreeMap<String, DesiredStack> {
+) -> BTreeMap<String, Arc<DesiredStack>> {
     let mut too_large = BTreeMap::new();
     let mut earlier_stacks = PreviousStacks::new(previous);
+    let mut earlier_trees = Ascending::new(previous.map(|p| &p.tree.stacks));
     let stacks = index
         .stacks
         .iter()
         .map(|(name, stack)| {
-            let chosen = stack.chosen();
-            let file = chosen.file;
-            let mut desired = DesiredStack {
-                path: name.clone(),
-                project_name: None,
-                compose_file: file.to_owned(),
-                compose_hash: None,
-                content_hash: stack.tree.clone(),
-                compose_blob: None,
-                warnings: stack.candidates[1..]
-                    .iter()
-                    .map(|other| format!("{} is ignored: {file} takes precedence", other.file))
-                    .collect(),
-                error: None,
-            };
-            if chosen.mode == MODE_SYMLINK {
-                desired.error = Some(format!(
-                    "{file} is a symbolic link; compose files must be regular files"
-                ));
-            } else {
-                // The previous stack's hash is cloned once, straight into the new stack.
-                let earlier = earlier_stacks.get(name).filter(|d| {
-                    d.compose_blob.as_deref() == Some(chosen.oid.as_str())
-                        && d.compose_hash.is_some()
-                });
-                let facts = match (blobs.get(chosen.oid.as_str()), earlier) {
-                    (Some(facts), _) => Some(Cow::Borrowed(facts)),
-                    (None, Some(d)) => {
-                        desired.compose_hash.clone_from(&d.compose_hash);
-                        desired.compose_blob = Some(chosen.oid.clone());
-                        None
-                    }
-                    (None, None) => {
-                        known_facts_of(previous, None, &chosen.oid).map(Cow::Owned)
-                    }
-                };
-                match facts.as_deref() {
-                    Some(BlobFacts::Hash(hash)) => {
-                        desired.compose_hash = Some(hash.clone());
-                        desired.compose_blob = Some(chosen.oid.clone());
-                    }
-                    Some(BlobFacts::TooLarge(size)) => {
-                        too_large.insert(chosen.oid.clone(), *size);
-                        desired.error = Some(format!(
-                            "{file} is {size} bytes, over the limit of {MAX_COMPOSE_FILE_BYTES} bytes"
-                        ));
-                    }
-                    None if desired.compose_hash.is_some() => {} // taken over above
-                    None => {
-                        desired.error = Some(format!("{file} could not be read"));
-                    }
+            let earlier = earlier_stacks.get_shared(name);
+            if let (Some(earlier), Some(before)) = (earlier, earlier_trees.get(name)) {
+                if is_unchanged(earlier, before, stack, blobs) {
+                    return (name.clone(), Arc::clone(earlier));
                 }
             }
-            (name.clone(), desired)
+            let desired = build_stack(
+                name,
+                stack,
+                blobs,
+                previous,
+                earlier.map(|e| &**e),
+                &mut too_large,
+            );
+            (name.clone(), Arc::new(desired))
         })
         .collect();
     index.too_large = too_large;
     stacks
+}
+
+/// One stack of [`assemble`], built afresh; `earlier` is the previous snapshot's stack of that
+/// name.
+fn build_stack(
+    name: &str,
+    stack: &StackTree,
+    blobs: &HashMap<&str, BlobFacts>,
+    previous: Option<&Snapshot>,
+    earlier: Option<&DesiredStack>,
+    too_large: &mut BTreeMap<String, u64>,
+) -> DesiredStack {
+    let chosen = stack.chosen();
+    let file = chosen.file;
+    let mut desired = DesiredStack {
+        path: name.to_owned(),
+        project_name: None,
+        compose_file: file.to_owned(),
+        compose_hash: None,
+        content_hash: stack.tree.clone(),
+        compose_blob: None,
+        warnings: stack.candidates[1..]
+            .iter()
+            .map(|other| format!("{} is ignored: {file} takes precedence", other.file))
+            .collect(),
+        error: None,
+    };
+    if chosen.mode == MODE_SYMLINK {
+        desired.error = Some(format!(
+            "{file} is a symbolic link; compose files must be regular files"
+        ));
+        return desired;
+    }
+    // The previous stack's hash is cloned once, straight into the new stack.
+    let earlier = earlier.filter(|d| {
+        d.compose_blob.as_deref() == Some(chosen.oid.as_str()) && d.compose_hash.is_some()
+    });
+    let facts = match (blobs.get(chosen.oid.as_str()), earlier) {
+        (Some(facts), _) => Some(Cow::Borrowed(facts)),
+        (None, Some(d)) => {
+            desired.compose_hash.clone_from(&d.compose_hash);
+            desired.compose_blob = Some(chosen.oid.clone());
+            None
+        }
+        (None, None) => known_facts_of(previous, None, &chosen.oid).map(Cow::Owned),
+    };
+    match facts.as_deref() {
+        Some(BlobFacts::Hash(hash)) => {
+            desired.compose_hash = Some(hash.clone());
+            desired.compose_blob = Some(chosen.oid.clone());
+        }
+        Some(BlobFacts::TooLarge(size)) => {
+            too_large.insert(chosen.oid.clone(), *size);
+            desired.error = Some(format!(
+                "{file} is {size} bytes, over the limit of {MAX_COMPOSE_FILE_BYTES} bytes"
+            ));
+        }
+        None if desired.compose_hash.is_some() => {} // taken over above
+        None => {
+            desired.error = Some(format!("{file} could not be read"));
+        }
+    }
+    desired
 }
 
 #[cfg(test)]
@@ -673,7 +761,7 @@ mod tests {
         );
         assert_eq!(next, index);
         // A blob that is new gets its facts from the read; without any, the stack says so.
-        next.stacks.get_mut("a").unwrap().candidates[0].oid = "b3".into();
+        Arc::make_mut(next.stacks.get_mut("a").unwrap()).candidates[0].oid = "b3".into();
         let third = assemble(&mut next, &HashMap::new(), Some(&first));
         assert!(
             third["a"]
@@ -863,6 +951,105 @@ mod tests {
             change(0, F, "h1", "s/.hidden/compose.yaml"),
         ];
         assert_eq!(apply_diff(&previous, &hidden, "s"), Some(previous));
+    }
+
+    /// A snapshot of `index` as the git reader builds it: assembled, then named.
+    fn snapshot_of(
+        index: &TreeIndex,
+        blobs: &HashMap<&str, BlobFacts>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
+        let mut index = index.clone();
+        let mut stacks = assemble(&mut index, blobs, previous);
+        super::super::assign_project_names(&mut stacks);
+        Snapshot {
+            revision: "c".into(),
+            git_ref: "refs/heads/main".into(),
+            ref_type: super::super::RefType::Branch,
+            remote_oid: "c".into(),
+            commit_message: String::new(),
+            stacks,
+            warnings: vec![],
+            tree: index,
+        }
+    }
+
+    #[test]
+    fn a_diff_shares_every_untouched_stack_with_the_previous_snapshot() {
+        let before = vec![
+            tree("s", "t0"),
+            tree("s/a", "ta"),
+            blob("s/a/compose.yaml", "a1"),
+            tree("s/b", "tb"),
+            blob("s/b/compose.yaml", "b1"),
+            tree("s/c", "tc"),
+            blob("s/c/compose.yaml", "c1"),
+        ];
+        let first_index = scan(&before, "s").unwrap();
+        let first = snapshot_of(&first_index, &facts(&first_index), None);
+        // b's compose file changes; a and c do not.
+        let diff = vec![
+            change(T, T, "t0'", "s"),
+            change(T, T, "tb'", "s/b"),
+            change(F, F, "b2", "s/b/compose.yaml"),
+        ];
+        let index = apply_diff(&first.tree, &diff, "s").unwrap();
+        assert!(Arc::ptr_eq(&index.stacks["a"], &first.tree.stacks["a"]));
+        assert!(!Arc::ptr_eq(&index.stacks["b"], &first.tree.stacks["b"]));
+        let blobs = HashMap::from([("b2", BlobFacts::Hash("sha-b2".into()))]);
+        let second = snapshot_of(&index, &blobs, Some(&first));
+        for shared in ["a", "c"] {
+            assert!(
+                Arc::ptr_eq(&second.stacks[shared], &first.stacks[shared]),
+                "{shared}"
+            );
+        }
+        assert!(!Arc::ptr_eq(&second.stacks["b"], &first.stacks["b"]));
+        assert_eq!(second.stacks["b"].compose_hash.as_deref(), Some("sha-b2"));
+        assert_eq!(second.stacks["b"].project_name.as_deref(), Some("b"));
+        // Exactly what reading the new commit from scratch gives.
+        let scratch_blobs = HashMap::from([
+            ("a1", BlobFacts::Hash("sha-a1".into())),
+            ("b2", BlobFacts::Hash("sha-b2".into())),
+            ("c1", BlobFacts::Hash("sha-c1".into())),
+        ]);
+        assert_eq!(
+            second.stacks,
+            snapshot_of(&index, &scratch_blobs, None).stacks
+        );
+    }
+
+    #[test]
+    fn stacks_with_errors_are_rebuilt_not_shared() {
+        let mut link = blob("a/compose.yaml", "l1");
+        link.mode = MODE_SYMLINK;
+        let entries = vec![
+            tree("a", "ta"),
+            link,
+            tree("b", "tb"),
+            blob("b/compose.yaml", "b1"),
+            tree("B", "tB"),
+            blob("B/compose.yaml", "B1"),
+        ];
+        let index = scan(&entries, "").unwrap();
+        let first = snapshot_of(&index, &facts(&index), None);
+        assert!(
+            first.stacks["b"]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("collides")
+        );
+        // The same tree again: nothing changed, yet the stacks with an error are built anew
+        // (a collision depends on the other stacks) and come out equal.
+        let second = snapshot_of(&first.tree, &HashMap::new(), Some(&first));
+        for rebuilt in ["a", "b", "B"] {
+            assert!(
+                !Arc::ptr_eq(&second.stacks[rebuilt], &first.stacks[rebuilt]),
+                "{rebuilt}"
+            );
+        }
+        assert_eq!(second.stacks, first.stacks);
     }
 
     #[test]

@@ -631,7 +631,10 @@ mod tests {
             ref_type: RefType::Branch,
             remote_oid: "r".into(),
             commit_message: "m".into(),
-            stacks: map,
+            stacks: map
+                .into_iter()
+                .map(|(k, v)| (k, std::sync::Arc::new(v)))
+                .collect(),
             warnings: vec![],
             tree: Default::default(),
         }
@@ -763,7 +766,8 @@ mod tests {
     #[test]
     fn stacks_with_desired_state_errors_fail_without_touching_the_host() {
         let mut snap = snapshot(&[("web", "h1")]);
-        snap.stacks.get_mut("web").unwrap().error = Some("compose.yaml is a symbolic link".into());
+        std::sync::Arc::make_mut(snap.stacks.get_mut("web").unwrap()).error =
+            Some("compose.yaml is a symbolic link".into());
         let action = only(plan(
             &snap,
             &BTreeMap::new(),
