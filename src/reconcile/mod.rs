@@ -77,7 +77,7 @@ impl std::fmt::Display for Reason {
 pub enum AckError {
     #[error("no stack {0:?}")]
     UnknownStack(String),
-    #[error("stack {path:?} is {status:?}, not drifted; nothing to acknowledge")]
+    #[error("stack {path:?} is {}, not drifted; nothing to acknowledge", status.as_str())]
     NotDrifted { path: String, status: StackStatus },
 }
 
