@@ -1,9 +1,9 @@
 //! Verifies and interprets push webhooks from GitHub, Gitea and Forgejo (`POST /api/webhook`).
 //!
 //! Pure: raw body bytes and raw header values in, typed decisions out. No I/O, no async, no
-//! logging and no HTTP types; the HTTP layer owns those and picks the status code with
-//! [`WebhookError::is_authentication_failure`] (401) or not (400). Uses only `hmac`, `sha2`, `hex`,
-//! `serde`, `serde_json` and `serde_urlencoded`.
+//! logging and no HTTP types; the HTTP layer owns those and maps a [`WebhookError`] to its status
+//! code in one place (`src/http/error.rs`: the signature errors 401, the others 400). Uses only
+//! `hmac`, `sha2`, `hex`, `serde`, `serde_json` and `serde_urlencoded`.
 //!
 //! The caller must check in this order, so that an unauthenticated body is never parsed, and a
 //! delivery without a usable signature header is refused before its body is read:
@@ -60,21 +60,6 @@ pub enum WebhookError {
     /// The body cannot be read as the event it claims to be; the text names the problem.
     #[error("{0}")]
     InvalidPayload(String),
-}
-
-impl WebhookError {
-    /// 401 class (authentication) vs 400 class (bad request). Used by the HTTP layer to pick the
-    /// status.
-    #[must_use]
-    pub fn is_authentication_failure(&self) -> bool {
-        matches!(
-            self,
-            Self::MissingSignature
-                | Self::MalformedSignature
-                | Self::DuplicateSignature
-                | Self::BadSignature
-        )
-    }
 }
 
 /// A well-formed `X-Hub-Signature-256` value: the 32 bytes of a claimed HMAC-SHA256. Checking
@@ -463,18 +448,17 @@ mod tests {
     }
 
     #[test]
-    fn only_signature_errors_are_authentication_failures() {
+    fn error_messages_are_lower_case_without_a_trailing_period() {
         use WebhookError::*;
-        let auth = [
+        let all = [
             MissingSignature,
             MalformedSignature,
             DuplicateSignature,
             BadSignature,
+            MissingEvent,
+            InvalidPayload("x".to_owned()),
         ];
-        let other = [MissingEvent, InvalidPayload("x".to_owned())];
-        assert!(auth.iter().all(WebhookError::is_authentication_failure));
-        assert!(!other.iter().any(WebhookError::is_authentication_failure));
-        for message in auth.iter().chain(&other).map(ToString::to_string) {
+        for message in all.iter().map(ToString::to_string) {
             let lower = !message.starts_with(|c: char| c.is_uppercase());
             assert!(lower && !message.ends_with('.'), "{message}");
         }
