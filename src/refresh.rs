@@ -472,84 +472,82 @@ mod tests {
         }
     }
 
+    /// A [`Refresher`] over a [`SlowSource`] and a fresh store, running from `start` until
+    /// `shutdown`.
+    struct SlowRefresher {
+        source: SlowSource,
+        handle: RefreshHandle,
+        progress: watch::Receiver<Progress>,
+        shutdown: CancellationToken,
+        start: Instant,
+    }
+
+    impl SlowRefresher {
+        fn start() -> Self {
+            let source = SlowSource::default();
+            let store = Arc::new(Store::new("main".into()));
+            let refresher = Refresher::new(source.clone(), store, Redactor::default());
+            let handle = refresher.handle();
+            let progress = refresher.progress();
+            let shutdown = CancellationToken::new();
+            tokio::spawn(refresher.run(shutdown.clone()));
+            Self {
+                source,
+                handle,
+                progress,
+                shutdown,
+                start: Instant::now(),
+            }
+        }
+
+        /// When each read began, in (virtual) milliseconds after `start`.
+        fn read_offsets_ms(&self) -> Vec<u128> {
+            let calls = self.source.calls.lock().unwrap();
+            calls
+                .iter()
+                .map(|t| (*t - self.start).as_millis())
+                .collect()
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_requests_costs_one_more_refresh_started_when_it_pauses() {
-        let source = SlowSource::default();
-        let store = Arc::new(Store::new("main".into()));
-        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
-        let handle = refresher.handle();
-        let progress = refresher.progress();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(refresher.run(shutdown.clone()));
-        let start = Instant::now();
+        let slow = SlowRefresher::start();
         // A request every 10 ms for 1.5 s: the first refresh runs 0–1 s.
         for _ in 0..150 {
-            handle.request(Trigger::Webhook);
+            slow.handle.request(Trigger::Webhook);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let mut rx = progress.clone();
+        let mut rx = slow.progress.clone();
         rx.wait_for(|p| p.completed == 2).await.unwrap();
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let offsets: Vec<u128> = source
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| (*t - start).as_millis())
-            .collect();
         // The second starts once the requests paused for COALESCE_QUIET (the last came at
         // 1.49 s), not at the end of the first; nothing after it.
-        assert_eq!(offsets, [0, 1540]);
-        shutdown.cancel();
+        assert_eq!(slow.read_offsets_ms(), [0, 1540]);
+        slow.shutdown.cancel();
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_single_request_during_a_refresh_starts_right_after_it() {
-        let source = SlowSource::default();
-        let store = Arc::new(Store::new("main".into()));
-        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
-        let handle = refresher.handle();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(refresher.run(shutdown.clone()));
-        let start = Instant::now();
-        handle.request(Trigger::Startup);
+        let slow = SlowRefresher::start();
+        slow.handle.request(Trigger::Startup);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(handle.request(Trigger::Webhook), Admission::Queued);
+        assert_eq!(slow.handle.request(Trigger::Webhook), Admission::Queued);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let offsets: Vec<u128> = source
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| (*t - start).as_millis())
-            .collect();
-        assert_eq!(offsets, [0, 1000]);
-        shutdown.cancel();
+        assert_eq!(slow.read_offsets_ms(), [0, 1000]);
+        slow.shutdown.cancel();
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_endless_stream_of_requests_still_refreshes_every_coalesce_max() {
-        let source = SlowSource::default();
-        let store = Arc::new(Store::new("main".into()));
-        let refresher = Refresher::new(source.clone(), store.clone(), Redactor::default());
-        let handle = refresher.handle();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(refresher.run(shutdown.clone()));
-        let start = Instant::now();
+        let slow = SlowRefresher::start();
         for _ in 0..800 {
-            handle.request(Trigger::Webhook);
+            slow.handle.request(Trigger::Webhook);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let offsets: Vec<u128> = source
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| (*t - start).as_millis())
-            .collect();
         // Each refresh takes 1 s, then the next waits COALESCE_MAX while requests keep coming.
-        assert_eq!(offsets, [0, 3000, 6000]);
-        shutdown.cancel();
+        assert_eq!(slow.read_offsets_ms(), [0, 3000, 6000]);
+        slow.shutdown.cancel();
     }
 
     #[tokio::test(start_paused = true)]
