@@ -15,27 +15,19 @@ fn main() -> ExitCode {
             Ok(config) => serve(config),
             Err(e) => invalid(&e),
         },
-        CliCommand::Check(args) => match Config::from_args(args) {
-            Ok(config) => {
-                init_logs(LogFormat::Text, "warn");
-                run(async move { docker_cd::cli::check(config, &mut std::io::stdout()).await })
-            }
-            Err(e) => invalid(&e),
-        },
-        CliCommand::Status(args) => match ClientConfig::for_status(args) {
-            Ok(client) => {
-                init_logs(LogFormat::Text, "warn");
-                run(async move { docker_cd::cli::status(client, &mut std::io::stdout()).await })
-            }
-            Err(e) => invalid(&e),
-        },
-        CliCommand::Refresh(args) => match ClientConfig::for_refresh(args) {
-            Ok(client) => {
-                init_logs(LogFormat::Text, "warn");
-                run(async move { docker_cd::cli::refresh(client, &mut std::io::stdout()).await })
-            }
-            Err(e) => invalid(&e),
-        },
+        CliCommand::Check(args) => client_command(Config::from_args(args), |config| async move {
+            docker_cd::cli::check(config, &mut std::io::stdout()).await
+        }),
+        CliCommand::Status(args) => {
+            client_command(ClientConfig::for_status(args), |client| async move {
+                docker_cd::cli::status(client, &mut std::io::stdout()).await
+            })
+        }
+        CliCommand::Refresh(args) => {
+            client_command(ClientConfig::for_refresh(args), |client| async move {
+                docker_cd::cli::refresh(client, &mut std::io::stdout()).await
+            })
+        }
     }
 }
 
@@ -66,17 +58,38 @@ fn init_logs(format: LogFormat, default_level: &str) {
     }
 }
 
-/// Runs a subcommand on a fresh runtime and turns its outcome into the exit code.
-fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit, E>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// A short-lived subcommand (`check`, `status`, `refresh`): its settings, else their problems
+/// (exit code 2); then warnings-only text logs and [`run`].
+fn client_command<C, F, E>(settings: Result<C, ConfigError>, work: impl FnOnce(C) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<Exit, E>>,
+    E: std::error::Error,
+{
+    match settings {
+        Ok(settings) => {
+            init_logs(LogFormat::Text, "warn");
+            run(work(settings))
+        }
+        Err(e) => invalid(&e),
+    }
+}
+
+/// The multi-threaded runtime every subcommand runs on, or the exit code when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+/// Runs a subcommand on a fresh runtime and turns its outcome into the exit code.
+fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit, E>>) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     match runtime.block_on(work) {
         Ok(Exit::Success) => ExitCode::SUCCESS,
@@ -92,15 +105,9 @@ fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit
 
 fn serve(config: Config) -> ExitCode {
     init_logs(config.log_format, "info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let signal = shutdown_signal()
