@@ -10,7 +10,8 @@
 //! What a read holds in memory is bounded by the sizes in `cat-file --batch`'s headers, checked
 //! before any content is read: [`MAX_STACK_FILE_BYTES`] per file and [`MAX_STACK_BYTES`] per
 //! stack when a stack is materialised, the same per-file cap for commits, and
-//! [`MAX_COMPOSE_FILE_BYTES`] for compose files (drained, not held).
+//! [`MAX_COMPOSE_FILE_BYTES`](crate::desired_state::MAX_COMPOSE_FILE_BYTES) for compose files
+//! (drained, not held).
 //!
 //! A refresh costs a constant number of git processes whatever the number of stacks:
 //! `ls-remote` (1) decides whether anything changed; if it did, `fetch` (2) of just the configured

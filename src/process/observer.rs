@@ -41,8 +41,8 @@ pub enum CommandEvent {
     Failed(CommandFailure),
 }
 
-/// One report about one child: which program and subcommand ([`Command::metric_labels`]), and
-/// what happened.
+/// One report about one child: which program and subcommand
+/// ([`Command::metric_labels`](super::Command::metric_labels)), and what happened.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandReport<'a> {
     pub program: &'a str,
