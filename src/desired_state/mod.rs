@@ -11,6 +11,8 @@
 //! Foundation layer: uses no adapter and spawns nothing (config, process and untrusted, for
 //! [`public`]; metrics, for the plain state [`Store::metrics_state`] hands it).
 
+mod events;
+mod history;
 pub mod public;
 pub mod store;
 pub mod transitions;

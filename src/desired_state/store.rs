@@ -10,15 +10,16 @@
 //! The store also keeps each stack's sync history of this run ([`Store::history`]): a bounded
 //! list of the statuses it reached, recorded as the reconciler changes them. Nothing of it
 //! survives a restart; the labels on the host stay the durable record.
+//! The entries and their bounding live in `history`, the [`Event`] type in `events`; this
+//! file is the cache that holds them under its lock.
 //!
 //! `GET /metrics` reads it as a plain [`crate::metrics::State`] ([`Store::metrics_state`]):
 //! the store knows the metrics' state type, the metrics know nothing of the store.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::public::PublicError;
@@ -29,126 +30,12 @@ use super::{
 };
 use crate::metrics;
 
+pub use super::events::Event;
+use super::history::History;
+pub use super::history::{HISTORY_PER_STACK, SyncHistoryEntry};
+
 /// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
 const EVENT_BUFFER: usize = 1024;
-
-/// How many history entries each stack keeps; older ones are dropped first.
-pub const HISTORY_PER_STACK: usize = 50;
-
-/// One entry of a stack's sync history: a status it reached, when, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncHistoryEntry {
-    pub at: SystemTime,
-    pub status: StackStatus,
-    /// The status before: for the outcome of a sync, the status before the sync started.
-    pub previous: StackStatus,
-    /// The commit the stack runs after this change, as far as docker-cd knows.
-    pub synced_revision: Option<String>,
-    /// The commit of the snapshot at that moment: what Git asked for.
-    pub git_revision: Option<String>,
-    /// How long the sync that ended with this entry ran.
-    pub duration: Option<Duration>,
-    /// The error (`failed`, `orphaned`) or the drift (`drifted`).
-    pub message: Option<String>,
-}
-
-/// A stack's history: newest last, at most [`HISTORY_PER_STACK`] entries.
-#[derive(Debug, Default)]
-struct History {
-    entries: VecDeque<SyncHistoryEntry>,
-    /// When the running sync started (the stack entered `syncing`), and the status before it.
-    syncing_since: Option<(SystemTime, StackStatus)>,
-}
-
-impl History {
-    /// Records the change from `before` to `after`, if it is one worth keeping: a new status
-    /// other than `syncing`, or a new error while `failed`. (A drift message changes while the
-    /// stack stays `drifted`: it quotes the engine's "Exited (1) 8 seconds ago".) Entering
-    /// `syncing` only starts the clock for the entry that ends the sync.
-    fn record(
-        &mut self,
-        before: &SyncInfo,
-        after: &SyncInfo,
-        git_revision: Option<&str>,
-        now: SystemTime,
-    ) {
-        if after.status == StackStatus::Syncing {
-            if before.status != StackStatus::Syncing {
-                self.syncing_since = Some((now, before.status));
-            }
-            return;
-        }
-        let message = history_message(after);
-        let new_error = after.status == StackStatus::Failed && message != history_message(before);
-        if after.status == before.status && !new_error {
-            return;
-        }
-        // A sync's outcome is shown against the status the stack had before the sync.
-        let (previous, duration) = match (before.status, self.syncing_since.take()) {
-            (StackStatus::Syncing, Some((since, previous))) => {
-                (previous, now.duration_since(since).ok())
-            }
-            (previous, _) => (previous, None),
-        };
-        if self.entries.len() == HISTORY_PER_STACK {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(SyncHistoryEntry {
-            at: now,
-            status: after.status,
-            previous,
-            synced_revision: after.synced_revision.clone(),
-            git_revision: git_revision.map(str::to_owned),
-            duration,
-            message: message.map(str::to_owned),
-        });
-    }
-}
-
-/// What a history entry says about a status: the error or the drift.
-fn history_message(sync: &SyncInfo) -> Option<&str> {
-    match sync.status {
-        StackStatus::Failed | StackStatus::Orphaned => sync.last_sync_error.as_deref(),
-        StackStatus::Drifted => sync.drift.as_deref(),
-        _ => None,
-    }
-}
-
-/// A change, as the `/api/events` stream sends it.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// Every stack; sent first on connect and after a subscriber fell behind.
-    StackSnapshot(Vec<StackRecord>),
-    StackUpsert(Box<StackRecord>),
-    StackDelete {
-        path: String,
-    },
-    RefreshStatus(Box<RefreshStatus>),
-}
-
-impl Event {
-    /// The SSE event name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::StackSnapshot(_) => "stack.snapshot",
-            Self::StackUpsert(_) => "stack.upsert",
-            Self::StackDelete { .. } => "stack.delete",
-            Self::RefreshStatus(_) => "refresh.status",
-        }
-    }
-
-    /// The SSE data, as JSON.
-    pub fn data(&self) -> Value {
-        let value = match self {
-            Self::StackSnapshot(records) => serde_json::to_value(records),
-            Self::StackUpsert(record) => serde_json::to_value(record),
-            Self::StackDelete { path } => Ok(serde_json::json!({ "path": path })),
-            Self::RefreshStatus(status) => serde_json::to_value(status),
-        };
-        // Serialising these plain structs cannot fail (no maps with non-string keys).
-        value.unwrap_or(Value::Null)
-    }
-}
 
 /// What installing a snapshot changed, for logs and the reconciler.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -552,6 +439,8 @@ impl metrics::StateSource for Store {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::super::{DesiredStack, RefType};
     use super::*;
 
