@@ -137,6 +137,15 @@ mod tests {
     use crate::config::{Secret, SshSettings};
     use crate::git::{config, lookup};
 
+    /// The `user:password` of the `Authorization: Basic` header `git_env` configures.
+    fn basic_credentials(env: &[(OsString, OsString)]) -> Vec<u8> {
+        let header = lookup(env, "GIT_CONFIG_VALUE_0").unwrap();
+        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap()
+    }
+
     #[test]
     fn a_token_goes_into_a_url_scoped_header_in_the_environment() {
         let mut c = config("https://bob:t0ken-value@git.example.com/org/repo.git");
@@ -146,12 +155,7 @@ mod tests {
             lookup(&env, "GIT_CONFIG_KEY_0"),
             Some("http.https://git.example.com/org/repo.git.extraHeader")
         );
-        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
-        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .unwrap();
-        assert_eq!(decoded, b"bob:t0ken-value");
+        assert_eq!(basic_credentials(&env), b"bob:t0ken-value");
         assert_eq!(lookup(&env, "GIT_CONFIG_COUNT"), Some("2"));
         assert_eq!(
             lookup(&env, "GIT_CONFIG_KEY_1"),
@@ -167,12 +171,7 @@ mod tests {
         let mut c = config("https://bob:p%40ss%3Aw0rd@git.example.com/org/repo.git");
         c.token = c.repo.password().cloned();
         let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
-        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
-        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .unwrap();
-        assert_eq!(decoded, b"bob:p@ss:w0rd");
+        assert_eq!(basic_credentials(&env), b"bob:p@ss:w0rd");
     }
 
     #[test]
@@ -180,12 +179,7 @@ mod tests {
         let mut c = config("https://github.com/org/repo.git");
         c.token = Some(Secret::new("ghp_x"));
         let env = git_env(&c, Path::new("/data"), &ChildEnv::default());
-        let header = lookup(&env, "GIT_CONFIG_VALUE_0").unwrap();
-        let encoded = header.strip_prefix("Authorization: Basic ").unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .unwrap();
-        assert_eq!(decoded, b"x-access-token:ghp_x");
+        assert_eq!(basic_credentials(&env), b"x-access-token:ghp_x");
     }
 
     #[test]

@@ -16,6 +16,21 @@ use crate::desired_state::MAX_COMPOSE_FILE_BYTES;
 use crate::desired_state::tree::BlobFacts;
 use crate::process::Session;
 
+/// The next header line of `cat-file --batch`'s output, read into `line`.
+async fn next_header(
+    out: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+) -> io::Result<BatchHeader> {
+    line.clear();
+    if out.read_until(b'\n', line).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "cat-file ended early",
+        ));
+    }
+    super::parse::batch_header(line).map_err(io::Error::other)
+}
+
 /// How much one `cat-file --batch` exchange may hold in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ReadLimits {
@@ -66,14 +81,7 @@ pub(super) async fn read_objects(
             let mut line = Vec::new();
             let mut total = 0u64;
             for index in 0..count {
-                line.clear();
-                if out.read_until(b'\n', &mut line).await? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "cat-file ended early",
-                    ));
-                }
-                match super::parse::batch_header(&line).map_err(io::Error::other)? {
+                match next_header(out, &mut line).await? {
                     BatchHeader::Missing { .. } => answers.push((None, Vec::new())),
                     BatchHeader::Found { oid, size, .. } => {
                         let size = size as u64;
@@ -127,14 +135,7 @@ pub(super) async fn read_compose_blobs(
             let mut answers = Vec::with_capacity(count);
             let mut line = Vec::new();
             for _ in 0..count {
-                line.clear();
-                if out.read_until(b'\n', &mut line).await? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "cat-file ended early",
-                    ));
-                }
-                match super::parse::batch_header(&line).map_err(io::Error::other)? {
+                match next_header(out, &mut line).await? {
                     BatchHeader::Missing { request } => answers.push(Err(request)),
                     BatchHeader::Found { size, .. } => {
                         let too_large = size as u64 > MAX_COMPOSE_FILE_BYTES;
