@@ -247,6 +247,13 @@ pub struct Args {
     /// Hard limit for each compose child process
     #[arg(long, env = "COMPOSE_TIMEOUT", default_value = "10m")]
     pub compose_timeout: String,
+    /// After `up`, how long a sync waits for the stack to turn healthy before it fails
+    /// (`0`: do not wait)
+    #[arg(long, env = "SYNC_HEALTH_TIMEOUT", default_value = "2m")]
+    pub sync_health_timeout: String,
+    /// How many stacks are synced at once (never two operations on one project)
+    #[arg(long, env = "SYNC_CONCURRENCY", default_value = "4")]
+    pub sync_concurrency: String,
     /// Log format: `text` or `json` (level from RUST_LOG, default info)
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -84,6 +84,10 @@ pub struct ReconcileConfig {
     pub drift_policy: DriftPolicy,
     pub interval: Duration,
     pub compose_timeout: Duration,
+    /// `SYNC_HEALTH_TIMEOUT`: how long a sync waits for health after `up`; zero waits not.
+    pub health_timeout: Duration,
+    /// `SYNC_CONCURRENCY`: stacks synced at once, at least 1.
+    pub concurrency: usize,
     pub docker_bin: PathBuf,
     pub compose_bin: Option<PathBuf>,
     pub deploy_mode: DeployMode,

@@ -24,6 +24,8 @@ use super::{
 
 /// Shortest accepted `REFRESH_POLL_INTERVAL`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The most stacks synced at once (`SYNC_CONCURRENCY`): each sync is a compose process tree.
+pub const MAX_SYNC_CONCURRENCY: usize = 64;
 
 /// The validated settings of `status` and `refresh`.
 #[derive(Debug, Clone)]
@@ -251,6 +253,34 @@ impl Config {
         let git_timeout = parse_duration("GIT_TIMEOUT", &args.git_timeout, &mut problem);
         let compose_timeout =
             parse_duration("COMPOSE_TIMEOUT", &args.compose_timeout, &mut problem);
+        let health_timeout = match args.sync_health_timeout.trim() {
+            "0" | "off" => Some(Duration::ZERO),
+            raw => match humantime::parse_duration(raw) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problem(
+                        "SYNC_HEALTH_TIMEOUT",
+                        format!(
+                            "{raw:?} is not a duration ({e}); use e.g. 2m, 30s, or 0 to not wait"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let concurrency = match args.sync_concurrency.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_SYNC_CONCURRENCY).contains(&n) => Some(n),
+            _ => {
+                problem(
+                    "SYNC_CONCURRENCY",
+                    format!(
+                        "{:?} is not a whole number from 1 to {MAX_SYNC_CONCURRENCY}",
+                        args.sync_concurrency
+                    ),
+                );
+                None
+            }
+        };
         let reconcile_interval =
             parse_duration("RECONCILE_INTERVAL", &args.reconcile_interval, &mut problem);
         if reconcile_interval.is_some_and(|d| d < MIN_POLL_INTERVAL) {
@@ -393,6 +423,8 @@ impl Config {
             Some(docker_bin),
             Some(accept_new),
             Some(deploy_mode),
+            Some(health_timeout),
+            Some(concurrency),
         ) = (
             repo,
             revision,
@@ -411,6 +443,8 @@ impl Config {
             docker_bin,
             accept_new,
             deploy_mode,
+            health_timeout,
+            concurrency,
         )
         else {
             return Err(ConfigError(vec![Problem {
@@ -446,6 +480,8 @@ impl Config {
                 drift_policy,
                 interval: reconcile_interval,
                 compose_timeout,
+                health_timeout,
+                concurrency,
                 docker_bin,
                 compose_bin,
                 deploy_mode,

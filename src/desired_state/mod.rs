@@ -254,6 +254,48 @@ impl StackStatus {
     }
 }
 
+/// How a stack's workloads are doing, beside its sync status (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Every desired service runs, healthy where it has a healthcheck (a one-shot service that
+    /// exited 0 counts).
+    Healthy,
+    /// Starting, `health: starting`, or still inside the health timeout after a sync.
+    Progressing,
+    /// Unhealthy, restarting or crash-looping, exited non-zero, or the health timeout passed.
+    Degraded,
+    /// Nothing of the stack is deployed.
+    Missing,
+    /// The operator suspended the stack (SPEC §10).
+    Suspended,
+    /// The engine does not answer, or the stack was not looked at yet.
+    Unknown,
+}
+
+impl Health {
+    pub const ALL: [Self; 6] = [
+        Self::Healthy,
+        Self::Progressing,
+        Self::Degraded,
+        Self::Missing,
+        Self::Suspended,
+        Self::Unknown,
+    ];
+
+    /// The wire name, as serde writes it: the API, the dashboard and the metrics show this.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Progressing => "progressing",
+            Self::Degraded => "degraded",
+            Self::Missing => "missing",
+            Self::Suspended => "suspended",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// Outcome of the last sync attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -291,6 +333,9 @@ pub struct SyncInfo {
     pub drift: Option<String>,
     pub containers_running: u32,
     pub containers_total: u32,
+    /// How the stack's workloads are doing (SPEC §9), and why, naming the service.
+    pub health: Health,
+    pub health_message: Option<String>,
     /// Content hash of the last failed attempt and how many times in a row it failed: a failing
     /// version is retried with backoff, a new version at once.
     #[serde(skip)]
@@ -320,6 +365,8 @@ impl SyncInfo {
             drift: None,
             containers_running: 0,
             containers_total: 0,
+            health: Health::Unknown,
+            health_message: None,
             failed_content_hash: None,
             consecutive_failures: 0,
             ack_requested: false,

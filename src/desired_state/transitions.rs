@@ -16,7 +16,7 @@
 
 use std::time::SystemTime;
 
-use super::{StackStatus, SyncInfo, SyncOutcome};
+use super::{Health, StackStatus, SyncInfo, SyncOutcome};
 
 /// What runs on the host after a sync, or what its labels say was deployed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,12 @@ impl SyncInfo {
     pub fn observe(&mut self, running: u32, total: u32) {
         self.containers_running = running;
         self.containers_total = total;
+    }
+
+    /// The engine's latest word on the stack's health, with why (`None` when healthy).
+    pub fn assess(&mut self, health: Health, message: Option<String>) {
+        self.health = health;
+        self.health_message = message;
     }
 
     /// The stack cannot be applied (an error in Git, a foreign project, an unreadable host);
