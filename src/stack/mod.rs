@@ -3,15 +3,17 @@
 //!
 //! Neither engine adapter may use the other; what they have in common lives here, so that
 //! `swarm` never reaches into `compose`:
+//! - [`health`]: a stack's health (SPEC §9) from what either engine reports;
 //! - [`labels`]: docker-cd's labels, the override file that adds them (compose's flavour;
 //!   swarm's is in `swarm::check`), and [`labels::DeployedLabels`], the labels read back;
 //! - [`materialise`]: a stack directory written to disk from a commit, and atomic file writes;
 //! - [`StackFiles`]: the files one deploy or removal works on;
 //! - [`ContainerView`]: a container (compose) or task (swarm) as the stack detail shows it.
 //!
-//! Adapter layer, below `compose` and `swarm`. Uses: desired_state (stack files). Spawns
+//! Adapter layer, below `compose` and `swarm`. Uses: desired_state (stack files, `Health`). Spawns
 //! nothing.
 
+pub mod health;
 pub mod labels;
 pub mod materialise;
 
