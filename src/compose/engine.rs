@@ -7,7 +7,11 @@
 //! docker-cd's labels come back as [`DeployedLabels`], parsed here and nowhere else for
 //! containers.
 //!
-//! Uses: process, stack (labels, the container view).
+//! For health (SPEC §9), [`Docker::inspect_health`] reads what `docker ps` does not say (restart
+//! count, exit code, the last healthcheck output) in one more process, only for the containers
+//! whose `ps` line calls for it ([`ContainerInfo::needs_detail`]).
+//!
+//! Uses: process, stack (labels, the container view, the health inputs).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -17,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ComposeError;
 use crate::process::Command;
+use crate::process::ProcessError;
 use crate::stack::ContainerView;
+use crate::stack::health::{ContainerDetail, ContainerLine};
 use crate::stack::labels::DeployedLabels;
 
 /// How long a query of the engine may take.
@@ -38,6 +44,22 @@ const PS_FORMAT: &str = concat!(
     r#""composeHash":{{json (.Label "com.docker-cd.compose-hash")}},"#,
     r#""syncedAt":{{json (.Label "com.docker-cd.synced-at")}},"#,
     r#""services":{{json (.Label "com.docker-cd.services")}}}"#,
+);
+
+/// The `docker container inspect --format` template for health: one JSON object a line, with
+/// only what the assessment reads ([`ContainerDetail`]). `.State.Health` is absent (not null)
+/// without a healthcheck and the CLI's templates fail on a missing key, hence `index`; of its
+/// log only the last entry's output and exit code are kept (a variable assigned in `range`).
+const INSPECT_FORMAT: &str = concat!(
+    r#"{"id":{{json .Id}},"restartCount":{{json .RestartCount}},"#,
+    r#""status":{{json .State.Status}},"exitCode":{{json .State.ExitCode}},"#,
+    r#""oomKilled":{{json .State.OOMKilled}},"error":{{json .State.Error}},"#,
+    r#""health":{{with index .State "Health"}}{"status":{{json .Status}},"#,
+    r#""failingStreak":{{json .FailingStreak}}{{$last := 0}}{{range .Log}}{{$last = .}}{{end}}"#,
+    r#"{{if .Log}},"lastOutput":{{json $last.Output}},"lastExitCode":{{json $last.ExitCode}}{{end}}}"#,
+    r#"{{else}}null{{end}},"#,
+    r#""restartPolicy":{{json .HostConfig.RestartPolicy.Name}},"#,
+    r#""startedAt":{{json .State.StartedAt}}}"#,
 );
 
 /// One container of a compose project, as `docker ps` describes it. Absent labels are empty
@@ -92,6 +114,25 @@ impl ContainerInfo {
     }
 }
 
+impl ContainerInfo {
+    /// This container as the health assessment reads it.
+    pub fn line(&self) -> ContainerLine<'_> {
+        ContainerLine {
+            id: &self.id,
+            name: &self.name,
+            service: &self.service,
+            state: &self.state,
+            status: &self.status,
+        }
+    }
+
+    /// Its health needs a look at `docker inspect` (see [`ContainerLine::needs_detail`]): not
+    /// when it runs `(healthy)`, or without healthcheck for a minute or more.
+    pub fn needs_detail(&self) -> bool {
+        self.line().needs_detail()
+    }
+}
+
 impl From<&ContainerInfo> for ContainerView {
     fn from(c: &ContainerInfo) -> Self {
         Self {
@@ -112,6 +153,26 @@ pub fn parse_ps(out: &[u8]) -> Result<Vec<ContainerInfo>, serde_json::Error> {
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
         .map(serde_json::from_slice)
         .collect()
+}
+
+/// Parses `docker container inspect --format INSPECT_FORMAT` output: one JSON object per line.
+pub fn parse_inspect(out: &[u8]) -> Result<Vec<ContainerDetail>, serde_json::Error> {
+    out.split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(serde_json::from_slice)
+        .collect()
+}
+
+/// Whether a failed `docker container inspect` only missed containers that are gone (removed
+/// between `ps` and `inspect`): every line of its stderr says so. It printed the others.
+fn only_missing_containers(stderr: &str) -> bool {
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next();
+    first.is_some()
+        && first
+            .into_iter()
+            .chain(lines)
+            .all(|l| l.contains("No such container") || l.contains("No such object"))
 }
 
 /// The docker CLI, for reading state and removing leftovers.
@@ -159,6 +220,36 @@ impl Docker {
             .map_err(ComposeError::Docker)?;
         parse_ps(&out.stdout).map_err(|e| ComposeError::Output {
             what: "docker ps",
+            message: e.to_string(),
+        })
+    }
+
+    /// The health details of the containers `ids` (full ids from `docker ps`), in one
+    /// `docker container inspect`. A container removed since `ps` is left out, not an error:
+    /// inspect exits 1 for it and still prints the others.
+    pub async fn inspect_health(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ContainerDetail>, ComposeError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .command()
+            .args(["container", "inspect", "--format", INSPECT_FORMAT, "--"])
+            .args(ids)
+            .run_unchecked()
+            .await
+            .map_err(ComposeError::Docker)?;
+        if !out.success() && !only_missing_containers(&out.stderr) {
+            return Err(ComposeError::Docker(ProcessError::Failed {
+                command: "docker container inspect".into(),
+                status: out.status,
+                stderr: out.stderr,
+            }));
+        }
+        parse_inspect(&out.stdout).map_err(|e| ComposeError::Output {
+            what: "docker container inspect",
             message: e.to_string(),
         })
     }
@@ -217,6 +308,78 @@ mod tests {
         assert_eq!(other.health(), None);
         assert!(parse_ps(b"").unwrap().is_empty());
         assert!(parse_ps(b"{not json}\n").is_err());
+    }
+
+    // Captured from Docker Engine 20.10.24 (CLI 28.2.2) with INSPECT_FORMAT, for three
+    // containers and one id that did not exist (ids shortened); the command exited 1.
+    const INSPECT: &[u8] = br#"{"id":"5f53a47adbf7","restartCount":0,"status":"running","exitCode":0,"oomKilled":false,"error":"","health":null,"restartPolicy":"no","startedAt":"2026-12-02T00:48:36.085308231Z"}
+{"id":"2ad9506e757c","restartCount":0,"status":"running","exitCode":0,"oomKilled":false,"error":"","health":{"status":"starting","failingStreak":0},"restartPolicy":"no","startedAt":"2026-12-02T00:48:32.223680826Z"}
+{"id":"bd4a833e34a1","restartCount":0,"status":"running","exitCode":0,"oomKilled":false,"error":"","health":{"status":"unhealthy","failingStreak":26,"lastOutput":"boom: cannot connect to 127.0.0.1:8080\n","lastExitCode":1},"restartPolicy":"no","startedAt":"2026-12-02T00:48:31.858101644Z"}
+"#;
+    const INSPECT_STDERR: &str = "Error response from daemon: No such container: nonexistent123\n";
+
+    #[test]
+    fn inspect_lines_parse_into_details() {
+        let details = parse_inspect(INSPECT).unwrap();
+        assert_eq!(details.len(), 3);
+        assert_eq!(details[0].id, "5f53a47adbf7");
+        assert_eq!(details[0].health, None);
+        assert_eq!(details[0].restart_policy, "no");
+        let starting = details[1].health.as_ref().unwrap();
+        assert_eq!(
+            (starting.status.as_str(), starting.last_output.as_deref()),
+            ("starting", None)
+        );
+        let unhealthy = details[2].health.as_ref().unwrap();
+        assert_eq!(unhealthy.status, "unhealthy");
+        assert_eq!(unhealthy.failing_streak, 26);
+        assert_eq!(
+            unhealthy.last_output.as_deref(),
+            Some("boom: cannot connect to 127.0.0.1:8080\n")
+        );
+        assert_eq!(unhealthy.last_exit_code, Some(1));
+        assert!(parse_inspect(b"").unwrap().is_empty());
+        assert!(parse_inspect(b"{\"id\":\"x\"}\n").is_err());
+        assert!(parse_inspect(b"template parsing error: map has no entry for key\n").is_err());
+    }
+
+    #[test]
+    fn only_vanished_containers_are_tolerated_in_a_failed_inspect() {
+        assert!(only_missing_containers(INSPECT_STDERR));
+        assert!(only_missing_containers(
+            "Error: No such container: a\nError: No such object: b\n"
+        ));
+        assert!(!only_missing_containers(""));
+        assert!(!only_missing_containers(
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
+        ));
+        assert!(!only_missing_containers(
+            "Error response from daemon: No such container: a\ntemplate parsing error: x\n"
+        ));
+    }
+
+    #[test]
+    fn the_ps_line_decides_which_containers_are_inspected() {
+        let mut c = parse_ps(SAMPLE).unwrap().remove(0);
+        for (state, status, needs) in [
+            ("running", "Up 4 minutes (healthy)", false),
+            ("running", "Up 2 hours", false),
+            ("running", "Up About a minute", false),
+            ("running", "Up 59 seconds", true),
+            ("running", "Up Less than a second", true),
+            ("running", "Up 4 minutes (unhealthy)", true),
+            ("running", "Up 4 minutes (health: starting)", true),
+            ("paused", "Up 4 minutes (Paused)", true),
+            ("restarting", "Restarting (1) 3 seconds ago", true),
+            ("exited", "Exited (0) 4 minutes ago", true),
+            ("created", "Created", true),
+        ] {
+            c.state = state.into();
+            c.status = status.into();
+            assert_eq!(c.needs_detail(), needs, "{state} {status}");
+        }
+        assert_eq!(c.line().id, "587155ecb091");
+        assert_eq!(c.line().service, "app");
     }
 
     #[test]
