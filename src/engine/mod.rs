@@ -19,6 +19,8 @@
 //! (`DeployMode`, `ReconcileConfig`), desired_state (compose file names). Spawns only through the
 //! adapters.
 
+pub mod health;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -958,6 +958,76 @@ mod tests {
         assert_eq!(assess_compose(&desired, &c, &details), first);
     }
 
+    fn service<'a>(
+        update_state: Option<&'a str>,
+        tasks: Option<Vec<TaskLine<'a>>>,
+    ) -> ServiceLine<'a> {
+        ServiceLine {
+            service: "web",
+            mode: "replicated",
+            running: 2,
+            desired: 2,
+            image: "docker-cd-test/busybox:latest@sha256:abc",
+            update_state,
+            update_message: Some(
+                "update rolled back due to failure or early termination of task x",
+            ),
+            tasks,
+        }
+    }
+
+    #[test]
+    fn swarm_updates_under_way_progress_and_rollbacks_degrade() {
+        let one = |s: ServiceLine<'_>| assess_swarm(&["web"], &[s]);
+        assert!(service(Some("completed"), None).is_converged());
+        assert_eq!(
+            one(service(Some("completed"), None)).health,
+            Health::Healthy
+        );
+        assert!(!service(Some("updating"), None).is_converged());
+        assert_eq!(
+            one(service(Some("updating"), Some(Vec::new()))),
+            verdict(
+                Health::Progressing,
+                Some("web: 0/2 replicas running"),
+                false
+            )
+        );
+        let running = |slot| TaskLine {
+            slot,
+            desired_state: "Running",
+            state: "running".to_owned(),
+            error: "",
+            image: "docker-cd-test/busybox:latest",
+        };
+        let tasks = vec![running("s_web.1"), running("s_web.2")];
+        assert_eq!(
+            one(service(Some("updating"), Some(tasks))),
+            verdict(Health::Progressing, Some("web: update in progress"), false)
+        );
+        let started = one(service(Some("rollback_started"), None));
+        assert_eq!((started.health, started.settled), (Health::Degraded, false));
+        assert_eq!(
+            one(service(Some("rollback_completed"), None)),
+            verdict(
+                Health::Degraded,
+                Some(
+                    "web: rolled back: update rolled back due to failure or early termination of task x"
+                ),
+                true
+            )
+        );
+        assert_eq!(
+            one(service(Some("rollback_paused"), None))
+                .message
+                .as_deref(),
+            Some(
+                "web: rollback paused: update rolled back due to failure or early termination of task x"
+            )
+        );
+        assert_eq!(assess_swarm(&["web"], &[]), Assessment::missing());
+    }
+
     #[test]
     fn uptimes_of_every_docker_wording_parse() {
         let s = Duration::from_secs;

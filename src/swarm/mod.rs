@@ -9,7 +9,8 @@
 //! - actual state is read with a constant number of docker processes whatever the number of
 //!   stacks: one `docker service ls` (running/desired replicas) and one `docker service inspect`
 //!   of all of them (labels, mode, update state); the nodes of a stack's tasks cost one
-//!   `docker stack ps`, only when the stack detail endpoint asks;
+//!   `docker stack ps`, only when the stack detail endpoint asks; health asks for the tasks of
+//!   the services that are not converged, in one `docker service ps`;
 //! - which `docker stack deploy` flags exist is read from the installed CLI at start-up
 //!   (`--prune`, `--detach`, `--resolve-image` and `--with-registry-auth` are not in every
 //!   version);
@@ -298,6 +299,41 @@ impl Swarm {
         })
     }
 
+    /// Every task of the services `services` (ids or names), history included (failed tasks
+    /// say why a service does not converge), in one `docker service ps`: by slot, newest
+    /// first. A service removed since it was listed is left out: `service ps` then exits 1
+    /// after printing the others, with `no such service: …` on stderr.
+    pub async fn service_tasks(&self, services: &[String]) -> Result<Vec<TaskInfo>, SwarmError> {
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .command()
+            .args([
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{json .}}",
+                "--",
+            ])
+            .args(services)
+            .run_unchecked()
+            .await
+            .map_err(SwarmError::Docker)?;
+        if !out.success() && !only_missing_services(&out.stderr) {
+            return Err(SwarmError::Docker(ProcessError::Failed {
+                command: "docker service ps".into(),
+                status: out.status,
+                stderr: out.stderr,
+            }));
+        }
+        parse_tasks(&out.stdout).map_err(|message| SwarmError::Output {
+            what: "docker service ps",
+            message,
+        })
+    }
+
     /// The errors of a stack's failed tasks (for a deploy that did not converge), newest first,
     /// one per service.
     pub async fn task_errors(&self, stack: &str) -> Vec<String> {
@@ -325,5 +361,33 @@ impl Swarm {
             .filter(|t| seen.insert(t.service_name().to_owned()))
             .map(|t| format!("{}: {}", t.name, t.error.trim_matches('"')))
             .collect()
+    }
+}
+
+/// Whether a failed `docker service ps` only missed services that are gone: every line of its
+/// stderr is `no such service: …`.
+fn only_missing_services(stderr: &str) -> bool {
+    let mut lines = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .peekable();
+    lines.peek().is_some() && lines.all(|l| l.starts_with("no such service: "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_vanished_services_are_tolerated_in_a_failed_service_ps() {
+        assert!(only_missing_services("no such service: web_app\n"));
+        assert!(only_missing_services(
+            "no such service: a\nno such service: b\n"
+        ));
+        assert!(!only_missing_services(""));
+        assert!(!only_missing_services(
+            "Error response from daemon: This node is not a swarm manager.\n"
+        ));
     }
 }

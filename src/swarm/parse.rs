@@ -1,8 +1,8 @@
 //! Parsing what the docker CLI prints about a swarm: `docker info` (membership),
 //! `docker stack deploy --help` (which flags exist), `docker service ls` and
 //! `docker service inspect` (services, their labels, modes and update state) and
-//! `docker stack ps` (tasks), and the views built from them. Pure: bytes in, typed values out,
-//! tested on captured output.
+//! `docker stack ps` and `docker service ps` (tasks), and the views built from them. Pure: bytes
+//! in, typed values out, tested on captured output.
 //!
 //! Uses: stack (labels, the container view), `check` (the replicas label).
 
@@ -403,7 +403,8 @@ pub fn parse_service_inspect(
     Ok(services)
 }
 
-/// Parses `docker stack ps --format '{{json .}}'` output.
+/// Parses `docker stack ps --format '{{json .}}'` or `docker service ps --format '{{json .}}'`
+/// output (the same shape).
 pub fn parse_tasks(out: &[u8]) -> Result<Vec<TaskInfo>, String> {
     out.split(|b| *b == b'\n')
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))

@@ -1,0 +1,427 @@
+//! The health of each stack (SPEC §9), from the actual state [`Engine::read`] returned plus at
+//! most one more docker process: compose inspects only the containers whose `docker ps` line
+//! calls for a closer look (none on a steady healthy host); swarm lists the tasks only of the
+//! services that are not converged (none when every service runs its replicas).
+//!
+//! Choosing what to read and converting the adapters' types into [`crate::stack::health`]'s
+//! inputs are pure functions here; deciding is `stack::health`'s.
+//!
+//! Uses: compose (containers, the inspect read), swarm (services, the task read), stack
+//! (health).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Actual, Engine, EngineError};
+use crate::compose::ContainerInfo;
+use crate::stack::health::{
+    self, Assessment, ContainerDetail, ContainerLine, ServiceLine, TaskLine,
+};
+use crate::stack::labels::DeployedLabels;
+use crate::swarm::{ServiceInfo, TaskInfo};
+
+impl Engine {
+    /// The health of each of `projects` from `actual` (read just before by `Engine::read`),
+    /// with at most one more docker process: compose inspects only the containers that need a
+    /// closer look; swarm asks for the tasks (`docker service ps`, one process for all
+    /// services given) only of services that are not converged.
+    ///
+    /// Every project in `projects` gets an entry ([`Health::Missing`] when it has nothing on
+    /// the host).
+    ///
+    /// [`Health::Missing`]: crate::desired_state::Health::Missing
+    pub async fn assess(
+        &self,
+        actual: &Actual,
+        projects: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Assessment>, EngineError> {
+        match (self, actual) {
+            (Self::Compose { host, .. }, Actual::Containers(containers)) => {
+                let ids = detail_ids(containers, projects);
+                let details = host.docker.inspect_health(&ids).await?;
+                Ok(compose_assessments(containers, &details, projects))
+            }
+            (Self::Swarm { swarm, .. }, Actual::Services(services)) => {
+                let ids = unconverged_services(services, projects);
+                let tasks = swarm.service_tasks(&ids).await?;
+                Ok(swarm_assessments(services, &ids, &tasks, projects))
+            }
+            (Self::Compose { .. }, Actual::Services(_))
+            | (Self::Swarm { .. }, Actual::Containers(_)) => Err(EngineError::Internal(
+                "health asked of actual state another engine read".to_owned(),
+            )),
+        }
+    }
+}
+
+/// The services the newest sync recorded among `labels` (the one with the latest
+/// `synced-at`; RFC 3339 in UTC compares as text). Empty when none carries a record.
+fn recorded_services<'a>(labels: impl Iterator<Item = &'a DeployedLabels>) -> Vec<&'a str> {
+    labels
+        .filter(|l| !l.recorded_services().is_empty())
+        .max_by(|a, b| a.synced_at.cmp(&b.synced_at))
+        .map(DeployedLabels::recorded_services)
+        .unwrap_or_default()
+}
+
+/// The containers of `projects` that count for health: `compose run` ones left out.
+fn project_containers<'a>(
+    containers: &'a [ContainerInfo],
+    projects: &'a BTreeSet<String>,
+) -> impl Iterator<Item = &'a ContainerInfo> {
+    containers
+        .iter()
+        .filter(|c| !c.is_oneoff() && projects.contains(&c.project))
+}
+
+/// The ids of the containers of `projects` whose `docker ps` line is not enough.
+fn detail_ids(containers: &[ContainerInfo], projects: &BTreeSet<String>) -> Vec<String> {
+    project_containers(containers, projects)
+        .filter(|c| c.needs_detail())
+        .map(|c| c.id.clone())
+        .collect()
+}
+
+/// The assessment of each of `projects` from its containers and the details read of some.
+fn compose_assessments(
+    containers: &[ContainerInfo],
+    details: &[ContainerDetail],
+    projects: &BTreeSet<String>,
+) -> BTreeMap<String, Assessment> {
+    let mut by_project: BTreeMap<&str, Vec<&ContainerInfo>> = BTreeMap::new();
+    for c in project_containers(containers, projects) {
+        by_project.entry(&c.project).or_default().push(c);
+    }
+    projects
+        .iter()
+        .map(|project| {
+            let mine = by_project
+                .get(project.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let desired = recorded_services(mine.iter().map(|c| &c.labels));
+            let lines: Vec<ContainerLine<'_>> = mine.iter().map(|c| c.line()).collect();
+            (
+                project.clone(),
+                health::assess_compose(&desired, &lines, details),
+            )
+        })
+        .collect()
+}
+
+/// A swarm service as the assessment reads it, with `tasks` if they were read.
+fn service_line<'a>(service: &'a ServiceInfo, tasks: Option<Vec<TaskLine<'a>>>) -> ServiceLine<'a> {
+    ServiceLine {
+        service: &service.service,
+        mode: &service.mode,
+        running: service.running,
+        desired: service.desired,
+        image: &service.image,
+        update_state: service.update_state.as_deref(),
+        update_message: service.update_message.as_deref(),
+        tasks,
+    }
+}
+
+fn task_line(task: &TaskInfo) -> TaskLine<'_> {
+    TaskLine {
+        slot: &task.name,
+        desired_state: &task.desired_state,
+        state: task.state(),
+        error: task.error.trim_matches('"'),
+        image: &task.image,
+    }
+}
+
+/// The ids of the services of `projects` whose replica counts or update state leave their
+/// health open: their tasks are read.
+fn unconverged_services(services: &[ServiceInfo], projects: &BTreeSet<String>) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| projects.contains(&s.stack) && !service_line(s, None).is_converged())
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// The assessment of each of `projects` from its services and the tasks read of the services
+/// `asked` (ids).
+fn swarm_assessments(
+    services: &[ServiceInfo],
+    asked: &[String],
+    tasks: &[TaskInfo],
+    projects: &BTreeSet<String>,
+) -> BTreeMap<String, Assessment> {
+    projects
+        .iter()
+        .map(|project| {
+            let mine: Vec<&ServiceInfo> = services.iter().filter(|s| &s.stack == project).collect();
+            let desired = recorded_services(mine.iter().map(|s| &s.deployed));
+            let lines: Vec<ServiceLine<'_>> = mine
+                .iter()
+                .map(|s| {
+                    let tasks = asked.contains(&s.id).then(|| {
+                        tasks
+                            .iter()
+                            .filter(|t| t.service_name() == s.name)
+                            .map(task_line)
+                            .collect()
+                    });
+                    service_line(s, tasks)
+                })
+                .collect();
+            (project.clone(), health::assess_swarm(&desired, &lines))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::engine::{parse_inspect, parse_ps};
+    use crate::desired_state::Health;
+    use crate::swarm::{parse_service_inspect, parse_service_ls, parse_tasks};
+
+    fn set(projects: &[&str]) -> BTreeSet<String> {
+        projects.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    fn assessment(health: Health, message: Option<&str>, settled: bool) -> Assessment {
+        Assessment {
+            health,
+            message: message.map(str::to_owned),
+            settled,
+        }
+    }
+
+    // Captured from Docker Engine 20.10.24 with the compose adapter's PS_FORMAT and
+    // INSPECT_FORMAT (ids shortened, labels trimmed to those that matter): project `shop`
+    // with a healthy web, an unhealthy api, a one-shot that exited 0 and a `compose run`
+    // container; project `old` with a plain container up for minutes.
+    const PS: &[u8] = br#"{"id":"d88cc94af422","name":"shop-web-1","state":"running","status":"Up About a minute (healthy)","image":"docker-cd-test/busybox:latest","ports":"","project":"shop","service":"web","oneoff":"False","owner":"docker-cd","path":"shop","revision":"r1","contentHash":"t1","composeHash":"c1","syncedAt":"2026-12-02T00:48:30Z","services":"api,migrate,web"}
+{"id":"bd4a833e34a1","name":"shop-api-1","state":"running","status":"Up About a minute (unhealthy)","image":"docker-cd-test/busybox:latest","ports":"","project":"shop","service":"api","oneoff":"False","owner":"docker-cd","path":"shop","revision":"r1","contentHash":"t1","composeHash":"c1","syncedAt":"2026-12-02T00:48:30Z","services":"api,migrate,web"}
+{"id":"94993953f029","name":"shop-migrate-1","state":"exited","status":"Exited (0) About a minute ago","image":"docker-cd-test/busybox:latest","ports":"","project":"shop","service":"migrate","oneoff":"False","owner":"docker-cd","path":"shop","revision":"r1","contentHash":"t1","composeHash":"c1","syncedAt":"2026-12-02T00:48:30Z","services":"api,migrate,web"}
+{"id":"c4ead0282cd1","name":"shop-api-run-1","state":"exited","status":"Exited (3) About a minute ago","image":"docker-cd-test/busybox:latest","ports":"","project":"shop","service":"api","oneoff":"True","owner":"docker-cd","path":"shop","revision":"r1","contentHash":"t1","composeHash":"c1","syncedAt":"2026-12-02T00:48:30Z","services":"api,migrate,web"}
+{"id":"5f53a47adbf7","name":"old-x-1","state":"running","status":"Up 5 minutes","image":"busybox","ports":"","project":"old","service":"x","oneoff":"False","owner":"","path":"","revision":"","contentHash":"","composeHash":"","syncedAt":"","services":""}
+"#;
+    const INSPECT: &[u8] = br#"{"id":"bd4a833e34a1","restartCount":0,"status":"running","exitCode":0,"oomKilled":false,"error":"","health":{"status":"unhealthy","failingStreak":26,"lastOutput":"boom: cannot connect to 127.0.0.1:8080\n","lastExitCode":1},"restartPolicy":"no","startedAt":"2026-12-02T00:48:31.858101644Z"}
+{"id":"94993953f029","restartCount":0,"status":"exited","exitCode":0,"oomKilled":false,"error":"","health":null,"restartPolicy":"no","startedAt":"2026-12-02T00:48:33.143776669Z"}
+"#;
+
+    #[test]
+    fn compose_inspects_only_what_the_ps_line_leaves_open_and_assesses_every_project() {
+        let containers = parse_ps(PS).unwrap();
+        let projects = set(&["gone", "old", "shop"]);
+        assert_eq!(
+            detail_ids(&containers, &projects),
+            ["bd4a833e34a1", "94993953f029"],
+            "not the healthy one, not the one up for minutes, not the `compose run` one"
+        );
+        assert!(detail_ids(&containers, &set(&["old"])).is_empty());
+        let details = parse_inspect(INSPECT).unwrap();
+        let health = compose_assessments(&containers, &details, &projects);
+        assert_eq!(health.len(), 3);
+        assert_eq!(health["gone"], Assessment::missing());
+        assert_eq!(health["old"], assessment(Health::Healthy, None, true));
+        assert_eq!(
+            health["shop"],
+            assessment(
+                Health::Degraded,
+                Some("api: unhealthy: boom: cannot connect to 127.0.0.1:8080"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn the_newest_sync_names_the_desired_services() {
+        let containers = parse_ps(PS).unwrap();
+        let mut labels: Vec<DeployedLabels> = containers.iter().map(|c| c.labels.clone()).collect();
+        labels[0].services = "web".into();
+        labels[0].synced_at = "2026-12-02T01:00:00Z".into();
+        assert_eq!(recorded_services(labels.iter()), ["web"]);
+        assert_eq!(recorded_services(labels[4..].iter()), Vec::<&str>::new());
+    }
+
+    // No swarm on this machine: written in the exact shapes of `docker service ls` and
+    // `docker service ps --format '{{json .}}'` and `docker service inspect` that the swarm
+    // adapter's captured samples (CLI 28.2.2, Engine 20.10) have. Stacks: `shop` (web
+    // converged, api converging with an old spec's failed task, worker failing), `pay` (update
+    // paused), `mon` (global agent converged, global exporter not placeable on one node),
+    // `edge` (a down node's stale Running task), `batch` (a completed job), `half` (a recorded
+    // service gone).
+    const LS: &[u8] = br#"{"ID":"aaaaaaaaaaaa","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"shop_web","Ports":"","Replicas":"2/2"}
+{"ID":"bbbbbbbbbbbb","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"shop_api","Ports":"","Replicas":"1/3"}
+{"ID":"cccccccccccc","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"shop_worker","Ports":"","Replicas":"0/2"}
+{"ID":"dddddddddddd","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"pay_app","Ports":"","Replicas":"1/2"}
+{"ID":"eeeeeeeeeeee","Image":"docker-cd-test/busybox:latest","Mode":"global","Name":"mon_agent","Ports":"","Replicas":"2/2"}
+{"ID":"ffffffffffff","Image":"docker-cd-test/busybox:latest","Mode":"global","Name":"mon_exporter","Ports":"","Replicas":"1/2"}
+{"ID":"gggggggggggg","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"edge_proxy","Ports":"","Replicas":"1/2"}
+{"ID":"hhhhhhhhhhhh","Image":"docker-cd-test/busybox:latest","Mode":"replicated job","Name":"batch_migrate","Ports":"","Replicas":"0/1 (1/1 completed)"}
+{"ID":"iiiiiiiiiiii","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"half_a","Ports":"","Replicas":"1/1"}
+"#;
+    const INSPECT_SERVICES: &[u8] = br#"[{"ID": "aaaaaaaaaaaa1", "Spec": {"Name": "shop_web", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "api,web,worker", "com.docker-cd.synced-at": "2026-12-02T00:00:00Z", "com.docker.stack.namespace": "shop"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 2}}}},
+{"ID": "bbbbbbbbbbbb1", "Spec": {"Name": "shop_api", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "api,web,worker", "com.docker-cd.synced-at": "2026-12-02T00:00:00Z", "com.docker.stack.namespace": "shop"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 3}}}, "UpdateStatus": {"State": "completed", "Message": "update completed"}},
+{"ID": "cccccccccccc1", "Spec": {"Name": "shop_worker", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "api,web,worker", "com.docker-cd.synced-at": "2026-12-02T00:00:00Z", "com.docker.stack.namespace": "shop"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 2}}}},
+{"ID": "dddddddddddd1", "Spec": {"Name": "pay_app", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "app", "com.docker.stack.namespace": "pay"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 2}}}, "UpdateStatus": {"State": "paused", "StartedAt": "2026-11-28T16:51:54Z", "Message": "update paused due to failure or early termination of task cbmx"}},
+{"ID": "eeeeeeeeeeee1", "Spec": {"Name": "mon_agent", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "agent,exporter", "com.docker.stack.namespace": "mon"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Global": {}}}},
+{"ID": "ffffffffffff1", "Spec": {"Name": "mon_exporter", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "agent,exporter", "com.docker.stack.namespace": "mon"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Global": {}}}},
+{"ID": "gggggggggggg1", "Spec": {"Name": "edge_proxy", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "proxy", "com.docker.stack.namespace": "edge"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 2}}}},
+{"ID": "hhhhhhhhhhhh1", "Spec": {"Name": "batch_migrate", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "migrate", "com.docker.stack.namespace": "batch"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}}},
+{"ID": "iiiiiiiiiiii1", "Spec": {"Name": "half_a", "Labels": {"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "a,b", "com.docker.stack.namespace": "half"}, "TaskTemplate": {"ContainerSpec": {"Image": "docker-cd-test/busybox:latest"}}, "Mode": {"Replicated": {"Replicas": 1}}}}]"#;
+    const SERVICE_PS: &[u8] = br#"{"CurrentState":"Running 10 seconds ago","DesiredState":"Running","Error":"","ID":"t01","Image":"docker-cd-test/busybox:latest","Name":"shop_api.1","Node":"vm1","Ports":""}
+{"CurrentState":"Starting 2 seconds ago","DesiredState":"Running","Error":"","ID":"t02","Image":"docker-cd-test/busybox:latest","Name":"shop_api.2","Node":"vm2","Ports":""}
+{"CurrentState":"Preparing 3 seconds ago","DesiredState":"Running","Error":"","ID":"t03","Image":"docker-cd-test/busybox:latest","Name":"shop_api.3","Node":"vm1","Ports":""}
+{"CurrentState":"Rejected 2 hours ago","DesiredState":"Shutdown","Error":"\"No such image: docker-cd-test/busybox:broken\"","ID":"t04","Image":"docker-cd-test/busybox:broken","Name":"shop_api.3","Node":"vm1","Ports":""}
+{"CurrentState":"Ready 1 second ago","DesiredState":"Ready","Error":"","ID":"t05","Image":"docker-cd-test/busybox:latest","Name":"shop_worker.1","Node":"vm1","Ports":""}
+{"CurrentState":"Failed 6 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"t06","Image":"docker-cd-test/busybox:latest","Name":"shop_worker.1","Node":"vm1","Ports":""}
+{"CurrentState":"Failed 12 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"t07","Image":"docker-cd-test/busybox:latest","Name":"shop_worker.1","Node":"vm1","Ports":""}
+{"CurrentState":"Failed 7 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"t08","Image":"docker-cd-test/busybox:latest","Name":"shop_worker.2","Node":"vm2","Ports":""}
+{"CurrentState":"Running 5 minutes ago","DesiredState":"Running","Error":"","ID":"t09","Image":"docker-cd-test/busybox:latest","Name":"pay_app.1","Node":"vm1","Ports":""}
+{"CurrentState":"Failed 4 minutes ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (3)\"","ID":"t10","Image":"docker-cd-test/busybox:latest","Name":"pay_app.2","Node":"vm1","Ports":""}
+{"CurrentState":"Running 3 minutes ago","DesiredState":"Running","Error":"","ID":"t11","Image":"docker-cd-test/busybox:latest","Name":"mon_exporter.k3b2cn5kq0yyzmigxg4sbr2qe","Node":"vm1","Ports":""}
+{"CurrentState":"Pending 3 minutes ago","DesiredState":"Running","Error":"\"no suitable node (insufficient resources on 1 node)\"","ID":"t12","Image":"docker-cd-test/busybox:latest","Name":"mon_exporter.x8fhzxg6ffwigvaewqczie3ne","Node":"","Ports":""}
+{"CurrentState":"Running 20 minutes ago","DesiredState":"Running","Error":"","ID":"t13","Image":"docker-cd-test/busybox:latest","Name":"edge_proxy.1","Node":"vm1","Ports":""}
+{"CurrentState":"Preparing 4 seconds ago","DesiredState":"Running","Error":"","ID":"t14","Image":"docker-cd-test/busybox:latest","Name":"edge_proxy.2","Node":"vm1","Ports":""}
+{"CurrentState":"Running 20 minutes ago","DesiredState":"Shutdown","Error":"","ID":"t15","Image":"docker-cd-test/busybox:latest","Name":"edge_proxy.2","Node":"vm2","Ports":""}
+{"CurrentState":"Complete 5 seconds ago","DesiredState":"Complete","Error":"","ID":"t16","Image":"docker-cd-test/busybox:latest","Name":"batch_migrate.1","Node":"vm1","Ports":""}
+"#;
+
+    fn swarm_health(projects: &[&str]) -> (Vec<String>, BTreeMap<String, Assessment>) {
+        let replicas = parse_service_ls(LS).unwrap();
+        let services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
+        let projects = set(projects);
+        let asked = unconverged_services(&services, &projects);
+        let tasks = parse_tasks(SERVICE_PS).unwrap();
+        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        (asked, health)
+    }
+
+    #[test]
+    fn swarm_asks_for_the_tasks_of_unconverged_services_only() {
+        let (asked, _) = swarm_health(&["batch", "edge", "half", "mon", "pay", "shop"]);
+        let asked: BTreeSet<&str> = asked.iter().map(String::as_str).collect();
+        assert_eq!(
+            asked,
+            BTreeSet::from([
+                "bbbbbbbbbbbb1",
+                "cccccccccccc1",
+                "dddddddddddd1",
+                "ffffffffffff1",
+                "gggggggggggg1",
+                "hhhhhhhhhhhh1"
+            ])
+        );
+        let (asked, health) = swarm_health(&["half"]);
+        assert!(asked.is_empty());
+        assert_eq!(
+            health["half"],
+            assessment(Health::Degraded, Some("b: no service"), true)
+        );
+    }
+
+    #[test]
+    fn failing_tasks_degrade_and_converging_replicas_progress() {
+        let (_, health) = swarm_health(&["shop"]);
+        assert_eq!(
+            health["shop"],
+            assessment(
+                Health::Degraded,
+                Some("worker: 0/2 replicas running; task failed: non-zero exit (1)"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn converging_replicas_are_progressing_and_an_old_specs_failure_does_not_count() {
+        let replicas = parse_service_ls(LS).unwrap();
+        let mut services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
+        services.retain(|s| s.name != "shop_worker");
+        let projects = set(&["shop"]);
+        let asked = unconverged_services(&services, &projects);
+        let tasks = parse_tasks(SERVICE_PS).unwrap();
+        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        // The recorded worker is gone now: degraded, but the api's progress is what would be
+        // named without it.
+        assert_eq!(
+            health["shop"],
+            assessment(Health::Degraded, Some("worker: no service"), true)
+        );
+        let mut labelled = services.clone();
+        for s in &mut labelled {
+            s.deployed.services = "api,web".into();
+        }
+        let health = swarm_assessments(&labelled, &asked, &tasks, &projects);
+        assert_eq!(
+            health["shop"],
+            assessment(
+                Health::Progressing,
+                Some("api: 1/3 replicas running"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn a_paused_update_is_degraded_and_settled() {
+        let (_, health) = swarm_health(&["pay"]);
+        assert_eq!(
+            health["pay"],
+            assessment(
+                Health::Degraded,
+                Some(
+                    "app: update paused: update paused due to failure or early termination of task cbmx"
+                ),
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn a_global_service_not_placeable_everywhere_says_why() {
+        let (_, health) = swarm_health(&["mon"]);
+        assert_eq!(
+            health["mon"],
+            assessment(
+                Health::Progressing,
+                Some(
+                    "exporter: 1/2 replicas running; task pending: no suitable node (insufficient resources on 1 node)"
+                ),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn a_down_nodes_stale_running_task_is_not_a_replica() {
+        let (_, health) = swarm_health(&["edge"]);
+        assert_eq!(
+            health["edge"],
+            assessment(
+                Health::Progressing,
+                Some("proxy: 1/2 replicas running"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn converged_services_and_completed_jobs_are_healthy_and_absent_stacks_missing() {
+        let (_, health) = swarm_health(&["batch", "gone"]);
+        assert_eq!(health["batch"], assessment(Health::Healthy, None, true));
+        assert_eq!(health["gone"], Assessment::missing());
+        let replicas = parse_service_ls(LS).unwrap();
+        let services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
+        let web: Vec<ServiceInfo> = services
+            .into_iter()
+            .filter(|s| s.name == "shop_web" || s.name == "mon_agent")
+            .map(|mut s| {
+                s.deployed.services.clear();
+                s
+            })
+            .collect();
+        let projects = set(&["mon", "shop"]);
+        assert!(unconverged_services(&web, &projects).is_empty());
+        let health = swarm_assessments(&web, &[], &[], &projects);
+        assert_eq!(health["shop"], assessment(Health::Healthy, None, true));
+        assert_eq!(health["mon"], assessment(Health::Healthy, None, true));
+    }
+}
