@@ -283,7 +283,8 @@ fn container_verdict(line: &ContainerLine<'_>, detail: Option<&ContainerDetail>)
                     }
                 });
             let restarts = detail.map_or(0, |d| d.restart_count);
-            let up = uptime(line.status);
+            // Running by the inspect but not `Up …` by the earlier `ps`: it has just started.
+            let up = uptime(line.status).unwrap_or(Duration::ZERO);
             if health == Some("unhealthy") {
                 let output = detail
                     .and_then(|d| d.health.as_ref())
@@ -297,7 +298,7 @@ fn container_verdict(line: &ContainerLine<'_>, detail: Option<&ContainerDetail>)
                     },
                     false,
                 )
-            } else if restarts >= CRASH_LOOP_RESTARTS && up.is_some_and(|u| u < CRASH_LOOP_UPTIME) {
+            } else if restarts >= CRASH_LOOP_RESTARTS && up < CRASH_LOOP_UPTIME {
                 Verdict::degraded(format!("crash-looping ({restarts} restarts)"), false)
             } else if health == Some("starting") {
                 Verdict::Progressing("health: starting".to_owned())
