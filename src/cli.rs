@@ -242,7 +242,9 @@ fn stack_table(snapshot: &Snapshot, out: &mut impl Write) -> std::io::Result<(us
     Ok((errors, warnings))
 }
 
-/// `docker-cd status`: the refresh status and the stacks table of a running instance.
+/// `docker-cd status`: the refresh status and the stacks table of a running instance: each
+/// stack's status and health, and for a stack that is not healthy what its health message
+/// says, under its problem.
 pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, ClientError> {
     let http = http_client()?;
     let refresh = get_json(&http, &client, "/api/refresh-status").await?;
@@ -265,6 +267,7 @@ pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, 
                 text(&s["path"]),
                 text(&s["projectName"]),
                 text(&s["status"]),
+                text(&s["health"]),
                 format!(
                     "{}/{}",
                     s["containersRunning"].as_u64().unwrap_or(0),
@@ -274,7 +277,7 @@ pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, 
                     .as_str()
                     .map(|r| sanitize(r, 12))
                     .unwrap_or_else(|| "-".to_owned()),
-                problem_of(s),
+                problem_cell(s),
             ]
         })
         .collect();
@@ -288,6 +291,7 @@ pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, 
                 "STACK",
                 "PROJECT",
                 "STATUS",
+                "HEALTH",
                 "CONTAINERS",
                 "SYNCED",
                 "PROBLEM",
@@ -420,8 +424,40 @@ fn problem_of(stack: &Value) -> String {
         .or_else(|| stack["drift"].as_str())
         .map(str::to_owned)
         .unwrap_or_else(|| warnings.join("; "));
+    shortened(&problem)
+}
+
+/// Why a stack that is not healthy has its health (its `healthMessage`), on one line; `None`
+/// for a healthy stack or when nothing is said.
+fn health_note(stack: &Value) -> Option<String> {
+    if stack["health"].as_str() == Some("healthy") {
+        return None;
+    }
+    let message = stack["healthMessage"].as_str().map(str::trim)?;
+    (!message.is_empty()).then(|| shortened(message))
+}
+
+/// The PROBLEM cell: the stack's problem, and on a line of its own the health note, unless it
+/// says the same (a sync that failed on health names the same service and cause).
+fn problem_cell(stack: &Value) -> String {
+    let problem = problem_of(stack);
+    match health_note(stack) {
+        Some(note) if note != problem => {
+            let note = format!("health: {note}");
+            if problem.is_empty() {
+                note
+            } else {
+                format!("{problem}\n{note}")
+            }
+        }
+        _ => problem,
+    }
+}
+
+/// The first line of `text`, escaped, and cut to [`MAX_PROBLEM_CHARS`] with a `…`.
+fn shortened(text: &str) -> String {
     // Escaped first, so that the cut counts what is shown.
-    let line = sanitize(first_line(&problem), MAX_LINE_CHARS);
+    let line = sanitize(first_line(text), MAX_LINE_CHARS);
     if line.chars().count() > MAX_PROBLEM_CHARS {
         let mut short: String = line.chars().take(MAX_PROBLEM_CHARS - 1).collect();
         short.push('…');
@@ -615,6 +651,40 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "error    cannot list refs\n         fatal: \\u{1b}[2Jgone\n         check passed: forged\n"
         );
+    }
+
+    #[test]
+    fn a_stack_that_is_not_healthy_says_why_under_its_problem() {
+        let degraded = json!({
+            "health": "degraded",
+            "healthMessage": "worker: restarting (exit code 1, 5 restarts)\nmore",
+            "lastSyncError": null,
+            "warnings": ["two compose files"],
+        });
+        assert_eq!(
+            problem_cell(&degraded),
+            "two compose files\nhealth: worker: restarting (exit code 1, 5 restarts)"
+        );
+        let alone = json!({"health": "progressing", "healthMessage": "web: health: starting"});
+        assert_eq!(problem_cell(&alone), "health: web: health: starting");
+        // A sync that failed on health says the same thing once.
+        let failed = json!({
+            "health": "degraded",
+            "healthMessage": "web: unhealthy: curl: (7) refused",
+            "lastSyncError": "web: unhealthy: curl: (7) refused",
+        });
+        assert_eq!(problem_cell(&failed), "web: unhealthy: curl: (7) refused");
+        // Healthy, or nothing said: only the problem.
+        let healthy = json!({"health": "healthy", "healthMessage": "all 3 services running"});
+        assert_eq!(problem_cell(&healthy), "");
+        let unknown = json!({"health": "unknown", "healthMessage": null, "drift": "web stopped"});
+        assert_eq!(problem_cell(&unknown), "web stopped");
+        // Escaped and bounded like every other text of the instance.
+        let evil =
+            json!({"health": "degraded", "healthMessage": format!("\u{1b}[2J{}", "x".repeat(300))});
+        let cell = problem_cell(&evil);
+        assert!(cell.starts_with("health: \\u{1b}[2J"), "{cell}");
+        assert_eq!(cell.chars().count(), "health: ".len() + MAX_PROBLEM_CHARS);
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`] and
 //! [`config`] use no other module; [`process`] uses only [`untrusted`] (log lines) and reports
 //! every child to an observer that [`app`] connects to [`metrics`]; [`desired_state`] uses
-//! [`config`], [`process`] and [`untrusted`] (for the errors it shows clients) and [`metrics`]
-//! (the plain state it hands `GET /metrics`), and nothing in the foundation uses it.
+//! [`config`], [`process`] and [`untrusted`] (for the errors it shows clients), and nothing in
+//! the foundation uses it. [`desired_state`] and [`metrics`] know nothing of each other: the
+//! cache hands `GET /metrics` a [`desired_state::Census`] of its own types, and [`http`] turns
+//! it into a [`metrics::State`].
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment. Within the
 //! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. Only [`engine`]

@@ -4,21 +4,24 @@
 //! Two kinds of series:
 //!
 //! - **Events**, counted where they happen and kept for the life of the process: refreshes by
-//!   trigger and outcome with their durations ([`refresh_finished`]), webhook deliveries by
-//!   result ([`webhook_delivery`]), and the duration and failures of every child process by
-//!   program and subcommand ([`command_finished`], [`command_failed`]; the app registers them
-//!   as `process`'s observer). They live in one process-wide [`Metrics`], because a child's
+//!   trigger and outcome with their durations ([`refresh_finished`]), the durations of stack
+//!   syncs by outcome ([`sync_finished`]), webhook deliveries by result ([`webhook_delivery`]),
+//!   and the duration and failures of every child process by program and subcommand
+//!   ([`command_finished`], [`command_failed`]; the app registers them as `process`'s
+//!   observer). They live in one process-wide [`Metrics`], because a child's
 //!   report has no other way to reach them; several apps in one process (tests) share these
 //!   counters.
-//! - **State**, taken at scrape time from whoever owns it ([`render`] asks a [`StateSource`]
-//!   for a plain [`State`]): one `docker_cd_stack_status{stack, status}` series per stack with
-//!   value 1 for its current status, the snapshot's revision as an info metric, and when the
-//!   last refresh succeeded. Nothing has to be kept in step with the cache.
+//! - **State**, taken at scrape time from whoever owns it and handed to [`render`] as a plain
+//!   [`State`] (the edge builds it from the cache's census): one
+//!   `docker_cd_stack_status{stack, status}` and one `docker_cd_stack_health{stack, health}`
+//!   series per stack, each with value 1 for the stack's current status or health, the
+//!   snapshot's revision as an info metric, and when the last refresh succeeded. Nothing has
+//!   to be kept in step with the cache.
 //!
 //! Foundation layer: uses no other module of the crate (labels arrive as plain strings, state
 //! as a [`State`]); spawns nothing.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -54,6 +57,11 @@ struct RefreshLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     result: &'static str,
 }
@@ -78,6 +86,12 @@ struct StackLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StackHealthLabels {
+    stack: String,
+    health: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SnapshotLabels {
     revision: String,
     /// Encoded as `ref` (the derive strips the raw-identifier prefix).
@@ -96,6 +110,7 @@ struct BuildLabels {
 pub struct Metrics {
     refreshes: Family<RefreshLabels, Counter>,
     refresh_duration: HistogramFamily<RefreshLabels>,
+    sync_duration: HistogramFamily<SyncLabels>,
     webhook_deliveries: Family<WebhookLabels, Counter>,
     command_duration: HistogramFamily<CommandLabels>,
     command_failures: Family<CommandFailureLabels, Counter>,
@@ -104,6 +119,7 @@ pub struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     refreshes: Family::default(),
     refresh_duration: Family::new_with_constructor(duration_histogram),
+    sync_duration: Family::new_with_constructor(duration_histogram),
     webhook_deliveries: Family::default(),
     command_duration: Family::new_with_constructor(duration_histogram),
     command_failures: Family::default(),
@@ -120,6 +136,16 @@ pub fn refresh_finished(trigger: &'static str, ok: bool, duration: Duration) {
     METRICS
         .refresh_duration
         .get_or_create(&labels)
+        .observe(duration.as_secs_f64());
+}
+
+/// A stack's sync finished after `duration` (from its start to the outcome, the wait for
+/// health included): `outcome` is `succeeded` or `failed`, the wire names of the stack's
+/// `lastSyncStatus`.
+pub fn sync_finished(outcome: &'static str, duration: Duration) {
+    METRICS
+        .sync_duration
+        .get_or_create(&SyncLabels { outcome })
         .observe(duration.as_secs_f64());
 }
 
@@ -188,12 +214,12 @@ pub fn command_failed(program: &str, subcommand: &str, reason: &'static str) {
         .inc();
 }
 
-/// The state series of one scrape, as plain values: the owner of the state (the cache) builds
-/// it, so this module needs none of its types.
+/// The state series of one scrape, as plain values: the edge builds it from what the cache
+/// reports, so this module needs none of the cache's types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
-    /// Every stack's path and the wire name of its status (`missing`, `synced`, …).
-    pub stacks: Vec<(String, &'static str)>,
+    /// Every stack, by path.
+    pub stacks: Vec<StackState>,
     /// The snapshot being served, once there is one.
     pub snapshot: Option<SnapshotState>,
     /// Stacks in that snapshot.
@@ -202,6 +228,16 @@ pub struct State {
     pub consecutive_failures: u32,
     /// A refresh is running.
     pub refreshing: bool,
+}
+
+/// One stack of [`State::stacks`]: its path and the wire names of its status and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackState {
+    pub path: String,
+    /// `missing`, `synced`, … (SPEC §4).
+    pub status: &'static str,
+    /// `healthy`, `degraded`, … (SPEC §9).
+    pub health: &'static str,
 }
 
 /// What [`State::snapshot`] says about the snapshot being served.
@@ -215,30 +251,8 @@ pub struct SnapshotState {
     pub ref_type: &'static str,
 }
 
-/// Whatever can tell [`render`] the current [`State`] (the cache does).
-pub trait StateSource {
-    fn metrics_state(&self) -> State;
-}
-
-impl<T: StateSource + ?Sized> StateSource for Arc<T> {
-    fn metrics_state(&self) -> State {
-        (**self).metrics_state()
-    }
-}
-
-impl StateSource for State {
-    fn metrics_state(&self) -> State {
-        self.clone()
-    }
-}
-
-/// Every series, for one scrape: this process's event series and the state `source` reports.
-pub fn render(source: &(impl StateSource + ?Sized)) -> Result<String, std::fmt::Error> {
-    render_state(&source.metrics_state())
-}
-
-/// [`render`] of a [`State`] already taken.
-pub fn render_state(state: &State) -> Result<String, std::fmt::Error> {
+/// Every series, for one scrape: this process's event series and `state`.
+pub fn render(state: &State) -> Result<String, std::fmt::Error> {
     let metrics = &*METRICS;
     let mut registry = Registry::with_prefix(PREFIX);
 
@@ -260,6 +274,12 @@ pub fn render_state(state: &State) -> Result<String, std::fmt::Error> {
         Unit::Seconds,
         metrics.refresh_duration.clone(),
     );
+    registry.register_with_unit(
+        "sync_duration",
+        "How long stack syncs took, up to the stack's health when the sync waits for it, by outcome (succeeded or failed)",
+        Unit::Seconds,
+        metrics.sync_duration.clone(),
+    );
     registry.register(
         "webhook_deliveries",
         "Webhook deliveries by result (accepted, ignored, ping, unauthorized, bad_request, too_large, disabled)",
@@ -277,19 +297,31 @@ pub fn render_state(state: &State) -> Result<String, std::fmt::Error> {
         metrics.command_failures.clone(),
     );
 
-    let stacks: Family<StackLabels, Gauge> = Family::default();
-    for (path, status) in &state.stacks {
-        stacks
+    let statuses: Family<StackLabels, Gauge> = Family::default();
+    let healths: Family<StackHealthLabels, Gauge> = Family::default();
+    for stack in &state.stacks {
+        statuses
             .get_or_create(&StackLabels {
-                stack: path.clone(),
-                status,
+                stack: stack.path.clone(),
+                status: stack.status,
+            })
+            .set(1);
+        healths
+            .get_or_create(&StackHealthLabels {
+                stack: stack.path.clone(),
+                health: stack.health,
             })
             .set(1);
     }
     registry.register(
         "stack_status",
         "One series per stack, value 1, labelled with the stack's current status",
-        stacks,
+        statuses,
+    );
+    registry.register(
+        "stack_health",
+        "One series per stack, value 1, labelled with the stack's current health (healthy, progressing, degraded, missing, suspended, unknown)",
+        healths,
     );
 
     if let Some(snapshot) = &state.snapshot {
@@ -348,9 +380,17 @@ mod tests {
 
     const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
 
-    fn state(stacks: &[(&str, &'static str)]) -> State {
+    /// A state with `stacks` as (path, status, health).
+    fn state(stacks: &[(&str, &'static str, &'static str)]) -> State {
         State {
-            stacks: stacks.iter().map(|(p, s)| ((*p).to_owned(), *s)).collect(),
+            stacks: stacks
+                .iter()
+                .map(|&(path, status, health)| StackState {
+                    path: path.to_owned(),
+                    status,
+                    health,
+                })
+                .collect(),
             snapshot: Some(SnapshotState {
                 revision: REVISION.into(),
                 git_ref: "refs/heads/main".into(),
@@ -363,7 +403,11 @@ mod tests {
 
     #[test]
     fn each_stack_is_one_series_labelled_with_its_current_status() {
-        let text = render(&state(&[("db", "synced"), ("web", "missing")])).unwrap();
+        let text = render(&state(&[
+            ("db", "synced", "healthy"),
+            ("web", "missing", "missing"),
+        ]))
+        .unwrap();
         let mut series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("docker_cd_stack_status{"))
@@ -379,6 +423,32 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE docker_cd_stack_status gauge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_stack_is_one_health_series_labelled_with_its_current_health() {
+        let text = render(&state(&[
+            ("db", "synced", "degraded"),
+            ("web", "syncing", "progressing"),
+        ]))
+        .unwrap();
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("docker_cd_stack_health{"))
+            .collect();
+        series.sort_unstable();
+        assert_eq!(
+            series,
+            [
+                "docker_cd_stack_health{stack=\"db\",health=\"degraded\"} 1",
+                "docker_cd_stack_health{stack=\"web\",health=\"progressing\"} 1",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE docker_cd_stack_health gauge"),
             "{text}"
         );
     }
@@ -402,7 +472,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped_by_the_encoder() {
-        let text = render(&state(&[("we\"ird\\name", "missing")])).unwrap();
+        let text = render(&state(&[("we\"ird\\name", "missing", "missing")])).unwrap();
         assert!(
             text.contains(r#"docker_cd_stack_status{stack="we\"ird\\name",status="missing"} 1"#),
             "{text}"
@@ -427,19 +497,48 @@ mod tests {
         }
     }
 
+    /// The `_count` of the sync-duration histogram for `outcome` in a scrape.
+    fn sync_count(outcome: &str) -> u64 {
+        let prefix = format!("docker_cd_sync_duration_seconds_count{{outcome=\"{outcome}\"}} ");
+        render(&State::default())
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse().unwrap()))
+            .unwrap_or(0)
+    }
+
     #[test]
-    fn a_shared_source_renders_like_its_contents() {
-        let shared = Arc::new(state(&[("web", "synced")]));
-        let without_events = |text: String| {
-            text.lines()
-                .filter(|l| l.contains("stack") || l.contains("snapshot"))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            without_events(render(&shared).unwrap()),
-            without_events(render_state(&shared).unwrap())
+    fn finished_syncs_are_timed_by_outcome() {
+        // Process-wide and shared with tests running in parallel: compared as "grew by".
+        let (succeeded, failed) = (sync_count("succeeded"), sync_count("failed"));
+        sync_finished("succeeded", Duration::from_millis(40));
+        sync_finished("succeeded", Duration::from_secs(90));
+        sync_finished("failed", Duration::from_secs(700));
+        assert!(sync_count("succeeded") >= succeeded + 2);
+        assert!(sync_count("failed") > failed);
+        let text = render(&State::default()).unwrap();
+        assert!(
+            text.contains("# TYPE docker_cd_sync_duration_seconds histogram"),
+            "{text}"
         );
+        for needle in [
+            "docker_cd_sync_duration_seconds_bucket{outcome=\"succeeded\",le=\"0.05\"} ",
+            "docker_cd_sync_duration_seconds_bucket{outcome=\"succeeded\",le=\"120\"} ",
+            "docker_cd_sync_duration_seconds_bucket{outcome=\"failed\",le=\"+Inf\"} ",
+            "docker_cd_sync_duration_seconds_sum{outcome=\"failed\"} ",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+        // 700 s is past the last bucket: only +Inf holds it.
+        let bucket = |le: &str| {
+            let prefix = format!(
+                "docker_cd_sync_duration_seconds_bucket{{outcome=\"failed\",le=\"{le}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix).map(|v| v.parse::<u64>().unwrap()))
+                .unwrap()
+        };
+        assert!(bucket("+Inf") > bucket("600"), "{text}");
     }
 
     #[test]

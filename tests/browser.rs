@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::docker::{self, TEST_IMAGE};
 use common::{TestApp, TestRepo, compose};
+use docker_cd::desired_state::Health;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -380,13 +381,15 @@ const VISIBLE_CARDS: &str = "return [...document.querySelectorAll('#grid .card')
 /// `[server's cards, live cards]`, each card as the comparable facts of its markup.
 const GRID_VS_SERVER: &str = "const done = arguments[arguments.length - 1];
     const view = root => [...root.querySelectorAll('#grid .card')].map(c => ({
-        path: c.dataset.path, status: c.dataset.status, hidden: c.hidden,
+        path: c.dataset.path, status: c.dataset.status, health: c.dataset.health,
+        hidden: c.hidden,
         ack: [c.querySelector('[data-action=ack]').hidden,
               c.querySelector('[data-action=ack]').dataset.path],
         fields: [...c.querySelectorAll('[data-field]')].map(f => [
             f.dataset.field, f.hidden, f.textContent.replace(/\\s+/g, ' ').trim(),
             f.getAttribute('href'), f.getAttribute('title'), f.getAttribute('datetime'),
-            f.dataset.status || null, f.value === undefined ? null : [f.value, f.max]]),
+            f.dataset.status || null, f.dataset.health || null,
+            f.value === undefined ? null : [f.value, f.max]]),
     }));
     fetch(location.pathname + location.search, { headers: { Accept: 'text/html' } })
         .then(r => r.text())
@@ -537,14 +540,21 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
         .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let html = html.text().await.unwrap();
+    // A card's opening tag, after its path: its status, its health, whether it is hidden.
+    let card_tag = |path: &str| {
+        html.split(&format!("<article class=\"card\" data-path=\"{path}\""))
+            .nth(1)
+            .and_then(|t| t.split('>').next())
+            .unwrap_or_else(|| panic!("no card {path}"))
+            .to_owned()
+    };
+    let cache = card_tag("cache");
     assert!(
-        html.contains("data-path=\"cache\" data-status=\"missing\">"),
-        "cache is shown"
+        cache.starts_with(" data-status=\"missing\" data-health=\"") && !cache.ends_with(" hidden"),
+        "cache is shown: {cache}"
     );
-    assert!(
-        html.contains("data-path=\"web\" data-status=\"missing\" hidden>"),
-        "web is hidden"
-    );
+    let web = card_tag("web");
+    assert!(web.ends_with(" hidden"), "web is hidden: {web}");
 
     // An unknown stack's page is a 404 page; the assets are revalidated by their ETag.
     let missing = app
@@ -687,6 +697,36 @@ async fn the_grid_follows_webhook_pushes_live_filters_and_survives_a_dropped_str
         b.click("button[data-filter-status='']").await;
         b.wait_cards("filter cleared", &["Tricky Name", "api", "cache", "web"])
             .await;
+
+        // The health filter, beside the status filter, follows a change of health live.
+        b.click("button[data-filter-health='degraded']").await;
+        b.wait_cards("no degraded stack", &[]).await;
+        assert!(app.app().store.update_stack("cache", |s| {
+            s.health = Health::Degraded;
+            s.health_message = Some("cache: restarting (exit code 1, 5 restarts)".into());
+        }));
+        b.wait_cards("cache turned degraded", &["cache"]).await;
+        let badge = b
+            .eval(
+                "const f = document.querySelector(\"#grid .card[data-path='cache'] [data-field='health']\");
+                 return [f.textContent, f.title,
+                         document.querySelector(\"[data-health-count='degraded']\").textContent];",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            badge,
+            json!(["degraded", "cache: restarting (exit code 1, 5 restarts)", "1"])
+        );
+        let url = b.client.current_url().await.unwrap();
+        assert_eq!(url.query(), Some("health=degraded"));
+        b.click("button[data-filter-status='failed']").await;
+        b.wait_cards("degraded and failed: none", &[]).await;
+        b.click("button[data-filter-status='']").await;
+        b.click("button[data-filter-health='']").await;
+        b.wait_cards("health filter cleared", &["Tricky Name", "api", "cache", "web"])
+            .await;
+        b.assert_grid_matches_server().await;
 
         // The filter in the URL is applied when the page loads.
         b.goto(&proxy.url("/?status=missing&q=we")).await;

@@ -6,11 +6,15 @@
 //! - [`tree`]: the pure reading of a tree listing, or of a diff to the previous one, into stacks.
 //! - [`store`]: the cache: the current snapshot, each stack's sync status, the refresh status,
 //!   and the event stream the API serves.
+//! - [`census`]: the plain count of that cache that [`Store::census`] takes for its reporters
+//!   (`GET /metrics`).
 //! - [`public`]: errors rendered for the clients of that cache.
 //!
 //! Foundation layer: uses no adapter and spawns nothing (config, process and untrusted, for
-//! [`public`]; metrics, for the plain state [`Store::metrics_state`] hands it).
+//! [`public`]). It knows none of its readers: the metrics get a [`Census`] and the edge turns
+//! it into theirs.
 
+pub mod census;
 mod events;
 mod history;
 pub mod public;
@@ -24,6 +28,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+pub use census::Census;
 pub use store::{Event, Store};
 
 /// Compose's own precedence of file names: the first present wins.

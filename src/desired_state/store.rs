@@ -13,8 +13,9 @@
 //! The entries and their bounding live in `history`, the [`Event`] type in `events`; this
 //! file is the cache that holds them under its lock.
 //!
-//! `GET /metrics` reads it as a plain [`crate::metrics::State`] ([`Store::metrics_state`]):
-//! the store knows the metrics' state type, the metrics know nothing of the store.
+//! Whoever reports on the whole cache (`GET /metrics`) takes a [`Census`] of it
+//! ([`Store::census`]): plain values of this module's own types, taken under the one lock. The
+//! store knows nothing of its readers' types.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,13 +23,13 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
+use super::census::{Census, SnapshotCensus, StackCensus};
 use super::public::PublicError;
 use super::tree::Ascending;
 use super::{
     RefreshPhase, RefreshStatus, Snapshot, StackRecord, StackRecordView, StackStatus, SyncInfo,
     Trigger,
 };
-use crate::metrics;
 
 pub use super::events::Event;
 use super::history::History;
@@ -384,24 +385,28 @@ impl Store {
         }
     }
 
-    /// What the metrics show of the cache, taken under one lock: every stack's status and the
-    /// refresh status.
-    pub fn metrics_state(&self) -> metrics::State {
+    /// Every stack's status and health, the snapshot served and the refresh state, taken under
+    /// one lock (`GET /metrics` reports this).
+    pub fn census(&self) -> Census {
         let inner = self.lock();
         let refresh = &inner.refresh;
         let snapshot = match (&refresh.revision, refresh.ref_type) {
-            (Some(revision), Some(ref_type)) => Some(metrics::SnapshotState {
+            (Some(revision), Some(ref_type)) => Some(SnapshotCensus {
                 revision: revision.clone(),
                 git_ref: refresh.git_ref.clone(),
-                ref_type: ref_type.as_str(),
+                ref_type,
             }),
             _ => None,
         };
-        metrics::State {
+        Census {
             stacks: inner
                 .sync
                 .iter()
-                .map(|(path, sync)| (path.clone(), sync.status.as_str()))
+                .map(|(path, sync)| StackCensus {
+                    path: path.clone(),
+                    status: sync.status,
+                    health: sync.health,
+                })
                 .collect(),
             snapshot,
             stack_count: refresh.stack_count,
@@ -430,18 +435,11 @@ impl Store {
     }
 }
 
-/// `GET /metrics` renders the cache through this ([`crate::metrics::render`]).
-impl metrics::StateSource for Store {
-    fn metrics_state(&self) -> metrics::State {
-        Store::metrics_state(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
 
-    use super::super::{DesiredStack, RefType};
+    use super::super::{DesiredStack, Health, RefType};
     use super::*;
 
     fn snapshot(revision: &str, stacks: &[(&str, &str)]) -> Arc<Snapshot> {
@@ -731,42 +729,53 @@ mod tests {
     }
 
     #[test]
-    fn the_metrics_see_every_stack_with_its_status_and_the_snapshot_served() {
+    fn a_census_counts_every_stack_with_its_status_and_health_and_the_snapshot_served() {
         let store = Store::new("main".into());
-        assert_eq!(store.metrics_state(), metrics::State::default());
+        assert_eq!(store.census(), Census::default());
         let now = SystemTime::now();
         store.install_snapshot(
             snapshot("r1", &[("db", "1"), ("web", "1")]),
             Trigger::Startup,
             now,
         );
-        store.update_stack("db", |s| s.status = StackStatus::Synced);
-        store.upsert_gone("old", "old", |_| {});
-        let state = store.metrics_state();
+        store.update_stack("db", |s| {
+            s.status = StackStatus::Synced;
+            s.health = Health::Degraded;
+        });
+        store.upsert_gone("old", "old", |s| s.health = Health::Healthy);
+        let census = store.census();
+        let stack = |path: &str, status, health| StackCensus {
+            path: path.to_owned(),
+            status,
+            health,
+        };
         assert_eq!(
-            state.stacks,
+            census.stacks,
             [
-                ("db".to_owned(), "synced"),
-                ("old".to_owned(), "orphaned"),
-                ("web".to_owned(), "missing")
+                stack("db", StackStatus::Synced, Health::Degraded),
+                stack("old", StackStatus::Orphaned, Health::Healthy),
+                stack(
+                    "web",
+                    StackStatus::Missing,
+                    SyncInfo::new(StackStatus::Missing).health
+                ),
             ]
         );
         assert_eq!(
-            state.snapshot,
-            Some(metrics::SnapshotState {
+            census.snapshot,
+            Some(SnapshotCensus {
                 revision: "r1".into(),
                 git_ref: "refs/heads/main".into(),
-                ref_type: "branch",
+                ref_type: RefType::Branch,
             })
         );
-        assert_eq!(state.stack_count, 2);
-        assert_eq!(state.last_success_at, Some(now));
-        assert!(!state.refreshing);
-        let text = metrics::render(&Arc::new(store)).unwrap();
-        assert!(
-            text.contains("docker_cd_stack_status{stack=\"db\",status=\"synced\"} 1"),
-            "{text}"
-        );
+        assert_eq!(census.stack_count, 2);
+        assert_eq!(census.last_success_at, Some(now));
+        assert_eq!(census.consecutive_failures, 0);
+        assert!(!census.refreshing);
+        // The stack gone from both is gone from the census too.
+        store.remove_gone("old");
+        assert_eq!(store.census().stacks.len(), 2);
     }
 
     #[test]

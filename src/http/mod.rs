@@ -12,7 +12,9 @@
 //! - [`page`]: the status page at `/`.
 //! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
 //! - [`names`]: a status's name in text (the banner, the dashboard), as the JSON API spells it.
-//! - `/metrics`: [`crate::metrics::render`] of the store.
+//! - `/metrics`: the store's [`Census`], turned into the metrics' [`crate::metrics::State`]
+//!   here (the edge is the one place that knows both) and rendered by
+//!   [`crate::metrics::render`].
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
 //! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
 //! - [`error`]: [`ApiError`], every refusal and failure, and the status each is answered with.
@@ -56,7 +58,7 @@ pub use serve::{EdgeLimits, serve};
 pub const ACK_MAX_BODY_BYTES: usize = 4 * 1024;
 
 use crate::config::{DeployDir, RepoUrl, Revision, Secret};
-use crate::desired_state::Store;
+use crate::desired_state::{Census, Store};
 use crate::reconcile::{EngineView, ReconcileHandle};
 use crate::refresh::RefreshHandle;
 
@@ -187,9 +189,35 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    match crate::metrics::render(&state.store) {
+    match crate::metrics::render(&metrics_state(state.store.census())) {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal("cannot encode the metrics", e).into_response(),
+    }
+}
+
+/// The metrics' state of a census: the same facts, statuses, health and ref type by their
+/// wire names (as the JSON API spells them).
+fn metrics_state(census: Census) -> crate::metrics::State {
+    use crate::metrics::{SnapshotState, StackState, State};
+    State {
+        stacks: census
+            .stacks
+            .into_iter()
+            .map(|stack| StackState {
+                path: stack.path,
+                status: stack.status.as_str(),
+                health: stack.health.as_str(),
+            })
+            .collect(),
+        snapshot: census.snapshot.map(|snapshot| SnapshotState {
+            revision: snapshot.revision,
+            git_ref: snapshot.git_ref,
+            ref_type: snapshot.ref_type.as_str(),
+        }),
+        stack_count: census.stack_count,
+        last_success_at: census.last_success_at,
+        consecutive_failures: census.consecutive_failures,
+        refreshing: census.refreshing,
     }
 }
 
@@ -229,5 +257,83 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
         Err(ApiError::Unauthorized(
             "missing or invalid bearer token".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::desired_state::census::{SnapshotCensus, StackCensus};
+    use crate::desired_state::{Health, RefType, StackStatus};
+
+    #[test]
+    fn a_census_becomes_the_metrics_state_by_wire_names() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let census = Census {
+            stacks: vec![
+                StackCensus {
+                    path: "db".into(),
+                    status: StackStatus::Synced,
+                    health: Health::Healthy,
+                },
+                StackCensus {
+                    path: "web".into(),
+                    status: StackStatus::Failed,
+                    health: Health::Degraded,
+                },
+            ],
+            snapshot: Some(SnapshotCensus {
+                revision: "r1".into(),
+                git_ref: "refs/tags/v1".into(),
+                ref_type: RefType::Tag,
+            }),
+            stack_count: 2,
+            last_success_at: Some(at),
+            consecutive_failures: 3,
+            refreshing: true,
+        };
+        let state = metrics_state(census);
+        let stacks: Vec<_> = state
+            .stacks
+            .iter()
+            .map(|s| (s.path.as_str(), s.status, s.health))
+            .collect();
+        assert_eq!(
+            stacks,
+            [("db", "synced", "healthy"), ("web", "failed", "degraded")]
+        );
+        let snapshot = state.snapshot.as_ref().unwrap();
+        assert_eq!(
+            (
+                snapshot.revision.as_str(),
+                snapshot.git_ref.as_str(),
+                snapshot.ref_type
+            ),
+            ("r1", "refs/tags/v1", "tag")
+        );
+        assert_eq!(
+            (
+                state.stack_count,
+                state.last_success_at,
+                state.consecutive_failures,
+                state.refreshing
+            ),
+            (2, Some(at), 3, true)
+        );
+        let text = crate::metrics::render(&state).unwrap();
+        assert!(
+            text.contains("docker_cd_stack_health{stack=\"web\",health=\"degraded\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("docker_cd_stack_status{stack=\"web\",status=\"failed\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            metrics_state(Census::default()),
+            crate::metrics::State::default()
+        );
     }
 }

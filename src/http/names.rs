@@ -1,9 +1,9 @@
 //! How the edge names a status in text that is not JSON (the banner, the dashboard's pages):
 //! exactly as the JSON API spells it, so that a page and the API never disagree.
 //!
-//! Uses: desired_state (the status enums and their `as_str()`).
+//! Uses: desired_state (the status and health enums and their `as_str()`).
 
-use crate::desired_state::{RefreshPhase, StackStatus, SyncOutcome};
+use crate::desired_state::{Health, RefreshPhase, StackStatus, SyncOutcome};
 
 /// A status enum the edge names in text.
 pub(super) trait WireName: Copy {
@@ -24,7 +24,7 @@ macro_rules! wire_name_from_as_str {
     )+};
 }
 
-wire_name_from_as_str!(StackStatus, RefreshPhase, SyncOutcome);
+wire_name_from_as_str!(StackStatus, Health, RefreshPhase, SyncOutcome);
 
 #[cfg(test)]
 mod tests {
@@ -36,5 +36,6 @@ mod tests {
         assert_eq!(StackStatus::Orphaned.wire_name(), "orphaned");
         assert_eq!(RefreshPhase::Completed.wire_name(), "completed");
         assert_eq!(SyncOutcome::Succeeded.wire_name(), "succeeded");
+        assert_eq!(Health::Progressing.wire_name(), "progressing");
     }
 }

@@ -57,7 +57,12 @@ async fn banner(state: &AppState) -> Response {
         stacks.len()
     );
     for s in &stacks {
-        text.push_str(&format!("  {:<30} {}\n", s.path, s.sync.status.wire_name()));
+        text.push_str(&format!(
+            "  {:<30} {:<9} {}\n",
+            s.path,
+            s.sync.status.wire_name(),
+            s.sync.health.wire_name()
+        ));
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }

@@ -636,9 +636,9 @@ async fn refresh_waits_for_the_outcome_and_status_prints_the_stacks() {
     assert_eq!(
         rows,
         [
-            "STACK PROJECT STATUS CONTAINERS SYNCED PROBLEM",
-            "a a missing 0/0 -",
-            "b b missing 0/0 -"
+            "STACK PROJECT STATUS HEALTH CONTAINERS SYNCED PROBLEM",
+            "a a missing unknown 0/0 -",
+            "b b missing unknown 0/0 -"
         ],
         "{text}"
     );

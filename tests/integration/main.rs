@@ -19,6 +19,7 @@ mod api;
 mod auth;
 mod cli;
 mod harness;
+mod health;
 mod incremental;
 mod materialise;
 mod metrics;

@@ -6,7 +6,8 @@
 //! escaped by the template engine, never by hand. The script and the stylesheet (`assets/`
 //! here) are embedded with `include_str!`; there is no build step. Everything lives under
 //! `src/` so the container build, which copies `src/` only, has it. The script keeps the pages
-//! live from `/api/events`, filters the grid, and sends the refresh and acknowledge requests.
+//! live from `/api/events`, filters the grid (by status, by health, by path), and sends the
+//! refresh and acknowledge requests.
 //! Pages are served with a Content-Security-Policy that allows only these same-origin files:
 //! no inline script, style or event handler.
 //!
@@ -16,7 +17,8 @@
 //! the same change to the other.
 //!
 //! Uses: desired_state (records, refresh status, sync history), compose (the containers of one
-//! project, read-only), config (what the header shows), [`super::names`] (status names). Not
+//! project, read-only), config (what the header shows), [`super::names`] (status and health
+//! names). Not
 //! [`super::page`]: the page at `/` uses the grid, never the other way round.
 
 use std::sync::LazyLock;
@@ -32,7 +34,7 @@ use sha2::{Digest, Sha256};
 use super::names::WireName;
 use super::{ApiError, AppState};
 use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
-use crate::desired_state::{RefreshStatus, StackRecord, StackStatus, rfc3339};
+use crate::desired_state::{Health, RefreshStatus, StackRecord, StackStatus, rfc3339};
 use crate::stack::ContainerView;
 
 /// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
@@ -54,12 +56,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// How many hex digits of a commit id the pages show.
 const SHORT_REVISION: usize = 12;
 
-/// The grid's query string: `?status=failed&q=web`. Unknown or malformed parameters are
-/// ignored (the page then shows everything).
+/// The grid's query string: `?status=failed&health=degraded&q=web`. Unknown or malformed
+/// parameters are ignored (the page then shows everything).
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct GridQuery {
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    health: String,
     #[serde(default)]
     q: String,
 }
@@ -72,12 +76,16 @@ impl GridQuery {
         if !STATUSES.iter().any(|s| s.wire_name() == query.status) {
             query.status.clear();
         }
+        if !Health::ALL.iter().any(|h| h.wire_name() == query.health) {
+            query.health.clear();
+        }
         query
     }
 
     /// The same test as `matches` in `assets/dashboard.js`.
     fn matches(&self, record: &StackRecord) -> bool {
         (self.status.is_empty() || status_name(record) == self.status)
+            && (self.health.is_empty() || record.sync.health.wire_name() == self.health)
             && (self.q.is_empty()
                 || record
                     .path
@@ -176,6 +184,9 @@ impl Header {
 struct CardView {
     path: String,
     status: String,
+    health: String,
+    /// Why the stack has its health (the badge's tooltip); empty when nothing is said.
+    health_message: String,
     /// The compose project, when it differs from the path.
     project: String,
     in_git: bool,
@@ -202,6 +213,8 @@ impl CardView {
         let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
+            health: sync.health.wire_name(),
+            health_message: sync.health_message.clone().unwrap_or_default(),
             project: record
                 .project_name
                 .clone()
@@ -242,13 +255,39 @@ impl CardView {
     }
 }
 
-/// A status chip of the filter bar (`status` empty: all stacks).
+/// A chip of the filter bar: a status or a health to filter by (`value` empty: all stacks).
 #[derive(Debug)]
 struct Chip {
-    status: String,
+    value: String,
     label: String,
     count: usize,
     active: bool,
+}
+
+impl Chip {
+    /// The chips of one filter: "all", then one per name (in `names`' order), each with how
+    /// many cards have it by `name_of`; `active` is the name filtered by (empty: none).
+    fn row(
+        all: &str,
+        names: impl IntoIterator<Item = String>,
+        cards: &[CardView],
+        name_of: impl Fn(&CardView) -> &str,
+        active: &str,
+    ) -> Vec<Self> {
+        let mut chips = vec![Self {
+            value: String::new(),
+            label: all.to_owned(),
+            count: cards.len(),
+            active: active.is_empty(),
+        }];
+        chips.extend(names.into_iter().map(|name| Self {
+            count: cards.iter().filter(|c| name_of(c) == name).count(),
+            active: active == name,
+            label: name.clone(),
+            value: name,
+        }));
+        chips
+    }
 }
 
 #[derive(Template)]
@@ -256,6 +295,7 @@ struct Chip {
 struct DashboardPage {
     header: Header,
     chips: Vec<Chip>,
+    health_chips: Vec<Chip>,
     cards: Vec<CardView>,
     blank: CardView,
     query: String,
@@ -270,6 +310,8 @@ struct DashboardPage {
 struct DetailView {
     path: String,
     status: String,
+    health: String,
+    health_message: String,
     drifted: bool,
     drift: String,
     error: String,
@@ -296,6 +338,8 @@ impl DetailView {
         let drifted = sync.status == StackStatus::Drifted;
         Self {
             path: record.path.clone(),
+            health: sync.health.wire_name(),
+            health_message: sync.health_message.clone().unwrap_or_default(),
             drifted,
             drift: if drifted {
                 sync.drift.clone().unwrap_or_default()
@@ -412,21 +456,20 @@ struct NotFoundPage {
 pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
     let stacks = state.store.stacks();
     let cards: Vec<CardView> = stacks.iter().map(|r| CardView::new(r, query)).collect();
-    let mut chips = vec![Chip {
-        status: String::new(),
-        label: "all".into(),
-        count: cards.len(),
-        active: query.status.is_empty(),
-    }];
-    chips.extend(STATUSES.iter().map(|status| {
-        let name = status.wire_name();
-        Chip {
-            count: cards.iter().filter(|c| c.status == name).count(),
-            active: query.status == name,
-            label: name.clone(),
-            status: name,
-        }
-    }));
+    let chips = Chip::row(
+        "all",
+        STATUSES.iter().map(|s| s.wire_name()),
+        &cards,
+        |c| &c.status,
+        &query.status,
+    );
+    let health_chips = Chip::row(
+        "any health",
+        Health::ALL.iter().map(|h| h.wire_name()),
+        &cards,
+        |c| &c.health,
+        &query.health,
+    );
     let empty_reason = if cards.is_empty() {
         "none"
     } else if cards.iter().all(|c| c.hidden) {
@@ -437,6 +480,7 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
     let page = DashboardPage {
         header: Header::new(state),
         chips,
+        health_chips,
         running: cards.iter().map(|c| c.running).sum(),
         containers: cards.iter().map(|c| c.total).sum(),
         cards,
@@ -681,6 +725,7 @@ mod tests {
                 token_required: false,
             },
             chips: vec![],
+            health_chips: vec![],
             cards: vec![CardView::new(&evil, &GridQuery::default())],
             blank: CardView::blank(),
             query: "\"><script>".into(),
@@ -724,6 +769,7 @@ mod tests {
                 token_required: true,
             },
             chips: vec![],
+            health_chips: vec![],
             cards: vec![],
             blank: CardView::blank(),
             query: String::new(),
@@ -737,6 +783,10 @@ mod tests {
             .nth(1)
             .and_then(|t| t.split("</template>").next())
             .unwrap();
+        assert!(
+            template.contains("data-field=\"health\" data-health=\"\" title=\"\"></span>"),
+            "the health badge is an empty slot: {template}"
+        );
         for field in ["project", "not-in-git", "drift", "error", "warnings"] {
             let slot = format!("data-field=\"{field}\" hidden");
             assert!(
@@ -746,6 +796,170 @@ mod tests {
         }
         assert!(template.contains("data-action=\"ack\" data-path=\"\" hidden"));
         assert!(html.contains("data-token-required=\"true\""));
+    }
+
+    fn header() -> Header {
+        Header {
+            repo: String::new(),
+            revision: String::new(),
+            deploy_dir: String::new(),
+            refresh: RefreshView::new(&RefreshStatus::initial("main".into())),
+            token_required: false,
+        }
+    }
+
+    fn with_health(mut record: StackRecord, health: Health, message: Option<&str>) -> StackRecord {
+        record.sync.health = health;
+        record.sync.health_message = message.map(str::to_owned);
+        record
+    }
+
+    #[test]
+    fn every_health_the_api_names_is_a_filter_and_others_are_ignored() {
+        for health in [
+            "healthy",
+            "progressing",
+            "degraded",
+            "missing",
+            "suspended",
+            "unknown",
+        ] {
+            let query = GridQuery::parse(Some(&format!("health={health}&status=failed")));
+            assert_eq!(
+                (query.health.as_str(), query.status.as_str()),
+                (health, "failed")
+            );
+        }
+        let query = GridQuery::parse(Some("health=synced&status=failed"));
+        assert_eq!(
+            (query.health.as_str(), query.status.as_str()),
+            ("", "failed")
+        );
+    }
+
+    #[test]
+    fn the_filter_matches_health_together_with_status_and_path() {
+        let web = with_health(record("web", StackStatus::Failed), Health::Degraded, None);
+        assert!(GridQuery::parse(Some("health=degraded")).matches(&web));
+        assert!(GridQuery::parse(Some("health=degraded&status=failed&q=we")).matches(&web));
+        assert!(!GridQuery::parse(Some("health=healthy")).matches(&web));
+        assert!(!GridQuery::parse(Some("health=degraded&status=synced")).matches(&web));
+        assert!(!GridQuery::parse(Some("health=degraded&q=db")).matches(&web));
+    }
+
+    #[test]
+    fn cards_carry_a_health_badge_with_its_message_as_an_escaped_tooltip() {
+        let web = with_health(
+            record("web", StackStatus::Synced),
+            Health::Degraded,
+            Some("web: unhealthy: \"<script>alert(1)</script>\""),
+        );
+        let db = with_health(record("db", StackStatus::Synced), Health::Healthy, None);
+        let query = GridQuery::parse(Some("health=healthy"));
+        let cards = vec![CardView::new(&db, &query), CardView::new(&web, &query)];
+        let page = DashboardPage {
+            header: header(),
+            chips: vec![],
+            health_chips: Chip::row(
+                "any health",
+                Health::ALL.iter().map(|h| h.wire_name()),
+                &cards,
+                |c| &c.health,
+                &query.health,
+            ),
+            cards,
+            blank: CardView::blank(),
+            query: String::new(),
+            running: 0,
+            containers: 0,
+            empty_reason: "",
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(
+            html.contains(
+                "<span class=\"badge health\" data-field=\"health\" data-health=\"degraded\" \
+                 title=\"web: unhealthy: &#34;&#60;script&#62;alert(1)&#60;/script&#62;&#34;\">degraded</span>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<span class=\"badge health\" data-field=\"health\" data-health=\"healthy\" title=\"\">healthy</span>"
+            ),
+            "{html}"
+        );
+        // The health filter hides the degraded card; the status badge is still first.
+        assert!(
+            html.contains(
+                "data-path=\"web\" data-status=\"synced\" data-health=\"degraded\" hidden>"
+            )
+        );
+        assert!(html.contains("data-path=\"db\" data-status=\"synced\" data-health=\"healthy\">"));
+        // One chip per health and "any health", counted, the filtered one pressed.
+        let chips = html
+            .split("aria-label=\"filter by health\"")
+            .nth(1)
+            .and_then(|t| t.split("</div>").next())
+            .unwrap();
+        assert_eq!(chips.matches("data-filter-health=").count(), 7, "{chips}");
+        assert!(chips.contains(
+            "value=\"healthy\" class=\"chip\" data-filter-health=\"healthy\" data-health=\"healthy\" aria-pressed=\"true\">healthy <span class=\"count\" data-health-count=\"healthy\">1</span>"
+        ), "{chips}");
+        assert!(chips.contains(
+            "data-filter-health=\"degraded\" data-health=\"degraded\" aria-pressed=\"false\">degraded <span class=\"count\" data-health-count=\"degraded\">1</span>"
+        ), "{chips}");
+        assert!(chips.contains(
+            "data-filter-health=\"\" data-health=\"\" aria-pressed=\"false\">any health <span class=\"count\" data-health-count=\"\">2</span>"
+        ), "{chips}");
+        assert!(
+            chips.contains("data-health-count=\"suspended\">0</span>"),
+            "{chips}"
+        );
+    }
+
+    #[test]
+    fn the_stack_page_shows_health_beside_status_and_says_why() {
+        let page = |record: &StackRecord| {
+            StackPage {
+                header: header(),
+                s: DetailView::new(record),
+                containers: vec![],
+                containers_error: String::new(),
+                history: vec![],
+                history_limit: HISTORY_PER_STACK,
+            }
+            .render()
+            .unwrap()
+        };
+        let html = page(&with_health(
+            record("web", StackStatus::Failed),
+            Health::Degraded,
+            Some("worker: restarting (exit code 1, 5 restarts) <b>"),
+        ));
+        assert!(
+            html.contains(
+                "<span class=\"badge\" data-status=\"failed\">failed</span>\n    \
+                 <span class=\"badge health\" id=\"health\" data-health=\"degraded\" \
+                 title=\"worker: restarting (exit code 1, 5 restarts) &#60;b&#62;\">degraded</span>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<p class=\"health-message\" id=\"health-message\" data-health=\"degraded\">\
+                 Health: worker: restarting (exit code 1, 5 restarts) &#60;b&#62;</p>"
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("<b>"), "{html}");
+        let html = page(&with_health(
+            record("web", StackStatus::Synced),
+            Health::Healthy,
+            None,
+        ));
+        assert!(html.contains("data-health=\"healthy\" title=\"\">healthy</span>"));
+        assert!(!html.contains("health-message"), "{html}");
     }
 
     #[test]

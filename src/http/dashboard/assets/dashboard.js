@@ -207,18 +207,23 @@
   const cardTemplate = document.getElementById('card-template');
   const records = new Map();
   const cards = new Map();
-  const filter = { status: '', q: '' };
+  const filter = { status: '', health: '', q: '' };
 
   function fillCard(card, rec) {
     const field = (name) => card.querySelector(`[data-field="${name}"]`);
     card.dataset.path = rec.path;
     card.dataset.status = rec.status;
+    card.dataset.health = rec.health || '';
     const link = field('path');
     link.textContent = rec.path;
     link.setAttribute('href', `/stacks/${encodeURIComponent(rec.path)}`);
     const badge = field('status');
     badge.textContent = rec.status;
     badge.dataset.status = rec.status;
+    const health = field('health');
+    health.textContent = rec.health || '';
+    health.dataset.health = rec.health || '';
+    health.title = rec.healthMessage || '';
     optional(field('project'),
       rec.projectName && rec.projectName !== rec.path ? `project ${rec.projectName}` : '');
     field('not-in-git').hidden = rec.inGit;
@@ -246,6 +251,7 @@
   function matches(card) {
     const q = filter.q.trim().toLowerCase();
     return (!filter.status || card.dataset.status === filter.status)
+      && (!filter.health || card.dataset.health === filter.health)
       && (!q || card.dataset.path.toLowerCase().includes(q));
   }
 
@@ -285,16 +291,22 @@
   /** Chip counts, container totals and the empty-grid message. */
   function updateSummary() {
     const counts = new Map();
+    const healthCounts = new Map();
     let running = 0;
     let total = 0;
     for (const rec of records.values()) {
       counts.set(rec.status, (counts.get(rec.status) || 0) + 1);
+      healthCounts.set(rec.health, (healthCounts.get(rec.health) || 0) + 1);
       running += rec.containersRunning || 0;
       total += rec.containersTotal || 0;
     }
     for (const count of document.querySelectorAll('[data-count]')) {
       const status = count.dataset.count;
       count.textContent = String(status ? (counts.get(status) || 0) : records.size);
+    }
+    for (const count of document.querySelectorAll('[data-health-count]')) {
+      const health = count.dataset.healthCount;
+      count.textContent = String(health ? (healthCounts.get(health) || 0) : records.size);
     }
     document.getElementById('containers-total').textContent = `${running}/${total}`;
     const empty = document.getElementById('empty');
@@ -311,8 +323,12 @@
     for (const chip of document.querySelectorAll('[data-filter-status]')) {
       chip.setAttribute('aria-pressed', String(chip.dataset.filterStatus === filter.status));
     }
+    for (const chip of document.querySelectorAll('[data-filter-health]')) {
+      chip.setAttribute('aria-pressed', String(chip.dataset.filterHealth === filter.health));
+    }
     const params = new URLSearchParams();
     if (filter.status) params.set('status', filter.status);
+    if (filter.health) params.set('health', filter.health);
     if (filter.q) params.set('q', filter.q);
     const query = params.toString();
     history.replaceState(null, '', query ? `/?${query}` : '/');
@@ -326,6 +342,10 @@
       .map((chip) => chip.dataset.filterStatus);
     const status = params.get('status') || '';
     filter.status = statuses.includes(status) ? status : '';
+    const healths = [...document.querySelectorAll('[data-filter-health]')]
+      .map((chip) => chip.dataset.filterHealth);
+    const health = params.get('health') || '';
+    filter.health = healths.includes(health) ? health : '';
     filter.q = params.get('q') || '';
     const search = document.getElementById('search');
     search.value = filter.q;
@@ -337,6 +357,9 @@
       event.preventDefault();
       if (event.submitter && event.submitter.dataset.filterStatus !== undefined) {
         filter.status = event.submitter.dataset.filterStatus;
+      }
+      if (event.submitter && event.submitter.dataset.filterHealth !== undefined) {
+        filter.health = event.submitter.dataset.filterHealth;
       }
       applyFilter();
     });
