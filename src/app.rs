@@ -100,7 +100,11 @@ pub async fn start_with_limits(
             policy,
             Layout::under(&config.data_dir),
             redactor.clone(),
-        );
+        )
+        .with_settings(reconcile::SyncSettings {
+            health_timeout: config.reconcile.health_timeout,
+            concurrency: config.reconcile.concurrency,
+        });
         (Some(reconciler), Some(engine), Some(tool), Some(mode))
     } else {
         tracing::info!("RECONCILE_ENABLED=false: desired state is refreshed, nothing is applied");

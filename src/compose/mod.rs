@@ -230,10 +230,13 @@ impl Compose {
         Ok(services)
     }
 
-    /// `up -d --remove-orphans` with the override.
-    pub async fn up(&self, project: &StackFiles) -> Result<(), ComposeError> {
+    /// `up -d --remove-orphans` with the override; with `build`, `--build` too: the images the
+    /// stack builds are rebuilt from the files of this commit (the build cache keeps an
+    /// unchanged build cheap), and containers whose image changed are recreated.
+    pub async fn up(&self, project: &StackFiles, build: bool) -> Result<(), ComposeError> {
         self.project_command(project, true)
             .args(["up", "--detach", "--remove-orphans"])
+            .args(build.then_some("--build"))
             .run()
             .await
             .map(drop)

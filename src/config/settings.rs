@@ -649,6 +649,33 @@ mod tests {
     }
 
     #[test]
+    fn sync_settings_default_to_a_two_minute_health_wait_and_four_at_once() {
+        let config = Config::validate(args("https://example.com/r.git"), env()).unwrap();
+        assert_eq!(config.reconcile.health_timeout, Duration::from_secs(120));
+        assert_eq!(config.reconcile.concurrency, 4);
+        let mut a = args("https://example.com/r.git");
+        a.sync_health_timeout = "0".into();
+        a.sync_concurrency = "1".into();
+        let config = Config::validate(a, env()).unwrap();
+        assert_eq!(config.reconcile.health_timeout, Duration::ZERO);
+        assert_eq!(config.reconcile.concurrency, 1);
+        for (timeout, concurrency, wrong) in [
+            ("soon", "4", "SYNC_HEALTH_TIMEOUT"),
+            ("2m", "0", "SYNC_CONCURRENCY"),
+            ("2m", "65", "SYNC_CONCURRENCY"),
+            ("2m", "-1", "SYNC_CONCURRENCY"),
+            ("2m", "four", "SYNC_CONCURRENCY"),
+        ] {
+            let mut a = args("https://example.com/r.git");
+            a.sync_health_timeout = timeout.into();
+            a.sync_concurrency = concurrency.into();
+            let problems = Config::validate(a, env()).unwrap_err().0;
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].variable, wrong);
+        }
+    }
+
+    #[test]
     fn poll_interval_accepts_off_and_rejects_below_minimum() {
         let mut a = args("/srv/repo.git");
         a.refresh_poll_interval = "off".into();

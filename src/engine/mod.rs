@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::compose::{Compose, ComposeError, ComposeTool, ContainerInfo, Docker};
 use crate::config::{DeployMode, ReconcileConfig};
 use crate::desired_state::COMPOSE_FILE_NAMES;
+use crate::stack::compose_file;
 use crate::stack::labels::{self, SyncLabels};
 use crate::stack::materialise::{self, MaterialiseError};
 use crate::stack::{ContainerView, StackFiles};
@@ -298,21 +299,24 @@ impl Engine {
         match self {
             Self::Compose { compose, .. } => {
                 files.override_file = None;
-                labels.services = compose.services(&files).await?;
+                // One compose process per sync when the file says plainly what it starts;
+                // compose itself (`config --services`) when it does not.
+                let raw = read_compose_file(&files).await?;
+                let (services, build) = match compose_file::services(&raw) {
+                    Some(listed) => (listed.names, listed.builds),
+                    None => (compose.services(&files).await?, true),
+                };
+                labels.services = services;
                 let document = labels::override_document(&labels).to_string();
                 write_override(&override_file, document).await?;
                 files.override_file = Some(override_file);
-                compose.up(&files).await?;
+                compose.up(&files, build).await?;
             }
             Self::Swarm { swarm, .. } => {
                 files.override_file = None;
                 // Refuse what swarm would drop, before the engine is touched: first the file as
                 // written, then the CLI's normalisation of it.
-                let raw = tokio::fs::read(files.dir.join(&files.compose_file))
-                    .await
-                    .map_err(|e| {
-                        EngineError::Internal(format!("cannot read the compose file: {e}"))
-                    })?;
+                let raw = read_compose_file(&files).await?;
                 let has_dot_env = files.dir.join(".env").is_file();
                 let source = check::check_source(&files.compose_file, &raw, has_dot_env)
                     .map_err(SwarmError::from)?;
@@ -384,6 +388,13 @@ impl Engine {
             }
         }
     }
+}
+
+/// The operator's compose file, as materialised.
+async fn read_compose_file(files: &StackFiles) -> Result<Vec<u8>, EngineError> {
+    tokio::fs::read(files.dir.join(&files.compose_file))
+        .await
+        .map_err(|e| EngineError::Internal(format!("cannot read the compose file: {e}")))
 }
 
 /// Writes an override file atomically, off the async threads.

@@ -1,17 +1,23 @@
-//! Sync: make the Docker host run what the snapshot says (SPEC §6).
+//! Sync: make the Docker host run what the snapshot says (SPEC §6, §9).
 //!
-//! Decide, then act: [`plan::plan`] is pure; [`Reconciler::apply`] is a thin loop over it that
-//! runs compose one stack at a time, so there is never more than one compose operation per
-//! project (nor at all). A reconcile runs after each completed refresh and on a resync tick,
-//! through the same single-slot queue as refreshes: one running, at most one waiting.
+//! Decide, then act: [`plan::plan`] is pure; the reconcile loop applies its decisions. What
+//! changes nothing on the host (recognise, observe, fail, flag, orphan, forget) is applied at
+//! once; syncs and removals are handed to [`jobs`], which runs `SYNC_CONCURRENCY` of them at
+//! once, never two on one compose project, and waits after each `up` until the stack is
+//! healthy (`SYNC_HEALTH_TIMEOUT`). A reconcile runs after each completed refresh, on a resync
+//! tick and when a job ends, through the same single-slot queue as refreshes: one running, at
+//! most one waiting. It never waits for a job, so a slow stack holds only its own slot.
 //!
-//! Actual state is read with one `docker ps` per reconcile (plus one after syncs to refresh the
-//! counts); a no-op reconcile spawns exactly one docker process. In swarm mode the same loop
-//! deploys with `docker stack deploy` and reads services instead: two docker processes per
-//! reconcile (`service ls`, `service inspect`), whatever the number of stacks. Which engine is
-//! chosen once, by the wiring; this module only talks to [`Engine`].
+//! Actual state is read with one `docker ps` per reconcile, and health with at most one
+//! `docker inspect` more, of the containers whose `ps` line does not already say they are
+//! fine ([`crate::engine::Engine::assess`]): a steady, healthy host costs one docker process
+//! per tick. In swarm mode the same loop deploys with `docker stack deploy` and reads services
+//! instead (`service ls`, `service inspect`, and `service ps` of services not converged).
+//! Which engine is chosen once, by the wiring; this module only talks to [`Engine`].
 //!
 //! - [`plan`]: the pure decision.
+//! - [`jobs`]: syncs and removals, their slots, and the wait for health.
+//! - [`watch`]: [`watch::HealthWatch`], one engine reading per poll for every waiting sync.
 //! - [`view`]: [`EngineView`], the read-only handle the HTTP edge gets on the engine.
 //!
 //! The reconciler changes a stack's sync state only through the named transitions of
@@ -19,11 +25,14 @@
 //! through the store so every change is published.
 //!
 //! Uses: desired_state, queue, git (stack files), engine (the only way to the Docker host),
-//! stack (labels, materialisation), config. Never `compose` or `swarm` directly but for the
+//! stack (labels, materialisation, health), config, metrics (sync durations). Never `compose`
+//! or `swarm` directly but for the
 //! plan's workload types.
 
+pub mod jobs;
 pub mod plan;
 pub mod view;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,16 +43,18 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Redactor;
 use crate::desired_state::public::PublicErrors;
 use crate::desired_state::transitions::Deployment;
-use crate::desired_state::{Snapshot, StackStatus, Store, SyncInfo, rfc3339};
+use crate::desired_state::{Health, Snapshot, StackStatus, Store, SyncInfo, rfc3339};
 use crate::engine::{Actual, EngineError};
 use crate::git::{GitError, GitReader};
 use crate::process::{elide_values, summary_chain};
 use crate::queue::{Admission, SingleSlot};
-use crate::stack::StackFiles;
-use crate::stack::labels::SyncLabels;
-use crate::stack::materialise::{self, MaterialiseError};
+use crate::stack::materialise::MaterialiseError;
 use crate::untrusted::Untrusted;
-use plan::{Action, Counts, Deployed, Policy, SyncReason, Workload};
+use jobs::{Job, Jobs};
+use plan::{Action, Counts, Deployed, Policy, Workload};
+use watch::HealthWatch;
+
+pub use jobs::SyncSettings;
 
 pub use crate::engine::Engine;
 pub use view::EngineView;
@@ -61,6 +72,8 @@ pub enum Reason {
     Refresh,
     Tick,
     Ack,
+    /// A sync or removal job ended: what changed meanwhile is planned now.
+    Finished,
 }
 
 impl std::fmt::Display for Reason {
@@ -69,6 +82,7 @@ impl std::fmt::Display for Reason {
             Self::Refresh => "refresh",
             Self::Tick => "tick",
             Self::Ack => "ack",
+            Self::Finished => "job finished",
         })
     }
 }
@@ -155,6 +169,11 @@ pub struct Reconciler {
     /// The edge's view of the same engine, told to forget its cached reads whenever this
     /// reconciler has read or changed the engine.
     view: Option<EngineView>,
+    settings: SyncSettings,
+    /// The syncs and removals queued or running.
+    jobs: Arc<Jobs>,
+    /// What syncs that wait for health look through.
+    watch: Arc<HealthWatch>,
 }
 
 impl Reconciler {
@@ -168,16 +187,27 @@ impl Reconciler {
         redactor: Redactor,
     ) -> Self {
         let errors = PublicErrors::new(redactor, layout.data_dir());
+        let settings = SyncSettings::default();
         Self {
             store,
             git,
+            watch: jobs::watch(&engine),
             engine,
             policy,
             layout,
             errors,
             slot: Arc::new(SingleSlot::new()),
             view: None,
+            jobs: Arc::new(Jobs::new(settings.concurrency)),
+            settings,
         }
+    }
+
+    /// Syncs `settings.concurrency` stacks at once, each waiting for health as `settings` say.
+    pub fn with_settings(mut self, settings: SyncSettings) -> Self {
+        self.jobs = Arc::new(Jobs::new(settings.concurrency));
+        self.settings = settings;
+        self
     }
 
     /// Keeps `view`'s cached reads no older than what this reconciler publishes.
@@ -200,32 +230,24 @@ impl Reconciler {
         }
     }
 
-    /// Takes requests until `shutdown`. A reconcile in flight at shutdown starts nothing new
-    /// and gets [`SHUTDOWN_GRACE`] to finish its compose operation; then it is dropped, which
-    /// kills the compose process group.
+    /// Takes requests until `shutdown`. Then no job starts any more, and running ones get
+    /// [`SHUTDOWN_GRACE`] to finish their compose operation; then they are dropped, which
+    /// kills their compose process groups.
     pub async fn run(self, shutdown: CancellationToken) {
+        let me = Arc::new(self);
         loop {
             let reason = tokio::select! {
-                reason = self.slot.next() => reason,
-                () = shutdown.cancelled() => return,
+                reason = me.slot.next() => reason,
+                () = shutdown.cancelled() => break,
             };
-            let work = self.reconcile_once(reason, &shutdown);
-            tokio::pin!(work);
-            tokio::select! {
-                () = &mut work => {}
-                () = shutdown.cancelled() => {
-                    if tokio::time::timeout(SHUTDOWN_GRACE, work).await.is_err() {
-                        tracing::warn!("compose did not finish within the shutdown grace period; killed");
-                    }
-                    return;
-                }
-            }
-            self.slot.done();
+            me.reconcile_once(reason, &shutdown).await;
+            me.slot.done();
         }
+        me.jobs.stop(SHUTDOWN_GRACE).await;
     }
 
     #[tracing::instrument(name = "reconcile", skip_all, fields(trigger = %reason))]
-    async fn reconcile_once(&self, reason: Reason, shutdown: &CancellationToken) {
+    async fn reconcile_once(self: &Arc<Self>, reason: Reason, shutdown: &CancellationToken) {
         let (snapshot, sync) = self.store.view();
         let Some(snapshot) = snapshot else {
             return; // nothing desired yet
@@ -238,7 +260,12 @@ impl Reconciler {
                 let message = truncate(self.errors.render(&e).as_str());
                 tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "reconcile skipped; retried on the next tick");
                 for path in snapshot.stacks.keys() {
-                    self.store.update_stack(path, |s| s.refuse(message.clone()));
+                    if !self.jobs.is_busy(path, None) {
+                        self.store.update_stack(path, |s| {
+                            s.refuse(message.clone());
+                            s.assess(Health::Unknown, Some(message.clone()));
+                        });
+                    }
                 }
                 return;
             }
@@ -266,28 +293,98 @@ impl Reconciler {
             );
         }
         for action in plan.actions {
-            if shutdown.is_cancelled() {
-                tracing::info!("shutdown: no further syncs started");
-                return;
+            let project = match &action {
+                Action::Sync { project, .. }
+                | Action::Remove { project, .. }
+                | Action::Orphan { project, .. } => Some(project.as_str()),
+                _ => snapshot
+                    .stacks
+                    .get(action.path())
+                    .and_then(|d| d.project_name.as_deref()),
+            };
+            if self.jobs.is_busy(action.path(), project) {
+                continue; // its job publishes its state
             }
-            self.apply(action, &snapshot, reason).await;
+            match action {
+                Action::Sync {
+                    path,
+                    project,
+                    reason: why,
+                    reuse,
+                } => {
+                    if shutdown.is_cancelled() {
+                        continue;
+                    }
+                    let job = Job::Sync {
+                        path,
+                        project,
+                        reason: why,
+                        reuse,
+                        planned: snapshot.clone(),
+                        trigger: reason,
+                    };
+                    self.dispatch(job, shutdown);
+                }
+                Action::Remove { path, project } => {
+                    if !shutdown.is_cancelled() {
+                        self.dispatch(Job::Remove { path, project }, shutdown);
+                    }
+                }
+                other => self.apply(other, &snapshot),
+            }
         }
-        if compose_runs > 0 {
-            self.observe_counts(&snapshot).await;
+        self.assess_health(&actual, &snapshot).await;
+    }
+
+    /// Keeps `health` current for every stack no job is busy with: one more look at the
+    /// engine at most ([`Engine::assess`]), for all of them.
+    async fn assess_health(&self, actual: &Actual, snapshot: &Snapshot) {
+        let (_, sync) = self.store.view();
+        let mut projects = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (path, info) in &sync {
+            let project = match snapshot.stacks.get(path) {
+                Some(desired) => desired.project_name.clone(),
+                None => info.host_project.clone(),
+            };
+            if let Some(project) = project {
+                if !self.jobs.is_busy(path, Some(&project)) {
+                    projects.entry(project).or_default().push(path.clone());
+                }
+            }
+        }
+        if projects.is_empty() {
+            return;
+        }
+        let wanted = projects.keys().cloned().collect();
+        let assessed = self.engine.assess(actual, &wanted).await;
+        self.forget_views();
+        match assessed {
+            Ok(assessed) => {
+                for (project, assessment) in assessed {
+                    for path in projects.get(&project).into_iter().flatten() {
+                        let message = assessment.message.clone();
+                        self.store
+                            .update_stack(path, |s| s.assess(assessment.health, message));
+                    }
+                }
+            }
+            Err(e) => {
+                let message = truncate(self.errors.render(&e).as_str());
+                tracing::warn!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "cannot read the stacks' health; retried on the next tick");
+                for path in projects.values().flatten() {
+                    self.store
+                        .update_stack(path, |s| s.assess(Health::Unknown, Some(message.clone())));
+                }
+            }
         }
     }
 
-    /// Carries out one action. `trigger` (why this reconcile runs) is only logged.
-    async fn apply(&self, action: Action, snapshot: &Snapshot, trigger: Reason) {
+    /// Carries out one action that changes nothing on the host (syncs and removals are
+    /// [`Job`]s).
+    fn apply(&self, action: Action, snapshot: &Snapshot) {
         match action {
-            Action::Sync {
-                path,
-                project,
-                reason,
-                reuse,
-            } => {
-                self.sync(&path, &project, &reason, reuse.as_ref(), snapshot, trigger)
-                    .await
+            Action::Sync { .. } | Action::Remove { .. } => {
+                unreachable!("syncs and removals run as jobs")
             }
             Action::Recognise {
                 path,
@@ -339,7 +436,6 @@ impl Reconciler {
                 tracing::debug!(stack = %Untrusted::new(&path), retry_at = %rfc3339::format(retry_at), "failed sync; waiting before retrying");
                 self.store.update_stack(&path, |s| observe(s, counts));
             }
-            Action::Remove { path, project } => self.remove(&path, &project).await,
             Action::Orphan {
                 path,
                 project,
@@ -362,98 +458,6 @@ impl Reconciler {
         }
     }
 
-    #[tracing::instrument(name = "sync", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
-    async fn sync(
-        &self,
-        path: &str,
-        project: &str,
-        reason: &SyncReason,
-        reuse: Option<&Deployed>,
-        snapshot: &Snapshot,
-        trigger: Reason,
-    ) {
-        let Some(desired) = snapshot.stacks.get(path) else {
-            return;
-        };
-        // Outcome events carry stack, commit, trigger and duration themselves (not only
-        // through their spans), so log shippers find them as top-level JSON fields.
-        tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
-        self.store.update_stack(path, SyncInfo::start_sync);
-        let started = std::time::Instant::now();
-        let now = SystemTime::now();
-        // A drift revert keeps the labels (revision, sync time) of the sync it restores.
-        let (revision, synced_at) = match reuse {
-            Some(d) => (d.revision.clone(), d.synced_at.clone()),
-            None => (snapshot.revision.clone(), rfc3339::format(now)),
-        };
-        let applied = self
-            .sync_steps(path, project, snapshot, &revision, &synced_at)
-            .await;
-        self.forget_views();
-        match applied {
-            Ok(()) => {
-                tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, "sync succeeded");
-                let deployed = Deployment {
-                    commit_message: (revision == snapshot.revision)
-                        .then(|| snapshot.commit_message.clone()),
-                    revision,
-                    content_hash: desired.content_hash.clone(),
-                    compose_hash: desired.compose_hash.clone(),
-                    synced_at: humantime::parse_rfc3339(&synced_at).ok(),
-                };
-                self.store.update_stack(path, |s| s.succeed(deployed, now));
-            }
-            Err(error) => {
-                let message = truncate(error.render(&self.errors).as_str());
-                tracing::error!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = started.elapsed().as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
-                self.store
-                    .update_stack(path, |s| s.fail(message, &desired.content_hash, now));
-            }
-        }
-    }
-
-    /// Materialise the stack at the commit, then let the engine apply it (validate and list
-    /// services, write the label override, `up` or `deploy`).
-    async fn sync_steps(
-        &self,
-        path: &str,
-        project: &str,
-        snapshot: &Snapshot,
-        revision: &str,
-        synced_at: &str,
-    ) -> Result<(), SyncError> {
-        let Some(desired) = snapshot.stacks.get(path) else {
-            return Ok(());
-        };
-        let files = self.git.read_stack_files(&snapshot.revision, path).await?;
-        let stacks_dir = self.layout.stacks_dir.clone();
-        let name = project.to_owned();
-        let dir = tokio::task::spawn_blocking(move || {
-            materialise::materialise(&stacks_dir, &name, &files)
-        })
-        .await
-        .map_err(|e| SyncError::Internal(e.to_string()))??;
-        let labels = SyncLabels {
-            instance: self.policy.instance.clone(),
-            stack_path: path.to_owned(),
-            revision: revision.to_owned(),
-            content_hash: desired.content_hash.clone(),
-            compose_hash: desired.compose_hash.clone().unwrap_or_default(),
-            synced_at: synced_at.to_owned(),
-            // Filled in by the engine, from its own reading of the compose file.
-            services: Vec::new(),
-        };
-        let files = StackFiles {
-            name: project.to_owned(),
-            dir,
-            compose_file: desired.compose_file.clone(),
-            override_file: None,
-        };
-        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        self.engine.apply(files, labels, override_file).await?;
-        Ok(())
-    }
-
     fn recognise(&self, path: &str, deployed: &Deployed, counts: Counts, snapshot: &Snapshot) {
         let first_time = self
             .store
@@ -474,63 +478,6 @@ impl Reconciler {
             s.recognise(deployment);
             observe(s, counts);
         });
-    }
-
-    /// Takes a stack gone from Git down with the files of its last sync.
-    #[tracing::instrument(name = "remove", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
-    async fn remove(&self, path: &str, project: &str) {
-        tracing::info!("removing a stack deleted from Git (RECONCILE_REMOVE_ENABLED=true)");
-        self.store
-            .upsert_gone(path, project, SyncInfo::start_removal);
-        let dir = self.layout.stacks_dir.join(project);
-        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        let result = self
-            .engine
-            .remove(project, &dir, &override_file)
-            .await
-            .map_err(SyncError::from);
-        self.forget_views();
-        self.removed(path, project, &dir, result);
-    }
-
-    /// Records the outcome of a removal.
-    fn removed(&self, path: &str, project: &str, dir: &Path, result: Result<(), SyncError>) {
-        match result {
-            Ok(()) => {
-                tracing::info!("stack removed");
-                let _ = std::fs::remove_dir_all(dir);
-                let _ =
-                    std::fs::remove_file(self.layout.overrides_dir.join(format!("{project}.json")));
-                self.store.remove_gone(path);
-            }
-            Err(error) => {
-                let message = truncate(error.render(&self.errors).as_str());
-                tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "removal failed");
-                self.store.upsert_gone(path, project, |s| {
-                    s.fail_removal(message, SystemTime::now());
-                });
-            }
-        }
-    }
-
-    /// After syncs: one more read of the engine to show the new containers' (tasks') counts.
-    async fn observe_counts(&self, snapshot: &Snapshot) {
-        let read = self.engine.read().await;
-        self.forget_views();
-        let Ok(actual) = read else {
-            return;
-        };
-        let counts = match &actual {
-            Actual::Containers(containers) => counts_by_project(containers),
-            Actual::Services(services) => counts_by_project(services),
-        };
-        for (path, desired) in &snapshot.stacks {
-            let Some(project) = &desired.project_name else {
-                continue;
-            };
-            let counts = counts.get(project.as_str()).copied().unwrap_or_default();
-            self.store.update_stack(path, |s| observe(s, counts));
-        }
     }
 }
 

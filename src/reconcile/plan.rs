@@ -43,6 +43,8 @@ pub enum SyncReason {
     Drift(String),
     /// The operator acknowledged the drift.
     Acknowledged(String),
+    /// This content was applied but its sync failed (it did not turn healthy in time).
+    Retry,
 }
 
 impl std::fmt::Display for SyncReason {
@@ -57,6 +59,7 @@ impl std::fmt::Display for SyncReason {
             ),
             Self::Drift(what) => write!(f, "drift: {what}"),
             Self::Acknowledged(what) => write!(f, "drift acknowledged by the operator: {what}"),
+            Self::Retry => f.write_str("the last sync of this content failed; trying again"),
         }
     }
 }
@@ -458,6 +461,15 @@ pub fn plan_for<W: Workload>(
                     policy,
                     counts,
                 ));
+            }
+            // The labels say this content runs, but its sync failed (it did not turn healthy):
+            // not `synced` because the labels match; tried again after the backoff.
+            None if info.is_some_and(|i| {
+                i.status == StackStatus::Failed
+                    && i.failed_content_hash.as_deref() == Some(desired.content_hash.as_str())
+            }) =>
+            {
+                actions.push(backoff(SyncReason::Retry));
             }
             None => {
                 let already = info.is_some_and(|i| {

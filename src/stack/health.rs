@@ -27,6 +27,10 @@ const OUTPUT_CAP: usize = 200;
 pub const CRASH_LOOP_RESTARTS: u32 = 3;
 /// … and up for less than this is crash-looping.
 pub const CRASH_LOOP_UPTIME: Duration = Duration::from_secs(60);
+/// A running container without a healthcheck that has been up for less than this is still
+/// `progressing` (`just started`): a process that dies at once is running for an instant, and
+/// a sync must not take that instant for health. A healthcheck, once it passes, says more.
+pub const SETTLE_UPTIME: Duration = Duration::from_secs(2);
 
 /// The health of one stack, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +306,8 @@ fn container_verdict(line: &ContainerLine<'_>, detail: Option<&ContainerDetail>)
                 Verdict::degraded(format!("crash-looping ({restarts} restarts)"), false)
             } else if health == Some("starting") {
                 Verdict::Progressing("health: starting".to_owned())
+            } else if health.is_none() && up < SETTLE_UPTIME {
+                Verdict::Progressing("just started".to_owned())
             } else {
                 Verdict::Healthy
             }
@@ -691,6 +697,22 @@ mod tests {
     }
 
     #[test]
+    fn a_container_without_healthcheck_up_for_less_than_two_seconds_has_just_started() {
+        let just = verdict(Health::Progressing, Some("web: just started"), false);
+        for status in ["Up Less than a second", "Up 1 second"] {
+            let mut c = line("fresh", "web", "p-web-1");
+            c.status = status;
+            assert_eq!(assess_compose(&["web"], &[c], &[]), just, "{status}");
+        }
+        let mut c = line("fresh", "web", "p-web-1");
+        c.status = "Up 2 seconds";
+        assert_eq!(
+            assess_compose(&["web"], &[c], &[]),
+            verdict(Health::Healthy, None, true)
+        );
+    }
+
+    #[test]
     fn a_starting_healthcheck_is_progressing() {
         let (with, without) = web("starting");
         let expected = verdict(Health::Progressing, Some("web: health: starting"), false);
@@ -806,17 +828,18 @@ mod tests {
             )
         );
         assert_eq!(
-            without.health,
-            Health::Healthy,
-            "no restart count, no crash loop"
+            without.message.as_deref(),
+            Some("web: just started"),
+            "no restart count, no crash loop: only just started"
         );
         let mut details = details();
         let loop_detail = details.iter_mut().find(|d| d.id == "loop").unwrap();
         loop_detail.restart_count = 2;
         let c = [line("loop", "web", "p-web-1")];
         assert_eq!(
-            assess_compose(&["web"], &c, &details).health,
-            Health::Healthy
+            assess_compose(&["web"], &c, &details).message.as_deref(),
+            Some("web: just started"),
+            "two restarts are not a loop yet"
         );
         // Up a minute after 3 restarts: it recovered.
         let mut details = self::details();

@@ -3,6 +3,8 @@
 //!
 //! Neither engine adapter may use the other; what they have in common lives here, so that
 //! `swarm` never reaches into `compose`:
+//! - [`compose_file`]: the services a compose file starts and whether it builds, read without
+//!   starting compose;
 //! - [`health`]: a stack's health (SPEC §9) from what either engine reports;
 //! - [`labels`]: docker-cd's labels, the override file that adds them (compose's flavour;
 //!   swarm's is in `swarm::check`), and [`labels::DeployedLabels`], the labels read back;
@@ -10,9 +12,10 @@
 //! - [`StackFiles`]: the files one deploy or removal works on;
 //! - [`ContainerView`]: a container (compose) or task (swarm) as the stack detail shows it.
 //!
-//! Adapter layer, below `compose` and `swarm`. Uses: desired_state (stack files, `Health`). Spawns
-//! nothing.
+//! Adapter layer, below `compose` and `swarm`. Uses: desired_state (stack files, `Health`),
+//! the YAML crate. Spawns nothing.
 
+pub mod compose_file;
 pub mod health;
 pub mod labels;
 pub mod materialise;

@@ -20,7 +20,7 @@ async fn x08_a_compose_error_shows_what_failed_without_the_files_values_or_absol
     // A docker CLI on a host with no containers.
     let docker = tools.path().join("docker");
     write_executable(&docker, "#!/bin/sh\nexit 0\n");
-    // A compose that fails `config` as compose does on this file: naming the file by its
+    // A compose that fails `up` (the one compose run of a sync) as compose does on this file: naming the file by its
     // absolute path, then the interpolation error as 1.29 words it, then as v2 does.
     let compose = tools.path().join("docker-compose");
     write_executable(
@@ -55,7 +55,7 @@ async fn x08_a_compose_error_shows_what_failed_without_the_files_values_or_absol
         .unwrap()
         .to_owned();
     // What failed, the exit status, the useful part of the message.
-    assert!(error.starts_with("compose config failed: "), "{error}");
+    assert!(error.starts_with("compose up failed: "), "{error}");
     assert!(error.contains("exit code 1"), "{error}");
     assert!(error.contains("Invalid interpolation format"), "{error}");
     assert!(

@@ -1,0 +1,446 @@
+//! The operations that change the host (a sync, a removal), run as jobs beside the reconcile
+//! loop, `SYNC_CONCURRENCY` at once (SPEC §9).
+//!
+//! - A reconcile plans, then hands every sync and removal to [`Jobs`] and returns: it never
+//!   waits for compose, nor for a stack to turn healthy, so a slow or failing stack holds only
+//!   its own slot and the next commit is planned at once.
+//! - A stack (and its compose project) with a job queued or running is *busy*: the plan's
+//!   action for it is skipped until the job is done, so there are never two operations on one
+//!   project, whatever the setting. When a job ends it asks for a reconcile, which sees what
+//!   changed meanwhile.
+//! - A job that waits for its slot takes the newest snapshot when it starts: a commit that
+//!   came while it queued is what it applies.
+//! - A sync waits for health after `up` (`SYNC_HEALTH_TIMEOUT`) through the shared
+//!   [`HealthWatch`]; only a healthy stack is `synced`.
+//!
+//! Workflow layer; part of the reconciler. Uses what [`super`] uses.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::plan::{Counts, Deployed, SyncReason};
+use super::watch::HealthWatch;
+use super::{LOG_ERROR_CHARS, Reason, Reconciler, SyncError, observe, truncate};
+use crate::desired_state::transitions::Deployment;
+use crate::desired_state::{Health, Snapshot, SyncInfo, rfc3339};
+use crate::stack::StackFiles;
+use crate::stack::labels::SyncLabels;
+use crate::stack::materialise;
+use crate::untrusted::Untrusted;
+
+/// How a sync waits for health, and how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// `SYNC_HEALTH_TIMEOUT`; zero: a sync is done when the engine's apply is.
+    pub health_timeout: Duration,
+    /// `SYNC_CONCURRENCY`, at least 1.
+    pub concurrency: usize,
+}
+
+impl Default for SyncSettings {
+    /// One at a time, not waiting: what a reconciler did before health-aware sync.
+    fn default() -> Self {
+        Self {
+            health_timeout: Duration::ZERO,
+            concurrency: 1,
+        }
+    }
+}
+
+/// One operation on one stack.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Sync {
+        path: String,
+        project: String,
+        reason: SyncReason,
+        reuse: Option<Deployed>,
+        /// The snapshot the plan was made from.
+        planned: Arc<Snapshot>,
+        trigger: Reason,
+    },
+    Remove {
+        path: String,
+        project: String,
+    },
+}
+
+impl Job {
+    fn keys(&self) -> (&str, &str) {
+        match self {
+            Self::Sync { path, project, .. } | Self::Remove { path, project } => (path, project),
+        }
+    }
+}
+
+/// Jobs queued or running: the busy stacks, the slots, the tasks.
+#[derive(Debug)]
+pub struct Jobs {
+    permits: Arc<Semaphore>,
+    /// Stack paths and compose projects with a job queued or running.
+    busy: Mutex<Busy>,
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown grace period is over: running jobs are dropped, which kills
+    /// their compose process groups.
+    hard_stop: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Busy {
+    paths: BTreeSet<String>,
+    projects: BTreeSet<String>,
+}
+
+impl Jobs {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            busy: Mutex::default(),
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Busy> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a job for the stack at `path` or for `project` is queued or running.
+    pub fn is_busy(&self, path: &str, project: Option<&str>) -> bool {
+        let busy = self.lock();
+        busy.paths.contains(path) || project.is_some_and(|p| busy.projects.contains(p))
+    }
+
+    /// Marks the job's stack busy; false when it already is (the job must not run).
+    fn claim(&self, job: &Job) -> bool {
+        let (path, project) = job.keys();
+        let mut busy = self.lock();
+        if busy.paths.contains(path) || busy.projects.contains(project) {
+            return false;
+        }
+        busy.paths.insert(path.to_owned());
+        busy.projects.insert(project.to_owned());
+        true
+    }
+
+    fn release(&self, job: &Job) {
+        let (path, project) = job.keys();
+        let mut busy = self.lock();
+        busy.paths.remove(path);
+        busy.projects.remove(project);
+    }
+
+    /// Shutdown: no new job starts; running ones get `grace`, then are dropped.
+    pub async fn stop(&self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("compose did not finish within the shutdown grace period; killed");
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+/// How the wait for health ended.
+enum Waited {
+    Healthy(Counts),
+    /// Not healthy in time, or can never be: the stack's health and why.
+    Unhealthy {
+        health: Health,
+        message: String,
+    },
+    /// Shutdown came first.
+    Interrupted,
+}
+
+impl Reconciler {
+    /// Queues `job` unless its stack is busy. It starts when a slot is free.
+    pub(super) fn dispatch(self: &Arc<Self>, job: Job, shutdown: &CancellationToken) {
+        if !self.jobs.claim(&job) {
+            return;
+        }
+        let me = self.clone();
+        let shutdown = shutdown.clone();
+        self.jobs.tracker.spawn(async move {
+            let permit = tokio::select! {
+                permit = me.jobs.permits.clone().acquire_owned() => permit.ok(),
+                () = shutdown.cancelled() => None,
+            };
+            if permit.is_some() && !shutdown.is_cancelled() {
+                tokio::select! {
+                    () = me.run_job(&job, &shutdown) => {}
+                    () = me.jobs.hard_stop.cancelled() => {}
+                }
+            }
+            drop(permit);
+            me.jobs.release(&job);
+            if !shutdown.is_cancelled() {
+                me.slot.request(Reason::Finished);
+            }
+        });
+    }
+
+    async fn run_job(&self, job: &Job, shutdown: &CancellationToken) {
+        match job {
+            Job::Sync {
+                path,
+                project,
+                reason,
+                reuse,
+                planned,
+                trigger,
+            } => {
+                // A commit that came while this job queued is what it applies.
+                let latest = self.store.snapshot().unwrap_or_else(|| planned.clone());
+                let reuse = if latest.revision == planned.revision {
+                    reuse.as_ref()
+                } else {
+                    None
+                };
+                let applicable = latest.stacks.get(path).is_some_and(|d| {
+                    d.error.is_none() && d.project_name.as_deref() == Some(project)
+                });
+                if applicable {
+                    self.sync(path, project, reason, reuse, &latest, *trigger, shutdown)
+                        .await;
+                }
+            }
+            Job::Remove { path, project } => self.remove(path, project).await,
+        }
+    }
+
+    #[tracing::instrument(name = "sync", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
+    #[allow(clippy::too_many_arguments)]
+    async fn sync(
+        &self,
+        path: &str,
+        project: &str,
+        reason: &SyncReason,
+        reuse: Option<&Deployed>,
+        snapshot: &Snapshot,
+        trigger: Reason,
+        shutdown: &CancellationToken,
+    ) {
+        let Some(desired) = snapshot.stacks.get(path) else {
+            return;
+        };
+        // Outcome events carry stack, commit, trigger and duration themselves (not only
+        // through their spans), so log shippers find them as top-level JSON fields.
+        tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
+        self.store.update_stack(path, SyncInfo::start_sync);
+        let started = std::time::Instant::now();
+        let now = SystemTime::now();
+        // A drift revert keeps the labels (revision, sync time) of the sync it restores.
+        let (revision, synced_at) = match reuse {
+            Some(d) => (d.revision.clone(), d.synced_at.clone()),
+            None => (snapshot.revision.clone(), rfc3339::format(now)),
+        };
+        let applied = self
+            .sync_steps(path, project, snapshot, &revision, &synced_at)
+            .await;
+        self.forget_views();
+        let outcome = match applied {
+            Ok(()) => match self.wait_healthy(path, project, shutdown).await {
+                Waited::Healthy(counts) => Ok(counts),
+                Waited::Interrupted => return,
+                Waited::Unhealthy { health, message } => Err((message, Some(health))),
+            },
+            Err(error) => Err((truncate(error.render(&self.errors).as_str()), None)),
+        };
+        let duration = started.elapsed();
+        crate::metrics::sync_finished(
+            if outcome.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            duration,
+        );
+        match outcome {
+            Ok(counts) => {
+                tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = duration.as_millis() as u64, "sync succeeded");
+                let deployed = Deployment {
+                    commit_message: (revision == snapshot.revision)
+                        .then(|| snapshot.commit_message.clone()),
+                    revision,
+                    content_hash: desired.content_hash.clone(),
+                    compose_hash: desired.compose_hash.clone(),
+                    synced_at: humantime::parse_rfc3339(&synced_at).ok(),
+                };
+                self.store.update_stack(path, |s| {
+                    s.succeed(deployed, now);
+                    observe(s, counts);
+                    if !self.settings.health_timeout.is_zero() {
+                        s.assess(Health::Healthy, None);
+                    }
+                });
+            }
+            Err((message, health)) => {
+                tracing::error!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
+                self.store.update_stack(path, |s| {
+                    s.fail(message.clone(), &desired.content_hash, now);
+                    if let Some(health) = health {
+                        s.assess(health, Some(message));
+                    }
+                });
+            }
+        }
+    }
+
+    /// After `up`: waits until the stack is healthy, cannot get better by itself, or
+    /// `SYNC_HEALTH_TIMEOUT` passed, showing it `progressing` meanwhile. Without a timeout,
+    /// one look for the runtime counts, and done.
+    async fn wait_healthy(
+        &self,
+        path: &str,
+        project: &str,
+        shutdown: &CancellationToken,
+    ) -> Waited {
+        let timeout = self.settings.health_timeout;
+        if timeout.is_zero() {
+            let Ok(look) = self.watch.look(project).await else {
+                return Waited::Healthy(Counts::default());
+            };
+            let a = look.assessment;
+            self.store
+                .update_stack(path, |s| s.assess(a.health, a.message));
+            return Waited::Healthy(look.counts);
+        }
+        let _waiting = self.watch.wait_for(project);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = format!("{project}: no answer from the engine yet");
+        loop {
+            let look = self.watch.look(project).await;
+            self.forget_views();
+            match look {
+                Ok(look) => {
+                    let a = look.assessment;
+                    if a.health == Health::Healthy {
+                        return Waited::Healthy(look.counts);
+                    }
+                    last = a
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("{project}: {}", a.health.as_str()));
+                    if a.settled {
+                        return Waited::Unhealthy {
+                            health: Health::Degraded,
+                            message: last,
+                        };
+                    }
+                    self.store.update_stack(path, |s| {
+                        observe(s, look.counts);
+                        s.assess(Health::Progressing, a.message);
+                    });
+                }
+                Err(error) => {
+                    last = format!("cannot read the Docker host: {error}");
+                    self.store.update_stack(path, |s| {
+                        s.assess(Health::Unknown, Some(last.clone()));
+                    });
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Waited::Unhealthy {
+                    health: Health::Degraded,
+                    message: format!(
+                        "{last} (not healthy within SYNC_HEALTH_TIMEOUT={})",
+                        humantime::format_duration(timeout)
+                    ),
+                };
+            }
+            let pause = super::watch::POLL.min(deadline - now);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => return Waited::Interrupted,
+            }
+        }
+    }
+
+    /// Materialise the stack at the commit, then let the engine apply it (list services,
+    /// write the label override, `up` or `deploy`).
+    async fn sync_steps(
+        &self,
+        path: &str,
+        project: &str,
+        snapshot: &Snapshot,
+        revision: &str,
+        synced_at: &str,
+    ) -> Result<(), SyncError> {
+        let Some(desired) = snapshot.stacks.get(path) else {
+            return Ok(());
+        };
+        let files = self.git.read_stack_files(&snapshot.revision, path).await?;
+        let stacks_dir = self.layout.stacks_dir.clone();
+        let name = project.to_owned();
+        let dir = tokio::task::spawn_blocking(move || {
+            materialise::materialise(&stacks_dir, &name, &files)
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))??;
+        let labels = SyncLabels {
+            instance: self.policy.instance.clone(),
+            stack_path: path.to_owned(),
+            revision: revision.to_owned(),
+            content_hash: desired.content_hash.clone(),
+            compose_hash: desired.compose_hash.clone().unwrap_or_default(),
+            synced_at: synced_at.to_owned(),
+            // Filled in by the engine, from its own reading of the compose file.
+            services: Vec::new(),
+        };
+        let files = StackFiles {
+            name: project.to_owned(),
+            dir,
+            compose_file: desired.compose_file.clone(),
+            override_file: None,
+        };
+        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+        self.engine.apply(files, labels, override_file).await?;
+        Ok(())
+    }
+
+    /// Takes a stack gone from Git down with the files of its last sync.
+    #[tracing::instrument(name = "remove", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
+    async fn remove(&self, path: &str, project: &str) {
+        tracing::info!("removing a stack deleted from Git (RECONCILE_REMOVE_ENABLED=true)");
+        self.store
+            .upsert_gone(path, project, SyncInfo::start_removal);
+        let dir = self.layout.stacks_dir.join(project);
+        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+        let result = self
+            .engine
+            .remove(project, &dir, &override_file)
+            .await
+            .map_err(SyncError::from);
+        self.forget_views();
+        match result {
+            Ok(()) => {
+                tracing::info!("stack removed");
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_file(&override_file);
+                self.store.remove_gone(path);
+            }
+            Err(error) => {
+                let message = truncate(error.render(&self.errors).as_str());
+                tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "removal failed");
+                self.store.upsert_gone(path, project, |s| {
+                    s.fail_removal(message, SystemTime::now());
+                });
+            }
+        }
+    }
+}
+
+/// The health every job's watcher shares.
+pub(super) fn watch(engine: &Arc<crate::engine::Engine>) -> Arc<HealthWatch> {
+    Arc::new(HealthWatch::new(engine.clone()))
+}
