@@ -26,8 +26,7 @@
 //!
 //! Uses: desired_state, queue, git (stack files), engine (the only way to the Docker host),
 //! stack (labels, materialisation, health), config, metrics (sync durations). Never `compose`
-//! or `swarm` directly but for the
-//! plan's workload types.
+//! or `swarm` directly but for the plan's workload types.
 
 pub mod jobs;
 pub mod plan;
