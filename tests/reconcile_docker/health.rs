@@ -128,7 +128,11 @@ async fn a_slow_starting_service_is_progressing_before_it_is_healthy_and_synced(
         )]),
     );
     repo.commit_and_push("a slow starter");
-    let app = start(&repo, |a| a.sync_health_timeout = "60s".into()).await;
+    let app = start(&repo, |a| {
+        a.sync_health_timeout = "60s".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
     app.run(async |app| {
         let mut seen: Vec<(String, String)> = Vec::new();
         let deadline = std::time::Instant::now() + LONG;
@@ -160,7 +164,26 @@ async fn a_slow_starting_service_is_progressing_before_it_is_healthy_and_synced(
             !seen.iter().any(|(s, h)| s == "synced" && h != "healthy"),
             "synced before healthy: {seen:?}"
         );
-        let _ = prefix;
+
+        // Between syncs: the healthcheck starts failing by itself. The tick reports it
+        // degraded, naming the service; it is no drift, so the stack stays synced.
+        let id = docker::container_ids(&p[0]).remove(0);
+        docker::output(&["exec", &id, "rm", "/tmp/ready"]);
+        let stacks = wait_for(app, &prefix, LONG, "degraded by itself", |stacks| {
+            health(stacks, &p[0]) == "degraded"
+        })
+        .await;
+        assert_eq!(status(&stacks, &p[0]), "synced");
+        assert!(
+            message(&stacks, &p[0], "healthMessage").starts_with("web: unhealthy"),
+            "{stacks:?}"
+        );
+        docker::output(&["exec", &id, "touch", "/tmp/ready"]);
+        wait_for(app, &prefix, LONG, "healthy again", |stacks| {
+            health(stacks, &p[0]) == "healthy" && status(stacks, &p[0]) == "synced"
+        })
+        .await;
+        assert_eq!(docker::container_ids(&p[0]), [id], "nothing was recreated");
     })
     .await;
 }
