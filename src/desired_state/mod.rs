@@ -353,6 +353,58 @@ pub struct SyncInfo {
     /// For a stack no longer in Git: its compose project on the host.
     #[serde(skip)]
     pub host_project: Option<String>,
+    /// The commit an operator's rollback holds the stack at (SPEC §10): automatic syncs of it
+    /// stop until `unpin`.
+    pub pinned_revision: Option<String>,
+    /// The operator suspended the stack: never synced, reverted or removed.
+    pub suspended: bool,
+    /// What the stack is held at instead of the snapshot's version: an operator's pin, or an
+    /// automatic rollback (which holds only until Git says something new).
+    #[serde(skip)]
+    pub hold: Option<Hold>,
+    /// A sync the operator asked for (`sync now`, `rollback`): applied once, even in sync.
+    #[serde(skip)]
+    pub requested: Option<Request>,
+}
+
+/// The version of a stack at one commit, when that is not the snapshot's: what a pinned or
+/// rolled-back stack is synced to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The full commit id.
+    pub revision: String,
+    /// The tree id of the stack directory at that commit.
+    pub content_hash: String,
+    pub compose_file: String,
+    pub compose_hash: Option<String>,
+    pub commit_message: String,
+}
+
+/// Why a stack is held at a [`Target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub target: Target,
+    /// `None`: the operator pinned it (until `unpin`). `Some(hash)`: an automatic rollback
+    /// after the sync of content `hash` failed; it holds while Git still says `hash`.
+    pub rolled_back_from: Option<String>,
+}
+
+impl Hold {
+    /// Whether the hold applies while Git says `desired_content_hash`.
+    pub fn applies(&self, desired_content_hash: &str) -> bool {
+        self.rolled_back_from
+            .as_deref()
+            .is_none_or(|failed| failed == desired_content_hash)
+    }
+}
+
+/// A sync an operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `POST /api/stacks/{path}/sync`: re-apply, even when in sync.
+    Sync,
+    /// `POST /api/stacks/{path}/rollback`: apply the pinned version.
+    Rollback,
 }
 
 impl SyncInfo {
@@ -376,6 +428,10 @@ impl SyncInfo {
             consecutive_failures: 0,
             ack_requested: false,
             host_project: None,
+            pinned_revision: None,
+            suspended: false,
+            hold: None,
+            requested: None,
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::time::SystemTime;
 
-use super::{Health, StackStatus, SyncInfo, SyncOutcome};
+use super::{Health, Hold, Request, StackStatus, SyncInfo, SyncOutcome, Target};
 
 /// What runs on the host after a sync, or what its labels say was deployed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,7 @@ impl SyncInfo {
     /// A sync (compose `up`, `stack deploy`) starts.
     pub fn start_sync(&mut self) {
         self.status = StackStatus::Syncing;
+        self.requested = None;
     }
 
     /// The sync that ran at `at` succeeded: `deployed` runs now. Without a time from the
@@ -113,6 +114,76 @@ impl SyncInfo {
         self.ack_requested = false;
     }
 
+    /// The operator holds the stack at `target` (a rollback): automatic syncs stop until
+    /// [`SyncInfo::unpin`]; the pinned version is applied once.
+    pub fn pin(&mut self, target: Target) {
+        self.pinned_revision = Some(target.revision.clone());
+        self.hold = Some(Hold {
+            target,
+            rolled_back_from: None,
+        });
+        self.requested = Some(Request::Rollback);
+    }
+
+    /// The pin (or an automatic rollback's hold) ends: the snapshot's version applies again.
+    pub fn unpin(&mut self) {
+        self.pinned_revision = None;
+        self.hold = None;
+    }
+
+    /// A pin restored at start-up from what was persisted: held, nothing requested (the host
+    /// may already run it; the plan decides).
+    pub fn restore_pin(&mut self, target: Target) {
+        self.pinned_revision = Some(target.revision.clone());
+        self.hold = Some(Hold {
+            target,
+            rolled_back_from: None,
+        });
+    }
+
+    /// The sync of content `failed` failed and `target` (the last good version) was applied
+    /// again (`deployed` runs now): the stack is `failed` with why, and held at `target` until
+    /// Git says something other than `failed`.
+    pub fn roll_back(
+        &mut self,
+        deployed: Deployment,
+        target: Target,
+        failed: &str,
+        reason: &str,
+        at: SystemTime,
+    ) {
+        let message = format!("rolled back to {}: {reason}", short(&target.revision));
+        self.set_deployed(deployed, Some(at));
+        self.hold = Some(Hold {
+            target,
+            rolled_back_from: Some(failed.to_owned()),
+        });
+        self.status = StackStatus::Failed;
+        self.last_sync_at = Some(at);
+        self.last_sync_status = Some(SyncOutcome::Failed);
+        self.last_sync_error = Some(message);
+        self.failed_content_hash = Some(failed.to_owned());
+        self.consecutive_failures = self.consecutive_failures.max(1);
+    }
+
+    /// The operator suspended the stack: nothing is synced, reverted or removed.
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+        self.health = Health::Suspended;
+        self.health_message = None;
+    }
+
+    /// The suspension ends; the next reconcile syncs what differs.
+    pub fn resume(&mut self) {
+        self.suspended = false;
+        self.health = Health::Unknown;
+    }
+
+    /// The operator asked for a sync now, even in sync.
+    pub fn request_sync(&mut self) {
+        self.requested = Some(Request::Sync);
+    }
+
     /// The removal of a stack gone from Git starts (compose `down`, `stack rm`).
     pub fn start_removal(&mut self) {
         self.status = StackStatus::Deleting;
@@ -137,13 +208,26 @@ impl SyncInfo {
         self.synced_at = deployed.synced_at.or(fallback);
     }
 
-    /// What runs is what Git says: no drift, no failure count, no pending acknowledgement.
+    /// What runs is what Git says: no drift, no failure count, no pending acknowledgement,
+    /// and no automatic rollback's hold (an operator's pin stays).
     fn clear_trouble(&mut self) {
+        if self
+            .hold
+            .as_ref()
+            .is_some_and(|h| h.rolled_back_from.is_some())
+        {
+            self.hold = None;
+        }
         self.drift = None;
         self.failed_content_hash = None;
         self.consecutive_failures = 0;
         self.ack_requested = false;
     }
+}
+
+/// The first 12 characters of a commit id, for messages.
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
 }
 
 #[cfg(test)]

@@ -26,11 +26,13 @@
 //!
 //! Uses: config, process, desired_state, untrusted. Spawns only through `process`.
 
+mod at;
 mod env;
 mod mirror;
 pub mod parse;
 mod read;
 
+pub use at::{StackAt, is_commit_id};
 pub use read::ReadStats;
 
 use std::collections::{HashMap, HashSet};

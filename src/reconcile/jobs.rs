@@ -27,7 +27,7 @@ use super::plan::{Counts, Deployed, SyncReason};
 use super::watch::HealthWatch;
 use super::{LOG_ERROR_CHARS, Reason, Reconciler, SyncError, observe, truncate};
 use crate::desired_state::transitions::Deployment;
-use crate::desired_state::{Health, Snapshot, SyncInfo, rfc3339};
+use crate::desired_state::{DesiredStack, Health, Snapshot, SyncInfo, Target, rfc3339};
 use crate::stack::StackFiles;
 use crate::stack::labels::SyncLabels;
 use crate::stack::materialise;
@@ -60,6 +60,8 @@ pub enum Job {
         project: String,
         reason: SyncReason,
         reuse: Option<Deployed>,
+        /// The held version to apply (pinned, rolled back); `None`: the snapshot's.
+        target: Option<Box<Target>>,
         /// The snapshot the plan was made from.
         planned: Arc<Snapshot>,
         trigger: Reason,
@@ -149,6 +151,38 @@ impl Jobs {
     }
 }
 
+/// The version of a stack one sync applies: the snapshot's, or a held one.
+#[derive(Debug, Clone)]
+struct Version {
+    revision: String,
+    commit_message: String,
+    content_hash: String,
+    compose_file: String,
+    compose_hash: Option<String>,
+}
+
+impl Version {
+    fn of(snapshot: &Snapshot, desired: &DesiredStack) -> Self {
+        Self {
+            revision: snapshot.revision.clone(),
+            commit_message: snapshot.commit_message.clone(),
+            content_hash: desired.content_hash.clone(),
+            compose_file: desired.compose_file.clone(),
+            compose_hash: desired.compose_hash.clone(),
+        }
+    }
+
+    fn held(target: &Target) -> Self {
+        Self {
+            revision: target.revision.clone(),
+            commit_message: target.commit_message.clone(),
+            content_hash: target.content_hash.clone(),
+            compose_file: target.compose_file.clone(),
+            compose_hash: target.compose_hash.clone(),
+        }
+    }
+}
+
 /// How the wait for health ended.
 enum Waited {
     Healthy(Counts),
@@ -195,6 +229,7 @@ impl Reconciler {
                 project,
                 reason,
                 reuse,
+                target,
                 planned,
                 trigger,
             } => {
@@ -209,7 +244,14 @@ impl Reconciler {
                     d.error.is_none() && d.project_name.as_deref() == Some(project)
                 });
                 if applicable {
-                    self.sync(path, project, reason, reuse, &latest, *trigger, shutdown)
+                    let version = match target {
+                        Some(target) => Version::held(target),
+                        None => match latest.stacks.get(path) {
+                            Some(desired) => Version::of(&latest, desired),
+                            None => return,
+                        },
+                    };
+                    self.sync(path, project, reason, reuse, &version, *trigger, shutdown)
                         .await;
                 }
             }
@@ -225,26 +267,23 @@ impl Reconciler {
         project: &str,
         reason: &SyncReason,
         reuse: Option<&Deployed>,
-        snapshot: &Snapshot,
+        version: &Version,
         trigger: Reason,
         shutdown: &CancellationToken,
     ) {
-        let Some(desired) = snapshot.stacks.get(path) else {
-            return;
-        };
         // Outcome events carry stack, commit, trigger and duration themselves (not only
         // through their spans), so log shippers find them as top-level JSON fields.
-        tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
+        tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
         self.store.update_stack(path, SyncInfo::start_sync);
         let started = std::time::Instant::now();
         let now = SystemTime::now();
         // A drift revert keeps the labels (revision, sync time) of the sync it restores.
         let (revision, synced_at) = match reuse {
             Some(d) => (d.revision.clone(), d.synced_at.clone()),
-            None => (snapshot.revision.clone(), rfc3339::format(now)),
+            None => (version.revision.clone(), rfc3339::format(now)),
         };
         let applied = self
-            .sync_steps(path, project, snapshot, &revision, &synced_at)
+            .sync_steps(path, project, version, &revision, &synced_at)
             .await;
         self.forget_views();
         let outcome = match applied {
@@ -266,13 +305,13 @@ impl Reconciler {
         );
         match outcome {
             Ok(counts) => {
-                tracing::info!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = duration.as_millis() as u64, "sync succeeded");
+                tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, "sync succeeded");
                 let deployed = Deployment {
-                    commit_message: (revision == snapshot.revision)
-                        .then(|| snapshot.commit_message.clone()),
+                    commit_message: (revision == version.revision)
+                        .then(|| version.commit_message.clone()),
                     revision,
-                    content_hash: desired.content_hash.clone(),
-                    compose_hash: desired.compose_hash.clone(),
+                    content_hash: version.content_hash.clone(),
+                    compose_hash: version.compose_hash.clone(),
                     synced_at: humantime::parse_rfc3339(&synced_at).ok(),
                 };
                 self.store.update_stack(path, |s| {
@@ -284,9 +323,9 @@ impl Reconciler {
                 });
             }
             Err((message, health)) => {
-                tracing::error!(stack = %Untrusted::new(path), commit = %snapshot.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
+                tracing::error!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
                 self.store.update_stack(path, |s| {
-                    s.fail(message.clone(), &desired.content_hash, now);
+                    s.fail(message.clone(), &version.content_hash, now);
                     if let Some(health) = health {
                         s.assess(health, Some(message));
                     }
@@ -372,14 +411,11 @@ impl Reconciler {
         &self,
         path: &str,
         project: &str,
-        snapshot: &Snapshot,
+        version: &Version,
         revision: &str,
         synced_at: &str,
     ) -> Result<(), SyncError> {
-        let Some(desired) = snapshot.stacks.get(path) else {
-            return Ok(());
-        };
-        let files = self.git.read_stack_files(&snapshot.revision, path).await?;
+        let files = self.git.read_stack_files(&version.revision, path).await?;
         let stacks_dir = self.layout.stacks_dir.clone();
         let name = project.to_owned();
         let dir = tokio::task::spawn_blocking(move || {
@@ -391,8 +427,8 @@ impl Reconciler {
             instance: self.policy.instance.clone(),
             stack_path: path.to_owned(),
             revision: revision.to_owned(),
-            content_hash: desired.content_hash.clone(),
-            compose_hash: desired.compose_hash.clone().unwrap_or_default(),
+            content_hash: version.content_hash.clone(),
+            compose_hash: version.compose_hash.clone().unwrap_or_default(),
             synced_at: synced_at.to_owned(),
             // Filled in by the engine, from its own reading of the compose file.
             services: Vec::new(),
@@ -400,7 +436,7 @@ impl Reconciler {
         let files = StackFiles {
             name: project.to_owned(),
             dir,
-            compose_file: desired.compose_file.clone(),
+            compose_file: version.compose_file.clone(),
             override_file: None,
         };
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));

@@ -310,6 +310,7 @@ impl Reconciler {
                     project,
                     reason: why,
                     reuse,
+                    target,
                 } => {
                     if shutdown.is_cancelled() {
                         continue;
@@ -319,6 +320,7 @@ impl Reconciler {
                         project,
                         reason: why,
                         reuse,
+                        target: target.map(Box::new),
                         planned: snapshot.clone(),
                         trigger: reason,
                     };
@@ -345,6 +347,9 @@ impl Reconciler {
                 Some(desired) => desired.project_name.clone(),
                 None => info.host_project.clone(),
             };
+            if info.suspended {
+                continue; // `suspended` until resumed
+            }
             if let Some(project) = project {
                 if !self.jobs.is_busy(path, Some(&project)) {
                     projects.entry(project).or_default().push(path.clone());

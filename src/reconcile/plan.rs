@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::compose::ContainerInfo;
 use crate::config::DriftPolicy;
-use crate::desired_state::{Snapshot, StackStatus, SyncInfo};
+use crate::desired_state::{Request, Snapshot, StackStatus, SyncInfo, Target};
 use crate::stack::labels::DeployedLabels;
 use crate::swarm::ServiceInfo;
 
@@ -45,6 +45,10 @@ pub enum SyncReason {
     Acknowledged(String),
     /// This content was applied but its sync failed (it did not turn healthy in time).
     Retry,
+    /// The operator asked for a sync now (`POST /api/stacks/{path}/sync`).
+    Manual,
+    /// The operator rolled the stack back to this commit.
+    Rollback(String),
 }
 
 impl std::fmt::Display for SyncReason {
@@ -60,6 +64,10 @@ impl std::fmt::Display for SyncReason {
             Self::Drift(what) => write!(f, "drift: {what}"),
             Self::Acknowledged(what) => write!(f, "drift acknowledged by the operator: {what}"),
             Self::Retry => f.write_str("the last sync of this content failed; trying again"),
+            Self::Manual => f.write_str("sync asked for by the operator"),
+            Self::Rollback(revision) => {
+                write!(f, "rolled back by the operator to {}", short(revision))
+            }
         }
     }
 }
@@ -96,6 +104,9 @@ pub enum Action {
         /// compose recreates only what drifted (new label values would recreate every
         /// container of the stack).
         reuse: Option<Deployed>,
+        /// The version to apply when the stack is held (pinned, rolled back); `None`: the
+        /// snapshot's.
+        target: Option<Target>,
     },
     /// The host already runs exactly this: record it as `synced` without running compose.
     Recognise {
@@ -361,6 +372,14 @@ pub fn plan_for<W: Workload>(
             desired_projects.insert(p);
         }
         let counts = count(present);
+        // Suspended: never synced, reverted or removed; only counted.
+        if info.is_some_and(|i| i.suspended) {
+            actions.push(Action::Observe {
+                path: path.clone(),
+                counts,
+            });
+            continue;
+        }
         if let Some(error) = &desired.error {
             actions.push(Action::Fail {
                 path: path.clone(),
@@ -383,10 +402,41 @@ pub fn plan_for<W: Workload>(
             continue;
         }
 
+        // Held (pinned, or rolled back after a failure): the held version is the target.
+        let hold = info
+            .and_then(|i| i.hold.as_ref())
+            .filter(|h| h.applies(&desired.content_hash));
+        let target = hold.map(|h| h.target.clone());
+        let target_hash = hold.map_or(desired.content_hash.as_str(), |h| {
+            h.target.content_hash.as_str()
+        });
+        let sync = |reason: SyncReason, reuse: Option<Deployed>| Action::Sync {
+            path: path.clone(),
+            project: project.to_owned(),
+            reason,
+            reuse,
+            target: target.clone(),
+        };
+        match info.and_then(|i| i.requested) {
+            Some(Request::Sync) => {
+                actions.push(sync(SyncReason::Manual, None));
+                continue;
+            }
+            Some(Request::Rollback) => {
+                let revision = target
+                    .as_ref()
+                    .map(|t| t.revision.clone())
+                    .unwrap_or_default();
+                actions.push(sync(SyncReason::Rollback(revision), None));
+                continue;
+            }
+            None => {}
+        }
+
         let backoff = |reason: SyncReason| -> Action {
             let failing_same = info.is_some_and(|i| {
                 i.status == StackStatus::Failed
-                    && i.failed_content_hash.as_deref() == Some(desired.content_hash.as_str())
+                    && i.failed_content_hash.as_deref() == Some(target_hash)
             });
             if let (true, Some(info)) = (failing_same, info) {
                 let last = info.last_sync_at.unwrap_or(now);
@@ -399,12 +449,7 @@ pub fn plan_for<W: Workload>(
                     };
                 }
             }
-            Action::Sync {
-                path: path.clone(),
-                project: project.to_owned(),
-                reason,
-                reuse: None,
-            }
+            sync(reason, None)
         };
 
         if owned.is_empty() {
@@ -413,12 +458,12 @@ pub fn plan_for<W: Workload>(
             if was_deployed {
                 actions.push(drift_action(
                     path,
-                    project,
                     W::all_gone(),
                     None,
                     info,
                     policy,
                     counts,
+                    &sync,
                 ));
             } else {
                 actions.push(backoff(SyncReason::NotDeployed));
@@ -428,14 +473,14 @@ pub fn plan_for<W: Workload>(
 
         let hashes: BTreeSet<&str> = owned.iter().map(|c| c.content_hash()).collect();
         let deployed_hash = hashes.iter().next().copied().unwrap_or_default();
-        if hashes.len() > 1 || deployed_hash != desired.content_hash {
+        if hashes.len() > 1 || deployed_hash != target_hash {
             actions.push(backoff(SyncReason::ContentChanged {
                 deployed: if hashes.len() > 1 {
                     "mixed".into()
                 } else {
                     deployed_hash.to_owned()
                 },
-                desired: desired.content_hash.clone(),
+                desired: target_hash.to_owned(),
             }));
             continue;
         }
@@ -454,19 +499,29 @@ pub fn plan_for<W: Workload>(
             Some(drift) => {
                 actions.push(drift_action(
                     path,
-                    project,
                     drift,
                     Some(deployed),
                     info,
                     policy,
                     counts,
+                    &sync,
                 ));
             }
             // The labels say this content runs, but its sync failed (it did not turn healthy):
             // not `synced` because the labels match; tried again after the backoff.
+            // Rolled back after a failure: it runs the last good version and stays `failed`,
+            // saying so, until Git says something new.
+            None if hold.is_some_and(|h| h.rolled_back_from.is_some())
+                && info.is_some_and(|i| i.status == StackStatus::Failed) =>
+            {
+                actions.push(Action::Observe {
+                    path: path.clone(),
+                    counts,
+                });
+            }
             None if info.is_some_and(|i| {
                 i.status == StackStatus::Failed
-                    && i.failed_content_hash.as_deref() == Some(desired.content_hash.as_str())
+                    && i.failed_content_hash.as_deref() == Some(target_hash)
             }) =>
             {
                 actions.push(backoff(SyncReason::Retry));
@@ -522,6 +577,13 @@ pub fn plan_for<W: Workload>(
                 counts: count(list),
                 reason: "the snapshot has no stacks at all; an empty snapshot never removes anything",
             }
+        } else if sync.get(*path).is_some_and(|i| i.suspended) {
+            Action::Orphan {
+                path: (*path).to_owned(),
+                project: (*project).to_owned(),
+                counts: count(list),
+                reason: "removed from Git while suspended; a suspended stack is never removed",
+            }
         } else if policy.remove_enabled {
             Action::Remove {
                 path: (*path).to_owned(),
@@ -571,28 +633,18 @@ fn describe_drift<W: Workload>(owned: &[&W], foreign: &[&W]) -> Option<String> {
 
 fn drift_action(
     path: &str,
-    project: &str,
     drift: String,
     deployed: Option<Deployed>,
     info: Option<&SyncInfo>,
     policy: &Policy,
     counts: Counts,
+    sync: &impl Fn(SyncReason, Option<Deployed>) -> Action,
 ) -> Action {
     if info.is_some_and(|i| i.ack_requested) {
-        return Action::Sync {
-            path: path.to_owned(),
-            project: project.to_owned(),
-            reason: SyncReason::Acknowledged(drift),
-            reuse: deployed,
-        };
+        return sync(SyncReason::Acknowledged(drift), deployed);
     }
     match policy.drift_policy {
-        DriftPolicy::Revert => Action::Sync {
-            path: path.to_owned(),
-            project: project.to_owned(),
-            reason: SyncReason::Drift(drift),
-            reuse: deployed,
-        },
+        DriftPolicy::Revert => sync(SyncReason::Drift(drift), deployed),
         DriftPolicy::Flag => Action::Flag {
             path: path.to_owned(),
             drift,
@@ -602,6 +654,9 @@ fn drift_action(
 }
 
 #[cfg(test)]
+mod control_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::desired_state::{DesiredStack, RefType, assign_project_names};
@@ -609,7 +664,7 @@ mod tests {
 
     const INSTANCE: &str = "0123456789abcdef";
 
-    fn revert() -> Policy {
+    pub(super) fn revert() -> Policy {
         Policy {
             remove_enabled: false,
             drift_policy: DriftPolicy::Revert,
@@ -617,7 +672,7 @@ mod tests {
         }
     }
 
-    fn snapshot(stacks: &[(&str, &str)]) -> Snapshot {
+    pub(super) fn snapshot(stacks: &[(&str, &str)]) -> Snapshot {
         let mut map: BTreeMap<String, DesiredStack> = stacks
             .iter()
             .map(|(path, hash)| {
@@ -652,7 +707,7 @@ mod tests {
         }
     }
 
-    fn container(project: &str, service: &str, hash: &str) -> ContainerInfo {
+    pub(super) fn container(project: &str, service: &str, hash: &str) -> ContainerInfo {
         ContainerInfo {
             id: format!("{project}-{service}"),
             name: format!("{project}_{service}_1"),
@@ -676,18 +731,18 @@ mod tests {
         }
     }
 
-    fn synced(hash: &str) -> SyncInfo {
+    pub(super) fn synced(hash: &str) -> SyncInfo {
         let mut info = SyncInfo::new(StackStatus::Synced);
         info.synced_content_hash = Some(hash.into());
         info
     }
 
-    fn only(plan: Plan) -> Action {
+    pub(super) fn only(plan: Plan) -> Action {
         assert_eq!(plan.actions.len(), 1, "{plan:?}");
         plan.actions.into_iter().next().unwrap()
     }
 
-    fn sync_map(entries: &[(&str, SyncInfo)]) -> BTreeMap<String, SyncInfo> {
+    pub(super) fn sync_map(entries: &[(&str, SyncInfo)]) -> BTreeMap<String, SyncInfo> {
         entries
             .iter()
             .map(|(p, i)| (p.to_string(), i.clone()))
@@ -710,6 +765,7 @@ mod tests {
                 project: "web".into(),
                 reason: SyncReason::NotDeployed,
                 reuse: None,
+                target: None,
             }
         );
     }
