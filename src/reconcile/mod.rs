@@ -1,6 +1,6 @@
 //! Sync: make the Docker host run what the snapshot says (SPEC §6).
 //!
-//! Decide, then act: [`plan::plan`] is pure; [`Reconciler::apply`] is a thin loop over it that
+//! Decide, then act: [`plan::plan`] is pure; `Reconciler::apply` is a thin loop over it that
 //! runs compose one stack at a time, so there is never more than one compose operation per
 //! project (nor at all). A reconcile runs after each completed refresh and on a resync tick,
 //! through the same single-slot queue as refreshes: one running, at most one waiting.

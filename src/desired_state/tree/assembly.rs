@@ -141,7 +141,7 @@ fn is_unchanged(
 ///
 /// A stack that would come out exactly as in `previous` is that snapshot's `Arc`, project name
 /// included; every other stack is new, its project name not yet assigned
-/// ([`super::assign_project_names`] tells the two apart by whether the `Arc` is shared).
+/// ([`assign_project_names`](crate::desired_state::assign_project_names) tells the two apart by whether the `Arc` is shared).
 pub fn assemble(
     index: &mut TreeIndex,
     blobs: &HashMap<&str, BlobFacts>,

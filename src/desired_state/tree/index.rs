@@ -14,7 +14,7 @@ use super::{
 
 /// Finds the stacks under `deploy_dir` (empty = repository root) in a recursive tree listing.
 ///
-/// A stack is an immediate subdirectory holding one of [`COMPOSE_FILE_NAMES`] directly as a
+/// A stack is an immediate subdirectory holding one of [`COMPOSE_FILE_NAMES`](crate::desired_state::COMPOSE_FILE_NAMES) directly as a
 /// file (a blob; a symlink counts and becomes the stack's error). Hidden directories, symlinks
 /// and submodules are never stacks; a directory whose name is not UTF-8 is not one either, with
 /// a warning.

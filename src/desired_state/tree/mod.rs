@@ -152,7 +152,8 @@ pub struct TreeIndex {
     pub stacks: BTreeMap<String, Arc<StackTree>>,
     /// Things worth telling the operator that are not about one stack, in tree order.
     pub warnings: Vec<String>,
-    /// Chosen compose blobs found larger than [`MAX_COMPOSE_FILE_BYTES`](super::MAX_COMPOSE_FILE_BYTES), with their size: set
+    /// Chosen compose blobs found larger than
+    /// [`MAX_COMPOSE_FILE_BYTES`](super::MAX_COMPOSE_FILE_BYTES), with their size: set
     /// by [`assemble`] (empty out of [`scan`] and [`apply_diff`]), so that such a blob is not
     /// streamed through `cat-file` again by the next refresh.
     pub too_large: BTreeMap<String, u64>,
