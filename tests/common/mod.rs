@@ -307,6 +307,8 @@ pub fn args(repo_url: &str, data_dir: &Path) -> Args {
         reconcile_interval: "1m".into(),
         drift_policy: "revert".into(),
         compose_timeout: "2m".into(),
+        sync_health_timeout: "2m".into(),
+        sync_concurrency: "4".into(),
         log_format: "text".into(),
         // CI runs the reconcile suite a second time with Debian's compose v1 this way; by
         // default the app picks its compose tool as in production (the plugin first).
