@@ -313,6 +313,8 @@ fn service_args(url: &str, data: &Path) -> Args {
         reconcile_interval: "1h".into(),
         drift_policy: "revert".into(),
         compose_timeout: "1m".into(),
+        sync_health_timeout: "2m".into(),
+        sync_concurrency: "4".into(),
         log_format: "text".into(),
         ..Args::default()
     }

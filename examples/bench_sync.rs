@@ -208,6 +208,8 @@ async fn main() {
         reconcile_interval: "1h".into(),
         drift_policy: "revert".into(),
         compose_timeout: "5m".into(),
+        sync_health_timeout: "2m".into(),
+        sync_concurrency: "4".into(),
         log_format: "text".into(),
         docker_bin: Some(docker_bin),
         compose_bin: compose_bin.as_ref().map(|(bin, _)| bin.clone()),

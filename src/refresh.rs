@@ -500,8 +500,10 @@ mod tests {
             }
         }
 
-        /// When each read began, in (virtual) milliseconds after `start`.
-        fn read_offsets_ms(&self) -> Vec<u128> {
+        /// Stops the worker and says when each read began, in (virtual) milliseconds after
+        /// `start`.
+        fn finish(self) -> Vec<u128> {
+            self.shutdown.cancel();
             let calls = self.source.calls.lock().unwrap();
             calls
                 .iter()
@@ -523,8 +525,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         // The second starts once the requests paused for COALESCE_QUIET (the last came at
         // 1.49 s), not at the end of the first; nothing after it.
-        assert_eq!(slow.read_offsets_ms(), [0, 1540]);
-        slow.shutdown.cancel();
+        assert_eq!(slow.finish(), [0, 1540]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -534,8 +535,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(slow.handle.request(Trigger::Webhook), Admission::Queued);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(slow.read_offsets_ms(), [0, 1000]);
-        slow.shutdown.cancel();
+        assert_eq!(slow.finish(), [0, 1000]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -546,8 +546,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Each refresh takes 1 s, then the next waits COALESCE_MAX while requests keep coming.
-        assert_eq!(slow.read_offsets_ms(), [0, 3000, 6000]);
-        slow.shutdown.cancel();
+        assert_eq!(slow.finish(), [0, 3000, 6000]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -919,10 +919,11 @@ async fn drift_is_flagged_acknowledged_and_recorded_on_the_stack_page() {
     let Some(tools) = require_browser() else {
         return;
     };
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("ui", &["app", "broken"]) else {
+    let Some((prefix, [app_stack, broken_stack], _cleanup)) =
+        docker::begin_projects("ui", ["app", "broken"])
+    else {
         return;
     };
-    let (app_stack, broken_stack) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{app_stack}/compose.yaml"),

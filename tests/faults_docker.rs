@@ -78,10 +78,10 @@ async fn r01_a_stack_with_spaces_capitals_and_a_leading_dash_deploys_under_its_m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_version() {
-    let Some((_, p, _cleanup)) = docker::begin_projects("r05", &["empty", "none"]) else {
+    let Some((_, [empty, none], _cleanup)) = docker::begin_projects("r05", ["empty", "none"])
+    else {
         return;
     };
-    let (empty, none) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{empty}/compose.yaml"),
@@ -134,10 +134,9 @@ async fn r05_empty_and_service_less_compose_files_fail_and_leave_the_running_ver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers() {
-    let Some((_, p, _cleanup)) = docker::begin_projects("f07", &["app"]) else {
+    let Some((_, [name], _cleanup)) = docker::begin_projects("f07", ["app"]) else {
         return;
     };
-    let name = p[0].clone();
     let repo = one_sleeper(&name);
     // A docker CLI that cannot reach its daemon while the flag file exists.
     let tools = tempfile::tempdir().unwrap();
@@ -193,10 +192,10 @@ async fn f07_an_unreachable_engine_is_reported_refresh_goes_on_and_it_recovers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f08_a_port_already_taken_fails_that_stack_only() {
-    let Some((_, p, _cleanup)) = docker::begin_projects("f08", &["taken", "fine"]) else {
+    let Some((_, [taken, fine], _cleanup)) = docker::begin_projects("f08", ["taken", "fine"])
+    else {
         return;
     };
-    let (taken, fine) = (p[0].clone(), p[1].clone());
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
     let repo = TestRepo::new();
@@ -258,10 +257,9 @@ impl Drop for Unmount {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f10_a_full_disk_while_materialising_keeps_the_previous_copy_and_fails_the_stack() {
-    let Some((_, p, _cleanup)) = docker::begin_projects("f10", &["app"]) else {
+    let Some((_, [name], _cleanup)) = docker::begin_projects("f10", ["app"]) else {
         return;
     };
-    let name = p[0].clone();
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().join("data");
     let Some(_unmount) = mount_tmpfs(&data_dir.join("stacks"), "256k") else {

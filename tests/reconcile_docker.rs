@@ -203,7 +203,7 @@ fn stack_file(path: &str, file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_their_containers() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two", "web"])
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", ["one", "two", "web"])
     else {
         return;
     };
@@ -321,7 +321,7 @@ async fn three_stacks_deploy_with_every_label_and_the_detail_endpoint_lists_thei
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_changing_only_one_stacks_env_file_recreates_that_stack_alone() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("dotenv", &["greet", "b", "c"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("dotenv", ["greet", "b", "c"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -563,7 +563,7 @@ async fn x05_a_symlink_chain_fails_its_stack_naming_the_link_and_keeps_the_runni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmon", &["keep", "gone"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmon", ["keep", "gone"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -602,7 +602,7 @@ async fn r09_a_stack_deleted_from_git_is_taken_down_when_removal_is_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_removal_is_disabled()
  {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmoff", &["keep", "gone"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("rmoff", ["keep", "gone"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -649,7 +649,7 @@ async fn r09_a_stack_deleted_from_git_keeps_running_and_is_listed_orphaned_when_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_enabled() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("empty", &["a", "b"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("empty", ["a", "b"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -705,7 +705,7 @@ async fn r07_a_commit_with_no_stacks_at_all_removes_nothing_even_with_removal_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f11_a_restart_on_the_same_data_dir_recognises_deployed_stacks_without_running_compose() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("restart", &["a", "b"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("restart", ["a", "b"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -1043,7 +1043,7 @@ async fn a_compose_project_started_by_hand_is_not_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_the_next_stack_proceeds()
  {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("hang", &["first", "second"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("hang", ["first", "second"]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1129,7 +1129,7 @@ async fn f09_a_hanging_compose_is_killed_at_the_timeout_with_its_children_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_deployed() {
-    let Some((_prefix, p, _cleanup)) = docker::begin_projects("off", &["a", "b"]) else {
+    let Some((_prefix, p, _cleanup)) = docker::begin_projects("off", ["a", "b"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -1164,7 +1164,7 @@ async fn with_reconciling_disabled_stacks_are_listed_missing_and_nothing_is_depl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x08_a_compose_interpolation_error_shows_neither_the_value_nor_data_dir() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("x08", &["leaky"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("x08", ["leaky"]) else {
         return;
     };
     let repo = TestRepo::new();

@@ -395,12 +395,29 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_split_off_https_urls() {
-        let url = RepoUrl::parse("https://bob:s3cr3tT0ken@git.example.com/org/repo.git").unwrap();
-        assert_eq!(url.as_str(), "https://git.example.com/org/repo.git");
-        assert_eq!(url.username(), Some("bob"));
-        assert_eq!(url.password().map(Secret::expose), Some("s3cr3tT0ken"));
-        assert!(!format!("{url:?} {url}").contains("s3cr3tT0ken"));
+    fn credentials_are_split_off_https_urls_percent_decoded() {
+        // (URL as configured, URL without credentials, user, password)
+        let cases = [
+            (
+                "https://bob:s3cr3tT0ken@git.example.com/org/repo.git",
+                "https://git.example.com/org/repo.git",
+                "bob",
+                "s3cr3tT0ken",
+            ),
+            (
+                "https://b%40b:p%40ss%3Aw%2Frd%25@git.example.com/r.git",
+                "https://git.example.com/r.git",
+                "b@b",
+                "p@ss:w/rd%",
+            ),
+        ];
+        for (raw, stripped, user, password) in cases {
+            let url = RepoUrl::parse(raw).unwrap();
+            assert_eq!(url.as_str(), stripped);
+            assert_eq!(url.username(), Some(user));
+            assert_eq!(url.password().map(Secret::expose), Some(password));
+            assert!(!format!("{url:?} {url}").contains(password), "{raw}");
+        }
     }
 
     #[test]
@@ -461,11 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn a_password_in_the_url_is_percent_decoded() {
-        let url = RepoUrl::parse("https://b%40b:p%40ss%3Aw%2Frd%25@git.example.com/r.git").unwrap();
-        assert_eq!(url.as_str(), "https://git.example.com/r.git");
-        assert_eq!(url.username(), Some("b@b"));
-        assert_eq!(url.password().map(Secret::expose), Some("p@ss:w/rd%"));
+    fn an_undecodable_password_is_a_problem_and_ssh_users_stay_encoded() {
         // Undecodable bytes are a problem, never a guess; the value is not echoed.
         let e = RepoUrl::parse("https://bob:p%FFss@git.example.com/r.git").unwrap_err();
         assert!(e.contains("UTF-8") && !e.contains("p%FFss"), "{e}");

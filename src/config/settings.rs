@@ -503,25 +503,20 @@ fn parse_listen(
     hint: &str,
     problem: &mut impl FnMut(&'static str, String),
 ) -> (Option<IpAddr>, Option<u16>) {
-    let ip = listen_addr
-        .parse::<IpAddr>()
-        .map_err(|_| {
-            problem(
-                "LISTEN_ADDR",
-                format!("{listen_addr:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::){hint}"),
-            )
-        })
-        .ok();
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| {
-            problem(
-                "PORT",
-                format!("{port:?} is not a port number (0-65535){hint}"),
-            )
-        })
-        .ok();
-    (ip, port)
+    let ip = listen_addr.parse::<IpAddr>().ok();
+    if ip.is_none() {
+        let example = "e.g. 0.0.0.0, 127.0.0.1, ::";
+        let message = format!("{listen_addr:?} is not an IP address ({example}){hint}");
+        problem("LISTEN_ADDR", message);
+    }
+    let number = port.parse::<u16>().ok();
+    if number.is_none() {
+        problem(
+            "PORT",
+            format!("{port:?} is not a port number (0-65535){hint}"),
+        );
+    }
+    (ip, number)
 }
 
 fn parse_bool(

@@ -1,6 +1,6 @@
 //! The shell-out Git reader: drives the host `git` binary (SPEC §3).
 //!
-//! One place ([`GitReader::git`]) builds every git command: explicit `--git-dir`, a cleared
+//! One place (`GitReader::git`) builds every git command: explicit `--git-dir`, a cleared
 //! environment with no user or system config, `GIT_TERMINAL_PROMPT=0`, `GIT_ALLOW_PROTOCOL`
 //! limited to what the URL needs, `--end-of-options` before configured values, literal
 //! pathspecs, and credentials only through the environment (`GIT_CONFIG_*` for an HTTPS token,

@@ -84,14 +84,9 @@ pub fn ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, ParseError> {
         let meta = std::str::from_utf8(&record[..tab])
             .map_err(|_| error("ls-tree", "metadata not UTF-8"))?;
         let raw_path = &record[tab + 1..];
-        let mut fields = meta.split_ascii_whitespace();
-        let (Some(mode), Some(kind), Some(oid), size, None) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
+        let Some([Some(mode), Some(kind), Some(oid), size]) =
+            at_most(meta.split_ascii_whitespace())
+        else {
             return Err(error("ls-tree", format!("malformed record {meta:?}")));
         };
         let mode = u32::from_str_radix(mode, 8)
@@ -126,6 +121,14 @@ pub fn ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, ParseError> {
 }
 
 /// A raw path as text: `(path, lossy)`, decoded lossily when it is not UTF-8.
+/// The fields of a record, `None` past its end: `None` altogether when it has more than `N`.
+fn at_most<'a, const N: usize>(
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Option<[Option<&'a str>; N]> {
+    let first = std::array::from_fn(|_| fields.next());
+    fields.next().is_none().then_some(first)
+}
+
 fn path_text(raw: &[u8]) -> (String, bool) {
     match std::str::from_utf8(raw) {
         Ok(p) => (p.to_owned(), false),
@@ -154,18 +157,20 @@ pub fn diff_tree(out: &[u8]) -> Result<Vec<DiffEntry>, ParseError> {
                 format!("record without a path {meta:?}"),
             ));
         };
-        let mut parts = meta
+        let parts = meta
             .strip_prefix(':')
             .ok_or_else(|| error("diff-tree", format!("malformed record {meta:?}")))?
             .split(' ');
-        let (Some(old_mode), Some(new_mode), Some(old_oid), Some(new_oid), Some(status), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Some(
+            [
+                Some(old_mode),
+                Some(new_mode),
+                Some(old_oid),
+                Some(new_oid),
+                Some(status),
+            ],
+        ) = at_most(parts)
+        else {
             return Err(error("diff-tree", format!("malformed record {meta:?}")));
         };
         let mode = |m: &str| {

@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use crate::config::ChildEnv;
     use crate::config::DeployDir;
-    use crate::git::GitReader;
+    use crate::git::{GitReader, StackFile};
     use crate::git::{config, lookup};
     use std::time::Duration;
 
@@ -268,6 +268,13 @@ mod tests {
                 "origin.git",
             ]);
             fixture.run(&["init", "--quiet", "--initial-branch=main", "work"]);
+            fixture
+        }
+
+        /// A fixture whose work tree holds the stack `web` (its compose file, 28 bytes).
+        fn with_web_stack() -> Self {
+            let fixture = Self::new();
+            fixture.write("web/compose.yaml", "services: {web: {image: x}}\n");
             fixture
         }
 
@@ -320,6 +327,14 @@ mod tests {
                 .await
                 .unwrap()
         }
+
+        /// The files of stack `web` at the commit pushed last, read by a fresh reader.
+        async fn read_web_files(&self) -> Result<Vec<StackFile>, GitError> {
+            let data = tempfile::tempdir().unwrap();
+            let reader = self.reader("", data.path()).await;
+            let snapshot = reader.read(None).await.unwrap().unwrap();
+            reader.read_stack_files(&snapshot.revision, "web").await
+        }
     }
 
     #[tokio::test]
@@ -347,18 +362,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_stack_file_over_the_cap_is_refused_naming_the_file_and_the_cap() {
-        let repo = Fixture::new();
-        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        let repo = Fixture::with_web_stack();
         repo.write("web/small.txt", "fine\n");
         repo.write(
             "web/data/big.bin",
             vec![0u8; MAX_STACK_FILE_BYTES as usize + 1],
         );
         repo.commit_and_push("one");
-        let data = tempfile::tempdir().unwrap();
-        let reader = repo.reader("", data.path()).await;
-        let snapshot = reader.read(None).await.unwrap().unwrap();
-        let Err(error) = reader.read_stack_files(&snapshot.revision, "web").await else {
+        let Err(error) = repo.read_web_files().await else {
             panic!("the files over the cap were read");
         };
         assert!(
@@ -375,8 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_over_the_cap_is_refused_without_being_read() {
-        let repo = Fixture::new();
-        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        let repo = Fixture::with_web_stack();
         let message = repo.dir.path().join("message");
         std::fs::write(&message, vec![b'x'; MAX_STACK_FILE_BYTES as usize + 1]).unwrap();
         repo.run(&["add", "--all"]);
@@ -413,10 +423,7 @@ mod tests {
             repo.write(&format!("web/part{i}.bin"), &file);
         }
         repo.commit_and_push("one");
-        let data = tempfile::tempdir().unwrap();
-        let reader = repo.reader("", data.path()).await;
-        let snapshot = reader.read(None).await.unwrap().unwrap();
-        let Err(error) = reader.read_stack_files(&snapshot.revision, "web").await else {
+        let Err(error) = repo.read_web_files().await else {
             panic!("the files over the cap were read");
         };
         assert!(
@@ -426,17 +433,10 @@ mod tests {
         assert!(error.to_string().contains("64 MiB"), "{error}");
 
         // Under both caps, every file is read whole.
-        let repo = Fixture::new();
-        repo.write("web/compose.yaml", "services: {web: {image: x}}\n");
+        let repo = Fixture::with_web_stack();
         repo.write("web/part.bin", &file);
         repo.commit_and_push("one");
-        let data = tempfile::tempdir().unwrap();
-        let reader = repo.reader("", data.path()).await;
-        let snapshot = reader.read(None).await.unwrap().unwrap();
-        let files = reader
-            .read_stack_files(&snapshot.revision, "web")
-            .await
-            .unwrap();
+        let files = repo.read_web_files().await.unwrap();
         let sizes: Vec<_> = files
             .iter()
             .map(|f| (f.path.as_str(), f.content.len()))

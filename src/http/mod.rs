@@ -3,21 +3,21 @@
 //! Handlers do little and answer fast: they read the [`Store`], ask the refresh queue or the
 //! reconciler for work (never waiting for it), and query the engine only through the
 //! [`EngineView`] the workflows hand them (read-only, shared and briefly cached). Errors become
-//! `{"error": "…"}` and their status in one place ([`ApiError`], in [`error`]); internal errors
+//! `{"error": "…"}` and their status in one place ([`ApiError`], in `error`); internal errors
 //! are logged once with their cause chain and shown to clients as a plain 500.
 //!
-//! - [`api`]: the JSON endpoints, health and readiness, the event stream.
-//! - [`answers`]: the JSON answers, one type per answer, as they go on the wire.
-//! - [`webhook`]: `POST /api/webhook`.
-//! - [`page`]: the status page at `/`.
-//! - [`dashboard`]: the dashboard pages for browsers and their embedded assets.
-//! - [`names`]: a status's name in text (the banner, the dashboard), as the JSON API spells it.
+//! - `api`: the JSON endpoints, health and readiness, the event stream.
+//! - `answers`: the JSON answers, one type per answer, as they go on the wire.
+//! - `webhook`: `POST /api/webhook`.
+//! - `page`: the status page at `/`.
+//! - `dashboard`: the dashboard pages for browsers and their embedded assets.
+//! - `names`: a status's name in text (the banner, the dashboard), as the JSON API spells it.
 //! - `/metrics`: the store's [`Census`], turned into the metrics' [`crate::metrics::State`]
 //!   here (the edge is the one place that knows both) and rendered by
 //!   [`crate::metrics::render`].
 //! - [`serve`]: the server (connection cap, header read timeout, graceful shutdown).
-//! - [`guard`]: the cross-site check, the API token, and body reading within a route's limit.
-//! - [`error`]: [`ApiError`], every refusal and failure, and the status each is answered with.
+//! - `guard`: the cross-site check, the API token, and body reading within a route's limit.
+//! - `error`: [`ApiError`], every refusal and failure, and the status each is answered with.
 //!
 //! Every answer carries `X-Content-Type-Options: nosniff`. Body limits, by route: the webhook
 //! 5 MiB ([`crate::webhook::MAX_BODY_BYTES`]), the acknowledgement [`ACK_MAX_BODY_BYTES`];

@@ -102,13 +102,7 @@ impl Command {
     /// The command line as shown in errors and logs: the program's file name and the arguments,
     /// quoted where needed. Never contains a secret because secrets never go into arguments.
     pub fn display(&self) -> String {
-        let program = self
-            .program
-            .file_name()
-            .unwrap_or(self.program.as_os_str())
-            .to_string_lossy()
-            .into_owned();
-        let mut out = program;
+        let mut out = self.program_file_name();
         for arg in &self.args {
             let arg = arg.to_string_lossy();
             out.push(' ');
@@ -122,6 +116,15 @@ impl Command {
             }
         }
         out
+    }
+
+    /// The program's file name, without its directory: `git` for `/usr/bin/git`.
+    fn program_file_name(&self) -> String {
+        self.program
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// The command as errors name it: [`Command::program_name`] and [`Command::display`].
@@ -164,12 +167,7 @@ impl Command {
             "--git-dir",
             "--work-tree",
         ];
-        let program = self
-            .program
-            .file_name()
-            .unwrap_or(self.program.as_os_str())
-            .to_string_lossy()
-            .into_owned();
+        let program = self.program_file_name();
         let mut words: Vec<&str> = Vec::new();
         let mut skip_value = false;
         for arg in &self.args {

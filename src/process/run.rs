@@ -422,11 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn stdin_is_null() {
-        let out = sh("cat; echo done")
-            .timeout(Duration::from_secs(5))
-            .run()
-            .await
-            .unwrap();
+        let out = run_ok("cat; echo done", 5).await;
         assert_eq!(out.stdout, b"done\n");
     }
 
@@ -444,11 +440,7 @@ mod tests {
             .unwrap_err();
         assert!(err.is_timeout(), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = read_pid(&pidfile);
         assert!(!is_alive(pid), "grandchild {pid} survived the timeout");
     }
 
@@ -458,28 +450,20 @@ mod tests {
         let pidfile = dir.path().join("stray.pid");
         // The stray keeps stdout open; without the group kill, reading stdout would hang.
         let script = format!("sleep 3600 & echo $! > {}; echo done", pidfile.display());
-        let out = sh(&script)
-            .timeout(Duration::from_secs(10))
-            .run()
-            .await
-            .unwrap();
+        let out = run_ok(&script, 10).await;
         assert_eq!(out.stdout, b"done\n");
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = read_pid(&pidfile);
         assert!(!is_alive(pid), "stray {pid} survived");
     }
 
     #[tokio::test]
     async fn f13_huge_stderr_is_bounded_and_does_not_deadlock() {
         // 100 MB of stderr while stdout stays small.
-        let out = sh("head -c 100000000 /dev/zero | tr '\\0' x >&2; echo fine")
-            .timeout(Duration::from_secs(60))
-            .run()
-            .await
-            .unwrap();
+        let out = run_ok(
+            "head -c 100000000 /dev/zero | tr '\\0' x >&2; echo fine",
+            60,
+        )
+        .await;
         assert_eq!(out.stdout, b"fine\n");
         assert!(
             out.stderr.len() < STDERR_TAIL_BYTES + 200,
@@ -542,6 +526,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_timeout(), "{err}");
+    }
+
+    /// `script` run to a successful end within `secs` seconds.
+    async fn run_ok(script: &str, secs: u64) -> Output {
+        sh(script)
+            .timeout(Duration::from_secs(secs))
+            .run()
+            .await
+            .unwrap()
+    }
+
+    /// The process id a test script wrote to `pidfile` (`echo $! > pidfile`).
+    fn read_pid(pidfile: &std::path::Path) -> i32 {
+        std::fs::read_to_string(pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Whether `pid` is still running two seconds from now. `killpg` returns before the signal

@@ -5,7 +5,7 @@
 //! [`TestApp::run`](super::TestApp::run), which stops the app before the cleanup runs:
 //!
 //! ```ignore
-//! let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", &["one", "two"]) else {
+//! let Some((prefix, p, _cleanup)) = docker::begin_projects("deploy", ["one", "two"]) else {
 //!     return;
 //! };
 //! // … a TestRepo …
@@ -69,10 +69,13 @@ pub fn begin(test: &str) -> Option<String> {
 
 /// [`begin`] for a test whose projects are `<prefix>-<name>` for each of `names`: the prefix,
 /// those paths (= project names), and their [`Cleanup`].
-pub fn begin_projects(test: &str, names: &[&str]) -> Option<(String, Vec<String>, Cleanup)> {
+pub fn begin_projects<const N: usize>(
+    test: &str,
+    names: [&str; N],
+) -> Option<(String, [String; N], Cleanup)> {
     let prefix = begin(test)?;
-    let paths = paths(&prefix, names);
-    let cleanup = Cleanup::new(paths.clone());
+    let paths = names.map(|n| format!("{prefix}-{n}"));
+    let cleanup = Cleanup::new(paths.to_vec());
     Some((prefix, paths, cleanup))
 }
 

@@ -263,10 +263,10 @@ async fn metrics_answer_only_to_get() {
 /// and the compose commands behind them.
 #[tokio::test]
 async fn synced_and_failed_stacks_and_compose_commands_show_in_the_metrics() {
-    let Some((_, p, _cleanup)) = docker::begin_projects("metrics", &["good", "broken"]) else {
+    let Some((_, [good, broken], _cleanup)) = docker::begin_projects("metrics", ["good", "broken"])
+    else {
         return;
     };
-    let (good, broken) = (p[0].clone(), p[1].clone());
     let repo = TestRepo::new();
     repo.write(
         &format!("stacks/{good}/compose.yaml"),

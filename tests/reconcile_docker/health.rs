@@ -46,7 +46,7 @@ fn compose(services: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_is_synced_only_when_healthy_and_failed_naming_the_service_that_is_not() {
     let Some((prefix, p, _cleanup)) =
-        docker::begin_projects("hl", &["good", "sick", "oneshot", "crash", "exits"])
+        docker::begin_projects("hl", ["good", "sick", "oneshot", "crash", "exits"])
     else {
         return;
     };
@@ -115,7 +115,7 @@ async fn a_stack_is_synced_only_when_healthy_and_failed_naming_the_service_that_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_starting_service_is_progressing_before_it_is_healthy_and_synced() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("hs", &["slow"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("hs", ["slow"]) else {
         return;
     };
     let repo = TestRepo::new();
@@ -190,7 +190,7 @@ async fn a_slow_starting_service_is_progressing_before_it_is_healthy_and_synced(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_changing_only_the_dockerfile_or_only_the_build_context_reaches_the_container() {
-    let Some((prefix, p, _cleanup)) = docker::begin_projects("hb", &["built"]) else {
+    let Some((prefix, p, _cleanup)) = docker::begin_projects("hb", ["built"]) else {
         return;
     };
     let path = &p[0];
@@ -302,7 +302,7 @@ fn compose_runs(log: &Path, standalone: bool) -> Vec<(String, u128, u128)> {
 async fn stacks_sync_concurrency_at_once_and_never_two_operations_on_one_project() {
     for (concurrency, name) in [(3, "hc"), (1, "hd")] {
         let names = ["a", "b", "c", "d", "e", "f"];
-        let Some((prefix, p, _cleanup)) = docker::begin_projects(name, &names) else {
+        let Some((prefix, p, _cleanup)) = docker::begin_projects(name, names) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
