@@ -43,8 +43,9 @@ fn sample_number(d: &Deployment) -> Option<u64> {
     (*d == expected).then_some(n)
 }
 
+/// Opens without the compaction floor, so that small tests compact.
 fn open(dir: &Path, limit: usize) -> (History, LoadReport) {
-    History::open(dir, limit).unwrap()
+    History::open_with_floor(dir, limit, 0).unwrap()
 }
 
 fn log_path(dir: &Path) -> PathBuf {
@@ -283,6 +284,19 @@ fn compaction_keeps_the_newest_records_and_ids_keep_increasing() {
 }
 
 #[test]
+fn a_small_store_is_not_compacted_below_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (history, _) = History::open(dir.path(), 2).unwrap();
+    for n in 1..=30 {
+        history.append(sample("s", n)).unwrap();
+    }
+    assert_eq!(record_lines(dir.path()), 30);
+    assert_eq!(ids(&history.list("s")), vec![30, 29]);
+    assert_eq!(threshold(20, 1000, COMPACT_FLOOR), 40_000);
+    assert_eq!(threshold(20, 1, COMPACT_FLOOR), COMPACT_FLOOR);
+}
+
+#[test]
 fn a_file_over_the_threshold_is_compacted_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let (history, _) = open(dir.path(), 100);
@@ -427,7 +441,7 @@ fn run_writer_if_child() -> bool {
         return false;
     };
     let limit = std::env::var(WRITER_LIMIT).unwrap().parse().unwrap();
-    let (history, _) = History::open(Path::new(&dir), limit).unwrap();
+    let (history, _) = open(Path::new(&dir), limit);
     let mut out = std::io::stdout().lock();
     // Bounded, in case the parent dies without killing us.
     for n in 0..200_000 {
