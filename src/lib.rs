@@ -8,7 +8,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`queue`], [`metrics`], [`untrusted`] | settings; child processes; the snapshot and the cache; the single-slot queue; Prometheus metrics; untrusted text made safe to log and print |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print |
 //! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
@@ -19,9 +19,10 @@
 //! [`config`] use no other module; [`process`] uses only [`untrusted`] (log lines) and reports
 //! every child to an observer that [`app`] connects to [`metrics`]; [`desired_state`] uses
 //! [`config`], [`process`] and [`untrusted`] (for the errors it shows clients), and nothing in
-//! the foundation uses it. [`desired_state`] and [`metrics`] know nothing of each other: the
-//! cache hands `GET /metrics` a [`desired_state::Census`] of its own types, and [`http`] turns
-//! it into a [`metrics::State`].
+//! the foundation uses it but [`history`], for its RFC 3339 helper only (the API's timestamps);
+//! [`history`] is pure storage under `DATA_DIR/history` and uses nothing else. [`desired_state`]
+//! and [`metrics`] know nothing of each other: the cache hands `GET /metrics` a
+//! [`desired_state::Census`] of its own types, and [`http`] turns it into a [`metrics::State`].
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment. Within the
 //! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. Only [`engine`]
@@ -36,6 +37,7 @@ pub mod config;
 pub mod desired_state;
 pub mod engine;
 pub mod git;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod process;
