@@ -210,6 +210,8 @@ async fn main() {
         compose_timeout: "5m".into(),
         sync_health_timeout: "2m".into(),
         sync_concurrency: "4".into(),
+        history_limit: "20".into(),
+        rollback_on_failure: "false".into(),
         log_format: "text".into(),
         docker_bin: Some(docker_bin),
         compose_bin: compose_bin.as_ref().map(|(bin, _)| bin.clone()),

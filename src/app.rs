@@ -20,6 +20,7 @@ use crate::desired_state::{Store, Trigger};
 use crate::engine::{Engine, Host};
 use crate::git::GitReader;
 use crate::http::{self, AppState, EdgeLimits, ServiceInfo};
+use crate::reconcile::control::Records;
 use crate::reconcile::{self, EngineView, Layout, ReconcileHandle, Reconciler, plan::Policy};
 use crate::refresh::{self, RefreshHandle, Refresher};
 
@@ -93,6 +94,7 @@ pub async fn start_with_limits(
             engine.program(&config.reconcile.docker_bin),
         );
         let mode = engine.mode_name();
+        let records = open_records(&config.data_dir, config.reconcile.history_limit)?;
         let reconciler = Reconciler::new(
             store.clone(),
             git.clone(),
@@ -100,10 +102,12 @@ pub async fn start_with_limits(
             policy,
             Layout::under(&config.data_dir),
             redactor.clone(),
+            records,
         )
         .with_settings(reconcile::SyncSettings {
             health_timeout: config.reconcile.health_timeout,
             concurrency: config.reconcile.concurrency,
+            rollback_on_failure: config.reconcile.rollback_on_failure,
         });
         (Some(reconciler), Some(engine), Some(tool), Some(mode))
     } else {
@@ -219,6 +223,24 @@ pub async fn run(
 
 /// `process`'s observer: each child's duration and failures become Prometheus series (the
 /// wiring connects the two, so neither foundation module knows the other).
+/// The deployment history and the operator's controls under `DATA_DIR/history`. A damaged
+/// controls file stops start-up: forgetting a pin or a suspension silently would apply what
+/// the operator held back.
+fn open_records(data_dir: &std::path::Path, limit: usize) -> anyhow::Result<Arc<Records>> {
+    let dir = data_dir.join("history");
+    let (history, report) =
+        crate::history::History::open(&dir, limit).context("cannot open the deployment history")?;
+    if report.skipped() > 0 {
+        tracing::warn!(
+            skipped = report.skipped(),
+            "damaged history records were skipped (a torn last write, or a changed byte)"
+        );
+    }
+    let controls = crate::history::Controls::open(&dir)
+        .context("cannot open the stacks' pins and suspensions")?;
+    Ok(Arc::new(Records::new(history, controls)))
+}
+
 fn count_command(report: &crate::process::CommandReport<'_>) {
     use crate::process::CommandEvent;
     match report.event {

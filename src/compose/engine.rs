@@ -254,6 +254,32 @@ impl Docker {
         })
     }
 
+    /// The image id (`sha256:…`) each of `ids` was created from. One process; none without
+    /// ids.
+    pub async fn image_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, String>, ComposeError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let out = self
+            .command()
+            .args(["container", "inspect", "--format", "{{.Id}} {{.Image}}"])
+            .arg("--")
+            .args(ids)
+            .run()
+            .await
+            .map_err(ComposeError::Docker)?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (id, image) = line.trim().split_once(' ')?;
+                Some((id.to_owned(), image.to_owned()))
+            })
+            .collect())
+    }
+
     /// How many containers run on the host (all of them, not only docker-cd's).
     pub async fn running_count(&self) -> Result<usize, ComposeError> {
         let out = self

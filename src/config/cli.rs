@@ -254,6 +254,13 @@ pub struct Args {
     /// How many stacks are synced at once (never two operations on one project)
     #[arg(long, env = "SYNC_CONCURRENCY", default_value = "4")]
     pub sync_concurrency: String,
+    /// Deployments kept in the history of each stack (under DATA_DIR/history)
+    #[arg(long, env = "HISTORY_LIMIT", default_value = "20")]
+    pub history_limit: String,
+    /// When a new commit's sync fails (compose or health), re-apply the last succeeded
+    /// deployment and hold the stack there until a newer commit
+    #[arg(long, env = "ROLLBACK_ON_FAILURE", default_value = "false")]
+    pub rollback_on_failure: String,
     /// Log format: `text` or `json` (level from RUST_LOG, default info)
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -88,6 +88,10 @@ pub struct ReconcileConfig {
     pub health_timeout: Duration,
     /// `SYNC_CONCURRENCY`: stacks synced at once, at least 1.
     pub concurrency: usize,
+    /// `HISTORY_LIMIT`: deployments kept per stack.
+    pub history_limit: usize,
+    /// `ROLLBACK_ON_FAILURE`: a failed sync of a new commit re-applies the last good one.
+    pub rollback_on_failure: bool,
     pub docker_bin: PathBuf,
     pub compose_bin: Option<PathBuf>,
     pub deploy_mode: DeployMode,

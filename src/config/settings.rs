@@ -26,6 +26,8 @@ use super::{
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// The most stacks synced at once (`SYNC_CONCURRENCY`): each sync is a compose process tree.
 pub const MAX_SYNC_CONCURRENCY: usize = 64;
+/// The most deployments kept per stack (`HISTORY_LIMIT`).
+pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// The validated settings of `status` and `refresh`.
 #[derive(Debug, Clone)]
@@ -281,6 +283,24 @@ impl Config {
                 None
             }
         };
+        let history_limit = match args.history_limit.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => Some(n),
+            _ => {
+                problem(
+                    "HISTORY_LIMIT",
+                    format!(
+                        "{:?} is not a whole number from 1 to {MAX_HISTORY_LIMIT}",
+                        args.history_limit
+                    ),
+                );
+                None
+            }
+        };
+        let rollback_on_failure = parse_bool(
+            "ROLLBACK_ON_FAILURE",
+            &args.rollback_on_failure,
+            &mut problem,
+        );
         let reconcile_interval =
             parse_duration("RECONCILE_INTERVAL", &args.reconcile_interval, &mut problem);
         if reconcile_interval.is_some_and(|d| d < MIN_POLL_INTERVAL) {
@@ -425,6 +445,8 @@ impl Config {
             Some(deploy_mode),
             Some(health_timeout),
             Some(concurrency),
+            Some(history_limit),
+            Some(rollback_on_failure),
         ) = (
             repo,
             revision,
@@ -445,6 +467,8 @@ impl Config {
             deploy_mode,
             health_timeout,
             concurrency,
+            history_limit,
+            rollback_on_failure,
         )
         else {
             return Err(ConfigError(vec![Problem {
@@ -482,6 +506,8 @@ impl Config {
                 compose_timeout,
                 health_timeout,
                 concurrency,
+                history_limit,
+                rollback_on_failure,
                 docker_bin,
                 compose_bin,
                 deploy_mode,

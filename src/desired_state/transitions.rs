@@ -141,6 +141,13 @@ impl SyncInfo {
         });
     }
 
+    /// A persisted pin whose commit is not in the mirror (any more): the stack stays pinned,
+    /// and is failed by the plan until the operator unpins it or rolls back elsewhere.
+    pub fn lose_pin(&mut self, revision: &str) {
+        self.pinned_revision = Some(revision.to_owned());
+        self.hold = None;
+    }
+
     /// The sync of content `failed` failed and `target` (the last good version) was applied
     /// again (`deployed` runs now): the stack is `failed` with why, and held at `target` until
     /// Git says something other than `failed`.

@@ -62,6 +62,16 @@ impl StackDescription {
     }
 }
 
+/// One image a stack runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningImage {
+    pub service: String,
+    /// The reference the compose file names.
+    pub image: String,
+    /// What it resolved to: the image id (compose) or the digest (swarm).
+    pub image_id: Option<String>,
+}
+
 /// Actual state could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -364,6 +374,59 @@ impl Engine {
                     override_file: override_file.is_file().then(|| override_file.to_owned()),
                 };
                 Ok(compose.down(&files).await?)
+            }
+        }
+    }
+
+    /// The images a project runs, one per container (compose) or service (swarm), for the
+    /// deployment history: `docker ps` and `docker container inspect` (compose), or
+    /// `service ls` and `service inspect` (swarm, whose specs name the resolved digest).
+    pub async fn images(&self, project: &str) -> Result<Vec<RunningImage>, EngineError> {
+        match self {
+            Self::Compose { host, .. } => {
+                let containers: Vec<ContainerInfo> = host
+                    .docker
+                    .project_containers(project)
+                    .await?
+                    .into_iter()
+                    .filter(|c| !c.is_oneoff())
+                    .collect();
+                let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+                let resolved = host.docker.image_ids(&ids).await?;
+                let mut images: Vec<RunningImage> = containers
+                    .into_iter()
+                    .map(|c| RunningImage {
+                        image_id: resolved
+                            .iter()
+                            .find(|(id, _)| id.starts_with(&c.id))
+                            .map(|(_, image)| image.clone()),
+                        service: c.service,
+                        image: c.image,
+                    })
+                    .collect();
+                images.sort_by(|a, b| a.service.cmp(&b.service));
+                images.dedup();
+                Ok(images)
+            }
+            Self::Swarm { swarm, .. } => {
+                let mut images: Vec<RunningImage> = swarm
+                    .stack_services(project)
+                    .await?
+                    .into_iter()
+                    .map(|s| {
+                        let (image, digest) = match s.image.split_once('@') {
+                            Some((image, digest)) => (image.to_owned(), Some(digest.to_owned())),
+                            None => (s.image.clone(), None),
+                        };
+                        RunningImage {
+                            service: s.service,
+                            image,
+                            image_id: digest,
+                        }
+                    })
+                    .collect();
+                images.sort_by(|a, b| a.service.cmp(&b.service));
+                Ok(images)
             }
         }
     }

@@ -33,6 +33,7 @@ mod dashboard;
 mod error;
 mod guard;
 mod names;
+mod operate;
 mod page;
 mod serve;
 mod webhook;
@@ -156,6 +157,41 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/stacks/{path}",
             get(api::stack).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/history",
+            get(operate::history).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/sync",
+            post(operate::sync)
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/rollback",
+            post(operate::rollback)
+                .route_layer(whole_request())
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/unpin",
+            post(operate::unpin)
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/suspend",
+            post(operate::suspend)
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/api/stacks/{path}/resume",
+            post(operate::resume)
+                .route_layer(token())
+                .fallback(method_not_allowed),
         )
         .route(
             "/api/reconcile/ack",

@@ -28,6 +28,8 @@ use super::watch::HealthWatch;
 use super::{LOG_ERROR_CHARS, Reason, Reconciler, SyncError, observe, truncate};
 use crate::desired_state::transitions::Deployment;
 use crate::desired_state::{DesiredStack, Health, Snapshot, SyncInfo, Target, rfc3339};
+use crate::git::StackAt;
+use crate::history::{DeployedImage, NewDeployment, Outcome, Trigger as HistoryTrigger};
 use crate::stack::StackFiles;
 use crate::stack::labels::SyncLabels;
 use crate::stack::materialise;
@@ -40,6 +42,8 @@ pub struct SyncSettings {
     pub health_timeout: Duration,
     /// `SYNC_CONCURRENCY`, at least 1.
     pub concurrency: usize,
+    /// `ROLLBACK_ON_FAILURE`: a failed sync of a new commit re-applies the last good one.
+    pub rollback_on_failure: bool,
 }
 
 impl Default for SyncSettings {
@@ -48,6 +52,7 @@ impl Default for SyncSettings {
         Self {
             health_timeout: Duration::ZERO,
             concurrency: 1,
+            rollback_on_failure: false,
         }
     }
 }
@@ -183,6 +188,26 @@ impl Version {
     }
 }
 
+/// What one apply of a version came to.
+struct Attempt {
+    /// What runs now if it succeeded (the labels it was applied with).
+    deployed: Deployment,
+    outcome: Result<Counts, (String, Option<Health>)>,
+}
+
+/// The history's trigger for a sync of `reason`.
+fn history_trigger(reason: &SyncReason) -> HistoryTrigger {
+    match reason {
+        SyncReason::NotDeployed | SyncReason::ContentChanged { .. } | SyncReason::Retry => {
+            HistoryTrigger::Commit
+        }
+        SyncReason::Drift(_) => HistoryTrigger::Drift,
+        SyncReason::Acknowledged(_) => HistoryTrigger::Ack,
+        SyncReason::Manual => HistoryTrigger::Manual,
+        SyncReason::Rollback(_) => HistoryTrigger::Rollback,
+    }
+}
+
 /// How the wait for health ended.
 enum Waited {
     Healthy(Counts),
@@ -275,7 +300,85 @@ impl Reconciler {
         // through their spans), so log shippers find them as top-level JSON fields.
         tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
         self.store.update_stack(path, SyncInfo::start_sync);
-        let started = std::time::Instant::now();
+        let started_at = SystemTime::now();
+        let Some(attempt) = self
+            .apply_version(path, project, version, reuse, shutdown)
+            .await
+        else {
+            return; // shutdown during the health wait: nothing to record
+        };
+        let finished_at = SystemTime::now();
+        let duration = finished_at.duration_since(started_at).unwrap_or_default();
+        crate::metrics::sync_finished(
+            if attempt.outcome.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            duration,
+        );
+        let record = |outcome, why: Option<String>, images| NewDeployment {
+            stack: path.to_owned(),
+            revision: attempt.deployed.revision.clone(),
+            commit_message: version.commit_message.clone(),
+            content_hash: version.content_hash.clone(),
+            trigger: history_trigger(reason),
+            started_at,
+            finished_at,
+            outcome,
+            reason: why,
+            images,
+        };
+        match attempt.outcome {
+            Ok(counts) => {
+                tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, "sync succeeded");
+                let images = self.images(project).await;
+                self.records
+                    .record(record(Outcome::Succeeded, None, images))
+                    .await;
+                self.store.update_stack(path, |s| {
+                    s.succeed(attempt.deployed, started_at);
+                    observe(s, counts);
+                    if !self.settings.health_timeout.is_zero() {
+                        s.assess(Health::Healthy, None);
+                    }
+                });
+            }
+            Err((message, health)) => {
+                tracing::error!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
+                let images = self.images(project).await;
+                let back_to = self.rollback_target(path, reason, version).await;
+                let outcome = if back_to.is_some() {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Failed
+                };
+                self.records
+                    .record(record(outcome, Some(message.clone()), images))
+                    .await;
+                self.store.update_stack(path, |s| {
+                    s.fail(message.clone(), &version.content_hash, started_at);
+                    if let Some(health) = health {
+                        s.assess(health, Some(message.clone()));
+                    }
+                });
+                if let Some(target) = back_to {
+                    self.roll_back(path, project, &target, version, &message, shutdown)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Materialises and applies `version`, then waits for health. `None`: shutdown came first.
+    async fn apply_version(
+        &self,
+        path: &str,
+        project: &str,
+        version: &Version,
+        reuse: Option<&Deployed>,
+        shutdown: &CancellationToken,
+    ) -> Option<Attempt> {
         let now = SystemTime::now();
         // A drift revert keeps the labels (revision, sync time) of the sync it restores.
         let (revision, synced_at) = match reuse {
@@ -289,47 +392,136 @@ impl Reconciler {
         let outcome = match applied {
             Ok(()) => match self.wait_healthy(path, project, shutdown).await {
                 Waited::Healthy(counts) => Ok(counts),
-                Waited::Interrupted => return,
+                Waited::Interrupted => return None,
                 Waited::Unhealthy { health, message } => Err((message, Some(health))),
             },
             Err(error) => Err((truncate(error.render(&self.errors).as_str()), None)),
         };
-        let duration = started.elapsed();
-        crate::metrics::sync_finished(
-            if outcome.is_ok() {
-                "succeeded"
-            } else {
-                "failed"
-            },
-            duration,
+        let deployed = Deployment {
+            commit_message: (revision == version.revision).then(|| version.commit_message.clone()),
+            revision,
+            content_hash: version.content_hash.clone(),
+            compose_hash: version.compose_hash.clone(),
+            synced_at: humantime::parse_rfc3339(&synced_at).ok(),
+        };
+        Some(Attempt { deployed, outcome })
+    }
+
+    /// With `ROLLBACK_ON_FAILURE`, the version a failed sync of a new commit goes back to: the
+    /// newest succeeded deployment of other content, as that commit holds the stack.
+    async fn rollback_target(
+        &self,
+        path: &str,
+        reason: &SyncReason,
+        failed: &Version,
+    ) -> Option<Target> {
+        let new_commit = matches!(
+            reason,
+            SyncReason::NotDeployed | SyncReason::ContentChanged { .. } | SyncReason::Retry
         );
-        match outcome {
+        if !self.settings.rollback_on_failure || !new_commit {
+            return None;
+        }
+        let last =
+            self.records.history.list(path).into_iter().find(|d| {
+                d.outcome == Outcome::Succeeded && d.content_hash != failed.content_hash
+            })?;
+        match self.git.stack_at(&last.revision, path).await {
+            Ok(StackAt::Found(target)) => Some(target),
+            Ok(_) => {
+                tracing::warn!(stack = %Untrusted::new(path), revision = %last.revision, "ROLLBACK_ON_FAILURE: the last good commit is not in the mirror any more; not rolled back");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(stack = %Untrusted::new(path), error = %crate::error_chain(&e), "ROLLBACK_ON_FAILURE: cannot read the last good commit; not rolled back");
+                None
+            }
+        }
+    }
+
+    /// Re-applies `target` after the sync of `failed` failed with `why`, and records it.
+    async fn roll_back(
+        &self,
+        path: &str,
+        project: &str,
+        target: &Target,
+        failed: &Version,
+        why: &str,
+        shutdown: &CancellationToken,
+    ) {
+        tracing::warn!(stack = %Untrusted::new(path), to = %target.revision, "ROLLBACK_ON_FAILURE: re-applying the last succeeded deployment");
+        let version = Version::held(target);
+        let started_at = SystemTime::now();
+        let Some(attempt) = self
+            .apply_version(path, project, &version, None, shutdown)
+            .await
+        else {
+            return;
+        };
+        let images = self.images(project).await;
+        let (outcome, reason) = match &attempt.outcome {
+            Ok(_) => (Outcome::Succeeded, None),
+            Err((message, _)) => (Outcome::Failed, Some(message.clone())),
+        };
+        self.records
+            .record(NewDeployment {
+                stack: path.to_owned(),
+                revision: target.revision.clone(),
+                commit_message: target.commit_message.clone(),
+                content_hash: target.content_hash.clone(),
+                trigger: HistoryTrigger::Rollback,
+                started_at,
+                finished_at: SystemTime::now(),
+                outcome,
+                reason,
+                images,
+            })
+            .await;
+        match attempt.outcome {
             Ok(counts) => {
-                tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, "sync succeeded");
-                let deployed = Deployment {
-                    commit_message: (revision == version.revision)
-                        .then(|| version.commit_message.clone()),
-                    revision,
-                    content_hash: version.content_hash.clone(),
-                    compose_hash: version.compose_hash.clone(),
-                    synced_at: humantime::parse_rfc3339(&synced_at).ok(),
-                };
+                tracing::warn!(stack = %Untrusted::new(path), to = %target.revision, "rolled back; held there until a newer commit");
                 self.store.update_stack(path, |s| {
-                    s.succeed(deployed, now);
+                    s.roll_back(
+                        attempt.deployed,
+                        target.clone(),
+                        &failed.content_hash,
+                        why,
+                        started_at,
+                    );
                     observe(s, counts);
-                    if !self.settings.health_timeout.is_zero() {
-                        s.assess(Health::Healthy, None);
-                    }
                 });
             }
-            Err((message, health)) => {
-                tracing::error!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
+            Err((message, _)) => {
+                tracing::error!(stack = %Untrusted::new(path), to = %target.revision, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "the rollback failed too");
                 self.store.update_stack(path, |s| {
-                    s.fail(message.clone(), &version.content_hash, now);
-                    if let Some(health) = health {
-                        s.assess(health, Some(message));
-                    }
+                    s.fail(
+                        format!(
+                            "{why}; the rollback to {} failed too: {message}",
+                            target.revision
+                        ),
+                        &failed.content_hash,
+                        started_at,
+                    );
                 });
+            }
+        }
+    }
+
+    /// The images the project runs now, for the history (what the engine says; empty when it
+    /// cannot be read).
+    async fn images(&self, project: &str) -> Vec<DeployedImage> {
+        match self.engine.images(project).await {
+            Ok(images) => images
+                .into_iter()
+                .map(|i| DeployedImage {
+                    service: i.service,
+                    image: i.image,
+                    image_id: i.image_id,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %crate::error_chain(&e), "cannot read the images of {project}");
+                Vec::new()
             }
         }
     }

@@ -28,6 +28,7 @@
 //! stack (labels, materialisation, health), config, metrics (sync durations). Never `compose`
 //! or `swarm` directly but for the plan's workload types.
 
+pub mod control;
 pub mod jobs;
 pub mod plan;
 pub mod view;
@@ -49,6 +50,7 @@ use crate::process::{elide_values, summary_chain};
 use crate::queue::{Admission, SingleSlot};
 use crate::stack::materialise::MaterialiseError;
 use crate::untrusted::Untrusted;
+use control::Records;
 use jobs::{Job, Jobs};
 use plan::{Action, Counts, Deployed, Policy, Workload};
 use watch::HealthWatch;
@@ -73,6 +75,8 @@ pub enum Reason {
     Ack,
     /// A sync or removal job ended: what changed meanwhile is planned now.
     Finished,
+    /// An operator's sync, rollback, unpin or resume.
+    Operator,
 }
 
 impl std::fmt::Display for Reason {
@@ -82,6 +86,7 @@ impl std::fmt::Display for Reason {
             Self::Tick => "tick",
             Self::Ack => "ack",
             Self::Finished => "job finished",
+            Self::Operator => "operator",
         })
     }
 }
@@ -99,6 +104,8 @@ pub enum AckError {
 pub struct ReconcileHandle {
     slot: Arc<SingleSlot<Reason>>,
     store: Arc<Store>,
+    git: Arc<GitReader>,
+    records: Arc<Records>,
 }
 
 impl ReconcileHandle {
@@ -173,6 +180,8 @@ pub struct Reconciler {
     jobs: Arc<Jobs>,
     /// What syncs that wait for health look through.
     watch: Arc<HealthWatch>,
+    /// The deployment history and the operator's controls, on disk.
+    records: Arc<Records>,
 }
 
 impl Reconciler {
@@ -184,6 +193,7 @@ impl Reconciler {
         policy: Policy,
         layout: Layout,
         redactor: Redactor,
+        records: Arc<Records>,
     ) -> Self {
         let errors = PublicErrors::new(redactor, layout.data_dir());
         let settings = SyncSettings::default();
@@ -199,6 +209,7 @@ impl Reconciler {
             view: None,
             jobs: Arc::new(Jobs::new(settings.concurrency)),
             settings,
+            records,
         }
     }
 
@@ -226,6 +237,8 @@ impl Reconciler {
         ReconcileHandle {
             slot: self.slot.clone(),
             store: self.store.clone(),
+            git: self.git.clone(),
+            records: self.records.clone(),
         }
     }
 
@@ -247,9 +260,13 @@ impl Reconciler {
 
     #[tracing::instrument(name = "reconcile", skip_all, fields(trigger = %reason))]
     async fn reconcile_once(self: &Arc<Self>, reason: Reason, shutdown: &CancellationToken) {
+        if self.store.snapshot().is_none() {
+            return; // nothing desired yet
+        }
+        self.restore_controls().await;
         let (snapshot, sync) = self.store.view();
         let Some(snapshot) = snapshot else {
-            return; // nothing desired yet
+            return;
         };
         let read = self.engine.read().await;
         self.forget_views();

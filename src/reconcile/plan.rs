@@ -402,6 +402,19 @@ pub fn plan_for<W: Workload>(
             continue;
         }
 
+        if let Some(pinned) = info
+            .filter(|i| i.hold.is_none())
+            .and_then(|i| i.pinned_revision.as_deref())
+        {
+            actions.push(Action::Fail {
+                path: path.clone(),
+                reason: format!(
+                    "pinned at {pinned}, which is not in the mirror (any more); unpin the stack or roll it back to another commit"
+                ),
+                counts,
+            });
+            continue;
+        }
         // Held (pinned, or rolled back after a failure): the held version is the target.
         let hold = info
             .and_then(|i| i.hold.as_ref())

@@ -310,6 +310,8 @@ pub fn args(repo_url: &str, data_dir: &Path) -> Args {
         // The production defaults.
         sync_health_timeout: "2m".into(),
         sync_concurrency: "4".into(),
+        history_limit: "20".into(),
+        rollback_on_failure: "false".into(),
         log_format: "text".into(),
         // CI runs the reconcile suite a second time with Debian's compose v1 this way; by
         // default the app picks its compose tool as in production (the plugin first).
