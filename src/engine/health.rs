@@ -1,7 +1,10 @@
 //! The health of each stack (SPEC §9), from the actual state [`Engine::read`] returned plus at
 //! most one more docker process: compose inspects only the containers whose `docker ps` line
 //! calls for a closer look (none on a steady healthy host); swarm lists the tasks only of the
-//! services that are not converged (none when every service runs its replicas).
+//! services that are not converged or whose stack was synced in the last
+//! [`SWARM_WATCH_AFTER_SYNC`] (none on a steady host where every service runs its replicas).
+//!
+//! [`SWARM_WATCH_AFTER_SYNC`]: crate::stack::health::SWARM_WATCH_AFTER_SYNC
 //!
 //! Choosing what to read and converting the adapters' types into [`crate::stack::health`]'s
 //! inputs are pure functions here; deciding is `stack::health`'s.
@@ -10,6 +13,7 @@
 //! (health).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use super::{Actual, Engine, EngineError};
 use crate::compose::ContainerInfo;
@@ -23,7 +27,7 @@ impl Engine {
     /// The health of each of `projects` from `actual` (read just before by `Engine::read`),
     /// with at most one more docker process: compose inspects only the containers that need a
     /// closer look; swarm asks for the tasks (`docker service ps`, one process for all
-    /// services given) only of services that are not converged.
+    /// services given) only of services that are not converged or were synced just now.
     ///
     /// Every project in `projects` gets an entry ([`Health::Missing`] when it has nothing on
     /// the host).
@@ -41,9 +45,10 @@ impl Engine {
                 Ok(compose_assessments(containers, &details, projects))
             }
             (Self::Swarm { swarm, .. }, Actual::Services(services)) => {
-                let ids = unconverged_services(services, projects);
+                let now = SystemTime::now();
+                let ids = examined_services(services, projects, now);
                 let tasks = swarm.service_tasks(&ids).await?;
-                Ok(swarm_assessments(services, &ids, &tasks, projects))
+                Ok(swarm_assessments(services, &ids, &tasks, projects, now))
             }
             (Self::Compose { .. }, Actual::Services(_))
             | (Self::Swarm { .. }, Actual::Containers(_)) => Err(EngineError::Internal(
@@ -107,8 +112,19 @@ fn compose_assessments(
         .collect()
 }
 
-/// A swarm service as the assessment reads it, with `tasks` if they were read.
-fn service_line<'a>(service: &'a ServiceInfo, tasks: Option<Vec<TaskLine<'a>>>) -> ServiceLine<'a> {
+/// How long before `now` the sync recorded on `service` was (a record from the future, a
+/// clock set back: just now); `None` without a record.
+fn since_sync(service: &ServiceInfo, now: SystemTime) -> Option<std::time::Duration> {
+    let synced = humantime::parse_rfc3339_weak(&service.deployed.synced_at).ok()?;
+    Some(now.duration_since(synced).unwrap_or_default())
+}
+
+/// A swarm service as the assessment reads it at `now`, with `tasks` if they were read.
+fn service_line<'a>(
+    service: &'a ServiceInfo,
+    tasks: Option<Vec<TaskLine<'a>>>,
+    now: SystemTime,
+) -> ServiceLine<'a> {
     ServiceLine {
         service: &service.service,
         mode: &service.mode,
@@ -117,6 +133,7 @@ fn service_line<'a>(service: &'a ServiceInfo, tasks: Option<Vec<TaskLine<'a>>>) 
         image: &service.image,
         update_state: service.update_state.as_deref(),
         update_message: service.update_message.as_deref(),
+        since_sync: since_sync(service, now),
         tasks,
     }
 }
@@ -128,26 +145,33 @@ fn task_line(task: &TaskInfo) -> TaskLine<'_> {
         state: task.state(),
         error: task.error.trim_matches('"'),
         image: &task.image,
+        age: health::task_state_age(&task.current_state),
     }
 }
 
-/// The ids of the services of `projects` whose replica counts or update state leave their
-/// health open: their tasks are read.
-fn unconverged_services(services: &[ServiceInfo], projects: &BTreeSet<String>) -> Vec<String> {
+/// The ids of the services of `projects` whose health needs their tasks at `now`: replica
+/// counts or update state leave it open, or the stack was synced just now
+/// ([`ServiceLine::needs_tasks`]).
+fn examined_services(
+    services: &[ServiceInfo],
+    projects: &BTreeSet<String>,
+    now: SystemTime,
+) -> Vec<String> {
     services
         .iter()
-        .filter(|s| projects.contains(&s.stack) && !service_line(s, None).is_converged())
+        .filter(|s| projects.contains(&s.stack) && service_line(s, None, now).needs_tasks())
         .map(|s| s.id.clone())
         .collect()
 }
 
-/// The assessment of each of `projects` from its services and the tasks read of the services
-/// `asked` (ids).
+/// The assessment of each of `projects` at `now` from its services and the tasks read of the
+/// services `asked` (ids).
 fn swarm_assessments(
     services: &[ServiceInfo],
     asked: &[String],
     tasks: &[TaskInfo],
     projects: &BTreeSet<String>,
+    now: SystemTime,
 ) -> BTreeMap<String, Assessment> {
     projects
         .iter()
@@ -164,7 +188,7 @@ fn swarm_assessments(
                             .map(task_line)
                             .collect()
                     });
-                    service_line(s, tasks)
+                    service_line(s, tasks, now)
                 })
                 .collect();
             (project.clone(), health::assess_swarm(&desired, &lines))
@@ -284,13 +308,19 @@ mod tests {
 {"CurrentState":"Complete 5 seconds ago","DesiredState":"Complete","Error":"","ID":"t16","Image":"docker-cd-test/busybox:latest","Name":"batch_migrate.1","Node":"vm1","Ports":""}
 "#;
 
+    /// An hour after the samples' last sync: their tasks are read only where the counts
+    /// leave health open.
+    fn later() -> SystemTime {
+        humantime::parse_rfc3339("2026-12-02T01:00:00Z").unwrap()
+    }
+
     fn swarm_health(projects: &[&str]) -> (Vec<String>, BTreeMap<String, Assessment>) {
         let replicas = parse_service_ls(LS).unwrap();
         let services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
         let projects = set(projects);
-        let asked = unconverged_services(&services, &projects);
+        let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
         (asked, health)
     }
 
@@ -336,9 +366,9 @@ mod tests {
         let mut services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
         services.retain(|s| s.name != "shop_worker");
         let projects = set(&["shop"]);
-        let asked = unconverged_services(&services, &projects);
+        let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
         // The recorded worker is gone now: degraded, but the api's progress is what would be
         // named without it.
         assert_eq!(
@@ -349,7 +379,7 @@ mod tests {
         for s in &mut labelled {
             s.deployed.services = "api,web".into();
         }
-        let health = swarm_assessments(&labelled, &asked, &tasks, &projects);
+        let health = swarm_assessments(&labelled, &asked, &tasks, &projects, later());
         assert_eq!(
             health["shop"],
             assessment(
@@ -419,8 +449,8 @@ mod tests {
             })
             .collect();
         let projects = set(&["mon", "shop"]);
-        assert!(unconverged_services(&web, &projects).is_empty());
-        let health = swarm_assessments(&web, &[], &[], &projects);
+        assert!(examined_services(&web, &projects, later()).is_empty());
+        let health = swarm_assessments(&web, &[], &[], &projects, later());
         assert_eq!(health["shop"], assessment(Health::Healthy, None, true));
         assert_eq!(health["mon"], assessment(Health::Healthy, None, true));
     }
