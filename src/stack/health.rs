@@ -1106,6 +1106,105 @@ mod tests {
     }
 
     #[test]
+    fn task_state_ages_of_every_captured_wording_parse() {
+        let s = Duration::from_secs;
+        for (state, age) in [
+            ("Assigned less than a second ago", Some(s(0))),
+            ("Running less than a second ago", Some(s(0))),
+            ("Running 1 second ago", Some(s(1))),
+            ("Starting 9 seconds ago", Some(s(9))),
+            ("Failed 27 seconds ago", Some(s(27))),
+            ("Pending 3 seconds ago", Some(s(3))),
+            ("Complete 3 seconds ago", Some(s(3))),
+            ("Shutdown less than a second ago", Some(s(0))),
+            ("Running About a minute ago", Some(s(60))),
+            ("Running 20 minutes ago", Some(s(1200))),
+            ("Running", None),
+            ("Running 5 seconds", None),
+            ("Running soon ago", None),
+            ("", None),
+        ] {
+            assert_eq!(task_state_age(state), age, "{state}");
+        }
+    }
+
+    fn task<'a>(slot: &'a str, state: &str, age: u64, error: &'a str) -> TaskLine<'a> {
+        TaskLine {
+            slot,
+            desired_state: if state == "failed" {
+                "Shutdown"
+            } else {
+                "Running"
+            },
+            state: state.to_owned(),
+            error,
+            image: "docker-cd-test/busybox:latest",
+            age: Some(Duration::from_secs(age)),
+        }
+    }
+
+    #[test]
+    fn a_task_counts_as_a_replica_once_it_has_run_two_seconds() {
+        let with = |tasks| assess_swarm(&["web"], &[service(None, Some(tasks))]);
+        assert_eq!(
+            with(vec![
+                task("s_web.1", "running", 1, ""),
+                task("s_web.2", "running", 2, "")
+            ]),
+            verdict(
+                Health::Progressing,
+                Some("web: 1/2 replicas running; just started"),
+                false
+            )
+        );
+        assert_eq!(
+            with(vec![
+                task("s_web.1", "running", 2, ""),
+                task("s_web.2", "running", 30, "")
+            ])
+            .health,
+            Health::Healthy
+        );
+        // A task without a readable age counts when running, as before ages were read.
+        let mut unknown = task("s_web.1", "running", 0, "");
+        unknown.age = None;
+        let mut known = task("s_web.2", "running", 5, "");
+        known.age = None;
+        assert_eq!(with(vec![unknown, known]).health, Health::Healthy);
+        // A crash loop's instant of running beside its failures: degraded, as between them.
+        let instant = with(vec![
+            task("s_web.1", "running", 0, ""),
+            task("s_web.1", "failed", 6, "task: non-zero exit (1)"),
+            task("s_web.2", "running", 40, ""),
+        ]);
+        assert_eq!(
+            instant,
+            verdict(
+                Health::Degraded,
+                Some("web: 1/2 replicas running; task failed: non-zero exit (1)"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn tasks_are_needed_when_not_converged_or_for_ten_minutes_after_a_sync() {
+        let mut s = service(Some("completed"), None);
+        assert!(!s.needs_tasks(), "converged, no record of a sync");
+        s.since_sync = Some(SWARM_WATCH_AFTER_SYNC - Duration::from_secs(1));
+        assert!(s.needs_tasks());
+        s.since_sync = Some(SWARM_WATCH_AFTER_SYNC);
+        assert!(!s.needs_tasks());
+        s.running = 1;
+        assert!(s.needs_tasks(), "fewer running than desired");
+        s.running = 2;
+        for state in ["updating", "paused", "rollback_started", "rollback_paused"] {
+            s.update_state = Some(state);
+            assert!(s.needs_tasks(), "{state}");
+        }
+    }
+
+    #[test]
     fn uptimes_of_every_docker_wording_parse() {
         let s = Duration::from_secs;
         for (status, up) in [
