@@ -1,10 +1,11 @@
 //! Swarm mode end to end against the real Docker Engine (`DEPLOY_MODE=swarm|auto`): deploy,
 //! change, refuse, remove, drift (revert and flag), restart, and the stack detail's services.
 //!
-//! `docker swarm init` is global to the engine, so one test function drives every scenario in
-//! order: the swarm tests never run concurrently with each other. The engine is put in swarm
-//! mode only if it is not in it already, and then left again (`docker swarm leave --force`)
-//! when the test ends, even when it fails; compose-mode tests of other binaries keep working on
+//! `docker swarm init` is global to the engine, so the swarm tests never run concurrently with
+//! each other: each takes [`SWARM_TESTS`] first. One test function drives the deploy scenarios
+//! in order, another the health ones (a swarm init and leave cost a few seconds; health needs
+//! its own settings). In each, the engine is put in swarm mode only if it is not in it already,
+//! and then left again (`docker swarm leave --force`) when the test ends, even when it fails; compose-mode tests of other binaries keep working on
 //! a swarm manager meanwhile (swarm tasks carry no compose labels). Stacks get names from
 //! [`docker::unique_prefix`], and their services, networks, configs and secrets are removed on
 //! drop, before the swarm is left.
@@ -23,6 +24,9 @@ use docker_cd::config::Args;
 use serde_json::Value;
 
 const DEPLOY: &str = "stacks";
+/// Held by each swarm test for its whole run: one engine, one swarm at a time. A tokio mutex
+/// because it is held across awaits; it is not poisoned by a failing test.
+static SWARM_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A stack deploy waits for its services to converge (swarm's 5 s stability check included).
 const LONG: Duration = Duration::from_secs(120);
 
@@ -269,6 +273,7 @@ fn comparable(record: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_like_compose_mode() {
+    let _serial = SWARM_TESTS.lock().await;
     let Some(mut swarm) = SwarmGuard::init() else {
         return;
     };
@@ -532,4 +537,124 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
         let text = format!("{error:#}");
         assert!(text.contains("not a swarm manager"), "{text}");
     }
+}
+
+/// One stack whose only task fails at once, forever (`restart_policy: any`); one of three
+/// replicas that turn healthy after about 3 s (swarm keeps a task `starting` until its
+/// healthcheck passes). `SYNC_HEALTH_TIMEOUT=20s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_health_a_crash_loop_fails_degraded_and_converging_replicas_progress_before_healthy()
+{
+    let _serial = SWARM_TESTS.lock().await;
+    let Some(_swarm) = SwarmGuard::init() else {
+        return;
+    };
+    let Some(prefix) = docker::begin("swhealth") else {
+        return;
+    };
+    let crash = format!("{prefix}-crash");
+    let slow = format!("{prefix}-slow");
+    // Dropped before `_swarm`: stacks go first, then the engine leaves swarm mode.
+    let _stacks = StackCleanup(vec![crash.clone(), slow.clone()]);
+    let image = docker::TEST_IMAGE;
+    let repo = TestRepo::new();
+    repo.write(
+        &format!("{DEPLOY}/{crash}/compose.yaml"),
+        format!(
+            "services:\n  worker:\n    image: {image}\n    command: [\"sh\", \"-c\", \"exit 1\"]\n    \
+             deploy:\n      restart_policy:\n        condition: any\n"
+        ),
+    )
+    .write(
+        &format!("{DEPLOY}/{slow}/compose.yaml"),
+        format!(
+            "services:\n  app:\n    image: {image}\n    \
+             command: [\"sh\", \"-c\", \"sleep 3; touch /tmp/ready; exec sleep 3600\"]\n    \
+             stop_grace_period: 1s\n    \
+             healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n      \
+             interval: 1s\n      timeout: 1s\n      retries: 60\n    \
+             deploy:\n      replicas: 3\n"
+        ),
+    );
+    repo.commit_and_push("a crash loop and a slow starter");
+
+    let app = start(&repo, |a| {
+        a.deploy_mode = "swarm".into();
+        a.sync_health_timeout = "20s".into();
+    })
+    .await;
+    app.run(async |app| {
+        let started = Instant::now();
+        // Every (status, health) the slow stack showed, in order, and the crash loop's first
+        // failed record.
+        let seen = std::sync::Mutex::new(Vec::<(String, String)>::new());
+        let first_failure = std::sync::Mutex::new(None::<Value>);
+        let took = std::sync::Mutex::new(None::<Duration>);
+        wait_for(
+            app,
+            &prefix,
+            "crash loop failed, slow starter synced and healthy",
+            |stacks| {
+                if let Some(r) = find(stacks, &slow) {
+                    let now = (
+                        r["status"].as_str().unwrap_or_default().to_owned(),
+                        r["health"].as_str().unwrap_or_default().to_owned(),
+                    );
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(&now) {
+                        seen.push(now);
+                    }
+                    if r["status"] == "synced" && r["health"] == "healthy" {
+                        took.lock().unwrap().get_or_insert(started.elapsed());
+                    }
+                }
+                let mut failure = first_failure.lock().unwrap();
+                if failure.is_none() {
+                    *failure = find(stacks, &crash)
+                        .filter(|r| r["status"] == "failed")
+                        .cloned();
+                }
+                failure.is_some() && took.lock().unwrap().is_some()
+            },
+        )
+        .await;
+
+        // The crash loop: failed when the health wait ran out, degraded, the service and the
+        // task's error named.
+        let failure = first_failure.into_inner().unwrap().unwrap();
+        assert_eq!(failure["health"], "degraded", "{failure}");
+        let error = failure["lastSyncError"].as_str().unwrap_or_default();
+        let health = failure["healthMessage"].as_str().unwrap_or_default();
+        for text in [error, health] {
+            assert!(
+                text.starts_with("worker: 0/1 replicas running; task failed: non-zero exit (1)"),
+                "{failure}"
+            );
+        }
+        assert!(
+            error.contains("not healthy within SYNC_HEALTH_TIMEOUT=20s"),
+            "{failure}"
+        );
+        assert!(failure["syncedRevision"].is_null(), "{failure}");
+
+        // The slow starter: progressing while its replicas started, never synced before it
+        // was healthy.
+        let seen = seen.into_inner().unwrap();
+        let progressing = seen.iter().position(|(_, h)| h == "progressing");
+        let synced = seen.iter().position(|(s, _)| s == "synced").unwrap();
+        assert!(progressing.is_some_and(|p| p < synced), "{seen:?}");
+        assert!(
+            seen.iter().all(|(s, h)| s != "synced" || h == "healthy"),
+            "{seen:?}"
+        );
+        assert_eq!(
+            service_field(&slow, "app", "{{.Spec.Mode.Replicated.Replicas}}"),
+            "3"
+        );
+        eprintln!(
+            "slow starter synced and healthy after {:?}; seen {seen:?}",
+            took.into_inner().unwrap().unwrap()
+        );
+    })
+    .await;
 }

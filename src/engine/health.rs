@@ -1,7 +1,10 @@
 //! The health of each stack (SPEC §9), from the actual state [`Engine::read`] returned plus at
 //! most one more docker process: compose inspects only the containers whose `docker ps` line
 //! calls for a closer look (none on a steady healthy host); swarm lists the tasks only of the
-//! services that are not converged (none when every service runs its replicas).
+//! services that are not converged or whose stack was synced in the last
+//! [`SWARM_WATCH_AFTER_SYNC`] (none on a steady host where every service runs its replicas).
+//!
+//! [`SWARM_WATCH_AFTER_SYNC`]: crate::stack::health::SWARM_WATCH_AFTER_SYNC
 //!
 //! Choosing what to read and converting the adapters' types into [`crate::stack::health`]'s
 //! inputs are pure functions here; deciding is `stack::health`'s.
@@ -10,6 +13,7 @@
 //! (health).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use super::{Actual, Engine, EngineError};
 use crate::compose::ContainerInfo;
@@ -23,7 +27,7 @@ impl Engine {
     /// The health of each of `projects` from `actual` (read just before by `Engine::read`),
     /// with at most one more docker process: compose inspects only the containers that need a
     /// closer look; swarm asks for the tasks (`docker service ps`, one process for all
-    /// services given) only of services that are not converged.
+    /// services given) only of services that are not converged or were synced just now.
     ///
     /// Every project in `projects` gets an entry ([`Health::Missing`] when it has nothing on
     /// the host).
@@ -41,9 +45,10 @@ impl Engine {
                 Ok(compose_assessments(containers, &details, projects))
             }
             (Self::Swarm { swarm, .. }, Actual::Services(services)) => {
-                let ids = unconverged_services(services, projects);
+                let now = SystemTime::now();
+                let ids = examined_services(services, projects, now);
                 let tasks = swarm.service_tasks(&ids).await?;
-                Ok(swarm_assessments(services, &ids, &tasks, projects))
+                Ok(swarm_assessments(services, &ids, &tasks, projects, now))
             }
             (Self::Compose { .. }, Actual::Services(_))
             | (Self::Swarm { .. }, Actual::Containers(_)) => Err(EngineError::Internal(
@@ -107,8 +112,19 @@ fn compose_assessments(
         .collect()
 }
 
-/// A swarm service as the assessment reads it, with `tasks` if they were read.
-fn service_line<'a>(service: &'a ServiceInfo, tasks: Option<Vec<TaskLine<'a>>>) -> ServiceLine<'a> {
+/// How long before `now` the sync recorded on `service` was (a record from the future, a
+/// clock set back: just now); `None` without a record.
+fn since_sync(service: &ServiceInfo, now: SystemTime) -> Option<std::time::Duration> {
+    let synced = humantime::parse_rfc3339_weak(&service.deployed.synced_at).ok()?;
+    Some(now.duration_since(synced).unwrap_or_default())
+}
+
+/// A swarm service as the assessment reads it at `now`, with `tasks` if they were read.
+fn service_line<'a>(
+    service: &'a ServiceInfo,
+    tasks: Option<Vec<TaskLine<'a>>>,
+    now: SystemTime,
+) -> ServiceLine<'a> {
     ServiceLine {
         service: &service.service,
         mode: &service.mode,
@@ -117,6 +133,7 @@ fn service_line<'a>(service: &'a ServiceInfo, tasks: Option<Vec<TaskLine<'a>>>) 
         image: &service.image,
         update_state: service.update_state.as_deref(),
         update_message: service.update_message.as_deref(),
+        since_sync: since_sync(service, now),
         tasks,
     }
 }
@@ -128,26 +145,33 @@ fn task_line(task: &TaskInfo) -> TaskLine<'_> {
         state: task.state(),
         error: task.error.trim_matches('"'),
         image: &task.image,
+        age: health::task_state_age(&task.current_state),
     }
 }
 
-/// The ids of the services of `projects` whose replica counts or update state leave their
-/// health open: their tasks are read.
-fn unconverged_services(services: &[ServiceInfo], projects: &BTreeSet<String>) -> Vec<String> {
+/// The ids of the services of `projects` whose health needs their tasks at `now`: replica
+/// counts or update state leave it open, or the stack was synced just now
+/// ([`ServiceLine::needs_tasks`]).
+fn examined_services(
+    services: &[ServiceInfo],
+    projects: &BTreeSet<String>,
+    now: SystemTime,
+) -> Vec<String> {
     services
         .iter()
-        .filter(|s| projects.contains(&s.stack) && !service_line(s, None).is_converged())
+        .filter(|s| projects.contains(&s.stack) && service_line(s, None, now).needs_tasks())
         .map(|s| s.id.clone())
         .collect()
 }
 
-/// The assessment of each of `projects` from its services and the tasks read of the services
-/// `asked` (ids).
+/// The assessment of each of `projects` at `now` from its services and the tasks read of the
+/// services `asked` (ids).
 fn swarm_assessments(
     services: &[ServiceInfo],
     asked: &[String],
     tasks: &[TaskInfo],
     projects: &BTreeSet<String>,
+    now: SystemTime,
 ) -> BTreeMap<String, Assessment> {
     projects
         .iter()
@@ -164,7 +188,7 @@ fn swarm_assessments(
                             .map(task_line)
                             .collect()
                     });
-                    service_line(s, tasks)
+                    service_line(s, tasks, now)
                 })
                 .collect();
             (project.clone(), health::assess_swarm(&desired, &lines))
@@ -240,9 +264,9 @@ mod tests {
         assert_eq!(recorded_services(labels[4..].iter()), Vec::<&str>::new());
     }
 
-    // No swarm on this machine: written in the exact shapes of `docker service ls` and
-    // `docker service ps --format '{{json .}}'` and `docker service inspect` that the swarm
-    // adapter's captured samples (CLI 28.2.2, Engine 20.10) have. Stacks: `shop` (web
+    // Written by hand, in the shapes of the real captures below, for what one node cannot
+    // show: several nodes (a global service not placeable on one, a down node's stale task),
+    // several stacks at once. Stacks: `shop` (web
     // converged, api converging with an old spec's failed task, worker failing), `pay` (update
     // paused), `mon` (global agent converged, global exporter not placeable on one node),
     // `edge` (a down node's stale Running task), `batch` (a completed job), `half` (a recorded
@@ -284,13 +308,19 @@ mod tests {
 {"CurrentState":"Complete 5 seconds ago","DesiredState":"Complete","Error":"","ID":"t16","Image":"docker-cd-test/busybox:latest","Name":"batch_migrate.1","Node":"vm1","Ports":""}
 "#;
 
+    /// An hour after the samples' last sync: their tasks are read only where the counts
+    /// leave health open.
+    fn later() -> SystemTime {
+        humantime::parse_rfc3339("2026-12-02T01:00:00Z").unwrap()
+    }
+
     fn swarm_health(projects: &[&str]) -> (Vec<String>, BTreeMap<String, Assessment>) {
         let replicas = parse_service_ls(LS).unwrap();
         let services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
         let projects = set(projects);
-        let asked = unconverged_services(&services, &projects);
+        let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
         (asked, health)
     }
 
@@ -336,9 +366,9 @@ mod tests {
         let mut services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
         services.retain(|s| s.name != "shop_worker");
         let projects = set(&["shop"]);
-        let asked = unconverged_services(&services, &projects);
+        let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects);
+        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
         // The recorded worker is gone now: degraded, but the api's progress is what would be
         // named without it.
         assert_eq!(
@@ -349,7 +379,7 @@ mod tests {
         for s in &mut labelled {
             s.deployed.services = "api,web".into();
         }
-        let health = swarm_assessments(&labelled, &asked, &tasks, &projects);
+        let health = swarm_assessments(&labelled, &asked, &tasks, &projects, later());
         assert_eq!(
             health["shop"],
             assessment(
@@ -419,9 +449,372 @@ mod tests {
             })
             .collect();
         let projects = set(&["mon", "shop"]);
-        assert!(unconverged_services(&web, &projects).is_empty());
-        let health = swarm_assessments(&web, &[], &[], &projects);
+        assert!(examined_services(&web, &projects, later()).is_empty());
+        let health = swarm_assessments(&web, &[], &[], &projects, later());
         assert_eq!(health["shop"], assessment(Health::Healthy, None, true));
         assert_eq!(health["mon"], assessment(Health::Healthy, None, true));
+    }
+
+    // ----- captured from a real single-node swarm -----
+    //
+    // Docker CLI 28.2.2, Engine 20.10.24, `docker stack deploy` by hand of the test image;
+    // `docker service ls --format '{{json .}}'`, `docker service ps --no-trunc --format
+    // '{{json .}}'` (the swarm adapter's formats) as printed. `docker service inspect` trimmed
+    // to the fields read, with docker-cd's labels added (owner, services, synced-at: the deploy
+    // time); the slow stack's inspect is in the same shape (its suffix of the id made up).
+
+    /// A stack of one service at `now`: its `service ls` line, its inspect, and its tasks if
+    /// they are asked for. Returns whether they were, and the stack's assessment.
+    fn captured(ls: &str, inspect: &str, ps: &str, now: &str) -> (bool, Assessment) {
+        let replicas = parse_service_ls(ls.as_bytes()).unwrap();
+        let services = parse_service_inspect(inspect.as_bytes(), &replicas).unwrap();
+        assert_eq!(services.len(), 1);
+        let projects = set(&[services[0].stack.as_str()]);
+        let now = humantime::parse_rfc3339(now).unwrap();
+        let asked = examined_services(&services, &projects, now);
+        let tasks = parse_tasks(ps.as_bytes()).unwrap();
+        let mut health = swarm_assessments(&services, &asked, &tasks, &projects, now);
+        (!asked.is_empty(), health.pop_first().unwrap().1)
+    }
+
+    fn inspect(
+        id: &str,
+        name: &str,
+        stack: &str,
+        service: &str,
+        synced: &str,
+        rest: &str,
+    ) -> String {
+        format!(
+            r#"[{{"ID": "{id}", "Spec": {{"Name": "{name}", "Labels": {{"com.docker-cd.owner": "docker-cd", "com.docker-cd.services": "{service}", "com.docker-cd.synced-at": "{synced}", "com.docker.stack.image": "docker-cd-test/busybox:latest", "com.docker.stack.namespace": "{stack}"}}, "TaskTemplate": {{"ContainerSpec": {{"Image": "docker-cd-test/busybox:latest"}}}}, {rest}}}]"#
+        )
+    }
+
+    /// `command: ["sh", "-c", "exit 1"]`, restart_policy condition any (delay 5 s), one replica.
+    fn crash_loop(synced: &str) -> String {
+        inspect(
+            "fvq80v64j1ar3b0u1otbqc0j0",
+            "dcdcap-fail_worker",
+            "dcdcap-fail",
+            "worker",
+            synced,
+            r#""Mode": {"Replicated": {"Replicas": 1}}}, "Endpoint": {"Spec": {"Mode": "vip"}}"#,
+        )
+    }
+    const CRASH_LS_DOWN: &str = r#"{"ID":"fvq80v64j1ar","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-fail_worker","Ports":"","Replicas":"0/1"}"#;
+    /// The instant of each restart cycle when the task runs (3 of 100 readings 0.2 s apart).
+    const CRASH_LS_UP: &str = r#"{"ID":"fvq80v64j1ar","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-fail_worker","Ports":"","Replicas":"1/1"}"#;
+    const CRASH_PS_STARTING: &str = r#"{"CurrentState":"Starting 2 seconds ago","DesiredState":"Running","Error":"","ID":"wbomsxd781bdludgzy45pb6rr","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 8 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"nsf45msutgnkvhtz3qams7tzi","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 15 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"xt18ryl5yi3hpe7o1s90t74ab","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 21 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"62fzh0nrzrlenz8yvml49oj7d","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 27 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"wbmszuby07ev8jixaar8q2k1w","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+"#;
+    const CRASH_PS_RUNNING: &str = r#"{"CurrentState":"Running less than a second ago","DesiredState":"Running","Error":"","ID":"0lbz7zasm9nn1s3q3kv1hgm7g","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 6 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"r3jkbdmm3sarkeatsayckbzlc","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 12 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"uycr1ao0hg5jdljg9cbvlrq8r","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 19 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"qx3jhwc6h84cbu3uj75rik66p","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+{"CurrentState":"Failed 26 seconds ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (1)\"","ID":"mj8y65rbj4ylz6v5syjm07t2s","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-fail_worker.1","Node":"vm","Ports":""}
+"#;
+
+    #[test]
+    fn a_real_crash_loop_is_degraded_even_in_the_instant_its_task_runs() {
+        let crashing = Some("worker: 0/1 replicas running; task failed: non-zero exit (1)");
+        let synced = "2026-12-02T01:17:03Z";
+        for (ls, ps) in [
+            (CRASH_LS_DOWN, CRASH_PS_STARTING),
+            (CRASH_LS_UP, CRASH_PS_RUNNING),
+        ] {
+            assert_eq!(
+                captured(ls, &crash_loop(synced), ps, "2026-12-02T01:18:30Z"),
+                (true, assessment(Health::Degraded, crashing, false)),
+                "{ls}"
+            );
+        }
+        // Long after its sync the counts are trusted again: the instant reads healthy (the
+        // tick's limit; a sync waits within SWARM_WATCH_AFTER_SYNC).
+        assert_eq!(
+            captured(
+                CRASH_LS_DOWN,
+                &crash_loop(synced),
+                CRASH_PS_STARTING,
+                "2026-12-02T02:00:00Z"
+            ),
+            (true, assessment(Health::Degraded, crashing, false))
+        );
+        assert_eq!(
+            captured(CRASH_LS_UP, &crash_loop(synced), "", "2026-12-02T02:00:00Z"),
+            (false, assessment(Health::Healthy, None, true))
+        );
+    }
+
+    /// Three replicas of `sh -c "sleep 8; touch /tmp/ready; sleep 3600"` with a healthcheck
+    /// (interval 1 s) on the file: swarm keeps a task `Starting` until its check passes.
+    fn slow(ls: &str, ps: &str, now: &str) -> (bool, Assessment) {
+        let ls = format!(
+            r#"{{"ID":"al5zy78rimca","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-slow_app","Ports":"","Replicas":"{ls}"}}"#
+        );
+        let inspect = inspect(
+            "al5zy78rimcaxxxxxxxxxxxxx",
+            "dcdcap-slow_app",
+            "dcdcap-slow",
+            "app",
+            "2026-12-02T01:19:24Z",
+            r#""Mode": {"Replicated": {"Replicas": 3}}}, "Endpoint": {"Spec": {"Mode": "vip"}}"#,
+        );
+        let ps: String = ["mmg22j5z9hbsxmlfp0z115vfs", "65s4xwblsslasffy8l7q24gjj", "nj2z2xq5ofxa2s4acpi6dweqw"]
+            .iter()
+            .zip(ps.split('|'))
+            .enumerate()
+            .map(|(slot, (id, state))| {
+                format!(
+                    r#"{{"CurrentState":"{state}","DesiredState":"Running","Error":"","ID":"{id}","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-slow_app.{}","Node":"vm","Ports":""}}"#,
+                    slot + 1
+                ) + "\n"
+            })
+            .collect();
+        captured(&ls, &inspect, &ps, now)
+    }
+
+    #[test]
+    fn real_replicas_starting_slowly_progress_until_each_has_run_two_seconds() {
+        let progressing = |m| (true, assessment(Health::Progressing, Some(m), false));
+        let assigned = "Assigned less than a second ago";
+        assert_eq!(
+            slow("0/3", &[assigned; 3].join("|"), "2026-12-02T01:19:25Z"),
+            progressing("app: 0/3 replicas running")
+        );
+        let starting =
+            "Starting 9 seconds ago|Running less than a second ago|Running less than a second ago";
+        assert_eq!(
+            slow("2/3", starting, "2026-12-02T01:19:36Z"),
+            progressing("app: 0/3 replicas running; just started")
+        );
+        let one = ["Running 1 second ago"; 3].join("|");
+        assert_eq!(
+            slow("3/3", &one, "2026-12-02T01:19:37Z"),
+            progressing("app: 0/3 replicas running; just started"),
+            "service ls counts them all, but they have run for less than 2 s"
+        );
+        let two = ["Running 2 seconds ago"; 3].join("|");
+        assert_eq!(
+            slow("3/3", &two, "2026-12-02T01:19:38Z"),
+            (true, assessment(Health::Healthy, None, true))
+        );
+    }
+
+    #[test]
+    fn a_real_impossible_placement_is_progressing_and_says_why() {
+        let inspect = inspect(
+            "v9dsqpkm9y3pr6n7hchbbz9n3",
+            "dcdcap-pend_app",
+            "dcdcap-pend",
+            "app",
+            "2026-12-02T01:19:44Z",
+            r#""Mode": {"Replicated": {"Replicas": 1}}}, "Endpoint": {"Spec": {"Mode": "vip"}}"#,
+        );
+        let ls = r#"{"ID":"v9dsqpkm9y3p","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-pend_app","Ports":"","Replicas":"0/1"}"#;
+        let ps = r#"{"CurrentState":"Pending 3 seconds ago","DesiredState":"Running","Error":"\"no suitable node (scheduling constraints not satisfied on 1 node)\"","ID":"wmba7vn7au3br0344844sqb0r","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-pend_app.1","Node":"","Ports":""}"#;
+        // Later too: the counts leave it open.
+        for now in ["2026-12-02T01:19:47Z", "2026-12-02T03:00:00Z"] {
+            assert_eq!(
+                captured(ls, &inspect, ps, now),
+                (
+                    true,
+                    assessment(
+                        Health::Progressing,
+                        Some(
+                            "app: 0/1 replicas running; task pending: no suitable node (scheduling constraints not satisfied on 1 node)"
+                        ),
+                        false
+                    )
+                )
+            );
+        }
+    }
+
+    /// Two replicas of `sleep 3600` (update_config parallelism 1, failure_action pause,
+    /// monitor 5 s), updated to `sh -c "exit 3"` (same image).
+    fn update(status: &str) -> String {
+        inspect(
+            "egf44p04iogi1zqn76jetam76",
+            "dcdcap-upd_app",
+            "dcdcap-upd",
+            "app",
+            "2026-12-02T01:20:04Z",
+            &format!(
+                r#""Mode": {{"Replicated": {{"Replicas": 2}}}}}}, "Endpoint": {{"Spec": {{"Mode": "vip"}}}}, "UpdateStatus": {status}"#
+            ),
+        )
+    }
+
+    #[test]
+    fn a_real_update_under_way_progresses_and_once_paused_is_degraded_and_settled() {
+        let ls = |replicas| {
+            format!(
+                r#"{{"ID":"egf44p04iogi","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-upd_app","Ports":"","Replicas":"{replicas}"}}"#
+            )
+        };
+        // Stop-first: the old task of slot 2 still runs (desired Shutdown, 10 s grace), the new
+        // one waits in Ready. `service ls` counts 2/2.
+        let updating = r#"{"State":"updating","StartedAt":"2026-12-02T01:20:04.391282459Z","Message":"update in progress"}"#;
+        let ps = r#"{"CurrentState":"Running 14 seconds ago","DesiredState":"Running","Error":"","ID":"it0tjh66ygi728ogwa3z0uqgi","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.1","Node":"vm","Ports":""}
+{"CurrentState":"Ready 9 seconds ago","DesiredState":"Ready","Error":"","ID":"5qcvv0yo4wo200mybfsb6rb6e","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.2","Node":"vm","Ports":""}
+{"CurrentState":"Running 9 seconds ago","DesiredState":"Shutdown","Error":"","ID":"0iqbyvj4y3on06o97iwr6ve82","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.2","Node":"vm","Ports":""}
+"#;
+        assert_eq!(
+            captured(&ls("2/2"), &update(updating), ps, "2026-12-02T01:20:13Z"),
+            (
+                true,
+                assessment(
+                    Health::Progressing,
+                    Some("app: 1/2 replicas running"),
+                    false
+                )
+            )
+        );
+        let paused = r#"{"State":"paused","StartedAt":"2026-12-02T01:20:04.391282459Z","Message":"update paused due to failure or early termination of task 5qcvv0yo4wo200mybfsb6rb6e"}"#;
+        let ps = r#"{"CurrentState":"Running 21 seconds ago","DesiredState":"Running","Error":"","ID":"it0tjh66ygi728ogwa3z0uqgi","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.1","Node":"vm","Ports":""}
+{"CurrentState":"Starting less than a second ago","DesiredState":"Running","Error":"","ID":"wr3fnp74224txyg0gweymweea","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.2","Node":"vm","Ports":""}
+{"CurrentState":"Failed 1 second ago","DesiredState":"Shutdown","Error":"\"task: non-zero exit (3)\"","ID":"5qcvv0yo4wo200mybfsb6rb6e","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.2","Node":"vm","Ports":""}
+{"CurrentState":"Shutdown 2 seconds ago","DesiredState":"Shutdown","Error":"","ID":"0iqbyvj4y3on06o97iwr6ve82","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-upd_app.2","Node":"vm","Ports":""}
+"#;
+        let expected = assessment(
+            Health::Degraded,
+            Some(
+                "app: update paused: update paused due to failure or early termination of task 5qcvv0yo4wo200mybfsb6rb6e",
+            ),
+            true,
+        );
+        assert_eq!(
+            captured(&ls("1/2"), &update(paused), ps, "2026-12-02T01:20:20Z"),
+            (true, expected.clone())
+        );
+        // Paused is not converged: the tasks are read however long ago the sync was.
+        assert_eq!(
+            captured(&ls("1/2"), &update(paused), ps, "2026-12-02T05:00:00Z"),
+            (true, expected)
+        );
+    }
+
+    #[test]
+    fn a_real_job_runs_then_completes_and_a_global_service_starts_then_runs() {
+        let job = |replicas| {
+            format!(
+                r#"{{"ID":"cw7xc7n4248s","Image":"docker-cd-test/busybox:latest","Mode":"replicated job","Name":"dcdcap-job_migrate","Ports":"","Replicas":"{replicas}"}}"#
+            )
+        };
+        let job_inspect = inspect(
+            "cw7xc7n4248sb610zecfb8916",
+            "dcdcap-job_migrate",
+            "dcdcap-job",
+            "migrate",
+            "2026-12-02T01:21:44Z",
+            r#""Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}}, "Endpoint": {"Spec": {}}"#,
+        );
+        // A job's task is named after the node, like a global service's, not after a slot.
+        let running = r#"{"CurrentState":"Running less than a second ago","DesiredState":"Complete","Error":"","ID":"ak31st9os1iwlz8jtqqtsjv4v","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-job_migrate.rh5fityapw383bby5f7y4r0v0","Node":"vm","Ports":""}"#;
+        let complete = r#"{"CurrentState":"Complete 3 seconds ago","DesiredState":"Complete","Error":"","ID":"ak31st9os1iwlz8jtqqtsjv4v","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-job_migrate.rh5fityapw383bby5f7y4r0v0","Node":"vm","Ports":""}"#;
+        assert_eq!(
+            captured(
+                &job("1/1 (0/1 completed)"),
+                &job_inspect,
+                running,
+                "2026-12-02T01:21:45Z"
+            ),
+            (
+                true,
+                assessment(Health::Progressing, Some("migrate: job running"), false)
+            ),
+            "service ls counts the running job as converged; its tasks say it is not done"
+        );
+        assert_eq!(
+            captured(
+                &job("0/1 (1/1 completed)"),
+                &job_inspect,
+                complete,
+                "2026-12-02T01:21:49Z"
+            ),
+            (true, assessment(Health::Healthy, None, true))
+        );
+
+        let agent = |replicas| {
+            format!(
+                r#"{{"ID":"0265i7p6cuho","Image":"docker-cd-test/busybox:latest","Mode":"global","Name":"dcdcap-job_agent","Ports":"","Replicas":"{replicas}"}}"#
+            )
+        };
+        let agent_inspect = inspect(
+            "0265i7p6cuhosdncyztfxh27c",
+            "dcdcap-job_agent",
+            "dcdcap-job",
+            "agent",
+            "2026-12-02T01:21:44Z",
+            r#""Mode": {"Global": {}}}, "Endpoint": {"Spec": {}}"#,
+        );
+        let task = |state| {
+            format!(
+                r#"{{"CurrentState":"{state}","DesiredState":"Running","Error":"","ID":"uaatq887ir2wnn3a770tthj1r","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-job_agent.rh5fityapw383bby5f7y4r0v0","Node":"vm","Ports":""}}"#
+            )
+        };
+        assert_eq!(
+            captured(
+                &agent("0/1"),
+                &agent_inspect,
+                &task("Starting less than a second ago"),
+                "2026-12-02T01:21:45Z"
+            ),
+            (
+                true,
+                assessment(
+                    Health::Progressing,
+                    Some("agent: 0/1 replicas running"),
+                    false
+                )
+            )
+        );
+        assert_eq!(
+            captured(
+                &agent("1/1"),
+                &agent_inspect,
+                &task("Running 3 seconds ago"),
+                "2026-12-02T01:21:49Z"
+            ),
+            (true, assessment(Health::Healthy, None, true))
+        );
+    }
+
+    #[test]
+    fn a_real_converged_service_is_healthy_and_asks_nothing_once_its_sync_is_old() {
+        let ls = r#"{"ID":"3xq4ktl39202","Image":"docker-cd-test/busybox:latest","Mode":"replicated","Name":"dcdcap-ok_web","Ports":"","Replicas":"2/2"}"#;
+        let inspect = inspect(
+            "3xq4ktl39202cyml9j59o1tun",
+            "dcdcap-ok_web",
+            "dcdcap-ok",
+            "web",
+            "2026-12-02T01:16:51Z",
+            r#""Mode": {"Replicated": {"Replicas": 2}}}, "Endpoint": {"Spec": {"Mode": "vip"}, "VirtualIPs": [{"NetworkID": "o1rk0zndlscs3y7gcry9e9klt", "Addr": "10.0.1.2/24"}]}"#,
+        );
+        let ps = r#"{"CurrentState":"Running 5 seconds ago","DesiredState":"Running","Error":"","ID":"jmfcj7c2jq6uw1kypa5ezm7jm","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-ok_web.1","Node":"vm","Ports":""}
+{"CurrentState":"Running 5 seconds ago","DesiredState":"Running","Error":"","ID":"tgij0jrr4rnydroi51ucl5zvg","Image":"docker-cd-test/busybox:latest","Name":"dcdcap-ok_web.2","Node":"vm","Ports":""}
+"#;
+        let healthy = assessment(Health::Healthy, None, true);
+        assert_eq!(
+            captured(ls, &inspect, ps, "2026-12-02T01:16:57Z"),
+            (true, healthy.clone())
+        );
+        // Just at the end of the watch, and a sync recorded in the future (a clock set back).
+        assert_eq!(
+            captured(ls, &inspect, "", "2026-12-02T01:26:51Z"),
+            (false, healthy.clone())
+        );
+        assert_eq!(
+            captured(ls, &inspect, ps, "2026-12-02T01:00:00Z"),
+            (true, healthy.clone())
+        );
+        let unrecorded = inspect.replace("2026-12-02T01:16:51Z", "");
+        assert_eq!(
+            captured(ls, &unrecorded, "", "2026-12-02T01:16:57Z"),
+            (false, healthy)
+        );
     }
 }

@@ -140,11 +140,19 @@ fn one_line(text: &str) -> String {
 /// seconds: 60). `None` for a status that is not `Up …`.
 pub fn uptime(status: &str) -> Option<Duration> {
     let rest = status.strip_prefix("Up ")?;
-    let text = rest.split(" (").next().unwrap_or(rest).trim();
-    let seconds = match text {
-        "Less than a second" => 0,
-        "About a minute" => 60,
-        "About an hour" => 3600,
+    human_duration(rest.split(" (").next().unwrap_or(rest))
+}
+
+/// A duration in the docker CLI's words (go-units' `HumanDuration`): `Less than a second`
+/// (`less than a second` in task states), `1 second`, `30 seconds`, `About a minute`,
+/// `5 minutes`, `About an hour`, `2 hours`, `3 days`, `2 weeks`, `3 months`, `2 years`. The lower
+/// bound of what the text covers.
+fn human_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let seconds = match text.to_ascii_lowercase().as_str() {
+        "less than a second" => 0,
+        "about a minute" => 60,
+        "about an hour" => 3600,
         _ => {
             let (count, unit) = text.split_once(' ')?;
             let count: u64 = count.parse().ok()?;
@@ -389,6 +397,23 @@ pub fn assess_compose(
 
 // ----- swarm -----
 
+/// For this long after a sync (its `com.docker-cd.synced-at`), a swarm service's tasks are
+/// read even when `docker service ls` counts every replica running. A task that fails at once
+/// is `Running` for an instant of each restart cycle (in about 3 % of `service ls` readings for
+/// `sh -c 'exit 1'` under swarm's default 5 s restart delay, measured on Engine 20.10), and a
+/// sync waiting for health must not take that instant for health. Several times the default
+/// SYNC_HEALTH_TIMEOUT (2m); later, the counts of `service ls` are trusted (no `service ps` on
+/// a steady host).
+pub const SWARM_WATCH_AFTER_SYNC: Duration = Duration::from_secs(600);
+
+/// How long the CLI's words say a task has been in its current state: the lower bound of
+/// `Running 5 seconds ago`, `Starting less than a second ago`, `Failed About a minute ago`.
+/// `None` for a text not of that shape.
+pub fn task_state_age(current_state: &str) -> Option<Duration> {
+    let (_, rest) = current_state.split_once(' ')?;
+    human_duration(rest.strip_suffix(" ago")?)
+}
+
 /// One task of a swarm service (the swarm adapter's `TaskInfo`, borrowed), in `docker service
 /// ps` order: by slot, the newest task of a slot first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,13 +428,18 @@ pub struct TaskLine<'a> {
     /// Why it failed or is stuck, without the CLI's quotes; empty if nothing.
     pub error: &'a str,
     pub image: &'a str,
+    /// How long it has been in its current state, at least ([`task_state_age`]).
+    pub age: Option<Duration>,
 }
 
 impl TaskLine<'_> {
-    /// Counts as a running replica: desired and current state both running. A task of a node
-    /// that went down stays `running` in the record, with desired state `Shutdown`.
+    /// Counts as a running replica: desired and current state both running (a task of a node
+    /// that went down stays `running` in the record, with desired state `Shutdown`), for at
+    /// least [`SETTLE_UPTIME`] (a task that fails at once is running for an instant).
     fn is_running(&self) -> bool {
-        self.state == "running" && self.desired_state.eq_ignore_ascii_case("running")
+        self.state == "running"
+            && self.desired_state.eq_ignore_ascii_case("running")
+            && self.age.is_none_or(|age| age >= SETTLE_UPTIME)
     }
 
     fn is_failed(&self) -> bool {
@@ -436,7 +466,10 @@ pub struct ServiceLine<'a> {
     pub image: &'a str,
     pub update_state: Option<&'a str>,
     pub update_message: Option<&'a str>,
-    /// Its tasks, when they were read (only for services not [`is_converged`](Self::is_converged)).
+    /// How long ago the stack's last sync was (its `com.docker-cd.synced-at`); `None` without
+    /// a record.
+    pub since_sync: Option<Duration>,
+    /// Its tasks, when they were read (only for services that [`need_tasks`](Self::needs_tasks)).
     pub tasks: Option<Vec<TaskLine<'a>>>,
 }
 
@@ -449,6 +482,16 @@ impl ServiceLine<'_> {
                 self.update_state,
                 Some("updating" | "paused" | "rollback_started" | "rollback_paused")
             )
+    }
+
+    /// Its health needs its tasks: not [`is_converged`](Self::is_converged), or synced less
+    /// than [`SWARM_WATCH_AFTER_SYNC`] ago (a crash loop's instant of `Running` looks
+    /// converged).
+    pub fn needs_tasks(&self) -> bool {
+        !self.is_converged()
+            || self
+                .since_sync
+                .is_some_and(|since| since < SWARM_WATCH_AFTER_SYNC)
     }
 
     fn is_job(&self) -> bool {
@@ -532,6 +575,11 @@ impl ServiceLine<'_> {
         let stuck = newest
             .iter()
             .find(|t| !t.is_running() && !t.error.is_empty() && t.state != "shutdown");
+        let just_started = newest.iter().any(|t| {
+            t.state == "running"
+                && !t.is_running()
+                && t.desired_state.eq_ignore_ascii_case("running")
+        });
         match stuck {
             Some(t) => Verdict::Progressing(format!(
                 "{}; task {}: {}",
@@ -539,6 +587,9 @@ impl ServiceLine<'_> {
                 t.state,
                 t.error_text()
             )),
+            None if just_started => {
+                Verdict::Progressing(format!("{}; just started", self.replicas(running)))
+            }
             None => Verdict::Progressing(self.replicas(running)),
         }
     }
@@ -553,7 +604,7 @@ impl ServiceLine<'_> {
 /// the desired ones). `services`: the stack's services.
 ///
 /// A service whose tasks were read counts its running replicas from them (desired and current
-/// state both running); otherwise from `docker service ls`. Fewer than desired with a failed or
+/// state both running, for at least [`SETTLE_UPTIME`]); otherwise from `docker service ls`. Fewer than desired with a failed or
 /// rejected task of the current spec (same image) is degraded, naming the task error; fewer
 /// without one is progressing. An update paused, rolling back or rolled back is degraded.
 pub fn assess_swarm(desired: &[&str], services: &[ServiceLine<'_>]) -> Assessment {
@@ -996,6 +1047,7 @@ mod tests {
             update_message: Some(
                 "update rolled back due to failure or early termination of task x",
             ),
+            since_sync: None,
             tasks,
         }
     }
@@ -1023,6 +1075,7 @@ mod tests {
             state: "running".to_owned(),
             error: "",
             image: "docker-cd-test/busybox:latest",
+            age: Some(Duration::from_secs(30)),
         };
         let tasks = vec![running("s_web.1"), running("s_web.2")];
         assert_eq!(
@@ -1050,6 +1103,105 @@ mod tests {
             )
         );
         assert_eq!(assess_swarm(&["web"], &[]), Assessment::missing());
+    }
+
+    #[test]
+    fn task_state_ages_of_every_captured_wording_parse() {
+        let s = Duration::from_secs;
+        for (state, age) in [
+            ("Assigned less than a second ago", Some(s(0))),
+            ("Running less than a second ago", Some(s(0))),
+            ("Running 1 second ago", Some(s(1))),
+            ("Starting 9 seconds ago", Some(s(9))),
+            ("Failed 27 seconds ago", Some(s(27))),
+            ("Pending 3 seconds ago", Some(s(3))),
+            ("Complete 3 seconds ago", Some(s(3))),
+            ("Shutdown less than a second ago", Some(s(0))),
+            ("Running About a minute ago", Some(s(60))),
+            ("Running 20 minutes ago", Some(s(1200))),
+            ("Running", None),
+            ("Running 5 seconds", None),
+            ("Running soon ago", None),
+            ("", None),
+        ] {
+            assert_eq!(task_state_age(state), age, "{state}");
+        }
+    }
+
+    fn task<'a>(slot: &'a str, state: &str, age: u64, error: &'a str) -> TaskLine<'a> {
+        TaskLine {
+            slot,
+            desired_state: if state == "failed" {
+                "Shutdown"
+            } else {
+                "Running"
+            },
+            state: state.to_owned(),
+            error,
+            image: "docker-cd-test/busybox:latest",
+            age: Some(Duration::from_secs(age)),
+        }
+    }
+
+    #[test]
+    fn a_task_counts_as_a_replica_once_it_has_run_two_seconds() {
+        let with = |tasks| assess_swarm(&["web"], &[service(None, Some(tasks))]);
+        assert_eq!(
+            with(vec![
+                task("s_web.1", "running", 1, ""),
+                task("s_web.2", "running", 2, "")
+            ]),
+            verdict(
+                Health::Progressing,
+                Some("web: 1/2 replicas running; just started"),
+                false
+            )
+        );
+        assert_eq!(
+            with(vec![
+                task("s_web.1", "running", 2, ""),
+                task("s_web.2", "running", 30, "")
+            ])
+            .health,
+            Health::Healthy
+        );
+        // A task without a readable age counts when running, as before ages were read.
+        let mut unknown = task("s_web.1", "running", 0, "");
+        unknown.age = None;
+        let mut known = task("s_web.2", "running", 5, "");
+        known.age = None;
+        assert_eq!(with(vec![unknown, known]).health, Health::Healthy);
+        // A crash loop's instant of running beside its failures: degraded, as between them.
+        let instant = with(vec![
+            task("s_web.1", "running", 0, ""),
+            task("s_web.1", "failed", 6, "task: non-zero exit (1)"),
+            task("s_web.2", "running", 40, ""),
+        ]);
+        assert_eq!(
+            instant,
+            verdict(
+                Health::Degraded,
+                Some("web: 1/2 replicas running; task failed: non-zero exit (1)"),
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn tasks_are_needed_when_not_converged_or_for_ten_minutes_after_a_sync() {
+        let mut s = service(Some("completed"), None);
+        assert!(!s.needs_tasks(), "converged, no record of a sync");
+        s.since_sync = Some(SWARM_WATCH_AFTER_SYNC - Duration::from_secs(1));
+        assert!(s.needs_tasks());
+        s.since_sync = Some(SWARM_WATCH_AFTER_SYNC);
+        assert!(!s.needs_tasks());
+        s.running = 1;
+        assert!(s.needs_tasks(), "fewer running than desired");
+        s.running = 2;
+        for state in ["updating", "paused", "rollback_started", "rollback_paused"] {
+            s.update_state = Some(state);
+            assert!(s.needs_tasks(), "{state}");
+        }
     }
 
     #[test]

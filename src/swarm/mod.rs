@@ -10,7 +10,7 @@
 //!   stacks: one `docker service ls` (running/desired replicas) and one `docker service inspect`
 //!   of all of them (labels, mode, update state); the nodes of a stack's tasks cost one
 //!   `docker stack ps`, only when the stack detail endpoint asks; health asks for the tasks of
-//!   the services that are not converged, in one `docker service ps`;
+//!   the services that are not converged or were synced just now, in one `docker service ps`;
 //! - which `docker stack deploy` flags exist is read from the installed CLI at start-up
 //!   (`--prune`, `--detach`, `--resolve-image` and `--with-registry-auth` are not in every
 //!   version);
@@ -155,7 +155,7 @@ impl Swarm {
         })
     }
 
-    /// For logs and `/readyz`: `docker stack deploy (docker CLI 28.2.2) --prune --detach=false …`.
+    /// For logs and `/readyz`: `docker stack deploy (docker CLI 28.2.2) --prune --detach=true …`.
     pub fn describe(&self) -> String {
         format!(
             "docker stack deploy (docker CLI {}) {}",

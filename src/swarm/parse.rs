@@ -83,8 +83,13 @@ impl DeployFlags {
     pub(super) fn args(&self) -> Vec<&'static str> {
         let mut args = vec!["--prune"];
         if self.detach {
-            // Wait until the services converge, so a failing update fails the sync.
-            args.push("--detach=false");
+            // Do not wait for the services to converge: the sync's health wait does
+            // (SYNC_HEALTH_TIMEOUT), and sees the tasks meanwhile. The CLI's own wait never ends
+            // for a service whose tasks keep failing (it holds the deploy until
+            // COMPOSE_TIMEOUT), and a stack it waits for shows no `progressing`. Explicit,
+            // because the default changed between CLI versions (CLI 20.10 has no flag and
+            // never waits).
+            args.push("--detach=true");
         }
         if self.resolve_image {
             // Pin digests only for services whose spec changed: unchanged services (and drift
@@ -628,7 +633,7 @@ mod tests {
             flags.args(),
             [
                 "--prune",
-                "--detach=false",
+                "--detach=true",
                 "--resolve-image",
                 "changed",
                 "--with-registry-auth"
