@@ -67,9 +67,11 @@ fn build(dir: &Path, stacks: usize) {
     }
     drop(history);
     std::fs::create_dir_all(dir).unwrap();
-    for name in ["deployments.log"] {
-        std::fs::copy(scratch.path().join(name), dir.join(name)).unwrap();
-    }
+    std::fs::copy(
+        scratch.path().join("deployments.log"),
+        dir.join("deployments.log"),
+    )
+    .unwrap();
 }
 
 /// Child mode: `append DIR STACKS COUNT`.
