@@ -36,8 +36,9 @@
 //! `limit × stacks` records (and at least 4,096, so a small store is not rewritten every few
 //! appends), when it is opened damaged or too long, and on [`History::forget`]. An append is
 //! one `write` and one `fdatasync`; a compaction adds two `fsync`s at most once per
-//! `max(limit × stacks, 4,096 − kept)` appends. The file and memory hold at most
-//! `2 × limit × stacks` records (40,000 at 1,000 stacks and the default limit, about 16 MB).
+//! `max(limit × stacks, 4,096 − kept)` appends. Memory holds at most `limit × stacks`
+//! records, the file at most twice that (40,000 at 1,000 stacks and the default limit, about
+//! 28 MB at 700 bytes a record).
 //!
 //! # `controls.json`
 //!
