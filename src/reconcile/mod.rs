@@ -28,6 +28,7 @@
 //! stack (labels, materialisation, health), config, metrics (sync durations). Never `compose`
 //! or `swarm` directly but for the plan's workload types.
 
+pub mod diff;
 pub mod jobs;
 pub mod plan;
 pub mod view;
