@@ -27,12 +27,14 @@
 //! Uses: config, process, desired_state, untrusted. Spawns only through `process`.
 
 mod at;
+mod diff;
 mod env;
 mod mirror;
 pub mod parse;
 mod read;
 
 pub use at::{StackAt, is_commit_id};
+pub use diff::{Change, FileDiff, MAX_FILE_DIFF_BYTES, TRUNCATED_MARKER};
 pub use read::ReadStats;
 
 use std::collections::{HashMap, HashSet};

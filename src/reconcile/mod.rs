@@ -29,6 +29,7 @@
 //! or `swarm` directly but for the plan's workload types.
 
 pub mod control;
+pub mod diff;
 pub mod jobs;
 pub mod plan;
 pub mod view;
