@@ -14,6 +14,8 @@
 mod common;
 #[path = "reconcile_docker/health.rs"]
 mod health;
+#[path = "reconcile_docker/operate.rs"]
+mod operate;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

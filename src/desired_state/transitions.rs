@@ -44,7 +44,11 @@ impl SyncInfo {
     }
 
     /// The engine's latest word on the stack's health, with why (`None` when healthy).
+    /// A suspended stack stays `suspended`, whatever a reading begun before the suspension says.
     pub fn assess(&mut self, health: Health, message: Option<String>) {
+        if self.suspended {
+            return;
+        }
         self.health = health;
         self.health_message = message;
     }

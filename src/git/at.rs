@@ -56,19 +56,25 @@ impl GitReader {
         } else {
             format!("{}/{stack_path}", self.config.deploy_dir.as_str())
         };
-        let tree = self
+        // `<commit>:<path>^{tree}` would look for a path ending in `^{tree}`: list the
+        // directory's own entry instead (one process), and take it only when it is a tree.
+        let parent = self
             .git()
-            .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
-            .arg(format!("{commit}:{dir}^{{tree}}"))
+            .args(["ls-tree", "-z", "--end-of-options", &commit, "--"])
+            .arg(&dir)
             .run()
-            .await;
+            .await
+            .map_err(GitError::Read)?;
         let no_stack = || StackAt::NoStack {
             revision: commit.clone(),
         };
-        let Ok(tree) = tree else {
+        let Some(tree) = parse::ls_tree(&parent.stdout)?
+            .into_iter()
+            .find(|e| e.path == dir && e.kind == ObjectKind::Tree)
+            .map(|e| e.oid)
+        else {
             return Ok(no_stack());
         };
-        let tree = String::from_utf8_lossy(&tree.stdout).trim().to_owned();
         let listing = self
             .git()
             .args(["ls-tree", "-z", "--end-of-options", &tree])
@@ -106,9 +112,107 @@ impl GitReader {
     }
 }
 
+impl GitReader {
+    /// One file of a stack at `commit` (a full commit id), or `None` when it is not there.
+    /// One process. Capped like any stack file.
+    pub async fn stack_file_at(
+        &self,
+        commit: &str,
+        stack_path: &str,
+        file: &str,
+    ) -> Result<Option<Vec<u8>>, GitError> {
+        if !parse::is_object_id(commit) {
+            return Ok(None);
+        }
+        let dir = if self.config.deploy_dir.is_root() {
+            stack_path.to_owned()
+        } else {
+            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
+        };
+        let out = self
+            .git()
+            .args(["cat-file", "blob", "--end-of-options"])
+            .arg(format!("{commit}:{dir}/{file}"))
+            .stdout_limit(super::MAX_STACK_FILE_BYTES as usize)
+            .run()
+            .await;
+        Ok(out.ok().map(|o| o.stdout))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::diff::tests::Repo;
+
+    #[tokio::test]
+    async fn a_stack_is_found_at_the_commits_that_hold_it_and_only_there() {
+        let repo = Repo::new();
+        repo.write("stacks/web/compose.yaml", "services: {app: {image: a}}\n");
+        repo.write("stacks/web/.env", "A=1\n");
+        let first = repo.commit("web");
+        repo.write("stacks/web/compose.yaml", "services: {app: {image: b}}\n");
+        repo.write(
+            "stacks/api/docker-compose.yml",
+            "services: {x: {image: c}}\n",
+        );
+        repo.remove("stacks/web/.env");
+        let second = repo.commit("web changed, api added");
+        let data = tempfile::tempdir().unwrap();
+        let reader = repo.reader("stacks", data.path()).await;
+
+        let StackAt::Found(web) = reader.stack_at(&first, "web").await.unwrap() else {
+            panic!("web at the first commit");
+        };
+        assert_eq!(web.revision, first);
+        assert_eq!(
+            web.content_hash,
+            repo.git(&["rev-parse", &format!("{first}:stacks/web")])
+        );
+        assert_eq!(web.compose_file, "compose.yaml");
+        assert_eq!(
+            web.compose_hash.as_deref(),
+            Some(hex::encode(Sha256::digest(b"services: {app: {image: a}}\n")).as_str())
+        );
+        assert_eq!(web.commit_message, "web");
+        // Abbreviated ids resolve to the full one.
+        let StackAt::Found(short) = reader.stack_at(&second[..10], "api").await.unwrap() else {
+            panic!("api at the second commit");
+        };
+        assert_eq!(short.revision, second);
+        assert_eq!(short.compose_file, "docker-compose.yml");
+        // Not there at the first commit; a commit the mirror lacks; not a commit id at all.
+        assert_eq!(
+            reader.stack_at(&first, "api").await.unwrap(),
+            StackAt::NoStack {
+                revision: first.clone()
+            }
+        );
+        assert_eq!(
+            reader
+                .stack_at("0123456789abcdef0123456789abcdef01234567", "web")
+                .await
+                .unwrap(),
+            StackAt::NoCommit
+        );
+        assert_eq!(
+            reader.stack_at("main", "web").await.unwrap(),
+            StackAt::NoCommit
+        );
+        // A file of the stack, at a commit; absent files are None.
+        assert_eq!(
+            reader
+                .stack_file_at(&first, "web", ".env")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"A=1\n"[..])
+        );
+        assert_eq!(
+            reader.stack_file_at(&second, "web", ".env").await.unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn only_commit_ids_are_looked_up() {

@@ -308,7 +308,7 @@ pub fn capped(text: String) -> (String, bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn entry(old_mode: u32, new_mode: u32, path: &str) -> DiffEntry {
@@ -471,12 +471,12 @@ index 0000000..2e65efe
 
     /// A bare `origin` reached over `file://` and a work tree to commit and push from, with
     /// the real git, no user or system config, and fixed dates.
-    struct Repo {
+    pub(in crate::git) struct Repo {
         dir: tempfile::TempDir,
     }
 
     impl Repo {
-        fn new() -> Self {
+        pub(in crate::git) fn new() -> Self {
             let repo = Self {
                 dir: tempfile::tempdir().unwrap(),
             };
@@ -491,7 +491,7 @@ index 0000000..2e65efe
             repo
         }
 
-        fn git(&self, args: &[&str]) -> String {
+        pub(in crate::git) fn git(&self, args: &[&str]) -> String {
             let work = self.dir.path().join("work");
             let cwd = if work.exists() {
                 work
@@ -521,20 +521,20 @@ index 0000000..2e65efe
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         }
 
-        fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
+        pub(in crate::git) fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
             let full = self.dir.path().join("work").join(path);
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, content).unwrap();
             self
         }
 
-        fn remove(&self, path: &str) -> &Self {
+        pub(in crate::git) fn remove(&self, path: &str) -> &Self {
             std::fs::remove_file(self.dir.path().join("work").join(path)).unwrap();
             self
         }
 
         /// Commits everything and pushes it; the commit id.
-        fn commit(&self, message: &str) -> String {
+        pub(in crate::git) fn commit(&self, message: &str) -> String {
             self.git(&["add", "--all"]);
             self.git(&["commit", "--quiet", "--allow-empty", "-m", message]);
             let origin = self.dir.path().join("origin.git");
@@ -543,7 +543,11 @@ index 0000000..2e65efe
         }
 
         /// A reader whose mirror has fetched everything pushed so far.
-        async fn reader(&self, deploy_dir: &str, data: &std::path::Path) -> GitReader {
+        pub(in crate::git) async fn reader(
+            &self,
+            deploy_dir: &str,
+            data: &std::path::Path,
+        ) -> GitReader {
             let mut c =
                 crate::git::config(&format!("file://{}/origin.git", self.dir.path().display()));
             c.deploy_dir = crate::config::DeployDir::parse(deploy_dir).unwrap();

@@ -163,6 +163,13 @@ pub fn router(state: AppState) -> Router {
             get(operate::history).fallback(method_not_allowed),
         )
         .route(
+            "/api/stacks/{path}/diff",
+            // The files' text may hold values (a `.env`): only with the token, when one is set.
+            get(operate::diff)
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
+        .route(
             "/api/stacks/{path}/sync",
             post(operate::sync)
                 .route_layer(token())

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{ACK_MAX_BODY_BYTES, ApiError, AppState, guard};
 use crate::history::Deployment;
 use crate::reconcile::ReconcileHandle;
-use crate::reconcile::control::ControlError;
+use crate::reconcile::control::{ControlError, StackDiff};
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
@@ -24,9 +24,11 @@ impl From<ControlError> for ApiError {
                 Self::NotFound(e.to_string())
             }
             ControlError::NotInGit(_)
+            | ControlError::DeployedCommitGone(_)
             | ControlError::Suspended(_)
             | ControlError::NoStackAt { .. }
             | ControlError::NothingToRollBackTo(_) => Self::Conflict(e.to_string()),
+            ControlError::Engine(_) => Self::Unavailable("cannot read the Docker host"),
             ControlError::Git(_) | ControlError::Store(_) => {
                 Self::internal("cannot carry out the operator's request", e)
             }
@@ -80,6 +82,13 @@ pub(super) async fn history(
         None => Vec::new(),
     };
     Ok(Json(HistoryAnswer { deployments }))
+}
+
+pub(super) async fn diff(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<Json<StackDiff>, ApiError> {
+    Ok(Json(handle(&state)?.diff(&path).await?))
 }
 
 pub(super) async fn sync(

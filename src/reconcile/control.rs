@@ -15,9 +15,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::diff::{ServicePlan, in_sync, plan_services};
 use super::{Reason, ReconcileHandle, Reconciler};
 use crate::desired_state::{SyncInfo, Target};
-use crate::git::{GitError, StackAt};
+use crate::engine::Actual;
+use crate::git::{FileDiff, GitError, StackAt};
 use crate::history::{Controls, Deployment, History, HistoryError, NewDeployment};
 use crate::untrusted::Untrusted;
 
@@ -36,10 +38,29 @@ pub enum ControlError {
     NoStackAt { path: String, revision: String },
     #[error("stack {0:?} has no earlier succeeded deployment of another commit to roll back to")]
     NothingToRollBackTo(String),
+    #[error(
+        "the deployed commit {0} is not in the mirror any more (the branch was rewritten?); sync the stack to compare again"
+    )]
+    DeployedCommitGone(String),
+    #[error("cannot read the Docker host: {0}")]
+    Engine(String),
     #[error("cannot read the mirror")]
     Git(#[from] GitError),
     #[error("cannot record it")]
     Store(#[from] HistoryError),
+}
+
+/// `GET /api/stacks/{path}/diff` (SPEC §10).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackDiff {
+    /// The deployed commit (from the labels), `None` when nothing is deployed.
+    pub from: Option<String>,
+    /// The desired commit: the snapshot's, or the pin's.
+    pub to: String,
+    pub in_sync: bool,
+    pub files: Vec<FileDiff>,
+    pub services: Vec<ServicePlan>,
 }
 
 /// The durable records: deployments and controls.
@@ -192,6 +213,81 @@ impl ReconcileHandle {
         self.store.update_stack(path, SyncInfo::resume);
         self.request(Reason::Operator);
         Ok(())
+    }
+
+    /// What a sync of the stack would change (SPEC §10): its files between the deployed
+    /// commit and the desired one (the pin's, when held), and each service against what runs.
+    /// Files are read from Git's blobs: a SOPS file shows as committed, encrypted.
+    pub async fn diff(&self, path: &str) -> Result<StackDiff, ControlError> {
+        let record = self.in_git(path)?;
+        let snapshot = self
+            .store
+            .snapshot()
+            .ok_or_else(|| ControlError::UnknownStack(path.to_owned()))?;
+        let desired = snapshot
+            .stacks
+            .get(path)
+            .ok_or_else(|| ControlError::NotInGit(path.to_owned()))?;
+        let held = record
+            .hold
+            .as_ref()
+            .filter(|h| h.applies(&desired.content_hash))
+            .map(|h| &h.target);
+        let (to, content_hash, compose_file) = match held {
+            Some(t) => (
+                t.revision.clone(),
+                t.content_hash.clone(),
+                t.compose_file.clone(),
+            ),
+            None => (
+                snapshot.revision.clone(),
+                desired.content_hash.clone(),
+                desired.compose_file.clone(),
+            ),
+        };
+        let from = record.synced_revision.clone();
+        let files = self
+            .git
+            .diff_stack(from.as_deref(), &to, path)
+            .await
+            .map_err(|e| match (&e, &from) {
+                (GitError::MissingObject(id), Some(from)) if id == from => {
+                    ControlError::DeployedCommitGone(from.clone())
+                }
+                _ => ControlError::Git(e),
+            })?;
+        let compose = self.git.stack_file_at(&to, path, &compose_file).await?;
+        let desired_services = compose
+            .as_deref()
+            .and_then(crate::stack::compose_file::services)
+            .map(|s| s.names);
+        let actual = self
+            .engine
+            .read()
+            .await
+            .map_err(|e| ControlError::Engine(crate::error_chain(&e)))?;
+        let project = desired.project_name.as_deref().unwrap_or_default();
+        let services = match &actual {
+            Actual::Containers(all) => {
+                let mine: Vec<_> = all
+                    .iter()
+                    .filter(|c| c.project == project)
+                    .cloned()
+                    .collect();
+                plan_services(desired_services.as_deref(), &content_hash, &mine)
+            }
+            Actual::Services(all) => {
+                let mine: Vec<_> = all.iter().filter(|s| s.stack == project).cloned().collect();
+                plan_services(desired_services.as_deref(), &content_hash, &mine)
+            }
+        };
+        Ok(StackDiff {
+            in_sync: in_sync(&files, &services),
+            from,
+            to,
+            files,
+            services,
+        })
     }
 
     /// The stack's deployments, newest first.

@@ -107,6 +107,7 @@ pub struct ReconcileHandle {
     store: Arc<Store>,
     git: Arc<GitReader>,
     records: Arc<Records>,
+    engine: Arc<Engine>,
 }
 
 impl ReconcileHandle {
@@ -240,6 +241,7 @@ impl Reconciler {
             store: self.store.clone(),
             git: self.git.clone(),
             records: self.records.clone(),
+            engine: self.engine.clone(),
         }
     }
 

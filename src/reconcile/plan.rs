@@ -466,8 +466,14 @@ pub fn plan_for<W: Workload>(
         };
 
         if owned.is_empty() {
-            let was_deployed = info
-                .is_some_and(|i| matches!(i.status, StackStatus::Synced | StackStatus::Drifted));
+            // Gone while Git still says what ran: drift. Gone while Git says something new
+            // (a commit came while the stack was suspended, say): a deployment of that commit.
+            let was_deployed = info.is_some_and(|i| {
+                matches!(i.status, StackStatus::Synced | StackStatus::Drifted)
+                    && i.synced_content_hash
+                        .as_deref()
+                        .is_none_or(|h| h == target_hash)
+            });
             if was_deployed {
                 actions.push(drift_action(
                     path,
