@@ -42,7 +42,7 @@ fn report_error(client: &ClientConfig) -> impl Fn(std::io::Error) -> ClientError
 fn short(revision: &Value) -> String {
     revision
         .as_str()
-        .map(|r| sanitize(r, 12))
+        .map(|r| sanitize(&r.chars().take(12).collect::<String>(), 12))
         .unwrap_or_else(|| "-".to_owned())
 }
 
