@@ -153,7 +153,9 @@ async fn every_surface_shows_each_stacks_health_and_why() {
         "the filter hides the healthy stack: {grid}"
     );
     assert!(
-        grid.contains("data-path=\"web\" data-status=\"missing\" data-health=\"degraded\" data-control=\"\">"),
+        grid.contains(
+            "data-path=\"web\" data-status=\"missing\" data-health=\"degraded\" data-control=\"\">"
+        ),
         "{grid}"
     );
     assert!(
