@@ -94,7 +94,7 @@ pub async fn start_with_limits(
             engine.program(&config.reconcile.docker_bin),
         );
         let mode = engine.mode_name();
-        let records = open_records(&config.data_dir, config.reconcile.history_limit)?;
+        let records = open_records(&config.data_dir, config.reconcile.history_limit, &store)?;
         let reconciler = Reconciler::new(
             store.clone(),
             git.clone(),
@@ -226,7 +226,11 @@ pub async fn run(
 /// The deployment history and the operator's controls under `DATA_DIR/history`. A damaged
 /// controls file stops start-up: forgetting a pin or a suspension silently would apply what
 /// the operator held back.
-fn open_records(data_dir: &std::path::Path, limit: usize) -> anyhow::Result<Arc<Records>> {
+fn open_records(
+    data_dir: &std::path::Path,
+    limit: usize,
+    store: &Arc<Store>,
+) -> anyhow::Result<Arc<Records>> {
     let dir = data_dir.join("history");
     let (history, report) =
         crate::history::History::open(&dir, limit).context("cannot open the deployment history")?;
@@ -238,7 +242,7 @@ fn open_records(data_dir: &std::path::Path, limit: usize) -> anyhow::Result<Arc<
     }
     let controls = crate::history::Controls::open(&dir)
         .context("cannot open the stacks' pins and suspensions")?;
-    Ok(Arc::new(Records::new(history, controls)))
+    Ok(Arc::new(Records::new(history, controls, store.clone())))
 }
 
 fn count_command(report: &crate::process::CommandReport<'_>) {

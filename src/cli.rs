@@ -1,4 +1,5 @@
-//! The operator subcommands besides `serve`: `check`, `status` and `refresh`.
+//! The operator subcommands besides `serve`: `check`, `status` and `refresh`, and in
+//! [`operate`] `diff`, `history`, `sync`, `rollback`, `unpin`, `suspend` and `resume`.
 //!
 //! - [`check`] is what to run before deploying docker-cd: the settings are already validated
 //!   (by `config`); it then reads the repository exactly as the agent would (the real git
@@ -16,6 +17,8 @@
 //!
 //! Wiring layer: uses config, git, compose (the client environment), engine (chosen once from
 //! `DEPLOY_MODE`, as the agent does), desired_state, untrusted.
+
+pub mod operate;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -41,7 +44,8 @@ const MAX_LINE_CHARS: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Success,
-    /// Something is wrong (the report says what): exit code 1.
+    /// Something is wrong (the report says what), or for `diff`, changes are pending:
+    /// exit code 1.
     Failure,
 }
 

@@ -5,7 +5,10 @@
 use std::process::ExitCode;
 
 use docker_cd::cli::Exit;
-use docker_cd::config::{self, CliCommand, ClientConfig, Config, ConfigError, LogFormat};
+use docker_cd::cli::operate::{self, Control};
+use docker_cd::config::{
+    self, CliCommand, ClientConfig, Config, ConfigError, ControlArgs, LogFormat, TokenArgs,
+};
 use docker_cd::untrusted::{Untrusted, sanitize};
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +31,49 @@ fn main() -> ExitCode {
                 docker_cd::cli::refresh(client, &mut std::io::stdout()).await
             })
         }
+        CliCommand::Diff(args) => operator_command(
+            ClientConfig::for_operator(args.client, TokenArgs::default()),
+            |client| async move {
+                operate::diff(client, args.stack.as_deref(), &mut std::io::stdout()).await
+            },
+        ),
+        CliCommand::History(args) => operator_command(
+            ClientConfig::for_operator(args.client, TokenArgs::default()),
+            |client| async move { operate::history(client, &args.stack, &mut std::io::stdout()).await },
+        ),
+        CliCommand::Sync(args) => control_command(args, Control::Sync),
+        CliCommand::Unpin(args) => control_command(args, Control::Unpin),
+        CliCommand::Suspend(args) => control_command(args, Control::Suspend),
+        CliCommand::Resume(args) => control_command(args, Control::Resume),
+        CliCommand::Rollback(args) => {
+            let ControlArgs {
+                client,
+                token,
+                stack,
+            } = args.control;
+            let revision = args.revision;
+            operator_command(
+                ClientConfig::for_operator(client, token),
+                |client| async move {
+                    operate::rollback(client, &stack, revision.as_deref(), &mut std::io::stdout())
+                        .await
+                },
+            )
+        }
     }
+}
+
+/// `sync`, `unpin`, `suspend`, `resume`.
+fn control_command(args: ControlArgs, action: Control) -> ExitCode {
+    let ControlArgs {
+        client,
+        token,
+        stack,
+    } = args;
+    operator_command(
+        ClientConfig::for_operator(client, token),
+        |client| async move { operate::control(client, action, &stack, &mut std::io::stdout()).await },
+    )
 }
 
 /// Invalid settings: one line per problem, exit code 2.
@@ -59,7 +104,7 @@ fn init_logs(format: LogFormat, default_level: &str) {
 }
 
 /// A short-lived subcommand (`check`, `status`, `refresh`): its settings, else their problems
-/// (exit code 2); then warnings-only text logs and [`run`].
+/// (exit code 2); then warnings-only text logs and [`run`]. An error exits with 1.
 fn client_command<C, F, E>(settings: Result<C, ConfigError>, work: impl FnOnce(C) -> F) -> ExitCode
 where
     F: std::future::Future<Output = Result<Exit, E>>,
@@ -68,7 +113,27 @@ where
     match settings {
         Ok(settings) => {
             init_logs(LogFormat::Text, "warn");
-            run(work(settings))
+            run(work(settings), ExitCode::FAILURE)
+        }
+        Err(e) => invalid(&e),
+    }
+}
+
+/// An operator's command (`diff`, `history`, `sync`, `rollback`, …): like [`client_command`],
+/// but an error exits with 2, so that `diff`'s 1 always means "changes pending" (as
+/// `terraform plan -detailed-exitcode`), and every command of the family says the same.
+fn operator_command<F, E>(
+    settings: Result<ClientConfig, ConfigError>,
+    work: impl FnOnce(ClientConfig) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<Exit, E>>,
+    E: std::error::Error,
+{
+    match settings {
+        Ok(settings) => {
+            init_logs(LogFormat::Text, "warn");
+            run(work(settings), ExitCode::from(2))
         }
         Err(e) => invalid(&e),
     }
@@ -85,8 +150,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-/// Runs a subcommand on a fresh runtime and turns its outcome into the exit code.
-fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit, E>>) -> ExitCode {
+/// Runs a subcommand on a fresh runtime and turns its outcome into the exit code (`on_error`
+/// for an error).
+fn run<E: std::error::Error>(
+    work: impl std::future::Future<Output = Result<Exit, E>>,
+    on_error: ExitCode,
+) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -98,7 +167,7 @@ fn run<E: std::error::Error>(work: impl std::future::Future<Output = Result<Exit
             // The chain may hold an instance's answer or a child's stderr: one escaped line.
             let error = docker_cd::error_chain(&e);
             eprintln!("error: {}", sanitize(&error, MAX_ERROR_CHARS));
-            ExitCode::FAILURE
+            on_error
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The command line: clap's [`Cli`] with its subcommands ([`CliCommand`]), the raw settings of
-//! `serve` and `check` ([`Args`]) and of the clients ([`ClientArgs`], [`RefreshArgs`]),
+//! `serve` and `check` ([`Args`]) and of the clients ([`ClientArgs`], [`RefreshArgs`],
+//! [`TokenArgs`] and the operator's commands' [`DiffArgs`], [`StackArgs`], [`ControlArgs`],
+//! [`RollbackArgs`]),
 //! [`parse_command_line`], and the warning for a secret given as a flag.
 //!
 //! Reads the command line and, through clap's `env`, the environment; values stay strings here
@@ -134,6 +136,27 @@ pub enum CliCommand {
     Status(ClientArgs),
     /// Ask a running instance for a refresh and wait for its outcome; exits 1 if it fails
     Refresh(RefreshArgs),
+    /// Show what a sync would change (GET /api/stacks/{path}/diff); exits 0 when nothing is
+    /// pending, 1 when changes are pending, 2 on an error
+    ///
+    /// With a stack: its files (unified diff) and its services (create, recreate, remove,
+    /// unchanged, with the reason). Without: one line per stack, exit 1 if any is pending.
+    Diff(DiffArgs),
+    /// Print the deployment history of a stack, newest first (GET /api/stacks/{path}/history)
+    History(StackArgs),
+    /// Sync a stack now, even when it is in sync (POST /api/stacks/{path}/sync)
+    Sync(ControlArgs),
+    /// Deploy a stack as it was at a commit and pin it there (POST /api/stacks/{path}/rollback)
+    ///
+    /// Without REVISION: the newest succeeded deployment of another commit than the one
+    /// running. The stack stays pinned (automatic syncs stop) until `docker-cd unpin STACK`.
+    Rollback(RollbackArgs),
+    /// End a pin: the stack follows Git again (POST /api/stacks/{path}/unpin)
+    Unpin(ControlArgs),
+    /// Suspend a stack: never synced, reverted or removed until resumed
+    Suspend(ControlArgs),
+    /// Resume a suspended stack; the next sync applies what differs
+    Resume(ControlArgs),
 }
 
 /// How `status` and `refresh` reach a running instance. The defaults come from the same
@@ -149,6 +172,57 @@ pub struct ClientArgs {
     /// Port the instance listens on (for the default --url)
     #[arg(long, env = "PORT", default_value = "8080")]
     pub port: String,
+}
+
+/// The API token of a running instance, for the commands that change something.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TokenArgs {
+    /// Bearer token the instance requires (prefer API_TOKEN_FILE)
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token
+    #[arg(long, env = "API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+/// `diff [STACK]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The stack's path in the repository (as `docker-cd status` lists it); all stacks when
+    /// left out
+    pub stack: Option<String>,
+}
+
+/// `history STACK`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StackArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The stack's path in the repository (as `docker-cd status` lists it)
+    pub stack: String,
+}
+
+/// `sync`, `unpin`, `suspend`, `resume`: a stack, and the token to change it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// The stack's path in the repository (as `docker-cd status` lists it)
+    pub stack: String,
+}
+
+/// `rollback STACK [REVISION]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// The commit to deploy (a full commit id, as the history shows it); default: the previous
+    /// succeeded deployment
+    pub revision: Option<String>,
 }
 
 /// `refresh`: where the instance is, its API token, and how long to wait.

@@ -30,7 +30,10 @@ mod repo;
 mod secrets;
 mod settings;
 
-pub use cli::{Args, Cli, CliCommand, ClientArgs, RefreshArgs, parse_command_line};
+pub use cli::{
+    Args, Cli, CliCommand, ClientArgs, ControlArgs, DiffArgs, RefreshArgs, RollbackArgs, StackArgs,
+    TokenArgs, parse_command_line,
+};
 pub use repo::{DeployDir, RepoUrl, Revision, Transport};
 pub use secrets::{Redactor, Secret};
 pub use settings::{ClientConfig, ConfigError, MIN_POLL_INTERVAL, Problem};

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::cli::{Args, ClientArgs, RefreshArgs};
+use super::cli::{Args, ClientArgs, RefreshArgs, TokenArgs};
 use super::repo::{DeployDir, RepoUrl, Revision, Transport};
 use super::secrets::{Secret, secret_value};
 use super::{
@@ -75,6 +75,32 @@ impl ClientConfig {
                 base_url,
                 api_token,
                 timeout,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// For the operator's commands (`diff`, `history`, `sync`, `rollback`, …): where the
+    /// instance is, and its token when given (the read-only commands pass none).
+    pub fn for_operator(args: ClientArgs, token: TokenArgs) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |variable: &'static str, message: String| {
+            problems.push(Problem { variable, message });
+        };
+        let base_url = client_base_url(&args, &mut problem);
+        let api_token = secret_value(
+            "API_TOKEN",
+            token.api_token,
+            token.api_token_file,
+            &mut problem,
+        );
+        match base_url {
+            Some(base_url) if problems.is_empty() => Ok(Self {
+                base_url,
+                api_token,
+                timeout: Duration::from_secs(30),
             }),
             _ => Err(ConfigError(problems)),
         }

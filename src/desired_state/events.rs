@@ -17,6 +17,11 @@ pub enum Event {
         path: String,
     },
     RefreshStatus(Box<RefreshStatus>),
+    /// A new deployment record of one stack (the history's JSON, opaque here).
+    StackHistory {
+        path: String,
+        deployment: Value,
+    },
 }
 
 impl Event {
@@ -27,6 +32,7 @@ impl Event {
             Self::StackUpsert(_) => "stack.upsert",
             Self::StackDelete { .. } => "stack.delete",
             Self::RefreshStatus(_) => "refresh.status",
+            Self::StackHistory { .. } => "stack.history",
         }
     }
 
@@ -37,6 +43,9 @@ impl Event {
             Self::StackUpsert(record) => serde_json::to_value(record),
             Self::StackDelete { path } => Ok(serde_json::json!({ "path": path })),
             Self::RefreshStatus(status) => serde_json::to_value(status),
+            Self::StackHistory { path, deployment } => {
+                Ok(serde_json::json!({ "path": path, "deployment": deployment }))
+            }
         };
         // Serialising these plain structs cannot fail (no maps with non-string keys).
         value.unwrap_or(Value::Null)

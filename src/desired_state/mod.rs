@@ -16,7 +16,6 @@
 
 pub mod census;
 mod events;
-mod history;
 pub mod public;
 pub mod store;
 pub mod transitions;

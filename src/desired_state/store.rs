@@ -7,11 +7,10 @@
 //! their order matches the order of the changes; [`Store::subscribe`] takes the current records
 //! and a receiver under the same lock, so a subscriber misses nothing and sees nothing twice.
 //!
-//! The store also keeps each stack's sync history of this run ([`Store::history`]): a bounded
-//! list of the statuses it reached, recorded as the reconciler changes them. Nothing of it
-//! survives a restart; the labels on the host stay the durable record.
-//! The entries and their bounding live in `history`, the [`Event`] type in `events`; this
-//! file is the cache that holds them under its lock.
+//! The deployment history is not kept here: it is durable, in `crate::history`, written by
+//! the reconciler. The store only announces a new record on the event stream
+//! ([`Store::publish_history`]), as a JSON value it does not look into. The [`Event`] type
+//! lives in `events`.
 //!
 //! Whoever reports on the whole cache (`GET /metrics`) takes a [`Census`] of it
 //! ([`Store::census`]): plain values of this module's own types, taken under the one lock. The
@@ -32,8 +31,6 @@ use super::{
 };
 
 pub use super::events::Event;
-use super::history::History;
-pub use super::history::{HISTORY_PER_STACK, SyncHistoryEntry};
 
 /// How many events a slow subscriber may fall behind before it is re-sent a full snapshot.
 const EVENT_BUFFER: usize = 1024;
@@ -56,22 +53,9 @@ struct Inner {
     /// Sync state by path: every stack of the snapshot, plus stacks gone from Git that still
     /// have something on the host (`host_project` set).
     sync: BTreeMap<String, SyncInfo>,
-    /// Sync history by path, for the stacks in `sync`.
-    history: BTreeMap<String, History>,
 }
 
 impl Inner {
-    /// Records a change of one stack's sync state in its history.
-    fn note_change(&mut self, path: &str, before: &SyncInfo, after: &SyncInfo) {
-        let git_revision = self.snapshot.as_ref().map(|s| s.revision.clone());
-        self.history.entry(path.to_owned()).or_default().record(
-            before,
-            after,
-            git_revision.as_deref(),
-            SystemTime::now(),
-        );
-    }
-
     fn record(&self, path: &str) -> Option<StackRecord> {
         let sync = self.sync.get(path)?;
         match self.snapshot.as_ref().and_then(|s| s.stacks.get(path)) {
@@ -122,7 +106,6 @@ impl Store {
                 refresh: RefreshStatus::initial(configured_ref),
                 snapshot: None,
                 sync: BTreeMap::new(),
-                history: BTreeMap::new(),
             }),
             events,
         }
@@ -166,15 +149,6 @@ impl Store {
 
     pub fn stack(&self, path: &str) -> Option<StackRecord> {
         self.lock().record(path)
-    }
-
-    /// A stack's sync history of this run, oldest first (empty for an unknown path).
-    pub fn history(&self, path: &str) -> Vec<SyncHistoryEntry> {
-        self.lock()
-            .history
-            .get(path)
-            .map(|h| h.entries.iter().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// The snapshot and the sync state that belongs to it, as one consistent view.
@@ -275,7 +249,6 @@ impl Store {
                     report.removed.push(path.clone());
                 }
                 inner.sync.remove(&path);
-                inner.history.remove(&path);
                 self.publish(Event::StackDelete { path });
             }
         }
@@ -350,8 +323,6 @@ impl Store {
         let before = sync.clone();
         change(sync);
         if *sync != before {
-            let after = sync.clone();
-            inner.note_change(path, &before, &after);
             if let Some(record) = inner.record(path) {
                 self.publish(Event::StackUpsert(Box::new(record)));
             }
@@ -377,8 +348,6 @@ impl Store {
         sync.host_project = Some(project.to_owned());
         change(sync);
         if *sync != before {
-            let after = sync.clone();
-            inner.note_change(path, &before, &after);
             if let Some(record) = inner.record(path) {
                 self.publish(Event::StackUpsert(Box::new(record)));
             }
@@ -427,11 +396,23 @@ impl Store {
             return;
         }
         if inner.sync.remove(path).is_some() {
-            inner.history.remove(path);
             self.publish(Event::StackDelete {
                 path: path.to_owned(),
             });
         }
+    }
+
+    /// Announces a new deployment record of the stack at `path` (`stack.history`). The record
+    /// is a JSON value the store does not look into: the history's type is not the desired
+    /// state's business. Sent under the lock like every other event, so it keeps its place
+    /// among the upserts of the same stack. The caller publishes after the record is on disk:
+    /// a page that subscribes first and reads the history next misses nothing.
+    pub fn publish_history(&self, path: &str, deployment: serde_json::Value) {
+        let _inner = self.lock();
+        self.publish(Event::StackHistory {
+            path: path.to_owned(),
+            deployment,
+        });
     }
 }
 
@@ -554,123 +535,6 @@ mod tests {
         assert_eq!(store.stacks().len(), 1);
     }
 
-    fn history_statuses(store: &Store, path: &str) -> Vec<(StackStatus, StackStatus)> {
-        store
-            .history(path)
-            .iter()
-            .map(|e| (e.previous, e.status))
-            .collect()
-    }
-
-    #[test]
-    fn sync_outcomes_are_kept_in_the_history_with_the_status_before_the_sync() {
-        let store = Store::new("main".into());
-        let now = SystemTime::now();
-        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
-        store.update_stack("a", |s| s.status = StackStatus::Syncing);
-        store.update_stack("a", |s| {
-            s.status = StackStatus::Synced;
-            s.synced_revision = Some("r1".into());
-        });
-        store.update_stack("a", |s| s.status = StackStatus::Syncing);
-        store.update_stack("a", |s| {
-            s.status = StackStatus::Failed;
-            s.last_sync_error = Some("port is already allocated".into());
-        });
-        assert_eq!(
-            history_statuses(&store, "a"),
-            [
-                (StackStatus::Missing, StackStatus::Synced),
-                (StackStatus::Synced, StackStatus::Failed)
-            ]
-        );
-        let history = store.history("a");
-        assert!(history.iter().all(|e| e.duration.is_some()));
-        assert_eq!(history[0].synced_revision.as_deref(), Some("r1"));
-        assert_eq!(history[0].git_revision.as_deref(), Some("r1"));
-        assert_eq!(history[0].message, None);
-        assert_eq!(
-            history[1].message.as_deref(),
-            Some("port is already allocated")
-        );
-        assert!(store.history("unknown").is_empty());
-    }
-
-    #[test]
-    fn unchanged_statuses_and_count_updates_add_no_history() {
-        let store = Store::new("main".into());
-        let now = SystemTime::now();
-        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
-        for _ in 0..3 {
-            store.update_stack("a", |s| {
-                s.status = StackStatus::Failed;
-                s.last_sync_error = Some("cannot read the Docker host".into());
-            });
-        }
-        store.update_stack("a", |s| s.containers_total = 2);
-        assert_eq!(history_statuses(&store, "a").len(), 1);
-        // The same status with a new reason is worth an entry.
-        store.update_stack("a", |s| s.last_sync_error = Some("another reason".into()));
-        store.update_stack("a", |s| {
-            s.status = StackStatus::Drifted;
-            s.drift = Some("container app_1 exited (137)".into());
-        });
-        // A drift message that changes while the stack stays drifted adds nothing.
-        store.update_stack("a", |s| {
-            s.drift = Some("container app_1 exited (137) 5 s ago".into())
-        });
-        let history = store.history("a");
-        assert_eq!(history.len(), 3);
-        assert_eq!(history[1].message.as_deref(), Some("another reason"));
-        assert_eq!(
-            history[2].message.as_deref(),
-            Some("container app_1 exited (137)")
-        );
-        assert_eq!(history[2].duration, None);
-    }
-
-    #[test]
-    fn the_history_is_bounded_and_keeps_the_newest_entries() {
-        let store = Store::new("main".into());
-        let now = SystemTime::now();
-        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
-        for i in 0..HISTORY_PER_STACK + 7 {
-            store.update_stack("a", |s| {
-                s.status = StackStatus::Failed;
-                s.last_sync_error = Some(format!("attempt {i}"));
-            });
-        }
-        let history = store.history("a");
-        assert_eq!(history.len(), HISTORY_PER_STACK);
-        assert_eq!(history[0].message.as_deref(), Some("attempt 7"));
-        assert_eq!(
-            history.last().unwrap().message,
-            Some(format!("attempt {}", HISTORY_PER_STACK + 6))
-        );
-    }
-
-    #[test]
-    fn the_history_of_a_dropped_stack_is_dropped_with_it() {
-        let store = Store::new("main".into());
-        let now = SystemTime::now();
-        store.install_snapshot(snapshot("r1", &[("a", "1")]), Trigger::Startup, now);
-        store.update_stack("a", |s| {
-            s.status = StackStatus::Failed;
-            s.last_sync_error = Some("no services".into());
-        });
-        store.upsert_gone("old", "old", |s| {
-            s.last_sync_error = Some("removal is disabled".into());
-        });
-        store.upsert_gone("old", "old", |s| s.status = StackStatus::Deleting);
-        assert_eq!(store.history("a").len(), 1);
-        assert_eq!(store.history("old").len(), 1);
-        store.install_snapshot(snapshot("r2", &[]), Trigger::Webhook, now);
-        store.remove_gone("old");
-        assert!(store.stack("a").is_none());
-        assert!(store.history("a").is_empty());
-        assert!(store.history("old").is_empty());
-    }
-
     #[test]
     fn the_json_of_all_stacks_is_the_json_of_their_records() {
         let store = Store::new("main".into());
@@ -726,6 +590,20 @@ mod tests {
             })
             .collect();
         assert_eq!(upserts, ["c", "d"]);
+    }
+
+    #[test]
+    fn a_new_deployment_is_announced_with_its_path_and_record_as_given() {
+        let store = Store::new("main".into());
+        let (_, mut rx) = store.subscribe();
+        let deployment = serde_json::json!({"id": 7, "outcome": "succeeded"});
+        store.publish_history("apps/web", deployment.clone());
+        let event = rx.try_recv().unwrap();
+        assert_eq!(event.name(), "stack.history");
+        assert_eq!(
+            event.data(),
+            serde_json::json!({"path": "apps/web", "deployment": deployment})
+        );
     }
 
     #[test]

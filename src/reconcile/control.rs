@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use super::diff::{ServicePlan, in_sync, plan_services};
 use super::{Reason, ReconcileHandle, Reconciler};
+use crate::desired_state::store::Store;
 use crate::desired_state::{SyncInfo, Target};
 use crate::engine::Actual;
 use crate::git::{FileDiff, GitError, StackAt};
@@ -68,27 +69,36 @@ pub struct StackDiff {
 pub struct Records {
     pub history: History,
     pub controls: Controls,
+    /// Where a new record is announced (`stack.history`), once it is on disk.
+    store: Arc<Store>,
     /// Pinned commits already looked up, by (stack, revision).
     targets: Mutex<HashMap<(String, String), Target>>,
 }
 
 impl Records {
-    pub fn new(history: History, controls: Controls) -> Self {
+    pub fn new(history: History, controls: Controls, store: Arc<Store>) -> Self {
         Self {
             history,
             controls,
+            store,
             targets: Mutex::default(),
         }
     }
 
-    /// Appends one deployment, off the async threads (one `fdatasync`). A failure is logged:
-    /// the sync itself happened, and its state is in the stack record either way.
+    /// Appends one deployment, off the async threads (one `fdatasync`), then announces it on
+    /// the event stream. A failure is logged: the sync itself happened, and its state is in
+    /// the stack record either way.
     pub async fn record(self: &Arc<Self>, deployment: NewDeployment) {
         let me = self.clone();
         let stack = deployment.stack.clone();
         let written = tokio::task::spawn_blocking(move || me.history.append(deployment)).await;
         match written {
-            Ok(Ok(_)) => {}
+            Ok(Ok(deployment)) => {
+                // A struct of strings, numbers and lists: serialising cannot fail.
+                if let Ok(value) = serde_json::to_value(&deployment) {
+                    self.store.publish_history(&stack, value);
+                }
+            }
             Ok(Err(e)) => {
                 tracing::error!(stack = %Untrusted::new(&stack), error = %crate::error_chain(&e), "cannot record the deployment in the history")
             }

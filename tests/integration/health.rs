@@ -149,11 +149,13 @@ async fn every_surface_shows_each_stacks_health_and_why() {
     );
     assert!(!grid.contains("<b>curl"), "{grid}");
     assert!(
-        grid.contains("data-path=\"api\" data-status=\"missing\" data-health=\"healthy\" hidden>"),
+        grid.contains("data-path=\"api\" data-status=\"missing\" data-health=\"healthy\" data-control=\"\" hidden>"),
         "the filter hides the healthy stack: {grid}"
     );
     assert!(
-        grid.contains("data-path=\"web\" data-status=\"missing\" data-health=\"degraded\">"),
+        grid.contains(
+            "data-path=\"web\" data-status=\"missing\" data-health=\"degraded\" data-control=\"\">"
+        ),
         "{grid}"
     );
     assert!(

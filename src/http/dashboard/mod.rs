@@ -6,8 +6,10 @@
 //! escaped by the template engine, never by hand. The script and the stylesheet (`assets/`
 //! here) are embedded with `include_str!`; there is no build step. Everything lives under
 //! `src/` so the container build, which copies `src/` only, has it. The script keeps the pages
-//! live from `/api/events`, filters the grid (by status, by health, by path), and sends the
-//! refresh and acknowledge requests.
+//! live from `/api/events`, filters the grid (by status, by health, by control, by path), sends
+//! the refresh and acknowledge requests and the operator's (sync now, rollback, suspend,
+//! resume, unpin, all with the API token), prepends new deployments to the stack page's
+//! history (`stack.history`), and fetches and shows the stack's diff (`/api/stacks/{path}/diff`).
 //! Pages are served with a Content-Security-Policy that allows only these same-origin files:
 //! no inline script, style or event handler.
 //!
@@ -33,8 +35,8 @@ use sha2::{Digest, Sha256};
 
 use super::names::WireName;
 use super::{ApiError, AppState};
-use crate::desired_state::store::{HISTORY_PER_STACK, SyncHistoryEntry};
 use crate::desired_state::{Health, RefreshStatus, StackRecord, StackStatus, rfc3339};
+use crate::history::{Deployment, Outcome};
 use crate::stack::ContainerView;
 
 /// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
@@ -55,6 +57,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 /// How many hex digits of a commit id the pages show.
 const SHORT_REVISION: usize = 12;
+/// How many the grid's "pinned" badge shows (`PIN_REVISION` in the script).
+const PIN_REVISION: usize = 7;
+/// The operator's holds the grid can filter by (`?control=`), in the order of their chips.
+const CONTROLS: [&str; 2] = ["pinned", "suspended"];
 
 /// The grid's query string: `?status=failed&health=degraded&q=web`. Unknown or malformed
 /// parameters are ignored (the page then shows everything).
@@ -64,6 +70,9 @@ pub(super) struct GridQuery {
     status: String,
     #[serde(default)]
     health: String,
+    /// `pinned` or `suspended`.
+    #[serde(default)]
+    control: String,
     #[serde(default)]
     q: String,
 }
@@ -79,6 +88,9 @@ impl GridQuery {
         if !Health::ALL.iter().any(|h| h.wire_name() == query.health) {
             query.health.clear();
         }
+        if !CONTROLS.contains(&query.control.as_str()) {
+            query.control.clear();
+        }
         query
     }
 
@@ -86,6 +98,7 @@ impl GridQuery {
     fn matches(&self, record: &StackRecord) -> bool {
         (self.status.is_empty() || status_name(record) == self.status)
             && (self.health.is_empty() || record.sync.health.wire_name() == self.health)
+            && (self.control.is_empty() || control_name(record) == self.control)
             && (self.q.is_empty()
                 || record
                     .path
@@ -202,6 +215,14 @@ struct CardView {
     drift: String,
     error: String,
     warnings: String,
+    /// The pinned commit, shortened to [`PIN_REVISION`] (empty: not pinned).
+    pinned: String,
+    /// The whole pinned commit (the badge's tooltip).
+    pinned_revision: String,
+    suspended: bool,
+    /// The control the card counts under for the filter: `pinned`, `suspended` or empty.
+    /// A stack both pinned and suspended counts as suspended (that is what holds it).
+    control: String,
     hidden: bool,
 }
 
@@ -240,6 +261,14 @@ impl CardView {
                 .or_else(|| sync.last_sync_error.clone())
                 .unwrap_or_default(),
             warnings: record.warnings.join("; "),
+            pinned: sync
+                .pinned_revision
+                .as_deref()
+                .map(|r| r.chars().take(PIN_REVISION).collect())
+                .unwrap_or_default(),
+            pinned_revision: sync.pinned_revision.clone().unwrap_or_default(),
+            suspended: sync.suspended,
+            control: control_name(record).to_owned(),
             hidden: !query.matches(record),
             status,
         }
@@ -296,6 +325,7 @@ struct DashboardPage {
     header: Header,
     chips: Vec<Chip>,
     health_chips: Vec<Chip>,
+    control_chips: Vec<Chip>,
     cards: Vec<CardView>,
     blank: CardView,
     query: String,
@@ -329,6 +359,11 @@ struct DetailView {
     last_sync_status: String,
     running: u32,
     total: u32,
+    /// The commit the stack runs (empty: none known).
+    running_revision: String,
+    /// The commit the stack is pinned at (empty: it follows Git).
+    pinned_revision: String,
+    suspended: bool,
 }
 
 impl DetailView {
@@ -364,6 +399,9 @@ impl DetailView {
                 .unwrap_or_default(),
             running: sync.containers_running,
             total: sync.containers_total,
+            running_revision: sync.synced_revision.clone().unwrap_or_default(),
+            pinned_revision: sync.pinned_revision.clone().unwrap_or_default(),
+            suspended: sync.suspended,
             status,
         }
     }
@@ -395,42 +433,68 @@ impl From<ContainerView> for ContainerRow {
     }
 }
 
-/// One row of the sync history.
-#[derive(Debug)]
-struct HistoryRow {
-    at: Stamp,
-    /// Empty when the status did not change (a new error with the same status).
-    previous: String,
-    status: String,
+/// One row of the deployment history; `fillDeployment` in the script is its twin.
+#[derive(Debug, Default)]
+struct DeploymentRow {
+    id: String,
+    started_at: Stamp,
+    duration: String,
+    trigger: String,
     revision: String,
     revision_short: String,
-    duration: String,
-    message: String,
+    commit_message: String,
+    outcome: String,
+    reason: String,
+    /// `service: image (id)`, one per service.
+    images: Vec<String>,
+    /// A rollback to this row's commit is offered: it succeeded, and the stack runs another
+    /// commit now.
+    rollback: bool,
 }
 
-impl HistoryRow {
-    fn new(entry: &SyncHistoryEntry) -> Self {
-        let status = entry.status.wire_name();
-        let previous = entry.previous.wire_name();
-        // What the stack runs after a success; what Git asked for otherwise.
-        let revision = match entry.status {
-            StackStatus::Synced => entry.synced_revision.clone(),
-            _ => entry.git_revision.clone(),
-        }
-        .unwrap_or_default();
+impl DeploymentRow {
+    /// `running`: the commit the stack runs now; `controls`: the operator's buttons are shown
+    /// (reconciling is on).
+    fn new(d: &Deployment, running: Option<&str>, controls: bool) -> Self {
         Self {
-            at: Stamp::new(Some(entry.at), ""),
-            previous: if previous == status {
-                String::new()
-            } else {
-                previous
-            },
-            status,
-            revision_short: short_revision(&revision, "—"),
-            revision,
-            duration: entry.duration.map(format_duration).unwrap_or_default(),
-            message: entry.message.clone().unwrap_or_default(),
+            id: d.id.to_string(),
+            started_at: Stamp::new(Some(d.started_at), ""),
+            duration: format_duration(
+                d.finished_at
+                    .duration_since(d.started_at)
+                    .unwrap_or_default(),
+            ),
+            trigger: d.trigger.as_str().to_owned(),
+            revision_short: short_revision(&d.revision, "—"),
+            revision: d.revision.clone(),
+            commit_message: first_line(Some(&d.commit_message)),
+            outcome: d.outcome.as_str().to_owned(),
+            reason: d.reason.clone().unwrap_or_default(),
+            images: d
+                .images
+                .iter()
+                .map(|i| {
+                    image_text(
+                        &i.service,
+                        &i.image,
+                        i.image_id.as_deref().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            rollback: controls
+                && d.outcome == Outcome::Succeeded
+                && running.is_none_or(|r| r != d.revision),
         }
+    }
+}
+
+/// `web: nginx:1.27 (sha256:0123456789ab)`; `imageText` in the script.
+fn image_text(service: &str, image: &str, image_id: &str) -> String {
+    let id: String = image_id.chars().take(7 + SHORT_REVISION).collect();
+    if id.is_empty() {
+        format!("{service}: {image}")
+    } else {
+        format!("{service}: {image} ({id})")
     }
 }
 
@@ -441,8 +505,14 @@ struct StackPage {
     s: DetailView,
     containers: Vec<ContainerRow>,
     containers_error: String,
-    history: Vec<HistoryRow>,
-    history_limit: usize,
+    /// Newest first.
+    history: Vec<DeploymentRow>,
+    /// Why the history cannot be shown (empty: it can).
+    history_error: String,
+    /// Reconciling is on: the operator's buttons are shown.
+    controls: bool,
+    /// The empty row the script clones for a deployment announced live.
+    blank_deployment: DeploymentRow,
 }
 
 #[derive(Template)]
@@ -470,6 +540,13 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
         |c| &c.health,
         &query.health,
     );
+    let control_chips = Chip::row(
+        "any control",
+        CONTROLS.iter().map(|c| (*c).to_owned()),
+        &cards,
+        |c| &c.control,
+        &query.control,
+    );
     let empty_reason = if cards.is_empty() {
         "none"
     } else if cards.iter().all(|c| c.hidden) {
@@ -481,6 +558,7 @@ pub(super) fn grid_page(state: &AppState, query: &GridQuery) -> Response {
         header: Header::new(state),
         chips,
         health_chips,
+        control_chips,
         running: cards.iter().map(|c| c.running).sum(),
         containers: cards.iter().map(|c| c.total).sum(),
         cards,
@@ -517,20 +595,29 @@ pub(super) async fn stack_page(
             ),
             Err(e) => (Vec::new(), state.info.errors.render(&*e).into_string()),
         };
-    let history = state
-        .store
-        .history(&path)
-        .iter()
-        .rev()
-        .map(HistoryRow::new)
-        .collect();
+    let running = record.sync.synced_revision.as_deref();
+    let controls = state.reconcile.is_some();
+    let (history, history_error) = match state.reconcile.as_ref().map(|h| h.history(&path)) {
+        Some(Ok(deployments)) => (
+            deployments
+                .iter()
+                .map(|d| DeploymentRow::new(d, running, controls))
+                .collect(),
+            String::new(),
+        ),
+        // The stack went away between the two reads: the next event says so.
+        Some(Err(e)) => (Vec::new(), e.to_string()),
+        None => (Vec::new(), String::new()),
+    };
     let page = StackPage {
         header: Header::new(&state),
         s: DetailView::new(&record),
         containers,
         containers_error,
         history,
-        history_limit: HISTORY_PER_STACK,
+        history_error,
+        controls,
+        blank_deployment: DeploymentRow::default(),
     };
     html(StatusCode::OK, page.render())
 }
@@ -625,6 +712,18 @@ pub(super) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Respo
         asset.body,
     )
         .into_response()
+}
+
+/// The operator's hold on a stack, as the grid's control filter names it: `suspended`, else
+/// `pinned`, else empty (`controlName` in the script).
+fn control_name(record: &StackRecord) -> &'static str {
+    if record.sync.suspended {
+        "suspended"
+    } else if record.sync.pinned_revision.is_some() {
+        "pinned"
+    } else {
+        ""
+    }
 }
 
 fn status_name(record: &StackRecord) -> String {
@@ -726,6 +825,7 @@ mod tests {
             },
             chips: vec![],
             health_chips: vec![],
+            control_chips: vec![],
             cards: vec![CardView::new(&evil, &GridQuery::default())],
             blank: CardView::blank(),
             query: "\"><script>".into(),
@@ -770,6 +870,7 @@ mod tests {
             },
             chips: vec![],
             health_chips: vec![],
+            control_chips: vec![],
             cards: vec![],
             blank: CardView::blank(),
             query: String::new(),
@@ -867,6 +968,7 @@ mod tests {
                 |c| &c.health,
                 &query.health,
             ),
+            control_chips: vec![],
             cards,
             blank: CardView::blank(),
             query: String::new(),
@@ -892,10 +994,12 @@ mod tests {
         // The health filter hides the degraded card; the status badge is still first.
         assert!(
             html.contains(
-                "data-path=\"web\" data-status=\"synced\" data-health=\"degraded\" hidden>"
+                "data-path=\"web\" data-status=\"synced\" data-health=\"degraded\" data-control=\"\" hidden>"
             )
         );
-        assert!(html.contains("data-path=\"db\" data-status=\"synced\" data-health=\"healthy\">"));
+        assert!(html.contains(
+            "data-path=\"db\" data-status=\"synced\" data-health=\"healthy\" data-control=\"\">"
+        ));
         // One chip per health and "any health", counted, the filtered one pressed.
         let chips = html
             .split("aria-label=\"filter by health\"")
@@ -927,7 +1031,9 @@ mod tests {
                 containers: vec![],
                 containers_error: String::new(),
                 history: vec![],
-                history_limit: HISTORY_PER_STACK,
+                history_error: String::new(),
+                controls: false,
+                blank_deployment: DeploymentRow::default(),
             }
             .render()
             .unwrap()
@@ -960,6 +1066,147 @@ mod tests {
         ));
         assert!(html.contains("data-health=\"healthy\" title=\"\">healthy</span>"));
         assert!(!html.contains("health-message"), "{html}");
+    }
+
+    fn deployment(id: u64, revision: &str, outcome: Outcome, reason: Option<&str>) -> Deployment {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_347_000);
+        Deployment {
+            id,
+            stack: "web".into(),
+            revision: revision.into(),
+            commit_message: "<b>subject</b>\nbody".into(),
+            content_hash: "c0ffee".into(),
+            trigger: crate::history::Trigger::Commit,
+            started_at: at,
+            finished_at: at + Duration::from_secs(4),
+            outcome,
+            reason: reason.map(str::to_owned),
+            images: vec![crate::history::DeployedImage {
+                service: "app".into(),
+                image: "busybox:1.36".into(),
+                image_id: Some("sha256:0123456789abcdef0123".into()),
+            }],
+        }
+    }
+
+    fn stack_page(record: &StackRecord, history: &[Deployment], controls: bool) -> String {
+        let running = record.sync.synced_revision.as_deref();
+        StackPage {
+            header: header(),
+            s: DetailView::new(record),
+            containers: vec![],
+            containers_error: String::new(),
+            history: history
+                .iter()
+                .map(|d| DeploymentRow::new(d, running, controls))
+                .collect(),
+            history_error: String::new(),
+            controls,
+            blank_deployment: DeploymentRow::default(),
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_history_offers_a_rollback_only_to_succeeded_deployments_of_another_commit() {
+        let mut web = record("web", StackStatus::Synced);
+        web.sync.synced_revision = Some("bbbb".into());
+        let history = [
+            deployment(3, "bbbb", Outcome::Succeeded, None),
+            deployment(2, "cccc", Outcome::Failed, Some("web: <i>unhealthy</i>")),
+            deployment(1, "aaaa", Outcome::Succeeded, None),
+        ];
+        let html = stack_page(&web, &history, true);
+        let rows: Vec<&str> = html.split("<tr data-deployment=").skip(1).collect();
+        // Three rows and the blank one of the template.
+        assert_eq!(rows.len(), 4, "{html}");
+        assert!(
+            rows[0].contains("data-revision=\"bbbb\" hidden>"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[1].contains("data-revision=\"cccc\" hidden>"),
+            "{}",
+            rows[1]
+        );
+        assert!(
+            rows[2].contains("data-revision=\"aaaa\">Roll back to this"),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[3].starts_with("\"\" data-outcome=\"\""), "{}", rows[3]);
+        assert!(rows[1].contains("data-outcome=\"failed\">failed</span>"));
+        assert!(
+            rows[1].contains("web: &#60;i&#62;unhealthy&#60;/i&#62;"),
+            "{}",
+            rows[1]
+        );
+        assert!(rows[0].contains("&#60;b&#62;subject&#60;/b&#62;"));
+        assert!(!html.contains("<b>subject") && !html.contains("<i>unhealthy"));
+        assert!(rows[0].contains("<code>app: busybox:1.36 (sha256:0123456789ab)</code>"));
+        assert!(rows[0].contains(">4.0 s</span>"), "{}", rows[0]);
+        assert!(rows[0].contains("datetime=\"2025-11-28T16:23:20Z\""));
+        // The operator's buttons; no unpin or resume for a stack that is neither.
+        assert!(
+            html.contains("data-action=\"sync\" data-path=\"web\">Sync now"),
+            "{html}"
+        );
+        assert!(html.contains("data-action=\"unpin\" data-path=\"web\" hidden>"));
+        assert!(html.contains("data-action=\"suspend\" data-path=\"web\">Suspend"));
+        assert!(html.contains("data-action=\"resume\" data-path=\"web\" hidden>"));
+        assert!(html.contains("id=\"stack-diff\""));
+        assert!(html.contains("data-running=\"bbbb\" data-controls=\"true\""));
+
+        // Without reconciling: no buttons at all, and the page says why nothing is recorded.
+        let html = stack_page(&web, &[], false);
+        assert!(!html.contains("data-action=\"sync\""));
+        assert!(html.contains("Reconciling is disabled"), "{html}");
+        assert!(!html.contains("Roll back to this</button>\n</tr>\n\n  </tbody>"));
+    }
+
+    #[test]
+    fn a_pinned_or_suspended_stack_says_so_on_its_page_and_its_card() {
+        let mut web = record("web", StackStatus::Synced);
+        web.sync.pinned_revision = Some("e55f32bec0b1e7ca08085a6d120683ba0e804db8".into());
+        let html = stack_page(&web, &[], true);
+        assert!(html.contains("id=\"pinned-note\""), "{html}");
+        assert!(html.contains("data-action=\"unpin\" data-path=\"web\">Unpin"));
+        let card = CardView::new(&web, &GridQuery::parse(Some("control=pinned")));
+        assert_eq!(
+            (card.pinned.as_str(), card.control.as_str(), card.hidden),
+            ("e55f32b", "pinned", false)
+        );
+        assert!(CardView::new(&web, &GridQuery::parse(Some("control=suspended"))).hidden);
+
+        web.sync.suspended = true;
+        let html = stack_page(&web, &[], true);
+        assert!(html.contains("id=\"suspended-note\""));
+        assert!(html.contains("data-action=\"sync\" data-path=\"web\" hidden>"));
+        assert!(html.contains("data-action=\"resume\" data-path=\"web\">Resume"));
+        let card = CardView::new(&web, &GridQuery::parse(Some("control=suspended")));
+        assert_eq!((card.control.as_str(), card.hidden), ("suspended", false));
+        let page = DashboardPage {
+            header: header(),
+            chips: vec![],
+            health_chips: vec![],
+            control_chips: vec![],
+            cards: vec![card],
+            blank: CardView::blank(),
+            query: String::new(),
+            running: 0,
+            containers: 0,
+            empty_reason: "",
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("data-field=\"pinned\" title=\"e55f32bec0b1e7ca08085a6d120683ba0e804db8\">pinned e55f32b</span>"),
+            "{html}"
+        );
+        assert!(html.contains("data-field=\"suspended\">suspended</span>"));
+        assert!(html.contains("data-control=\"suspended\""));
+        assert_eq!(GridQuery::parse(Some("control=bogus")).control, "");
     }
 
     #[test]

@@ -1,12 +1,14 @@
-// docker-cd dashboard: live updates from /api/events, the grid's filter, and the refresh and
-// drift-acknowledge buttons. Plain JavaScript served from the binary; no build step.
+// docker-cd dashboard: live updates from /api/events, the grid's filter, the refresh and
+// drift-acknowledge buttons, the operator's buttons of the stack page (sync now, rollback,
+// suspend, resume, unpin), its live deployment history and its diff. Plain JavaScript served
+// from the binary; no build step.
 //
 // Safety: values from the server are written with textContent and attributes only, never
 // parsed as HTML, except the stack page, which is fetched again whole from the server (where
 // askama escaped it) and swapped in. No inline handlers: the page's CSP allows this file only.
 //
 // fillCard() is the twin of CardView in src/http/dashboard/mod.rs: both render a stack record into
-// the same card markup. Change them together.
+// the same card markup; fillDeployment() is the twin of DeploymentRow. Change them together.
 'use strict';
 
 (() => {
@@ -15,6 +17,7 @@
   const tokenRequired = body.dataset.tokenRequired === 'true';
   const TOKEN_KEY = 'docker-cd.apiToken';
   const SHORT_REVISION = 12;
+  const PIN_REVISION = 7;
 
   // ---------------------------------------------------------------------------------------
   // Formatting (the same rules as the server's)
@@ -30,6 +33,14 @@
 
   function firstLine(message) {
     return message ? message.split(/\r?\n/)[0].trim() : '';
+  }
+
+  /** `850 ms`, `4.2 s`, `3 min 5 s`: format_duration on the server. */
+  function durationText(ms) {
+    if (ms < 1000) return `${ms} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+    const secs = Math.floor(ms / 1000);
+    return `${Math.floor(secs / 60)} min ${secs % 60} s`;
   }
 
   /** `refresh started` → `Refresh started.` */
@@ -200,6 +211,27 @@
       () => `Drift of ${path} acknowledged: it is re-applied from Git.`);
   });
 
+  // The operator's buttons of the stack page: POST /api/stacks/{path}/{action}, the answer or
+  // the error in the notice. The page follows the change through the event stream.
+  const operations = {
+    sync: (path) => `Sync of ${path} queued: it is re-applied now, even if in sync.`,
+    rollback: (path, answer) => `Rollback of ${path} to ${shortRevision(answer.revision, '?')} queued; `
+      + 'the stack is pinned there until it is unpinned.',
+    unpin: (path) => `${path} unpinned: it follows Git again.`,
+    suspend: (path) => `${path} suspended: it is never synced, reverted or removed until resumed.`,
+    resume: (path) => `${path} resumed: the next sync applies what differs.`,
+  };
+
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('[data-action]');
+    if (!button || !Object.hasOwn(operations, button.dataset.action)) return;
+    const action = button.dataset.action;
+    const path = button.dataset.path || body.dataset.stackPath;
+    const payload = action === 'rollback' ? { revision: button.dataset.revision } : null;
+    send(`/api/stacks/${encodeURIComponent(path)}/${action}`, payload, button,
+      (answer) => operations[action](path, answer));
+  });
+
   // ---------------------------------------------------------------------------------------
   // The grid
 
@@ -207,13 +239,20 @@
   const cardTemplate = document.getElementById('card-template');
   const records = new Map();
   const cards = new Map();
-  const filter = { status: '', health: '', q: '' };
+  const filter = { status: '', health: '', control: '', q: '' };
+
+  /** The same as control_name on the server: what holds the stack, for the filter. */
+  function controlName(rec) {
+    if (rec.suspended) return 'suspended';
+    return rec.pinnedRevision ? 'pinned' : '';
+  }
 
   function fillCard(card, rec) {
     const field = (name) => card.querySelector(`[data-field="${name}"]`);
     card.dataset.path = rec.path;
     card.dataset.status = rec.status;
     card.dataset.health = rec.health || '';
+    card.dataset.control = controlName(rec);
     const link = field('path');
     link.textContent = rec.path;
     link.setAttribute('href', `/stacks/${encodeURIComponent(rec.path)}`);
@@ -227,6 +266,10 @@
     optional(field('project'),
       rec.projectName && rec.projectName !== rec.path ? `project ${rec.projectName}` : '');
     field('not-in-git').hidden = rec.inGit;
+    const pinned = field('pinned');
+    optional(pinned, rec.pinnedRevision ? `pinned ${rec.pinnedRevision.slice(0, PIN_REVISION)}` : '');
+    pinned.title = rec.pinnedRevision || '';
+    field('suspended').hidden = !rec.suspended;
     const running = rec.containersRunning || 0;
     const total = rec.containersTotal || 0;
     field('containers').textContent = `${running}/${total}`;
@@ -252,6 +295,7 @@
     const q = filter.q.trim().toLowerCase();
     return (!filter.status || card.dataset.status === filter.status)
       && (!filter.health || card.dataset.health === filter.health)
+      && (!filter.control || card.dataset.control === filter.control)
       && (!q || card.dataset.path.toLowerCase().includes(q));
   }
 
@@ -292,11 +336,14 @@
   function updateSummary() {
     const counts = new Map();
     const healthCounts = new Map();
+    const controlCounts = new Map();
     let running = 0;
     let total = 0;
     for (const rec of records.values()) {
       counts.set(rec.status, (counts.get(rec.status) || 0) + 1);
       healthCounts.set(rec.health, (healthCounts.get(rec.health) || 0) + 1);
+      const control = controlName(rec);
+      controlCounts.set(control, (controlCounts.get(control) || 0) + 1);
       running += rec.containersRunning || 0;
       total += rec.containersTotal || 0;
     }
@@ -307,6 +354,10 @@
     for (const count of document.querySelectorAll('[data-health-count]')) {
       const health = count.dataset.healthCount;
       count.textContent = String(health ? (healthCounts.get(health) || 0) : records.size);
+    }
+    for (const count of document.querySelectorAll('[data-control-count]')) {
+      const control = count.dataset.controlCount;
+      count.textContent = String(control ? (controlCounts.get(control) || 0) : records.size);
     }
     document.getElementById('containers-total').textContent = `${running}/${total}`;
     const empty = document.getElementById('empty');
@@ -326,9 +377,13 @@
     for (const chip of document.querySelectorAll('[data-filter-health]')) {
       chip.setAttribute('aria-pressed', String(chip.dataset.filterHealth === filter.health));
     }
+    for (const chip of document.querySelectorAll('[data-filter-control]')) {
+      chip.setAttribute('aria-pressed', String(chip.dataset.filterControl === filter.control));
+    }
     const params = new URLSearchParams();
     if (filter.status) params.set('status', filter.status);
     if (filter.health) params.set('health', filter.health);
+    if (filter.control) params.set('control', filter.control);
     if (filter.q) params.set('q', filter.q);
     const query = params.toString();
     history.replaceState(null, '', query ? `/?${query}` : '/');
@@ -346,6 +401,10 @@
       .map((chip) => chip.dataset.filterHealth);
     const health = params.get('health') || '';
     filter.health = healths.includes(health) ? health : '';
+    const controls = [...document.querySelectorAll('[data-filter-control]')]
+      .map((chip) => chip.dataset.filterControl);
+    const control = params.get('control') || '';
+    filter.control = controls.includes(control) ? control : '';
     filter.q = params.get('q') || '';
     const search = document.getElementById('search');
     search.value = filter.q;
@@ -360,6 +419,9 @@
       }
       if (event.submitter && event.submitter.dataset.filterHealth !== undefined) {
         filter.health = event.submitter.dataset.filterHealth;
+      }
+      if (event.submitter && event.submitter.dataset.filterControl !== undefined) {
+        filter.control = event.submitter.dataset.filterControl;
       }
       applyFilter();
     });
@@ -388,16 +450,73 @@
   };
 
   // ---------------------------------------------------------------------------------------
-  // The stack page: fetched again from the server whenever its stack changes.
+  // The stack page: fetched again from the server whenever its stack changes; deployments the
+  // event stream announces are prepended to its history at once; the diff is read from the API.
 
   const stackPath = body.dataset.stackPath;
   let reloading = false;
   let reloadAgain = false;
   let firstSnapshot = true;
+  /** Deployments announced since the page loaded, by id: put back after a swap of the page. */
+  const liveDeployments = new Map();
+  const MAX_LIVE_DEPLOYMENTS = 50;
 
   function markRemoved() {
     const removed = document.getElementById('removed');
     if (removed) removed.hidden = false;
+  }
+
+  /** `web: nginx:1.27 (sha256:0123456789ab)`: image_text on the server. */
+  function imageText(image) {
+    const id = (image.imageId || '').slice(0, 7 + SHORT_REVISION);
+    return id ? `${image.service}: ${image.image} (${id})` : `${image.service}: ${image.image}`;
+  }
+
+  /** The twin of DeploymentRow: a history record into a row of the history table. */
+  function fillDeployment(row, d, running, controls) {
+    const field = (name) => row.querySelector(`[data-field="${name}"]`);
+    row.dataset.deployment = String(d.id);
+    row.dataset.outcome = d.outcome;
+    field('id').textContent = String(d.id);
+    setTime(field('started-at'), d.startedAt, '');
+    const took = Date.parse(d.finishedAt) - Date.parse(d.startedAt);
+    field('duration').textContent = durationText(Number.isFinite(took) && took > 0 ? took : 0);
+    field('trigger').textContent = d.trigger;
+    const revision = field('revision');
+    revision.textContent = shortRevision(d.revision, '—');
+    revision.title = d.revision || '';
+    field('commit-message').textContent = firstLine(d.commitMessage);
+    const outcome = field('outcome');
+    outcome.textContent = d.outcome;
+    outcome.dataset.outcome = d.outcome;
+    field('reason').textContent = d.reason || '';
+    field('images').replaceChildren(...(d.images || []).map((image) => {
+      const item = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = imageText(image);
+      item.append(code);
+      return item;
+    }));
+    const rollback = row.querySelector('[data-action="rollback"]');
+    rollback.dataset.revision = d.revision;
+    rollback.hidden = !(controls && d.outcome === 'succeeded' && d.revision !== running);
+  }
+
+  /** Puts a deployment in the history table, newest first, unless it is there already. */
+  function showDeployment(d) {
+    const table = document.getElementById('history');
+    const template = document.getElementById('deployment-template');
+    const detail = document.getElementById('stack-detail');
+    if (!table || !template || !detail) return;
+    const rows = table.tBodies[0];
+    const id = Number(d.id);
+    if ([...rows.rows].some((r) => Number(r.dataset.deployment) === id)) return;
+    const row = template.content.firstElementChild.cloneNode(true);
+    fillDeployment(row, d, detail.dataset.running || '', detail.dataset.controls === 'true');
+    const next = [...rows.rows].find((r) => Number(r.dataset.deployment) < id) || null;
+    rows.insertBefore(row, next);
+    document.getElementById('history-wrap').hidden = false;
+    document.getElementById('no-history').hidden = true;
   }
 
   async function reloadDetail() {
@@ -422,11 +541,137 @@
         const fresh = doc.getElementById('stack-detail');
         const current = document.getElementById('stack-detail');
         if (fresh && current) current.replaceWith(document.adoptNode(fresh));
+        // A deployment announced while the page was being rendered is not in it yet.
+        for (const d of liveDeployments.values()) showDeployment(d);
       } while (reloadAgain);
     } catch {
       // The connection banner tells about network trouble.
     } finally {
       reloading = false;
+    }
+    loadDiff();
+  }
+
+  // The diff: GET /api/stacks/{path}/diff, shown with textContent only.
+  let diffLoading = false;
+  let diffAgain = false;
+
+  function diffError(text) {
+    const section = document.getElementById('stack-diff');
+    section.dataset.state = 'error';
+    document.getElementById('diff-status').textContent = '';
+    optional(document.getElementById('diff-error'), `Cannot show the diff: ${text}`);
+    document.getElementById('diff-body').hidden = true;
+  }
+
+  /** One file of the diff: a collapsible block with its unified diff, lines marked +/-. */
+  function diffFile(file) {
+    const details = document.createElement('details');
+    details.className = 'file';
+    details.dataset.change = file.change;
+    details.dataset.path = file.path;
+    const summary = document.createElement('summary');
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.dataset.change = file.change;
+    badge.textContent = file.change;
+    const path = document.createElement('code');
+    path.textContent = file.path;
+    summary.append(badge, ' ', path);
+    for (const [flag, label] of [['binary', 'binary'], ['truncated', 'cut at 64 KiB']]) {
+      if (!file[flag]) continue;
+      const tag = document.createElement('span');
+      tag.className = 'tag warn';
+      tag.dataset.flag = flag;
+      tag.textContent = label;
+      summary.append(' ', tag);
+    }
+    details.append(summary);
+    if (file.binary || file.diff == null) {
+      const note = document.createElement('p');
+      note.className = 'meta';
+      note.textContent = 'Binary file: no text diff.';
+      details.append(note);
+    } else {
+      const pre = document.createElement('pre');
+      pre.className = 'diff';
+      for (const line of file.diff.split('\n')) {
+        const span = document.createElement('span');
+        if (line.startsWith('+') && !line.startsWith('+++')) span.className = 'add';
+        else if (line.startsWith('-') && !line.startsWith('---')) span.className = 'del';
+        else if (line.startsWith('@@')) span.className = 'hunk';
+        span.textContent = `${line}\n`;
+        pre.append(span);
+      }
+      details.append(pre);
+    }
+    return details;
+  }
+
+  function fillDiff(diff) {
+    const section = document.getElementById('stack-diff');
+    section.dataset.state = 'loaded';
+    section.dataset.inSync = String(Boolean(diff.inSync));
+    optional(document.getElementById('diff-error'), '');
+    const from = diff.from ? shortRevision(diff.from, '') : 'nothing deployed';
+    document.getElementById('diff-status').textContent = diff.inSync
+      ? `In sync: nothing to do (${from}).`
+      : `Changes pending: ${from} → ${shortRevision(diff.to, '?')}.`;
+    const files = diff.files || [];
+    document.getElementById('diff-files').replaceChildren(...files.map(diffFile));
+    document.getElementById('diff-no-files').hidden = files.length > 0;
+    const services = diff.services || [];
+    document.querySelector('#diff-services tbody').replaceChildren(...services.map((service) => {
+      const row = document.createElement('tr');
+      row.dataset.service = service.name;
+      row.dataset.action = service.action;
+      const name = document.createElement('td');
+      const code = document.createElement('code');
+      code.textContent = service.name;
+      name.append(code);
+      const action = document.createElement('td');
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.dataset.planAction = service.action;
+      badge.textContent = service.action;
+      action.append(badge);
+      const reason = document.createElement('td');
+      reason.className = 'message';
+      reason.textContent = service.reason || '';
+      row.append(name, action, reason);
+      return row;
+    }));
+    document.getElementById('diff-no-services').hidden = services.length > 0;
+    document.getElementById('diff-body').hidden = false;
+  }
+
+  async function loadDiff() {
+    if (!document.getElementById('stack-diff')) return;
+    if (diffLoading) {
+      diffAgain = true;
+      return;
+    }
+    diffLoading = true;
+    try {
+      do {
+        diffAgain = false;
+        const response = await fetch(`/api/stacks/${encodeURIComponent(stackPath)}/diff`, {
+          headers: { Accept: 'application/json' },
+          cache: 'no-store',
+        });
+        let answer = null;
+        try {
+          answer = await response.json();
+        } catch {
+          // not JSON: the status line says enough
+        }
+        if (response.ok && answer) fillDiff(answer);
+        else diffError((answer && answer.error) || `${response.status} ${response.statusText}`);
+      } while (diffAgain);
+    } catch (error) {
+      diffError(`request failed: ${error.message}`);
+    } finally {
+      diffLoading = false;
     }
   }
 
@@ -443,6 +688,14 @@
     },
     remove(path) {
       if (path === stackPath) markRemoved();
+    },
+    history(data) {
+      if (data.path !== stackPath || !data.deployment) return;
+      liveDeployments.set(Number(data.deployment.id), data.deployment);
+      if (liveDeployments.size > MAX_LIVE_DEPLOYMENTS) {
+        liveDeployments.delete(liveDeployments.keys().next().value);
+      }
+      showDeployment(data.deployment);
     },
   };
 
@@ -500,6 +753,7 @@
     });
     on('stack.upsert', (rec) => { if (handlers) handlers.upsert(rec); });
     on('stack.delete', (data) => { if (handlers) handlers.remove(data.path); });
+    on('stack.history', (data) => { if (handlers && handlers.history) handlers.history(data); });
     on('refresh.status', fillRefresh);
   }
 
@@ -508,6 +762,7 @@
     handlers = gridEvents;
   } else if (page === 'stack') {
     handlers = stackEvents;
+    loadDiff();
   }
   connect();
 })();
