@@ -1262,8 +1262,6 @@ async fn the_stack_page_suspends_resumes_and_syncs_with_the_token_and_shows_depl
 }
 
 #[tokio::test]
-#[ignore = "rollback finds no stack at any commit on main: git::at::stack_at asks git for \
-            `<commit>:<dir>^{tree}`, which git reads as the path `<dir>^{tree}` (409)"]
 async fn a_stack_is_rolled_back_from_its_page_pinned_and_unpinned() {
     let Some(tools) = require_browser() else {
         return;

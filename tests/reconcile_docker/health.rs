@@ -194,10 +194,21 @@ async fn a_commit_changing_only_the_dockerfile_or_only_the_build_context_reaches
         return;
     };
     let path = &p[0];
+    // The image the stack builds has a name of its own, removed when the test ends.
+    let image = format!("{path}-built:test");
+    struct RemoveImage(String);
+    impl Drop for RemoveImage {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["image", "rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let _image = RemoveImage(image.clone());
     let repo = TestRepo::new();
     repo.write(
         &stack_file(path, "compose.yaml"),
-        "services:\n  app:\n    build: .\n    init: true\n",
+        format!("services:\n  app:\n    build: .\n    image: {image}\n    init: true\n"),
     );
     let dockerfile = |stage: &str| {
         format!(

@@ -19,10 +19,16 @@ fn env_compose(greeting: &str, extra: &str) -> String {
 
 /// The GREETING the stack's `app` container runs with.
 fn greeting(project: &str) -> String {
-    let id = docker::container_ids(project)
-        .into_iter()
-        .next()
-        .expect("a container");
+    let filter = format!("label=com.docker.compose.project={project}");
+    let ids = docker::output(&[
+        "ps",
+        "-q",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=com.docker.compose.service=app",
+    ]);
+    let id = ids.lines().next().expect("a container of app").to_owned();
     docker::output(&[
         "inspect",
         "--format",
@@ -72,6 +78,9 @@ async fn history_diff_rollback_pin_and_suspend_survive_a_restart() {
         return;
     };
     let repo = TestRepo::new();
+    // A commit without the stack, to roll back to (409).
+    repo.write("README.md", "stacks come next\n");
+    let before = repo.commit_and_push("no stack yet");
     repo.write(&stack_file(&path, "compose.yaml"), env_compose("one", ""));
     repo.write(&stack_file(&path, "notes.txt"), "first\n");
     let first = repo.commit_and_push("first version");
@@ -189,8 +198,7 @@ async fn history_diff_rollback_pin_and_suspend_survive_a_restart() {
             // the previous succeeded deployment and pins it.
             let (code, _) = post(app, &path, "rollback", json!({"revision": "0123456789abcdef0123456789abcdef01234567"})).await;
             assert_eq!(code, 404);
-            let root = repo.git(&["rev-list", "--max-parents=0", "HEAD"]);
-            let (code, body) = post(app, &path, "rollback", json!({"revision": root})).await;
+            let (code, body) = post(app, &path, "rollback", json!({"revision": before})).await;
             assert_eq!(code, 409, "{body}");
             let (code, body) = post(app, &path, "rollback", json!({})).await;
             assert_eq!(code, 202, "{body}");
@@ -261,4 +269,62 @@ async fn wait_until_history(app: &TestApp, path: &str, check: impl Fn(&[Value]) 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_failure_puts_the_last_good_version_back_after_a_bad_image_or_health() {
+    let Some((prefix, [path], _cleanup)) = docker::begin_projects("rof", ["web"]) else {
+        return;
+    };
+    let repo = TestRepo::new();
+    repo.write(&stack_file(&path, "compose.yaml"), env_compose("good", ""));
+    let good = repo.commit_and_push("a good version");
+    let app = start(&repo, |a| {
+        a.rollback_on_failure = "true".into();
+        a.sync_health_timeout = "8s".into();
+        a.reconcile_interval = "5s".into();
+    })
+    .await;
+    app.run(async |app| {
+        synced_at(app, &prefix, &path, &good).await;
+        let bad_image = "services:\n  app:\n    image: docker-cd-test/does-not-exist:nope\n".to_owned();
+        let unhealthy = env_compose(
+            "sick",
+            "    healthcheck:\n      test: [\"CMD-SHELL\", \"exit 1\"]\n      interval: 1s\n      timeout: 1s\n      retries: 1\n",
+        );
+        for (file, what) in [(bad_image, "an unknown image"), (unhealthy, "a failing healthcheck")] {
+            repo.write(&stack_file(&path, "compose.yaml"), file);
+            let bad = repo.commit_and_push(what);
+            app.push_webhook("refs/heads/main", &bad).await;
+            // The previous round's words are still on the record: wait for this round's.
+            wait_until_history(app, &path, |d| {
+                d.len() >= 2 && d[1]["revision"] == bad.as_str() && d[0]["trigger"] == "rollback"
+            })
+            .await;
+            let stacks = wait_for(app, &prefix, LONG, "rolled back", |stacks| {
+                find(stacks, &path).is_some_and(|s| {
+                    s["lastSyncError"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with(&format!("rolled back to {}", &good[..12])))
+                })
+            })
+            .await;
+            let record = find(&stacks, &path).unwrap();
+            assert_eq!(record["status"], "failed", "{what}: {record}");
+            assert_eq!(record["syncedRevision"], good.as_str(), "{what}: {record}");
+            assert_eq!(greeting(&path), "good", "{what}");
+            let deployments = history(app, &path).await;
+            assert_eq!(deployments[0]["trigger"], "rollback", "{what}: {deployments:?}");
+            assert_eq!(deployments[0]["outcome"], "succeeded", "{what}");
+            assert_eq!(deployments[0]["revision"], good.as_str(), "{what}");
+            assert_eq!(deployments[1]["revision"], bad.as_str(), "{what}");
+            assert_eq!(deployments[1]["outcome"], "rolled-back", "{what}");
+            // Held: the next ticks leave it on the good version, still saying why.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let stacks = app.stacks().await;
+            assert_eq!(find(&stacks, &path).unwrap()["syncedRevision"], good.as_str());
+            assert_eq!(status(&stacks, &path), "failed");
+        }
+    })
+    .await;
 }
