@@ -472,7 +472,6 @@ async fn main() {
 
     // 1. Webhook → running (and 5. the no-op reconcile), in one service run.
     let (hook, noop) = webhook_rounds(&host, s, &root, &tag, &compose_cmd, &client, rounds).await;
-    remove_tagged(&tag);
     println!(
         "webhook -> new container running, synced and healthy, no healthcheck (healthy after docker-cd's 2 s settle): {}   compose up -d by hand: {}   ratio {:.2}x",
         ms(hook.plain.0),
@@ -485,6 +484,15 @@ async fn main() {
         ms(hook.checked.1),
         hook.checked.0.as_secs_f64() / hook.checked.1.as_secs_f64()
     );
+    println!(
+        "no-op reconcile over 5 stacks (the 3 demo stacks + 2): {} docker process(es) {:?}, {} compose process(es)",
+        noop.0.len(),
+        noop.0,
+        noop.1.len()
+    );
+    // Each figure is printed before its section cleans up: a removal that hangs in the
+    // engine must not lose it.
+    remove_tagged(&tag);
 
     // 2. Cold start, SYNC_CONCURRENCY 4 against 1.
     let mut cold = Vec::new();
@@ -511,7 +519,6 @@ async fn main() {
 
     // 3. Health between syncs.
     let turns = health_turns(&host, s, &tag, &client, rounds).await;
-    remove_tagged(&tag);
     let max = turns.iter().max().copied().unwrap();
     let min = turns.iter().min().copied().unwrap();
     println!(
@@ -521,10 +528,10 @@ async fn main() {
         ms(max),
         turns.len()
     );
+    remove_tagged(&tag);
 
     // 4. Docker processes per tick with many synced stacks.
     let ticks = many_stacks(&host, s, &tag, &client, many).await;
-    remove_tagged(&tag);
     println!(
         "reconcile tick over {many} synced stacks (host prepared directly: {many} running `sleep` containers with a sync's labels, in {}; recognised with {} compose process(es)): right after (containers up < 1 min): {} docker process(es) {:?}, {} compose   steady (all up > 1 min, {} of {many} healthy): {} docker process(es) {:?}, {} compose (target <= 2)",
         secs(ticks.prepare),
@@ -537,13 +544,7 @@ async fn main() {
         ticks.steady.0,
         ticks.steady.1.len(),
     );
-
-    println!(
-        "no-op reconcile over 5 stacks (the 3 demo stacks + 2): {} docker process(es) {:?}, {} compose process(es)",
-        noop.0.len(),
-        noop.0,
-        noop.1.len()
-    );
+    remove_tagged(&tag);
 }
 
 /// Medians of docker-cd and by hand: without and with a healthcheck.
