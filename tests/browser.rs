@@ -266,16 +266,25 @@ impl Browser {
         .await
     }
 
+    /// Clicks `css`. The stack page replaces its detail live (an SSE change reloads it), so an
+    /// element found a moment ago may be gone by the click: found again, a few times.
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        for attempt in 1.. {
+            let element = self
+                .client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if attempt < 5 && e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -1215,14 +1224,19 @@ async fn the_stack_page_suspends_resumes_and_syncs_with_the_token_and_shows_depl
             false
         );
 
-        // A new commit, deployed by "Sync now" (the fake engine left the stack flagged
-        // drifted): the new deployment appears at the top, and the first one can be rolled
-        // back to.
+        // A new commit is deployed (the fake engine shows no containers, and Git says
+        // something new: a commit deployment, not a drift); then "Sync now" re-applies it.
+        // Each deployment appears at the top, and the first one can be rolled back to.
         let second = push_second(&app, &repo).await;
+        b.wait_for(WAIT, "the second commit deployed", OPERATE, vec![], |v| {
+            v["rows"][0]["revision"] == second.as_str() && v["rows"][0]["trigger"] == "commit"
+        })
+        .await;
         b.click("#stack-detail [data-action='sync']").await;
         let page = b
-            .wait_for(WAIT, "the second deployment", OPERATE, vec![], |v| {
+            .wait_for(WAIT, "the manual deployment", OPERATE, vec![], |v| {
                 v["rows"][0]["revision"] == second.as_str()
+                    && v["rows"][0]["trigger"] == "manual"
                     && v["rows"][0]["outcome"] == "succeeded"
             })
             .await;

@@ -75,6 +75,12 @@ impl SyncInfo {
     /// A sync (compose `up`, `stack deploy`) starts.
     pub fn start_sync(&mut self) {
         self.status = StackStatus::Syncing;
+    }
+
+    /// A sync the operator asked for (sync now, rollback) starts: the request is spent. A sync
+    /// of another cause leaves a request made meanwhile for the next plan.
+    pub fn start_requested_sync(&mut self) {
+        self.status = StackStatus::Syncing;
         self.requested = None;
     }
 

@@ -299,7 +299,14 @@ impl Reconciler {
         // Outcome events carry stack, commit, trigger and duration themselves (not only
         // through their spans), so log shippers find them as top-level JSON fields.
         tracing::info!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, reason = %Untrusted::bounded(&reason.to_string(), LOG_ERROR_CHARS), "sync started");
-        self.store.update_stack(path, SyncInfo::start_sync);
+        let requested = matches!(reason, SyncReason::Manual | SyncReason::Rollback(_));
+        self.store.update_stack(path, |s| {
+            if requested {
+                s.start_requested_sync();
+            } else {
+                s.start_sync();
+            }
+        });
         let started_at = SystemTime::now();
         let Some(attempt) = self
             .apply_version(path, project, version, reuse, shutdown)

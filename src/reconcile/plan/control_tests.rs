@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use super::tests::{container, only, revert, snapshot, sync_map, synced};
 use super::*;
-use crate::desired_state::{Hold, Target};
+use crate::desired_state::{Hold, Request, Target};
 
 fn target(revision: &str, hash: &str) -> Target {
     Target {
@@ -170,8 +170,10 @@ fn asked_for_syncs_run_even_in_sync_and_a_rollback_applies_its_pin() {
         matches!(&action, Action::Sync { reason: SyncReason::Rollback(rev), target: Some(t), .. } if rev == "old1" && t.content_hash == "h0"),
         "{action:?}"
     );
-    // Once started, the request is spent.
+    // A sync of another cause leaves the request; the requested sync spends it.
     info.start_sync();
+    assert_eq!(info.requested, Some(Request::Rollback));
+    info.start_requested_sync();
     assert_eq!(info.requested, None);
 }
 

@@ -121,6 +121,8 @@
       // in memory only
     }
     document.getElementById('forget-token').hidden = !token;
+    // A diff refused for want of the token is asked for again once there is one.
+    if (token && document.getElementById('stack-diff')) loadDiff();
   }
 
   /** Asks the operator for the token; resolves to true when one was entered. */
@@ -655,10 +657,18 @@
     try {
       do {
         diffAgain = false;
+        // The diff shows file contents: with API_TOKEN set it needs the token, like a button.
+        const headers = { Accept: 'application/json' };
+        const token = storedToken();
+        if (token) headers.Authorization = `Bearer ${token}`;
         const response = await fetch(`/api/stacks/${encodeURIComponent(stackPath)}/diff`, {
-          headers: { Accept: 'application/json' },
+          headers,
           cache: 'no-store',
         });
+        if (response.status === 401 && tokenRequired) {
+          diffError('the diff shows file contents and needs the API token: give it with any button of this page, and the diff follows');
+          break;
+        }
         let answer = null;
         try {
           answer = await response.json();
