@@ -27,6 +27,27 @@ const DEPLOY: &str = "stacks";
 /// Held by each swarm test for its whole run: one engine, one swarm at a time. A tokio mutex
 /// because it is held across awaits; it is not poisoned by a failing test.
 static SWARM_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One swarm test at a time, across test processes too (nextest runs each test in a process
+/// of its own, where [`SWARM_TESTS`] alone would not see the others): the mutex, and an
+/// exclusive `flock` on a file in the temp dir, both held until the guard drops.
+async fn serial() -> (tokio::sync::MutexGuard<'static, ()>, std::fs::File) {
+    let guard = SWARM_TESTS.lock().await;
+    let file = tokio::task::spawn_blocking(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("docker-cd-swarm-tests.lock"))
+            .expect("the swarm tests' lock file");
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .expect("the swarm tests' lock");
+        file
+    })
+    .await
+    .expect("the lock task");
+    (guard, file)
+}
 /// A stack deploy waits for its services to converge (swarm's 5 s stability check included).
 const LONG: Duration = Duration::from_secs(120);
 
@@ -273,7 +294,7 @@ fn comparable(record: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_like_compose_mode() {
-    let _serial = SWARM_TESTS.lock().await;
+    let _serial = serial().await;
     let Some(mut swarm) = SwarmGuard::init() else {
         return;
     };
@@ -545,7 +566,7 @@ async fn swarm_mode_deploys_changes_refuses_removes_reverts_drift_and_restarts_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_health_a_crash_loop_fails_degraded_and_converging_replicas_progress_before_healthy()
 {
-    let _serial = SWARM_TESTS.lock().await;
+    let _serial = serial().await;
     let Some(_swarm) = SwarmGuard::init() else {
         return;
     };
