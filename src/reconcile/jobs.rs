@@ -97,6 +97,19 @@ pub struct Jobs {
     hard_stop: CancellationToken,
 }
 
+/// The busy stacks at one moment ([`Jobs::busy_now`]).
+#[derive(Debug, Default)]
+pub struct BusyNow {
+    paths: BTreeSet<String>,
+    projects: BTreeSet<String>,
+}
+
+impl BusyNow {
+    pub fn contains(&self, path: &str, project: Option<&str>) -> bool {
+        self.paths.contains(path) || project.is_some_and(|p| self.projects.contains(p))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Busy {
     paths: BTreeSet<String>,
@@ -121,6 +134,17 @@ impl Jobs {
     pub fn is_busy(&self, path: &str, project: Option<&str>) -> bool {
         let busy = self.lock();
         busy.paths.contains(path) || project.is_some_and(|p| busy.projects.contains(p))
+    }
+
+    /// The stacks busy now. A reconcile takes this before it reads the store and the engine,
+    /// and skips these stacks as well as those busy when it acts: a job that ends meanwhile
+    /// wrote its outcome after what the reconcile read, which must not overwrite it.
+    pub fn busy_now(&self) -> BusyNow {
+        let busy = self.lock();
+        BusyNow {
+            paths: busy.paths.clone(),
+            projects: busy.projects.clone(),
+        }
     }
 
     /// Marks the job's stack busy; false when it already is (the job must not run).

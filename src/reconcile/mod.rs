@@ -52,7 +52,7 @@ use crate::queue::{Admission, SingleSlot};
 use crate::stack::materialise::MaterialiseError;
 use crate::untrusted::Untrusted;
 use control::Records;
-use jobs::{Job, Jobs};
+use jobs::{BusyNow, Job, Jobs};
 use plan::{Action, Counts, Deployed, Policy, Workload};
 use watch::HealthWatch;
 
@@ -267,6 +267,7 @@ impl Reconciler {
             return; // nothing desired yet
         }
         self.restore_controls().await;
+        let busy_before = self.jobs.busy_now();
         let (snapshot, sync) = self.store.view();
         let Some(snapshot) = snapshot else {
             return;
@@ -321,7 +322,9 @@ impl Reconciler {
                     .get(action.path())
                     .and_then(|d| d.project_name.as_deref()),
             };
-            if self.jobs.is_busy(action.path(), project) {
+            if busy_before.contains(action.path(), project)
+                || self.jobs.is_busy(action.path(), project)
+            {
                 continue; // its job publishes its state
             }
             match action {
@@ -354,12 +357,12 @@ impl Reconciler {
                 other => self.apply(other, &snapshot),
             }
         }
-        self.assess_health(&actual, &snapshot).await;
+        self.assess_health(&actual, &snapshot, &busy_before).await;
     }
 
     /// Keeps `health` current for every stack no job is busy with: one more look at the
     /// engine at most ([`Engine::assess`]), for all of them.
-    async fn assess_health(&self, actual: &Actual, snapshot: &Snapshot) {
+    async fn assess_health(&self, actual: &Actual, snapshot: &Snapshot, busy_before: &BusyNow) {
         let (_, sync) = self.store.view();
         let mut projects = std::collections::BTreeMap::<String, Vec<String>>::new();
         for (path, info) in &sync {
@@ -371,7 +374,9 @@ impl Reconciler {
                 continue; // `suspended` until resumed
             }
             if let Some(project) = project {
-                if !self.jobs.is_busy(path, Some(&project)) {
+                if !busy_before.contains(path, Some(&project))
+                    && !self.jobs.is_busy(path, Some(&project))
+                {
                     projects.entry(project).or_default().push(path.clone());
                 }
             }
