@@ -224,7 +224,7 @@ grep -qF "docker_cd_stack_status{stack=\"$STACK\",status=\"synced\"} 1" <<<"$met
 grep -q '^docker_cd_command_duration_seconds_count{program="docker",subcommand="compose up"} [1-9]' <<<"$metrics" ||
   die "/metrics lacks the compose up duration"
 docker exec "$CONTAINER" docker-cd status >"$work/status.txt" || die "docker-cd status failed: $(cat "$work/status.txt")"
-grep -qE "^${STACK} +${STACK} +synced +1/1" "$work/status.txt" || die "docker-cd status: $(cat "$work/status.txt")"
+grep -qE "^${STACK} +${STACK} +synced +healthy +1/1" "$work/status.txt" || die "docker-cd status: $(cat "$work/status.txt")"
 docker exec "$CONTAINER" docker-cd check >"$work/check.txt" || die "docker-cd check failed: $(cat "$work/check.txt")"
 grep -q "^check passed" "$work/check.txt" || die "docker-cd check: $(cat "$work/check.txt")"
 
