@@ -492,33 +492,7 @@ index 0000000..2e65efe
         }
 
         pub(in crate::git) fn git(&self, args: &[&str]) -> String {
-            let work = self.dir.path().join("work");
-            let cwd = if work.exists() {
-                work
-            } else {
-                self.dir.path().to_owned()
-            };
-            let out = std::process::Command::new("git")
-                .current_dir(cwd)
-                .args([
-                    "-c",
-                    "user.name=Test",
-                    "-c",
-                    "user.email=test@example.invalid",
-                ])
-                .args(args)
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-                .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            crate::git::fixture_git(self.dir.path(), args)
         }
 
         pub(in crate::git) fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {

@@ -649,6 +649,36 @@ fn config(url: &str) -> GitConfig {
     }
 }
 
+/// Runs the real `git` for a test fixture in `dir/work` (or `dir` before `work` exists), with
+/// no user or system config and fixed dates; its trimmed stdout. For the tests of every file
+/// here.
+#[cfg(test)]
+fn fixture_git(dir: &Path, args: &[&str]) -> String {
+    let work = dir.join("work");
+    let cwd = if work.exists() { work } else { dir.to_owned() };
+    let out = std::process::Command::new("git")
+        .current_dir(cwd)
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The last value of `key` in a child environment, for the tests of every file here.
 #[cfg(test)]
 fn lookup<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a str> {

@@ -279,30 +279,7 @@ mod tests {
         }
 
         fn run(&self, args: &[&str]) {
-            let work = self.dir.path().join("work");
-            let cwd = if work.exists() {
-                work
-            } else {
-                self.dir.path().to_owned()
-            };
-            let out = std::process::Command::new("git")
-                .current_dir(cwd)
-                .args([
-                    "-c",
-                    "user.name=Test",
-                    "-c",
-                    "user.email=test@example.invalid",
-                ])
-                .args(args)
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::git::fixture_git(self.dir.path(), args);
         }
 
         fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
