@@ -8,15 +8,15 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`], [`schedule`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print; sync windows (cron in UTC with a duration) |
 //! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
 //! | edge | [`http`] | the axum API |
 //! | wiring | [`app`], [`cli`] | builds the pieces, chooses the engine once, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
-//! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`] and
-//! [`config`] use no other module; [`process`] uses only [`untrusted`] (log lines) and reports
+//! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`],
+//! [`schedule`] and [`config`] use no other module; [`process`] uses only [`untrusted`] (log lines) and reports
 //! every child to an observer that [`app`] connects to [`metrics`]; [`desired_state`] uses
 //! [`config`], [`process`] and [`untrusted`] (for the errors it shows clients), and nothing in
 //! the foundation uses it but [`history`], for its RFC 3339 helper only (the API's timestamps);
@@ -44,6 +44,7 @@ pub mod process;
 pub mod queue;
 pub mod reconcile;
 pub mod refresh;
+pub mod schedule;
 pub mod stack;
 pub mod swarm;
 pub mod untrusted;
