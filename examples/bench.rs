@@ -315,6 +315,7 @@ fn service_args(url: &str, data: &Path) -> Args {
         compose_timeout: "1m".into(),
         sync_health_timeout: "2m".into(),
         sync_concurrency: "4".into(),
+        sync_windows: String::new(),
         history_limit: "20".into(),
         rollback_on_failure: "false".into(),
         log_format: "text".into(),

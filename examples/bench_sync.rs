@@ -257,6 +257,7 @@ impl Host {
             compose_timeout: "5m".into(),
             sync_health_timeout: "2m".into(),
             sync_concurrency: "4".into(),
+            sync_windows: String::new(),
             history_limit: "20".into(),
             rollback_on_failure: "false".into(),
             log_format: "text".into(),

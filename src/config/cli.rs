@@ -328,6 +328,10 @@ pub struct Args {
     /// How many stacks are synced at once (never two operations on one project)
     #[arg(long, env = "SYNC_CONCURRENCY", default_value = "4")]
     pub sync_concurrency: String,
+    /// When automatic syncs may run: `;`-separated windows, each a 5-field cron schedule in UTC
+    /// and a duration (`0 2 * * 6 2h; 30 1 * * * 45m`); empty: always
+    #[arg(long, env = "SYNC_WINDOWS", default_value = "")]
+    pub sync_windows: String,
     /// Deployments kept in the history of each stack (under DATA_DIR/history)
     #[arg(long, env = "HISTORY_LIMIT", default_value = "20")]
     pub history_limit: String,

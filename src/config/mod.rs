@@ -17,8 +17,9 @@
 //! | `secrets` | [`Secret`], [`Redactor`], secrets read from `*_FILE`s, empty secrets refused |
 //! | `repo` | the repository's newtypes: [`RepoUrl`], [`Transport`], [`Revision`], [`DeployDir`] |
 //!
-//! It uses no other module of the crate. Inside, `repo` uses `secrets`, `cli` uses `repo`, and
-//! `settings` uses all three and this file's types.
+//! Of the rest of the crate it uses only [`schedule`](crate::schedule), to read `SYNC_WINDOWS`.
+//! Inside, `repo` uses `secrets`, `cli` uses `repo`, and `settings` uses all three and this
+//! file's types.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ pub struct ReconcileConfig {
     pub health_timeout: Duration,
     /// `SYNC_CONCURRENCY`: stacks synced at once, at least 1.
     pub concurrency: usize,
+    /// `SYNC_WINDOWS`: when automatic syncs may run; empty: always.
+    pub sync_windows: Vec<crate::schedule::SyncWindow>,
     /// `HISTORY_LIMIT`: deployments kept per stack.
     pub history_limit: usize,
     /// `ROLLBACK_ON_FAILURE`: a failed sync of a new commit re-applies the last good one.

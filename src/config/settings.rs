@@ -6,7 +6,7 @@
 //!
 //! Reads the process environment (only the `PASSTHROUGH_VARS`, in [`Config::from_args`]), the
 //! secret and SSH files it is pointed at, and the working directory; spawns nothing. Uses `cli`,
-//! `repo` and `secrets`, and nothing else of the crate.
+//! `repo` and `secrets`, and of the rest of the crate only [`crate::schedule`] (`SYNC_WINDOWS`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -309,6 +309,17 @@ impl Config {
                 None
             }
         };
+        let sync_windows = crate::schedule::parse_windows(&args.sync_windows)
+            .map_err(|e| {
+                problem(
+                    "SYNC_WINDOWS",
+                    format!(
+                        "{e}; give `;`-separated windows, each a 5-field cron schedule in UTC and \
+                         a duration, e.g. `0 2 * * 6 2h; 30 1 * * * 45m`"
+                    ),
+                )
+            })
+            .ok();
         let history_limit = match args.history_limit.trim().parse::<usize>() {
             Ok(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => Some(n),
             _ => {
@@ -471,6 +482,7 @@ impl Config {
             Some(deploy_mode),
             Some(health_timeout),
             Some(concurrency),
+            Some(sync_windows),
             Some(history_limit),
             Some(rollback_on_failure),
         ) = (
@@ -493,6 +505,7 @@ impl Config {
             deploy_mode,
             health_timeout,
             concurrency,
+            sync_windows,
             history_limit,
             rollback_on_failure,
         )
@@ -532,6 +545,7 @@ impl Config {
                 compose_timeout,
                 health_timeout,
                 concurrency,
+                sync_windows,
                 history_limit,
                 rollback_on_failure,
                 docker_bin,
@@ -720,6 +734,45 @@ mod tests {
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert_eq!(problems[0].variable, wrong);
         }
+    }
+
+    #[test]
+    fn sync_windows_default_to_none_and_are_read_into_schedules() {
+        let config = Config::validate(args("/srv/repo.git"), env()).unwrap();
+        assert!(config.reconcile.sync_windows.is_empty());
+        let mut a = args("/srv/repo.git");
+        a.sync_windows = "0 2 * * 6 2h; 30 1 * * * 45m;".into();
+        let windows = Config::validate(a, env()).unwrap().reconcile.sync_windows;
+        let read: Vec<_> = windows
+            .iter()
+            .map(|w| (w.schedule(), w.duration()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("0 2 * * 6", Duration::from_secs(2 * 3600)),
+                ("30 1 * * *", Duration::from_secs(45 * 60)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_sync_window_is_a_sync_windows_problem_naming_the_window() {
+        let mut a = args("/srv/repo.git");
+        a.sync_windows = "0 2 * * 6 2h; 0 2 * * 2h".into();
+        let p = problems(a);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].variable, "SYNC_WINDOWS");
+        assert!(
+            p[0].message
+                .starts_with("window 2 (\"0 2 * * 2h\"): schedule \"0 2 * *\""),
+            "{}",
+            p[0]
+        );
+        assert!(p[0].message.contains("e.g. `0 2 * * 6 2h"), "{}", p[0]);
+        let mut a = args("/srv/repo.git");
+        a.sync_windows = "0 2 * * 6 0s".into();
+        assert_eq!(problems(a)[0].variable, "SYNC_WINDOWS");
     }
 
     #[test]

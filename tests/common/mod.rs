@@ -310,6 +310,7 @@ pub fn args(repo_url: &str, data_dir: &Path) -> Args {
         // The production defaults.
         sync_health_timeout: "2m".into(),
         sync_concurrency: "4".into(),
+        sync_windows: String::new(),
         history_limit: "20".into(),
         rollback_on_failure: "false".into(),
         log_format: "text".into(),
