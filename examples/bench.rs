@@ -891,6 +891,7 @@ async fn reconcile(origin: &Path) -> Reconcile {
                 compose_hash: stack.compose_hash.clone().unwrap(),
                 synced_at: synced_at.clone(),
                 services: vec!["app".into()],
+                depends_on: Vec::new(),
             };
             let mut cmd = vec![
                 "run".to_owned(),

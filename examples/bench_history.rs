@@ -46,6 +46,7 @@ fn deployment(stack: usize, n: usize) -> NewDeployment {
                 image_id: Some(format!("sha256:{:064x}", stack)),
             },
         ],
+        hooks: Vec::new(),
     }
 }
 

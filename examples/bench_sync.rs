@@ -878,6 +878,7 @@ async fn many_stacks(
                 compose_hash: stack.compose_hash.clone().unwrap(),
                 synced_at: synced_at.clone(),
                 services: vec!["app".into()],
+                depends_on: Vec::new(),
             };
             let mut cmd = vec![
                 "run".to_owned(),

@@ -87,6 +87,7 @@ pub async fn start_with_limits(
                 config.git.repo.as_str(),
                 config.git.deploy_dir.as_str(),
             ),
+            sync_windows: config.reconcile.sync_windows.clone(),
         };
         let engine = Arc::new(Engine::detect(&config.reconcile, host.clone(), docker_env).await?);
         let tool = (

@@ -43,7 +43,8 @@ const PS_FORMAT: &str = concat!(
     r#""contentHash":{{json (.Label "com.docker-cd.content-hash")}},"#,
     r#""composeHash":{{json (.Label "com.docker-cd.compose-hash")}},"#,
     r#""syncedAt":{{json (.Label "com.docker-cd.synced-at")}},"#,
-    r#""services":{{json (.Label "com.docker-cd.services")}}}"#,
+    r#""services":{{json (.Label "com.docker-cd.services")}},"#,
+    r#""dependsOn":{{json (.Label "com.docker-cd.depends-on")}}}"#,
 );
 
 /// The `docker container inspect --format` template for health: one JSON object a line, with
@@ -191,6 +192,17 @@ impl Docker {
         Command::new(&self.bin)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .timeout(QUERY_TIMEOUT)
+    }
+
+    /// `rm --force <name>`: a hook's container that outlived its killed `compose run`. One
+    /// process.
+    pub async fn remove_container(&self, name: &str) -> Result<(), ComposeError> {
+        self.command()
+            .args(["rm", "--force", "--", name])
+            .run()
+            .await
+            .map(drop)
+            .map_err(ComposeError::Docker)
     }
 
     /// Every container of every compose project on the host (owned by docker-cd or not),

@@ -194,9 +194,13 @@ impl Compose {
             .arg("--project-name")
             .arg(&project.name)
             .arg("--project-directory")
-            .arg(&project.dir)
-            .arg("--file")
-            .arg(project.dir.join(&project.compose_file));
+            .arg(&project.dir);
+        for file in project.compose_files() {
+            cmd = cmd.arg("--file").arg(project.dir.join(file));
+        }
+        for profile in &project.profiles {
+            cmd = cmd.arg("--profile").arg(profile);
+        }
         if with_override {
             if let Some(file) = &project.override_file {
                 cmd = cmd.arg("--file").arg(file);
@@ -244,6 +248,52 @@ impl Compose {
                 action: "up",
                 source,
             })
+    }
+
+    /// `build <service>`: what a hook of a stack that builds runs with is built from this
+    /// commit's files first (`run` builds only a missing image).
+    pub async fn build(&self, project: &StackFiles, service: &str) -> Result<(), ComposeError> {
+        self.project_command(project, true)
+            .args(["build", "--", service])
+            .run()
+            .await
+            .map(drop)
+            .map_err(|source| ComposeError::Compose {
+                action: "build",
+                source,
+            })
+    }
+
+    /// `run --rm --no-deps -T --name <name> <service> <command…>`: one hook (SPEC §11), with the
+    /// labels of the sync, under `COMPOSE_TIMEOUT`. Any exit status is an answer; a timeout kills
+    /// compose's process group (the container it leaves behind is removed by name with
+    /// [`Docker::remove_container`]).
+    pub async fn run(
+        &self,
+        project: &StackFiles,
+        name: &str,
+        service: &str,
+        command: &[String],
+    ) -> Result<crate::process::Output, ComposeError> {
+        let result = self
+            .project_command(project, true)
+            .args([
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                "--name",
+                name,
+                "--",
+                service,
+            ])
+            .args(command)
+            .run_unchecked()
+            .await;
+        result.map_err(|source| ComposeError::Compose {
+            action: "run",
+            source,
+        })
     }
 
     /// `down --remove-orphans`: removes the project's containers and networks (volumes stay).

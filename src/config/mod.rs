@@ -66,6 +66,9 @@ pub struct GitConfig {
 pub enum DriftPolicy {
     Revert,
     Flag,
+    /// Drift is neither reverted nor flagged (a stack's `x-docker-cd.drift`, SPEC §11; the
+    /// global `DRIFT_POLICY` is `revert` or `flag`).
+    Ignore,
 }
 
 /// Which engine deploys stacks.

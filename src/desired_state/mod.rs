@@ -16,7 +16,9 @@
 
 pub mod census;
 mod events;
+pub mod order;
 pub mod public;
+pub mod settings;
 pub mod store;
 pub mod transitions;
 pub mod tree;
@@ -102,8 +104,22 @@ pub struct DesiredStack {
     pub compose_blob: Option<String>,
     pub warnings: Vec<String>,
     /// Why this stack cannot be applied at all (symlinked or oversized compose file, name
-    /// collision). The reconciler reports it as `failed` without touching the host.
+    /// collision, an invalid setting). The reconciler reports it as `failed` without touching
+    /// the host.
     pub error: Option<String>,
+    /// What the compose file's `x-docker-cd:` says (SPEC §11); `None`: nothing. Its warnings
+    /// and its error are in `warnings` and `error` too.
+    #[serde(serialize_with = "settings::serialize_read")]
+    pub settings: Option<Arc<settings::Read>>,
+}
+
+impl DesiredStack {
+    /// The stack's settings in Git (empty when it has none).
+    pub fn settings(&self) -> &settings::StackSettings {
+        self.settings
+            .as_deref()
+            .map_or(&settings::EMPTY, |read| &read.settings)
+    }
 }
 
 /// The compose project name for a stack path: lower-cased, characters outside `[a-z0-9_-]`
@@ -357,6 +373,11 @@ pub struct SyncInfo {
     pub pinned_revision: Option<String>,
     /// The operator suspended the stack: never synced, reverted or removed.
     pub suspended: bool,
+    /// Git suspended it (`x-docker-cd.suspend: true`), as the operator's suspension does.
+    pub suspended_in_git: bool,
+    /// Why an automatic sync waits (SPEC §11): `waiting for db (progressing)`, `sync window
+    /// opens 2026-12-05T02:00:00Z`. `None` when nothing holds the stack back.
+    pub blocked_by: Option<String>,
     /// What the stack is held at instead of the snapshot's version: an operator's pin, or an
     /// automatic rollback (which holds only until Git says something new).
     #[serde(skip)]
@@ -429,6 +450,8 @@ impl SyncInfo {
             host_project: None,
             pinned_revision: None,
             suspended: false,
+            suspended_in_git: false,
+            blocked_by: None,
             hold: None,
             requested: None,
         }
@@ -449,6 +472,8 @@ pub struct StackRecord {
     pub in_git: bool,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// The stack's `x-docker-cd:` settings (`{}` when none, and for a stack gone from Git).
+    pub settings: settings::StackSettings,
     #[serde(flatten)]
     pub sync: SyncInfo,
 }
@@ -464,6 +489,7 @@ impl StackRecord {
             in_git: true,
             warnings: desired.warnings.clone(),
             error: desired.error.clone(),
+            settings: desired.settings().clone(),
             sync: sync.clone(),
         }
     }
@@ -478,6 +504,7 @@ impl StackRecord {
             in_git: false,
             warnings: Vec::new(),
             error: None,
+            settings: settings::StackSettings::default(),
             sync: sync.clone(),
         }
     }
@@ -496,6 +523,7 @@ pub struct StackRecordView<'a> {
     pub in_git: bool,
     pub warnings: &'a [String],
     pub error: Option<&'a str>,
+    pub settings: &'a settings::StackSettings,
     #[serde(flatten)]
     pub sync: &'a SyncInfo,
 }
@@ -512,6 +540,7 @@ impl<'a> StackRecordView<'a> {
             in_git: true,
             warnings: &desired.warnings,
             error: desired.error.as_deref(),
+            settings: desired.settings(),
             sync,
         }
     }
@@ -527,6 +556,7 @@ impl<'a> StackRecordView<'a> {
             in_git: false,
             warnings: &[],
             error: None,
+            settings: &settings::EMPTY,
             sync,
         }
     }
@@ -662,6 +692,7 @@ mod tests {
             compose_blob: None,
             warnings: vec![],
             error: None,
+            settings: None,
         }
     }
 

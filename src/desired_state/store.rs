@@ -444,6 +444,7 @@ mod tests {
                             compose_blob: None,
                             warnings: vec![],
                             error: None,
+                            settings: None,
                         }),
                     )
                 })

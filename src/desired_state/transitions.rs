@@ -46,7 +46,7 @@ impl SyncInfo {
     /// The engine's latest word on the stack's health, with why (`None` when healthy).
     /// A suspended stack stays `suspended`, whatever a reading begun before the suspension says.
     pub fn assess(&mut self, health: Health, message: Option<String>) {
-        if self.suspended {
+        if self.suspended || self.suspended_in_git {
             return;
         }
         self.health = health;
@@ -75,6 +75,7 @@ impl SyncInfo {
     /// A sync (compose `up`, `stack deploy`) starts.
     pub fn start_sync(&mut self) {
         self.status = StackStatus::Syncing;
+        self.blocked_by = None;
     }
 
     /// A sync the operator asked for (sync now, rollback) starts: the request is spent. A sync
@@ -82,6 +83,7 @@ impl SyncInfo {
     pub fn start_requested_sync(&mut self) {
         self.status = StackStatus::Syncing;
         self.requested = None;
+        self.blocked_by = None;
     }
 
     /// The sync that ran at `at` succeeded: `deployed` runs now. Without a time from the
@@ -193,7 +195,25 @@ impl SyncInfo {
     /// The suspension ends; the next reconcile syncs what differs.
     pub fn resume(&mut self) {
         self.suspended = false;
-        self.health = Health::Unknown;
+        if !self.suspended_in_git {
+            self.health = Health::Unknown;
+        }
+    }
+
+    /// What Git says of the stack at this reconcile: whether its settings suspend it, and why
+    /// an automatic sync of it waits (`None`: nothing holds it back).
+    pub fn gate(&mut self, suspended_in_git: bool, blocked_by: Option<String>) {
+        if suspended_in_git != self.suspended_in_git {
+            self.suspended_in_git = suspended_in_git;
+            if suspended_in_git {
+                self.health = Health::Suspended;
+                self.health_message = Some("suspended in Git (x-docker-cd.suspend: true)".into());
+            } else if !self.suspended {
+                self.health = Health::Unknown;
+                self.health_message = None;
+            }
+        }
+        self.blocked_by = blocked_by;
     }
 
     /// The operator asked for a sync now, even in sync.

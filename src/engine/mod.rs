@@ -62,6 +62,24 @@ impl StackDescription {
     }
 }
 
+/// A stack ready to be applied ([`Engine::prepare`]): its files with docker-cd's label
+/// override, and whether `up` builds.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub files: StackFiles,
+    pub build: bool,
+}
+
+/// What one hook did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookOutput {
+    /// `None`: killed at the timeout (or ended by a signal).
+    pub exit_code: Option<i32>,
+    /// stdout, then stderr's tail.
+    pub output: String,
+    pub timed_out: bool,
+}
+
 /// One image a stack runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningImage {
@@ -297,53 +315,121 @@ impl Engine {
         }
     }
 
-    /// Applies the stack in `files` (materialised at the commit), labelled with `labels` (its
-    /// `services` are filled in here, from the engine's own reading of the compose file): lists
-    /// the services, writes the label override to `override_file`, then `up` or `deploy`.
-    pub async fn apply(
+    /// Readies the stack in `files` (materialised at the commit) to be applied, labelled with
+    /// `labels` (its `services` are filled in here, from the engine's own reading of the
+    /// compose files): lists the services and writes the label override to `override_file`.
+    /// Nothing on the host changes yet; [`Engine::up`] applies it, and hooks run with it.
+    pub async fn prepare(
         &self,
         mut files: StackFiles,
         mut labels: SyncLabels,
         override_file: PathBuf,
-    ) -> Result<(), EngineError> {
-        match self {
+    ) -> Result<Prepared, EngineError> {
+        files.override_file = None;
+        let build = match self {
             Self::Compose { compose, .. } => {
-                files.override_file = None;
                 // One compose process per sync when the file says plainly what it starts;
-                // compose itself (`config --services`) when it does not.
-                let raw = read_compose_file(&files).await?;
-                let (services, build) = match compose_file::services(&raw) {
+                // compose itself (`config --services`) when it does not, or when several files
+                // or profiles decide.
+                let raw = read_compose_file(&files, &files.compose_file).await?;
+                let listed = files
+                    .is_plain()
+                    .then(|| compose_file::services(&raw))
+                    .flatten();
+                let (services, build) = match listed {
                     Some(listed) => (listed.names, listed.builds),
                     None => (compose.services(&files).await?, true),
                 };
                 labels.services = services;
                 let document = labels::override_document(&labels).to_string();
                 write_override(&override_file, document).await?;
-                files.override_file = Some(override_file);
-                compose.up(&files, build).await?;
+                build
             }
             Self::Swarm { swarm, .. } => {
-                files.override_file = None;
-                // Refuse what swarm would drop, before the engine is touched: first the file as
-                // written, then the CLI's normalisation of it.
-                let raw = read_compose_file(&files).await?;
+                if !files.profiles.is_empty() {
+                    return Err(EngineError::Internal(
+                        "x-docker-cd.profiles: docker stack deploy has no profiles; remove the setting or deploy with DEPLOY_MODE=compose".into(),
+                    ));
+                }
+                // Refuse what swarm would drop, before the engine is touched: first each file
+                // as written, then the CLI's normalisation of them.
                 let has_dot_env = files.dir.join(".env").is_file();
-                let source = check::check_source(&files.compose_file, &raw, has_dot_env)
-                    .map_err(SwarmError::from)?;
+                let mut version = None;
+                for name in files.compose_files().map(str::to_owned).collect::<Vec<_>>() {
+                    let raw = read_compose_file(&files, &name).await?;
+                    let source =
+                        check::check_source(&name, &raw, has_dot_env).map_err(SwarmError::from)?;
+                    version = version.or(source.version);
+                }
                 let normalised = swarm.config(&files).await?;
                 let specs = check::read_config(&normalised).map_err(SwarmError::from)?;
                 labels.services = specs.iter().map(|s| s.name.clone()).collect();
-                let document = check::override_document(&labels, &specs, source.version.as_deref())
-                    .to_string();
+                let document =
+                    check::override_document(&labels, &specs, version.as_deref()).to_string();
                 write_override(&override_file, document).await?;
-                files.override_file = Some(override_file);
-                if let Err(error) = swarm.deploy(&files).await {
-                    let task_errors = swarm.task_errors(&files.name).await;
+                false
+            }
+        };
+        files.override_file = Some(override_file);
+        Ok(Prepared { files, build })
+    }
+
+    /// Applies a prepared stack: `up` or `deploy`.
+    pub async fn up(&self, prepared: &Prepared) -> Result<(), EngineError> {
+        match self {
+            Self::Compose { compose, .. } => compose.up(&prepared.files, prepared.build).await?,
+            Self::Swarm { swarm, .. } => {
+                if let Err(error) = swarm.deploy(&prepared.files).await {
+                    let task_errors = swarm.task_errors(&prepared.files.name).await;
                     return Err(EngineError::Deploy { error, task_errors });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Runs one hook of a prepared stack (SPEC §11): `compose run --rm --no-deps` of its
+    /// `service` with its `command`, in a container named `name`, after building the service's
+    /// image when the stack builds. An exit status is an answer, not an error; a hook that
+    /// outlives `COMPOSE_TIMEOUT` is killed with its process group and its container removed.
+    /// Swarm mode has no `run`: a hook there is an error.
+    pub async fn run_hook(
+        &self,
+        prepared: &Prepared,
+        name: &str,
+        service: &str,
+        command: &[String],
+    ) -> Result<HookOutput, EngineError> {
+        let Self::Compose { compose, host } = self else {
+            return Err(EngineError::Internal(
+                "x-docker-cd.hooks: hooks run with `compose run`, which swarm mode (docker stack deploy) does not have; remove the hooks or deploy with DEPLOY_MODE=compose".into(),
+            ));
+        };
+        if prepared.build {
+            compose.build(&prepared.files, service).await?;
+        }
+        match compose.run(&prepared.files, name, service, command).await {
+            Ok(out) => {
+                let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+                output.push_str(&out.stderr);
+                Ok(HookOutput {
+                    exit_code: out.status.code,
+                    output,
+                    timed_out: false,
+                })
+            }
+            Err(ComposeError::Compose { source, .. }) if source.is_timeout() => {
+                if let Err(e) = host.docker.remove_container(name).await {
+                    tracing::warn!(container = name, error = %crate::error_chain(&e), "cannot remove the container of a hook that timed out");
+                }
+                Ok(HookOutput {
+                    exit_code: None,
+                    output: format!("{}\n{source}", source.stderr()),
+                    timed_out: true,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Takes `project` down. Compose needs the files of its last sync (in `dir`, with the
@@ -371,6 +457,10 @@ impl Engine {
                     name: project.to_owned(),
                     dir: dir.to_owned(),
                     compose_file,
+                    // `down --remove-orphans` with the first file takes every container of the
+                    // project down, those of other files and profiles included.
+                    extra_files: Vec::new(),
+                    profiles: Vec::new(),
                     override_file: override_file.is_file().then(|| override_file.to_owned()),
                 };
                 Ok(compose.down(&files).await?)
@@ -453,11 +543,11 @@ impl Engine {
     }
 }
 
-/// The operator's compose file, as materialised.
-async fn read_compose_file(files: &StackFiles) -> Result<Vec<u8>, EngineError> {
-    tokio::fs::read(files.dir.join(&files.compose_file))
+/// One of the operator's compose files, as materialised.
+async fn read_compose_file(files: &StackFiles, name: &str) -> Result<Vec<u8>, EngineError> {
+    tokio::fs::read(files.dir.join(name))
         .await
-        .map_err(|e| EngineError::Internal(format!("cannot read the compose file: {e}")))
+        .map_err(|e| EngineError::Internal(format!("cannot read the compose file {name}: {e}")))
 }
 
 /// Writes an override file atomically, off the async threads.

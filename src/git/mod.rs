@@ -480,6 +480,7 @@ impl GitReader {
         let read = started.elapsed();
         let mut stacks = tree::assemble(&mut index, &blobs, previous);
         desired_state::assign_project_names(&mut stacks);
+        desired_state::order::check_dependencies(&mut stacks);
         tracing::debug!(
             blobs_read = wanted.len(),
             fetch_ms = fetched.as_secs_f64() * 1e3,

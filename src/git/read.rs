@@ -1,10 +1,11 @@
 //! Reading objects through one `cat-file --batch` exchange with the limits checked against each
-//! header before any content is read ([`ReadLimits`]), the compose blobs drained rather than
-//! held, and the counters of how each read's listing was built ([`ReadStats`]).
+//! header before any content is read ([`ReadLimits`]), the compose blobs hashed and their
+//! settings read (an oversized one drained, never held), and the counters of how each read's listing was built ([`ReadStats`]).
 //!
 //! Uses: process (the session), desired_state (the tree types), the header parser.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use super::parse::BatchHeader;
 use super::{GitError, MAX_STACK_BYTES, MAX_STACK_FILE_BYTES};
 use crate::desired_state::MAX_COMPOSE_FILE_BYTES;
+use crate::desired_state::settings;
 use crate::desired_state::tree::BlobFacts;
 use crate::process::Session;
 
@@ -115,8 +117,9 @@ pub(super) async fn read_objects(
 }
 
 /// Reads compose blobs through a `cat-file --batch` session, one answer per id in order. Each
-/// is hashed as it streams by, never held whole; one larger than [`MAX_COMPOSE_FILE_BYTES`]
-/// (known from the header) is skipped unhashed. A missing blob is an error.
+/// is hashed and its settings read (`x-docker-cd:`, parsed only when the file names it); one
+/// larger than [`MAX_COMPOSE_FILE_BYTES`] (known from the header) is drained unread, never
+/// held. A missing blob is an error.
 pub(super) async fn read_compose_blobs(
     session: &mut Session,
     oids: &[String],
@@ -139,7 +142,7 @@ pub(super) async fn read_compose_blobs(
                     BatchHeader::Missing { request } => answers.push(Err(request)),
                     BatchHeader::Found { size, .. } => {
                         let too_large = size as u64 > MAX_COMPOSE_FILE_BYTES;
-                        let mut hasher = Sha256::new();
+                        let mut content = Vec::with_capacity(if too_large { 0 } else { size });
                         // The content, then the LF after it.
                         let mut left = size + 1;
                         while left > 0 {
@@ -151,9 +154,9 @@ pub(super) async fn read_compose_blobs(
                                 ));
                             }
                             let take = chunk.len().min(left);
-                            let content = take.min(left - 1);
+                            let own = take.min(left - 1);
                             if !too_large {
-                                hasher.update(&chunk[..content]);
+                                content.extend_from_slice(&chunk[..own]);
                             }
                             out.consume(take);
                             left -= take;
@@ -161,7 +164,7 @@ pub(super) async fn read_compose_blobs(
                         answers.push(Ok(if too_large {
                             BlobFacts::TooLarge(size as u64)
                         } else {
-                            BlobFacts::Hash(hex::encode(hasher.finalize()))
+                            facts_of(&content)
                         }));
                     }
                 }
@@ -174,6 +177,13 @@ pub(super) async fn read_compose_blobs(
         .into_iter()
         .map(|a| a.map_err(GitError::MissingObject))
         .collect()
+}
+
+/// What a compose file's content says: its hash and its settings.
+fn facts_of(content: &[u8]) -> BlobFacts {
+    let read = settings::read(content);
+    let settings = (read != settings::Read::default()).then(|| Arc::new(read));
+    BlobFacts::Hash(hex::encode(Sha256::digest(content)), settings)
 }
 
 /// Whether a read may list the stacks from a diff against the previous snapshot.

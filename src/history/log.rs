@@ -85,6 +85,22 @@ pub struct DeployedImage {
     pub image_id: Option<String>,
 }
 
+/// One hook that ran during a sync (SPEC §11): `compose run` of a service of the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRun {
+    /// `preSync` or `postSync`.
+    pub phase: String,
+    pub service: String,
+    /// `None`: it did not exit by itself (timed out and killed, or could not start).
+    pub exit_code: Option<i32>,
+    /// The end of what it wrote (stdout, then stderr), at most [`HOOK_OUTPUT_BYTES`].
+    pub output: String,
+}
+
+/// How much of a hook's output a record keeps: the last 16 KiB.
+pub const HOOK_OUTPUT_BYTES: usize = 16 * 1024;
+
 /// A deployment about to be recorded: a [`Deployment`] without its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeployment {
@@ -100,6 +116,7 @@ pub struct NewDeployment {
     /// Why it failed or was rolled back; `None` when it succeeded.
     pub reason: Option<String>,
     pub images: Vec<DeployedImage>,
+    pub hooks: Vec<HookRun>,
 }
 
 /// One sync attempt of a stack. Serialises as SPEC §10's record (the stack is not part of it;
@@ -124,6 +141,9 @@ pub struct Deployment {
     pub outcome: Outcome,
     pub reason: Option<String>,
     pub images: Vec<DeployedImage>,
+    /// Records written before hooks existed have none.
+    #[serde(default)]
+    pub hooks: Vec<HookRun>,
 }
 
 impl Deployment {
@@ -140,6 +160,7 @@ impl Deployment {
             outcome: new.outcome,
             reason: new.reason,
             images: new.images,
+            hooks: new.hooks,
         }
     }
 }

@@ -59,7 +59,8 @@ use std::path::{Path, PathBuf};
 
 pub use controls::{Control, Controls};
 pub use log::{
-    DEFAULT_LIMIT, DeployedImage, Deployment, History, LoadReport, NewDeployment, Outcome, Trigger,
+    DEFAULT_LIMIT, DeployedImage, Deployment, HOOK_OUTPUT_BYTES, History, HookRun, LoadReport,
+    NewDeployment, Outcome, Trigger,
 };
 
 /// What went wrong with the store; every variant names the file.

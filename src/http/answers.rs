@@ -394,6 +394,7 @@ mod tests {
             compose_blob: None,
             warnings: vec!["a warning".into()],
             error: None,
+            settings: None,
         };
         StackRecord::new(&desired, &SyncInfo::new(StackStatus::Synced))
     }

@@ -199,6 +199,7 @@ mod tests {
                 compose_hash: "c".into(),
                 synced_at: "2026-11-28T16:00:00Z".into(),
                 services: recorded.into(),
+                depends_on: String::new(),
             },
         }
     }

@@ -26,10 +26,18 @@ use tokio_util::task::TaskTracker;
 use super::plan::{Counts, Deployed, SyncReason};
 use super::watch::HealthWatch;
 use super::{LOG_ERROR_CHARS, Reason, Reconciler, SyncError, observe, truncate};
+use std::path::Path;
+
+use crate::desired_state::settings::{self, Phase, StackSettings};
 use crate::desired_state::transitions::Deployment;
-use crate::desired_state::{DesiredStack, Health, Snapshot, SyncInfo, Target, rfc3339};
+use crate::desired_state::{
+    DesiredStack, Health, MAX_COMPOSE_FILE_BYTES, Snapshot, SyncInfo, Target, rfc3339,
+};
+use crate::engine::Prepared;
 use crate::git::StackAt;
-use crate::history::{DeployedImage, NewDeployment, Outcome, Trigger as HistoryTrigger};
+use crate::history::{
+    DeployedImage, HOOK_OUTPUT_BYTES, HookRun, NewDeployment, Outcome, Trigger as HistoryTrigger,
+};
 use crate::stack::StackFiles;
 use crate::stack::labels::SyncLabels;
 use crate::stack::materialise;
@@ -217,6 +225,16 @@ struct Attempt {
     /// What runs now if it succeeded (the labels it was applied with).
     deployed: Deployment,
     outcome: Result<Counts, (String, Option<Health>)>,
+    /// The hooks that ran, in order.
+    hooks: Vec<HookRun>,
+    /// The version's settings (`x-docker-cd:` at its commit), as far as they were read.
+    settings: StackSettings,
+}
+
+/// A version ready to be applied: the engine's prepared stack and the settings at its commit.
+struct Staged {
+    prepared: Prepared,
+    settings: StackSettings,
 }
 
 /// The history's trigger for a sync of `reason`.
@@ -359,6 +377,7 @@ impl Reconciler {
             outcome,
             reason: why,
             images,
+            hooks: attempt.hooks.clone(),
         };
         match attempt.outcome {
             Ok(counts) => {
@@ -370,7 +389,11 @@ impl Reconciler {
                 self.store.update_stack(path, |s| {
                     s.succeed(attempt.deployed, started_at);
                     observe(s, counts);
-                    if !self.settings.health_timeout.is_zero() {
+                    let timeout = attempt
+                        .settings
+                        .health_timeout
+                        .unwrap_or(self.settings.health_timeout);
+                    if !timeout.is_zero() {
                         s.assess(Health::Healthy, None);
                     }
                 });
@@ -378,7 +401,9 @@ impl Reconciler {
             Err((message, health)) => {
                 tracing::error!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
                 let images = self.images(project).await;
-                let back_to = self.rollback_target(path, reason, version).await;
+                let back_to = self
+                    .rollback_target(path, reason, version, &attempt.settings)
+                    .await;
                 let outcome = if back_to.is_some() {
                     Outcome::RolledBack
                 } else {
@@ -401,7 +426,8 @@ impl Reconciler {
         }
     }
 
-    /// Materialises and applies `version`, then waits for health. `None`: shutdown came first.
+    /// Materialises `version`, runs its `preSync` hooks, applies it, waits for health, then runs
+    /// its `postSync` hooks. `None`: shutdown came first.
     async fn apply_version(
         &self,
         path: &str,
@@ -416,13 +442,44 @@ impl Reconciler {
             Some(d) => (d.revision.clone(), d.synced_at.clone()),
             None => (version.revision.clone(), rfc3339::format(now)),
         };
-        let applied = self
-            .sync_steps(path, project, version, &revision, &synced_at)
+        let mut hooks = Vec::new();
+        let mut settings = StackSettings::default();
+        let staged = self
+            .stage(path, project, version, &revision, &synced_at)
             .await;
+        let applied = match staged {
+            Ok(staged) => {
+                settings.clone_from(&staged.settings);
+                let pre = self
+                    .run_hooks(Phase::PreSync, project, &staged, &mut hooks)
+                    .await;
+                match pre {
+                    Ok(()) => self
+                        .engine
+                        .up(&staged.prepared)
+                        .await
+                        .map(|()| staged)
+                        .map_err(SyncError::from),
+                    Err(message) => Err(SyncError::Refused(message)),
+                }
+            }
+            Err(error) => Err(error),
+        };
         self.forget_views();
+        let timeout = settings
+            .health_timeout
+            .unwrap_or(self.settings.health_timeout);
         let outcome = match applied {
-            Ok(()) => match self.wait_healthy(path, project, shutdown).await {
-                Waited::Healthy(counts) => Ok(counts),
+            Ok(staged) => match self.wait_healthy(path, project, timeout, shutdown).await {
+                Waited::Healthy(counts) => {
+                    let post = self
+                        .run_hooks(Phase::PostSync, project, &staged, &mut hooks)
+                        .await;
+                    match post {
+                        Ok(()) => Ok(counts),
+                        Err(message) => Err((message, None)),
+                    }
+                }
                 Waited::Interrupted => return None,
                 Waited::Unhealthy { health, message } => Err((message, Some(health))),
             },
@@ -435,7 +492,73 @@ impl Reconciler {
             compose_hash: version.compose_hash.clone(),
             synced_at: humantime::parse_rfc3339(&synced_at).ok(),
         };
-        Some(Attempt { deployed, outcome })
+        Some(Attempt {
+            deployed,
+            outcome,
+            hooks,
+            settings,
+        })
+    }
+
+    /// Runs the hooks of `phase` in order, each recorded in `hooks`; the first that fails (a
+    /// non-zero exit, a timeout, compose refusing) stops the others and is the error.
+    async fn run_hooks(
+        &self,
+        phase: Phase,
+        project: &str,
+        staged: &Staged,
+        hooks: &mut Vec<HookRun>,
+    ) -> Result<(), String> {
+        let list = match phase {
+            Phase::PreSync => &staged.settings.hooks.pre_sync,
+            Phase::PostSync => &staged.settings.hooks.post_sync,
+        };
+        for (i, hook) in list.iter().enumerate() {
+            let name = format!("{project}-hook-{}-{i}", phase.as_str().to_ascii_lowercase());
+            tracing::info!(phase = phase.as_str(), service = %hook.service, "hook started");
+            let ran = self
+                .engine
+                .run_hook(&staged.prepared, &name, &hook.service, &hook.command)
+                .await;
+            let (exit_code, output, failure) = match ran {
+                Ok(out) => {
+                    let failure = if out.timed_out {
+                        Some("did not finish within COMPOSE_TIMEOUT and was killed".to_owned())
+                    } else {
+                        match out.exit_code {
+                            Some(0) => None,
+                            Some(code) => Some(format!("exited with code {code}")),
+                            None => Some("was ended by a signal".into()),
+                        }
+                    };
+                    (out.exit_code, out.output, failure)
+                }
+                Err(error) => {
+                    let text = truncate(SyncError::from(error).render(&self.errors).as_str());
+                    (None, text.clone(), Some(format!("could not run: {text}")))
+                }
+            };
+            hooks.push(HookRun {
+                phase: phase.as_str().to_owned(),
+                service: hook.service.clone(),
+                exit_code,
+                output: tail(&output, HOOK_OUTPUT_BYTES),
+            });
+            if let Some(failure) = failure {
+                tracing::warn!(phase = phase.as_str(), service = %hook.service, "hook failed");
+                let consequence = match phase {
+                    Phase::PreSync => "; the running version was left as it was",
+                    Phase::PostSync => "",
+                };
+                return Err(format!(
+                    "{} hook {} ({}) {failure}{consequence}",
+                    phase.as_str(),
+                    i + 1,
+                    hook.service
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// With `ROLLBACK_ON_FAILURE`, the version a failed sync of a new commit goes back to: the
@@ -445,12 +568,16 @@ impl Reconciler {
         path: &str,
         reason: &SyncReason,
         failed: &Version,
+        settings: &StackSettings,
     ) -> Option<Target> {
         let new_commit = matches!(
             reason,
             SyncReason::NotDeployed | SyncReason::ContentChanged { .. } | SyncReason::Retry
         );
-        if !self.settings.rollback_on_failure || !new_commit {
+        let enabled = settings
+            .rollback_on_failure
+            .unwrap_or(self.settings.rollback_on_failure);
+        if !enabled || !new_commit {
             return None;
         }
         let last =
@@ -506,6 +633,7 @@ impl Reconciler {
                 outcome,
                 reason,
                 images,
+                hooks: attempt.hooks.clone(),
             })
             .await;
         match attempt.outcome {
@@ -564,9 +692,9 @@ impl Reconciler {
         &self,
         path: &str,
         project: &str,
+        timeout: Duration,
         shutdown: &CancellationToken,
     ) -> Waited {
-        let timeout = self.settings.health_timeout;
         if timeout.is_zero() {
             let Ok(look) = self.watch.look(project).await else {
                 return Waited::Healthy(Counts::default());
@@ -615,7 +743,7 @@ impl Reconciler {
                 return Waited::Unhealthy {
                     health: Health::Degraded,
                     message: format!(
-                        "{last} (not healthy within SYNC_HEALTH_TIMEOUT={})",
+                        "{last} (not healthy within the health timeout of {})",
                         humantime::format_duration(timeout)
                     ),
                 };
@@ -628,21 +756,24 @@ impl Reconciler {
         }
     }
 
-    /// Materialise the stack at the commit, then let the engine apply it (list services,
-    /// write the label override, `up` or `deploy`).
-    async fn sync_steps(
+    /// Materialises the stack at the commit, reads its settings there, and lets the engine
+    /// prepare it (list services, write the label override).
+    async fn stage(
         &self,
         path: &str,
         project: &str,
         version: &Version,
         revision: &str,
         synced_at: &str,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Staged, SyncError> {
         let files = self.git.read_stack_files(&version.revision, path).await?;
         let stacks_dir = self.layout.stacks_dir.clone();
         let name = project.to_owned();
-        let dir = tokio::task::spawn_blocking(move || {
-            materialise::materialise(&stacks_dir, &name, &files)
+        let main = version.compose_file.clone();
+        let (dir, settings, compose_files) = tokio::task::spawn_blocking(move || {
+            let dir = materialise::materialise(&stacks_dir, &name, &files)?;
+            let (settings, compose_files) = settings_at(&dir, &main)?;
+            Ok::<_, SyncError>((dir, settings, compose_files))
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
@@ -655,16 +786,19 @@ impl Reconciler {
             synced_at: synced_at.to_owned(),
             // Filled in by the engine, from its own reading of the compose file.
             services: Vec::new(),
+            depends_on: settings.depends_on.clone(),
         };
         let files = StackFiles {
             name: project.to_owned(),
             dir,
             compose_file: version.compose_file.clone(),
+            extra_files: compose_files.into_iter().skip(1).collect(),
+            profiles: settings.profiles.clone(),
             override_file: None,
         };
         let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        self.engine.apply(files, labels, override_file).await?;
-        Ok(())
+        let prepared = self.engine.prepare(files, labels, override_file).await?;
+        Ok(Staged { prepared, settings })
     }
 
     /// Takes a stack gone from Git down with the files of its last sync.
@@ -697,6 +831,81 @@ impl Reconciler {
             }
         }
     }
+}
+
+/// The settings of the stack materialised in `dir` (read from its compose file `main`, as the
+/// refresh reads them) and its compose files in merge order, each checked like the compose
+/// file itself: inside the stack directory through no symbolic link, a regular file, and no
+/// larger than [`MAX_COMPOSE_FILE_BYTES`].
+fn settings_at(dir: &Path, main: &str) -> Result<(StackSettings, Vec<String>), SyncError> {
+    let raw = std::fs::read(dir.join(main))
+        .map_err(|e| SyncError::Internal(format!("cannot read {main}: {e}")))?;
+    let read = settings::read(&raw);
+    if let Some(error) = read.error {
+        return Err(SyncError::Refused(format!("{main}: {error}")));
+    }
+    let settings = read.settings;
+    let files = if settings.files.is_empty() {
+        vec![main.to_owned()]
+    } else {
+        settings.files.clone()
+    };
+    if files[0] != main {
+        return Err(SyncError::Refused(format!(
+            "{main}: x-docker-cd.files must start with {main}, the file that holds the settings (it lists {})",
+            files[0]
+        )));
+    }
+    for file in &files[1..] {
+        check_compose_file(dir, file).map_err(|why| {
+            SyncError::Refused(format!("{main}: x-docker-cd.files: {file} {why}"))
+        })?;
+    }
+    Ok((settings, files))
+}
+
+/// Why `file` (relative to `dir`) cannot be a compose file of the stack, if it cannot.
+fn check_compose_file(dir: &Path, file: &str) -> Result<(), String> {
+    let mut at = dir.to_owned();
+    let parts: Vec<&str> = file.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("is not in the stack directory at this commit".into());
+            }
+            Err(e) => return Err(format!("cannot be read: {e}")),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(
+                "is (or is under) a symbolic link; compose files must be regular files".into(),
+            );
+        }
+        let last = i + 1 == parts.len();
+        if last && !meta.is_file() {
+            return Err("is not a regular file".into());
+        }
+        if last && meta.len() > MAX_COMPOSE_FILE_BYTES {
+            return Err(format!(
+                "is {} bytes, over the limit of {MAX_COMPOSE_FILE_BYTES} bytes",
+                meta.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The last `limit` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
 }
 
 /// The health every job's watcher shares.

@@ -312,6 +312,7 @@ impl Reconciler {
                 "reconcile plan: nothing to apply"
             );
         }
+        self.publish_gates(&snapshot, &sync, &plan.blocked, &busy_before);
         for action in plan.actions {
             let project = match &action {
                 Action::Sync { project, .. }
@@ -370,7 +371,7 @@ impl Reconciler {
                 Some(desired) => desired.project_name.clone(),
                 None => info.host_project.clone(),
             };
-            if info.suspended {
+            if info.suspended || info.suspended_in_git {
                 continue; // `suspended` until resumed
             }
             if let Some(project) = project {
@@ -484,6 +485,55 @@ impl Reconciler {
                 });
             }
             Action::Forget { path } => self.store.remove_gone(&path),
+            Action::Wait {
+                path,
+                gone_project,
+                counts,
+            } => {
+                let why = self
+                    .store
+                    .stack(&path)
+                    .and_then(|r| r.sync.blocked_by.clone())
+                    .unwrap_or_default();
+                tracing::debug!(stack = %Untrusted::new(&path), blocked_by = %Untrusted::bounded(&why, LOG_ERROR_CHARS), "sync waits");
+                match gone_project {
+                    Some(project) => self
+                        .store
+                        .upsert_gone(&path, &project, |s| observe(s, counts)),
+                    None => {
+                        self.store.update_stack(&path, |s| observe(s, counts));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets each stack's `blockedBy` and its suspension in Git where they changed (most
+    /// ticks: none, and no store write). Stacks a job is busy with are left to it.
+    fn publish_gates(
+        &self,
+        snapshot: &Snapshot,
+        sync: &std::collections::BTreeMap<String, SyncInfo>,
+        blocked: &std::collections::BTreeMap<String, String>,
+        busy_before: &BusyNow,
+    ) {
+        for (path, info) in sync {
+            let desired = snapshot.stacks.get(path);
+            let suspended_in_git = desired.is_some_and(|d| d.settings().suspend == Some(true));
+            let blocked_by = blocked.get(path);
+            if info.suspended_in_git == suspended_in_git && info.blocked_by.as_ref() == blocked_by {
+                continue;
+            }
+            let project = desired.and_then(|d| d.project_name.as_deref());
+            if blocked_by.is_none() && busy_before.contains(path, project) {
+                continue; // its job clears it
+            }
+            if suspended_in_git && !info.suspended_in_git {
+                tracing::info!(stack = %Untrusted::new(path), "suspended in Git (x-docker-cd.suspend: true)");
+            }
+            let blocked_by = blocked_by.cloned();
+            self.store
+                .update_stack(path, |s| s.gate(suspended_in_git, blocked_by));
         }
     }
 
@@ -546,6 +596,9 @@ enum SyncError {
     Materialise(#[from] MaterialiseError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The stack's settings or hooks refused the sync (the message names the key or hook).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Internal(String),
 }

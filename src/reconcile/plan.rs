@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::compose::ContainerInfo;
 use crate::config::DriftPolicy;
-use crate::desired_state::{Request, Snapshot, StackStatus, SyncInfo, Target};
+use crate::desired_state::{Health, Request, Snapshot, StackStatus, SyncInfo, Target};
+use crate::schedule::{self, Gate, SyncWindow};
 use crate::stack::labels::DeployedLabels;
 use crate::swarm::ServiceInfo;
 
@@ -30,6 +31,9 @@ pub struct Policy {
     /// This agent's instance id (`com.docker-cd.instance`): stacks gone from Git are only
     /// considered when this agent deployed them.
     pub instance: String,
+    /// `SYNC_WINDOWS`: when automatic syncs may run (empty: always), unless a stack's
+    /// `x-docker-cd.syncWindows` says otherwise.
+    pub sync_windows: Vec<SyncWindow>,
 }
 
 /// Why a stack is (re-)synced. Logged with every sync.
@@ -145,6 +149,15 @@ pub enum Action {
     },
     /// Gone from Git and from the host: drop it from the list.
     Forget { path: String },
+    /// Would sync (or be removed) but waits: for its dependencies, for a sync window, or (a
+    /// stack gone from Git) for the stacks that depend on it to be removed first. Why is in
+    /// [`Plan::blocked`].
+    Wait {
+        path: String,
+        /// For a stack gone from Git: its project on the host.
+        gone_project: Option<String>,
+        counts: Counts,
+    },
 }
 
 impl Action {
@@ -158,6 +171,7 @@ impl Action {
             | Self::Backoff { path, .. }
             | Self::Remove { path, .. }
             | Self::Orphan { path, .. }
+            | Self::Wait { path, .. }
             | Self::Forget { path } => path,
         }
     }
@@ -172,6 +186,9 @@ impl Action {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// Why each waiting stack ([`Action::Wait`]) waits: its `blockedBy`. Every other stack's
+    /// `blockedBy` is cleared.
+    pub blocked: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -360,6 +377,7 @@ pub fn plan_for<W: Workload>(
     }
     let mut actions = Vec::new();
     let mut desired_projects = BTreeSet::new();
+    let mut counts_of: BTreeMap<&str, Counts> = BTreeMap::new();
 
     for (path, desired) in &snapshot.stacks {
         let info = sync.get(path);
@@ -372,8 +390,10 @@ pub fn plan_for<W: Workload>(
             desired_projects.insert(p);
         }
         let counts = count(present);
-        // Suspended: never synced, reverted or removed; only counted.
-        if info.is_some_and(|i| i.suspended) {
+        counts_of.insert(path.as_str(), counts);
+        // Suspended (by the operator, or in Git): never synced, reverted or removed; only
+        // counted.
+        if info.is_some_and(|i| i.suspended) || desired.settings().suspend == Some(true) {
             actions.push(Action::Observe {
                 path: path.clone(),
                 counts,
@@ -392,6 +412,7 @@ pub fn plan_for<W: Workload>(
             continue; // unreachable: a stack without a project name always has an error
         };
         let (owned, foreign): (Vec<&W>, Vec<&W>) = present.iter().partition(|c| c.is_owned());
+        let drift_policy = desired.settings().drift.unwrap_or(policy.drift_policy);
 
         if owned.is_empty() && !foreign.is_empty() {
             actions.push(Action::Fail {
@@ -480,7 +501,7 @@ pub fn plan_for<W: Workload>(
                     W::all_gone(),
                     None,
                     info,
-                    policy,
+                    drift_policy,
                     counts,
                     &sync,
                 ));
@@ -521,7 +542,7 @@ pub fn plan_for<W: Workload>(
                     drift,
                     Some(deployed),
                     info,
-                    policy,
+                    drift_policy,
                     counts,
                     &sync,
                 ));
@@ -624,7 +645,32 @@ pub fn plan_for<W: Workload>(
             actions.push(Action::Forget { path: path.clone() });
         }
     }
-    Plan { actions }
+    // What each stack gone from Git but still on the host depended on at its last sync.
+    let still_removed: BTreeMap<String, Vec<String>> = gone
+        .iter()
+        .map(|(path, (_, list))| {
+            let deps: BTreeSet<&str> = list
+                .iter()
+                .flat_map(|w| w.labels().recorded_dependencies())
+                .collect();
+            (
+                (*path).to_owned(),
+                deps.into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect();
+    let mut blocked = BTreeMap::new();
+    gate(
+        &mut actions,
+        &mut blocked,
+        snapshot,
+        sync,
+        policy,
+        &counts_of,
+        &still_removed,
+        now,
+    );
+    Plan { actions, blocked }
 }
 
 fn count<W: Workload>(workloads: &[&W]) -> Counts {
@@ -655,20 +701,169 @@ fn drift_action(
     drift: String,
     deployed: Option<Deployed>,
     info: Option<&SyncInfo>,
-    policy: &Policy,
+    drift_policy: DriftPolicy,
     counts: Counts,
     sync: &impl Fn(SyncReason, Option<Deployed>) -> Action,
 ) -> Action {
     if info.is_some_and(|i| i.ack_requested) {
         return sync(SyncReason::Acknowledged(drift), deployed);
     }
-    match policy.drift_policy {
+    match drift_policy {
         DriftPolicy::Revert => sync(SyncReason::Drift(drift), deployed),
         DriftPolicy::Flag => Action::Flag {
             path: path.to_owned(),
             drift,
             counts,
         },
+        // `x-docker-cd.drift: ignore`: what runs is left as it is, and not reported.
+        DriftPolicy::Ignore => Action::Observe {
+            path: path.to_owned(),
+            counts,
+        },
+    }
+}
+
+impl SyncReason {
+    /// Asked for by the operator (sync now, rollback, an acknowledged drift): never held back
+    /// by dependencies or sync windows.
+    pub fn is_requested(&self) -> bool {
+        matches!(
+            self,
+            Self::Manual | Self::Rollback(_) | Self::Acknowledged(_)
+        )
+    }
+}
+
+/// Whether stack `path` is ready for the stacks that depend on it: synced to what this
+/// snapshot says (or to what it is held at), healthy, and nothing to do for it in this plan.
+/// `None`: ready; otherwise what it is instead, for `blockedBy`.
+fn not_ready(
+    path: &str,
+    snapshot: &Snapshot,
+    sync: &BTreeMap<String, SyncInfo>,
+    planned: &BTreeMap<&str, &Action>,
+) -> Option<String> {
+    let Some(desired) = snapshot.stacks.get(path) else {
+        return Some("not in this commit".into());
+    };
+    if desired.error.is_some() {
+        return Some("failed".into());
+    }
+    let Some(info) = sync.get(path) else {
+        return Some("not synced yet".into());
+    };
+    if info.suspended || desired.settings().suspend == Some(true) {
+        return Some("suspended".into());
+    }
+    let target = info
+        .hold
+        .as_ref()
+        .filter(|h| h.applies(&desired.content_hash))
+        .map_or(desired.content_hash.as_str(), |h| {
+            h.target.content_hash.as_str()
+        });
+    match planned.get(path) {
+        Some(Action::Observe { .. } | Action::Recognise { .. }) | None => {}
+        Some(Action::Sync { .. }) => return Some("syncing".into()),
+        Some(Action::Wait { .. }) => return Some("waiting".into()),
+        Some(_) if info.status == StackStatus::Failed => return Some("failed".into()),
+        Some(_) => return Some(info.status.as_str().into()),
+    }
+    if info.synced_content_hash.as_deref() != Some(target) {
+        return Some(match info.status {
+            StackStatus::Failed => "failed".into(),
+            StackStatus::Synced | StackStatus::Syncing => "syncing".into(),
+            other => other.as_str().into(),
+        });
+    }
+    if info.status != StackStatus::Synced {
+        return Some(info.status.as_str().into());
+    }
+    (info.health != Health::Healthy).then(|| info.health.as_str().into())
+}
+
+/// Holds back automatic syncs of stacks whose dependencies are not ready or that are outside
+/// every sync window, and removals of stacks gone from Git that other gone stacks depended on.
+#[allow(clippy::too_many_arguments)]
+fn gate(
+    actions: &mut [Action],
+    blocked: &mut BTreeMap<String, String>,
+    snapshot: &Snapshot,
+    sync: &BTreeMap<String, SyncInfo>,
+    policy: &Policy,
+    counts_of: &BTreeMap<&str, Counts>,
+    still_removed: &BTreeMap<String, Vec<String>>,
+    now: SystemTime,
+) {
+    let planned: BTreeMap<&str, &Action> = actions.iter().map(|a| (a.path(), a)).collect();
+    let mut waits = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        match action {
+            Action::Sync { path, reason, .. } if !reason.is_requested() => {
+                let Some(desired) = snapshot.stacks.get(path) else {
+                    continue;
+                };
+                let settings = desired.settings();
+                let waiting: Vec<String> = settings
+                    .depends_on
+                    .iter()
+                    .filter_map(|dep| {
+                        not_ready(dep, snapshot, sync, &planned).map(|why| format!("{dep} ({why})"))
+                    })
+                    .collect();
+                let why = if waiting.is_empty() {
+                    let windows = settings
+                        .sync_windows
+                        .as_deref()
+                        .unwrap_or(&policy.sync_windows);
+                    match schedule::gate(windows, now) {
+                        Gate::Open => None,
+                        Gate::Closed { opens: Some(at) } => Some(format!(
+                            "sync window opens {}",
+                            crate::desired_state::rfc3339::format(at)
+                        )),
+                        Gate::Closed { opens: None } => {
+                            Some("no sync window opens again (check the schedules)".into())
+                        }
+                    }
+                } else {
+                    Some(format!("waiting for {}", waiting.join(", ")))
+                };
+                if let Some(why) = why {
+                    let counts = counts_of.get(path.as_str()).copied().unwrap_or_default();
+                    waits.push((i, path.clone(), None, counts, why));
+                }
+            }
+            Action::Remove { path, project } => {
+                let dependents: Vec<&str> = still_removed
+                    .iter()
+                    .filter(|(other, deps)| *other != path && deps.iter().any(|d| d == path))
+                    .map(|(other, _)| other.as_str())
+                    .collect();
+                if !dependents.is_empty() {
+                    let why = format!(
+                        "waiting for {} to be removed first (they depended on it)",
+                        dependents.join(", ")
+                    );
+                    waits.push((
+                        i,
+                        path.clone(),
+                        Some(project.clone()),
+                        Counts::default(),
+                        why,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, path, gone_project, counts, why) in waits {
+        blocked.insert(path.clone(), why);
+        actions[i] = Action::Wait {
+            path,
+            gone_project,
+            counts,
+        };
     }
 }
 
@@ -688,6 +883,7 @@ mod tests {
             remove_enabled: false,
             drift_policy: DriftPolicy::Revert,
             instance: INSTANCE.into(),
+            sync_windows: Vec::new(),
         }
     }
 
@@ -706,6 +902,7 @@ mod tests {
                         compose_blob: None,
                         warnings: vec![],
                         error: None,
+                        settings: None,
                     },
                 )
             })
@@ -746,6 +943,7 @@ mod tests {
                 compose_hash: "c".into(),
                 synced_at: "2026-11-28T16:00:00Z".into(),
                 services: service.into(),
+                depends_on: String::new(),
             },
         }
     }

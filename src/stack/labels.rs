@@ -28,6 +28,9 @@ pub const SYNCED_AT: &str = "com.docker-cd.synced-at";
 /// The services the stack had at sync time, comma-separated: a service whose container is gone
 /// is drift even when the other containers run.
 pub const SERVICES: &str = "com.docker-cd.services";
+/// The stacks (paths) this one depended on at sync time (`x-docker-cd.dependsOn`),
+/// comma-separated: a stack gone from Git is removed only after the stacks that depend on it.
+pub const DEPENDS_ON: &str = "com.docker-cd.depends-on";
 
 /// A stable id for the agent watching `repo` (the URL without credentials) and `deploy_dir`:
 /// the first 16 hex digits of their SHA-256. Derived, not stored, so it survives a lost data
@@ -49,6 +52,7 @@ pub struct SyncLabels {
     /// RFC 3339.
     pub synced_at: String,
     pub services: Vec<String>,
+    pub depends_on: Vec<String>,
 }
 
 impl SyncLabels {
@@ -62,6 +66,7 @@ impl SyncLabels {
             (COMPOSE_HASH, self.compose_hash.clone()),
             (SYNCED_AT, self.synced_at.clone()),
             (SERVICES, self.services.join(",")),
+            (DEPENDS_ON, self.depends_on.join(",")),
         ])
     }
 }
@@ -93,6 +98,9 @@ pub struct DeployedLabels {
     pub synced_at: String,
     /// [`SERVICES`], comma-separated.
     pub services: String,
+    /// [`DEPENDS_ON`], comma-separated. Absent on workloads of docker-cd versions before it.
+    #[serde(default)]
+    pub depends_on: String,
 }
 
 impl DeployedLabels {
@@ -108,12 +116,18 @@ impl DeployedLabels {
             compose_hash: get(COMPOSE_HASH),
             synced_at: get(SYNCED_AT),
             services: get(SERVICES),
+            depends_on: get(DEPENDS_ON),
         }
     }
 
     /// Carries docker-cd's owner label.
     pub fn is_owned(&self) -> bool {
         self.owner == OWNER_VALUE
+    }
+
+    /// The stacks this one depended on at its last sync.
+    pub fn recorded_dependencies(&self) -> impl Iterator<Item = &str> {
+        self.depends_on.split(',').filter(|s| !s.is_empty())
     }
 
     /// The services the stack had at its last sync.
@@ -152,6 +166,7 @@ mod tests {
             compose_hash: "c1".into(),
             synced_at: "2026-11-28T16:00:00Z".into(),
             services: vec!["app".into(), "db".into()],
+            depends_on: Vec::new(),
         }
     }
 

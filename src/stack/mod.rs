@@ -32,8 +32,25 @@ pub struct StackFiles {
     pub dir: PathBuf,
     /// The operator's compose file, relative to `dir`.
     pub compose_file: String,
+    /// More compose files merged after it, in order (`x-docker-cd.files`), relative to `dir`.
+    pub extra_files: Vec<String>,
+    /// Compose profiles to enable (`x-docker-cd.profiles`).
+    pub profiles: Vec<String>,
     /// docker-cd's generated label override.
     pub override_file: Option<PathBuf>,
+}
+
+impl StackFiles {
+    /// The operator's compose files, in merge order, relative to `dir`.
+    pub fn compose_files(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.compose_file.as_str())
+            .chain(self.extra_files.iter().map(String::as_str))
+    }
+
+    /// Whether compose must be asked what the files start: several files, or profiles.
+    pub fn is_plain(&self) -> bool {
+        self.extra_files.is_empty() && self.profiles.is_empty()
+    }
 }
 
 /// A container (or a swarm task, in the same shape) as the stack detail shows it.

@@ -563,6 +563,7 @@ services:
             compose_hash: "c1".into(),
             synced_at: "2026-11-28T16:00:00Z".into(),
             services: vec!["app".into(), "batch".into()],
+            depends_on: Vec::new(),
         };
         let specs = [
             ServiceSpec {

@@ -176,8 +176,8 @@ impl Swarm {
         let out = self
             .command()
             .current_dir(&stack.dir)
-            .args(["stack", "config", "--compose-file"])
-            .arg(stack.dir.join(&stack.compose_file))
+            .args(["stack", "config"])
+            .args(compose_file_args(stack, false))
             .run()
             .await
             .map_err(|source| SwarmError::Stack {
@@ -187,17 +187,14 @@ impl Swarm {
         Ok(out.stdout)
     }
 
-    /// `docker stack deploy --compose-file <file> --compose-file <override> --prune …`.
+    /// `docker stack deploy --compose-file <file>… --compose-file <override> --prune …`.
     pub async fn deploy(&self, stack: &StackFiles) -> Result<(), SwarmError> {
-        let mut cmd = self
+        let cmd = self
             .command()
             .timeout(self.timeout)
             .current_dir(&stack.dir)
-            .args(["stack", "deploy", "--compose-file"])
-            .arg(stack.dir.join(&stack.compose_file));
-        if let Some(file) = &stack.override_file {
-            cmd = cmd.arg("--compose-file").arg(file);
-        }
+            .args(["stack", "deploy"])
+            .args(compose_file_args(stack, true));
         cmd.args(self.flags.args())
             .arg("--")
             .arg(&stack.name)
@@ -373,6 +370,20 @@ fn only_missing_services(stderr: &str) -> bool {
         .filter(|l| !l.is_empty())
         .peekable();
     lines.peek().is_some() && lines.all(|l| l.starts_with("no such service: "))
+}
+
+/// `--compose-file` for each of the operator's files in order, then the override.
+fn compose_file_args(stack: &StackFiles, with_override: bool) -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    for file in stack.compose_files() {
+        args.push("--compose-file".into());
+        args.push(stack.dir.join(file).into_os_string());
+    }
+    if let (true, Some(file)) = (with_override, &stack.override_file) {
+        args.push("--compose-file".into());
+        args.push(file.clone().into_os_string());
+    }
+    args
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ fn unnamed_stack(path: &str) -> DesiredStack {
         compose_blob: None,
         warnings: Vec::new(),
         error: None,
+        settings: None,
     }
 }
 

@@ -41,7 +41,7 @@ pub fn known_facts_of(
     if let Some(stack) = same_name {
         if stack.compose_blob.as_deref() == Some(oid) {
             if let Some(hash) = &stack.compose_hash {
-                return Some(BlobFacts::Hash(hash.clone()));
+                return Some(BlobFacts::Hash(hash.clone(), stack.settings.clone()));
             }
         }
     }
@@ -127,7 +127,7 @@ fn is_unchanged(
         && earlier.compose_blob.as_deref() == Some(chosen.oid.as_str())
         && match blobs.get(chosen.oid.as_str()) {
             None => earlier.compose_hash.is_some(),
-            Some(BlobFacts::Hash(hash)) => earlier.compose_hash.as_ref() == Some(hash),
+            Some(BlobFacts::Hash(hash, _)) => earlier.compose_hash.as_ref() == Some(hash),
             Some(BlobFacts::TooLarge(_)) => false,
         }
 }
@@ -199,6 +199,7 @@ fn build_stack(
             .map(|other| format!("{} is ignored: {file} takes precedence", other.file))
             .collect(),
         error: None,
+        settings: None,
     };
     if chosen.mode == MODE_SYMLINK {
         desired.error = Some(format!(
@@ -215,14 +216,16 @@ fn build_stack(
         (None, Some(d)) => {
             desired.compose_hash.clone_from(&d.compose_hash);
             desired.compose_blob = Some(chosen.oid.clone());
+            desired.settings.clone_from(&d.settings);
             None
         }
         (None, None) => known_facts_of(previous, None, &chosen.oid).map(Cow::Owned),
     };
     match facts.as_deref() {
-        Some(BlobFacts::Hash(hash)) => {
+        Some(BlobFacts::Hash(hash, settings)) => {
             desired.compose_hash = Some(hash.clone());
             desired.compose_blob = Some(chosen.oid.clone());
+            desired.settings.clone_from(settings);
         }
         Some(BlobFacts::TooLarge(size)) => {
             too_large.insert(chosen.oid.clone(), *size);
@@ -233,6 +236,15 @@ fn build_stack(
         None if desired.compose_hash.is_some() => {} // taken over above
         None => {
             desired.error = Some(format!("{file} could not be read"));
+        }
+    }
+    // The settings' warnings and error are the stack's.
+    if let Some(read) = desired.settings.as_deref() {
+        desired
+            .warnings
+            .extend(read.warnings.iter().map(|w| format!("{file}: {w}")));
+        if desired.error.is_none() {
+            desired.error = read.error.as_ref().map(|e| format!("{file}: {e}"));
         }
     }
     desired

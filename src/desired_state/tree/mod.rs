@@ -162,8 +162,12 @@ pub struct TreeIndex {
 /// What reading a compose blob found out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobFacts {
-    /// SHA-256 hex of the content.
-    Hash(String),
+    /// SHA-256 hex of the content, and what its `x-docker-cd:` says (`None` when the file does
+    /// not mention it).
+    Hash(
+        String,
+        Option<std::sync::Arc<crate::desired_state::settings::Read>>,
+    ),
     /// Larger than [`MAX_COMPOSE_FILE_BYTES`](super::MAX_COMPOSE_FILE_BYTES): not hashed, not kept.
     TooLarge(u64),
 }

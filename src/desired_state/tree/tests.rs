@@ -32,7 +32,7 @@ fn blob(path: &str, oid: &str) -> TreeEntry {
 fn facts(index: &TreeIndex) -> HashMap<&str, BlobFacts> {
     wanted_blobs(index)
         .into_iter()
-        .map(|oid| (oid, BlobFacts::Hash(format!("sha-{oid}"))))
+        .map(|oid| (oid, BlobFacts::Hash(format!("sha-{oid}"), None)))
         .collect()
 }
 
@@ -145,7 +145,7 @@ fn facts_of_unchanged_blobs_come_from_the_previous_snapshot() {
     ];
     let mut index = scan(&entries, "").unwrap();
     let blobs = HashMap::from([
-        ("b1", BlobFacts::Hash("sha-b1".into())),
+        ("b1", BlobFacts::Hash("sha-b1".into(), None)),
         ("b2", BlobFacts::TooLarge(2 << 20)),
     ]);
     let stacks = assemble(&mut index, &blobs, None);
@@ -408,7 +408,7 @@ fn a_diff_shares_every_untouched_stack_with_the_previous_snapshot() {
     let index = apply_diff(&first.tree, &diff, "s").unwrap();
     assert!(Arc::ptr_eq(&index.stacks["a"], &first.tree.stacks["a"]));
     assert!(!Arc::ptr_eq(&index.stacks["b"], &first.tree.stacks["b"]));
-    let blobs = HashMap::from([("b2", BlobFacts::Hash("sha-b2".into()))]);
+    let blobs = HashMap::from([("b2", BlobFacts::Hash("sha-b2".into(), None))]);
     let second = snapshot_of(&index, &blobs, Some(&first));
     for shared in ["a", "c"] {
         assert!(
@@ -421,9 +421,9 @@ fn a_diff_shares_every_untouched_stack_with_the_previous_snapshot() {
     assert_eq!(second.stacks["b"].project_name.as_deref(), Some("b"));
     // Exactly what reading the new commit from scratch gives.
     let scratch_blobs = HashMap::from([
-        ("a1", BlobFacts::Hash("sha-a1".into())),
-        ("b2", BlobFacts::Hash("sha-b2".into())),
-        ("c1", BlobFacts::Hash("sha-c1".into())),
+        ("a1", BlobFacts::Hash("sha-a1".into(), None)),
+        ("b2", BlobFacts::Hash("sha-b2".into(), None)),
+        ("c1", BlobFacts::Hash("sha-c1".into(), None)),
     ]);
     assert_eq!(
         second.stacks,

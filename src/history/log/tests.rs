@@ -33,6 +33,16 @@ fn sample(stack: &str, n: u64) -> NewDeployment {
             image: format!("nginx:1.{n}"),
             image_id: Some(format!("sha256:{n:064}")),
         }],
+        hooks: if n % 4 == 1 {
+            vec![crate::history::HookRun {
+                phase: "preSync".into(),
+                service: "migrate".into(),
+                exit_code: Some(0),
+                output: format!("migrated to {n}\n"),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -103,7 +113,14 @@ fn a_deployment_serialises_as_the_spec_record() {
             "outcome": "failed",
             "reason": "compose up failed for 2",
             "images": [{"service": "web", "image": "nginx:1.2", "imageId": format!("sha256:{n}")}],
+            "hooks": [],
         })
+    );
+    // A record with a hook carries its phase, service, exit code and output.
+    let hooked = serde_json::to_value(Deployment::new(8, sample("apps/web", 1))).unwrap();
+    assert_eq!(
+        hooked["hooks"],
+        serde_json::json!([{"phase": "preSync", "service": "migrate", "exitCode": 0, "output": "migrated to 1\n"}])
     );
     for (t, s) in [
         (Trigger::Commit, "commit"),

@@ -775,6 +775,7 @@ mod tests {
             compose_blob: None,
             warnings: vec![],
             error: None,
+            settings: None,
         };
         StackRecord::new(&desired, &SyncInfo::new(status))
     }
@@ -1086,6 +1087,7 @@ mod tests {
                 image: "busybox:1.36".into(),
                 image_id: Some("sha256:0123456789abcdef0123".into()),
             }],
+            hooks: Vec::new(),
         }
     }
 
