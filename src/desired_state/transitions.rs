@@ -276,6 +276,48 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    #[test]
+    fn git_suspends_and_releases_a_stack_and_the_operator_suspension_outlasts_it() {
+        let mut s = SyncInfo::new(StackStatus::Synced);
+        s.assess(Health::Healthy, None);
+        s.gate(true, None);
+        assert!(s.suspended_in_git);
+        assert_eq!(s.health, Health::Suspended);
+        assert_eq!(
+            s.health_message.as_deref(),
+            Some("suspended in Git (x-docker-cd.suspend: true)")
+        );
+        // The engine's word does not change a suspended stack's health.
+        s.assess(Health::Degraded, Some("x".into()));
+        assert_eq!(s.health, Health::Suspended);
+        // The operator's resume does not lift Git's suspension.
+        s.resume();
+        assert_eq!(s.health, Health::Suspended);
+        s.gate(false, None);
+        assert_eq!(s.health, Health::Unknown);
+        assert_eq!(s.health_message, None);
+        // Suspended by the operator too: released by Git, still suspended.
+        s.suspend();
+        s.gate(true, None);
+        s.gate(false, None);
+        assert_eq!(s.health, Health::Suspended);
+    }
+
+    #[test]
+    fn blocked_by_is_set_by_the_plan_and_cleared_when_a_sync_starts() {
+        let mut s = SyncInfo::new(StackStatus::Missing);
+        s.gate(false, Some("waiting for db (progressing)".into()));
+        assert_eq!(
+            s.blocked_by.as_deref(),
+            Some("waiting for db (progressing)")
+        );
+        s.start_sync();
+        assert_eq!(s.blocked_by, None);
+        s.gate(false, Some("sync window opens 2026-12-06T02:00:00Z".into()));
+        s.start_requested_sync();
+        assert_eq!(s.blocked_by, None);
+    }
+
     fn deployment(revision: &str, hash: &str) -> Deployment {
         Deployment {
             revision: revision.into(),

@@ -26,6 +26,7 @@ impl From<ControlError> for ApiError {
             ControlError::NotInGit(_)
             | ControlError::DeployedCommitGone(_)
             | ControlError::Suspended(_)
+            | ControlError::SuspendedInGit(_)
             | ControlError::NoStackAt { .. }
             | ControlError::NothingToRollBackTo(_) => Self::Conflict(e.to_string()),
             ControlError::Engine(_) => Self::Unavailable("cannot read the Docker host"),

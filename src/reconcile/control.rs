@@ -33,6 +33,10 @@ pub enum ControlError {
     NotInGit(String),
     #[error("stack {0:?} is suspended; resume it first")]
     Suspended(String),
+    #[error(
+        "stack {0:?} is suspended in Git (x-docker-cd.suspend: true); commit its removal to sync it again"
+    )]
+    SuspendedInGit(String),
     #[error("no commit {0:?} in the mirror")]
     NoCommit(String),
     #[error("stack {path:?} does not exist at commit {revision}")]
@@ -136,8 +140,12 @@ impl ReconcileHandle {
 
     /// Sync now, even when in sync (trigger `manual`).
     pub fn sync_now(&self, path: &str) -> Result<(), ControlError> {
-        if self.in_git(path)?.suspended {
+        let sync = self.in_git(path)?;
+        if sync.suspended {
             return Err(ControlError::Suspended(path.to_owned()));
+        }
+        if sync.suspended_in_git {
+            return Err(ControlError::SuspendedInGit(path.to_owned()));
         }
         self.store.update_stack(path, SyncInfo::request_sync);
         self.request(Reason::Operator);
@@ -154,6 +162,9 @@ impl ReconcileHandle {
         let sync = self.in_git(path)?;
         if sync.suspended {
             return Err(ControlError::Suspended(path.to_owned()));
+        }
+        if sync.suspended_in_git {
+            return Err(ControlError::SuspendedInGit(path.to_owned()));
         }
         let revision = match revision {
             Some(revision) => revision.to_owned(),
@@ -214,10 +225,15 @@ impl ReconcileHandle {
     }
 
     /// Ends a suspension; the next reconcile syncs what differs.
+    /// A stack only Git suspends cannot be resumed here (409).
     pub fn resume(&self, path: &str) -> Result<(), ControlError> {
-        self.store
+        let record = self
+            .store
             .stack(path)
             .ok_or_else(|| ControlError::UnknownStack(path.to_owned()))?;
+        if record.sync.suspended_in_git && !record.sync.suspended {
+            return Err(ControlError::SuspendedInGit(path.to_owned()));
+        }
         self.records.controls.resume(path)?;
         tracing::info!(stack = %Untrusted::new(path), "resumed");
         self.store.update_stack(path, SyncInfo::resume);

@@ -749,12 +749,21 @@ fn not_ready(
     if desired.error.is_some() {
         return Some("failed".into());
     }
-    let Some(info) = sync.get(path) else {
-        return Some("not synced yet".into());
-    };
-    if info.suspended || desired.settings().suspend == Some(true) {
+    let info = sync.get(path);
+    if info.is_some_and(|i| i.suspended) || desired.settings().suspend == Some(true) {
         return Some("suspended".into());
     }
+    match planned.get(path) {
+        Some(Action::Observe { .. } | Action::Recognise { .. }) | None => {}
+        Some(Action::Sync { .. }) => return Some("syncing".into()),
+        Some(Action::Wait { .. }) => return Some("waiting".into()),
+        Some(Action::Fail { .. } | Action::Backoff { .. }) => return Some("failed".into()),
+        Some(Action::Flag { .. }) => return Some("drifted".into()),
+        Some(_) => return Some("not in this commit".into()),
+    }
+    let Some(info) = info else {
+        return Some("not synced yet".into());
+    };
     let target = info
         .hold
         .as_ref()
@@ -762,13 +771,6 @@ fn not_ready(
         .map_or(desired.content_hash.as_str(), |h| {
             h.target.content_hash.as_str()
         });
-    match planned.get(path) {
-        Some(Action::Observe { .. } | Action::Recognise { .. }) | None => {}
-        Some(Action::Sync { .. }) => return Some("syncing".into()),
-        Some(Action::Wait { .. }) => return Some("waiting".into()),
-        Some(_) if info.status == StackStatus::Failed => return Some("failed".into()),
-        Some(_) => return Some(info.status.as_str().into()),
-    }
     if info.synced_content_hash.as_deref() != Some(target) {
         return Some(match info.status {
             StackStatus::Failed => "failed".into(),
@@ -869,6 +871,8 @@ fn gate(
 
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod settings_tests;
 
 #[cfg(test)]
 mod tests {
