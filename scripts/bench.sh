@@ -6,6 +6,7 @@
 #   scripts/bench.sh                      # N = 100, 1,000 and 10,000 stacks, 5 rounds each
 #   SIZES="1000" ROUNDS=3 scripts/bench.sh
 #   RECONCILE=0 scripts/bench.sh          # skip the no-op reconcile on the Docker engine
+#   SETTINGS=1 scripts/bench.sh           # every compose file also has an x-docker-cd: block
 #
 # Needs git and a Rust toolchain. The no-op reconcile over 1,000 synced stacks also needs a
 # Docker engine and docker-compose (or the compose plugin); it builds the local test image
@@ -21,6 +22,7 @@ ALT_ROUNDS=${ALT_ROUNDS:-3}   # rounds of the slow `git show` per compose file a
 BURST=${BURST:-1000}
 RECONCILE=${RECONCILE:-1}
 RECONCILE_STACKS=${RECONCILE_STACKS:-1000}
+SETTINGS=${SETTINGS:-0}
 
 GEN=${GEN_FIXTURE:-../shared/bench/gen_fixture_repo.sh}
 [ -f "$GEN" ] || GEN=/work/shared/bench/gen_fixture_repo.sh
@@ -44,9 +46,24 @@ cargo build --quiet --release --locked --bin docker-cd --example bench
 work=$(mktemp -d -t docker-cd-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 repos=()
+# SETTINGS=1: one more commit gives every stack's compose file settings (SPEC §11), so that
+# every refresh reads and parses them.
+add_settings() {
+  local clone="$work/settings-clone"
+  git clone -q "$1" "$clone"
+  for f in "$clone"/stacks/*/compose.yaml "$clone"/stacks/*/compose.yml \
+           "$clone"/stacks/*/docker-compose.yaml "$clone"/stacks/*/docker-compose.yml; do
+    [ -f "$f" ] || continue
+    printf 'x-docker-cd:\n  drift: flag\n  healthTimeout: 90s\n  dependsOn: []\n  syncWindows: [{schedule: "0 2 * * 6", duration: 2h}]\n' >> "$f"
+  done
+  git -C "$clone" -c user.name=bench -c user.email=bench@localhost commit -qam "bench: settings in every stack"
+  git -C "$clone" push -q origin HEAD:main
+  rm -rf "$clone"
+}
 for n in $SIZES; do
   echo "bench: generating a fixture repository of $n stacks" >&2
   bash "$GEN" "$n" "$work/repo-$n.git" 20 stacks >/dev/null
+  [ "$SETTINGS" = 1 ] && add_settings "$work/repo-$n.git"
   repos+=("$n=$work/repo-$n.git")
 done
 if [ "$RECONCILE" = 1 ]; then

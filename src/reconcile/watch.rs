@@ -18,11 +18,13 @@ use super::plan::Counts;
 use crate::engine::{Actual, Engine};
 use crate::stack::health::Assessment;
 
-/// How often a waiting sync looks.
-pub const POLL: Duration = Duration::from_secs(1);
+/// How often a waiting sync looks. Half a second: a stack reads `healthy` at most that long
+/// after its last container did (a healthcheck's own interval is rarely shorter), for one
+/// `docker ps` and one `docker inspect` per half second while any sync waits, none otherwise.
+pub const POLL: Duration = Duration::from_millis(500);
 /// A reading younger than this is reused: a little under [`POLL`], so that every poll of a
 /// sync sees a reading made after its previous poll.
-pub const FRESH_FOR: Duration = Duration::from_millis(900);
+pub const FRESH_FOR: Duration = Duration::from_millis(450);
 
 /// What one look at a project found.
 #[derive(Debug, Clone, PartialEq, Eq)]
