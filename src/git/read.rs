@@ -325,6 +325,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn settings_are_read_into_the_snapshot_with_their_warnings_errors_and_order() {
+        let fixture = Fixture::new();
+        fixture
+            .write(
+                "db/compose.yaml",
+                "x-docker-cd:\n  healthTimeout: 3m\n  colour: blue\nservices: {db: {image: x}}\n",
+            )
+            .write(
+                "api/compose.yaml",
+                "x-docker-cd: {dependsOn: [db]}\nservices: {api: {image: x}}\n",
+            )
+            .write(
+                "web/compose.yaml",
+                "x-docker-cd: {dependsOn: [gone]}\nservices: {web: {image: x}}\n",
+            )
+            .write(
+                "bad/compose.yml",
+                "x-docker-cd: {drift: sometimes}\nservices: {bad: {image: x}}\n",
+            )
+            .write("plain/compose.yaml", "services: {p: {image: x}}\n");
+        fixture.commit_and_push("settings");
+        let data = tempfile::tempdir().unwrap();
+        let reader = fixture.reader("", data.path()).await;
+        let snapshot = reader.read(None).await.unwrap().unwrap();
+        let db = &snapshot.stacks["db"];
+        assert_eq!(db.settings().health_timeout, Some(Duration::from_secs(180)));
+        assert_eq!(db.error, None);
+        assert_eq!(db.warnings.len(), 1, "{:?}", db.warnings);
+        assert!(
+            db.warnings[0].starts_with("compose.yaml: x-docker-cd.colour: unknown setting"),
+            "{:?}",
+            db.warnings
+        );
+        assert_eq!(snapshot.stacks["api"].settings().depends_on, ["db"]);
+        assert_eq!(snapshot.stacks["api"].error, None);
+        assert_eq!(
+            snapshot.stacks["web"].error.as_deref(),
+            Some("x-docker-cd.dependsOn: gone is not a stack of this commit")
+        );
+        assert_eq!(
+            snapshot.stacks["bad"].error.as_deref(),
+            Some(
+                "compose.yml: x-docker-cd.drift: \"sometimes\" is not one of: revert, flag, ignore"
+            )
+        );
+        assert!(snapshot.stacks["plain"].settings.is_none());
+        // A commit that changes another stack keeps the settings (and the warning) of the
+        // unchanged ones, and the dependency is checked again: `gone` now exists.
+        fixture.write("gone/compose.yaml", "services: {g: {image: x}}\n");
+        fixture.commit_and_push("add gone");
+        let next = reader.read(Some(&snapshot)).await.unwrap().unwrap();
+        assert_eq!(next.stacks["web"].error, None);
+        assert!(std::sync::Arc::ptr_eq(
+            &next.stacks["db"],
+            &snapshot.stacks["db"]
+        ));
+        assert_eq!(next.stacks["db"].warnings, snapshot.stacks["db"].warnings);
+        assert_eq!(next.stacks["bad"].error, snapshot.stacks["bad"].error);
+    }
+
+    #[tokio::test]
     async fn a_deploy_dir_named_like_a_glob_is_read_literally() {
         let repo = Fixture::new();
         repo.write("st*/a/compose.yaml", "services: {a: {image: x}}\n");
