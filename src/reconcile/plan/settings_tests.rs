@@ -32,6 +32,27 @@ fn depends_on(paths: &[&str]) -> StackSettings {
     }
 }
 
+/// Settings with these windows (schedule, seconds).
+fn windows(list: &[(&str, u64)]) -> StackSettings {
+    StackSettings {
+        sync_windows: Some(window_list(list)),
+        ..StackSettings::default()
+    }
+}
+
+fn window_list(list: &[(&str, u64)]) -> Vec<SyncWindow> {
+    list.iter()
+        .map(|(schedule, secs)| SyncWindow::new(schedule, Duration::from_secs(*secs)).unwrap())
+        .collect()
+}
+
+/// The plan for one stack `web` at `w1` with `settings`, nothing deployed, on Saturday 03:00.
+fn plan_web(settings: StackSettings) -> Plan {
+    let mut snap = snapshot(&[("web", "w1")]);
+    with(&mut snap, "web", settings);
+    plan(&snap, &BTreeMap::new(), &[], &revert(), saturday_3am())
+}
+
 fn healthy(hash: &str) -> SyncInfo {
     let mut info = synced(hash);
     info.health = Health::Healthy;
@@ -163,9 +184,7 @@ fn an_operator_sync_is_never_held_back_by_dependencies_or_windows() {
         &mut snap,
         "api",
         StackSettings {
-            sync_windows: Some(vec![
-                SyncWindow::new("0 0 1 1 *", Duration::from_secs(60)).unwrap(),
-            ]),
+            sync_windows: Some(window_list(&[("0 0 1 1 *", 60)])),
             ..depends_on(&["db"])
         },
     );
@@ -193,18 +212,7 @@ fn an_operator_sync_is_never_held_back_by_dependencies_or_windows() {
 
 #[test]
 fn outside_every_window_an_automatic_sync_waits_until_the_next_opening() {
-    let mut snap = snapshot(&[("web", "w1")]);
-    with(
-        &mut snap,
-        "web",
-        StackSettings {
-            sync_windows: Some(vec![
-                SyncWindow::new("0 2 * * 0", Duration::from_secs(7200)).unwrap(),
-            ]),
-            ..StackSettings::default()
-        },
-    );
-    let plan = plan(&snap, &BTreeMap::new(), &[], &revert(), saturday_3am());
+    let plan = plan_web(windows(&[("0 2 * * 0", 7200), ("0 4 * * 1", 600)]));
     assert!(is_wait(action(&plan, "web")));
     assert_eq!(
         plan.blocked["web"],
@@ -214,45 +222,30 @@ fn outside_every_window_an_automatic_sync_waits_until_the_next_opening() {
 
 #[test]
 fn inside_a_window_the_sync_runs() {
-    let mut snap = snapshot(&[("web", "w1")]);
-    with(
-        &mut snap,
-        "web",
-        StackSettings {
-            sync_windows: Some(vec![
-                SyncWindow::new("0 2 * * 6", Duration::from_secs(7200)).unwrap(),
-            ]),
-            ..StackSettings::default()
-        },
+    // Open from 02:00 for two hours; and any open window opens the gate.
+    for open in [
+        windows(&[("0 2 * * 6", 7200)]),
+        windows(&[("0 2 * * 0", 60), ("30 2 * * *", 3600)]),
+    ] {
+        let plan = plan_web(open);
+        assert!(is_sync(action(&plan, "web")), "{plan:?}");
+        assert!(plan.blocked.is_empty());
+    }
+    // Closed at the end of an opening: 01:00 for two hours ends at 03:00.
+    let plan = plan_web(windows(&[("0 1 * * 6", 7200)]));
+    assert_eq!(
+        plan.blocked["web"],
+        "sync window opens 2026-12-12T01:00:00Z"
     );
-    let plan = plan(&snap, &BTreeMap::new(), &[], &revert(), saturday_3am());
-    assert!(is_sync(action(&plan, "web")));
-    assert!(plan.blocked.is_empty());
 }
 
 #[test]
 fn the_global_windows_apply_unless_the_stack_has_its_own_and_an_empty_list_is_always_open() {
     let mut policy = revert();
-    policy.sync_windows = vec![SyncWindow::new("0 2 * * 0", Duration::from_secs(3600)).unwrap()];
+    policy.sync_windows = window_list(&[("0 2 * * 0", 3600)]);
     let mut snap = snapshot(&[("free", "f1"), ("own", "o1"), ("plain", "p1")]);
-    with(
-        &mut snap,
-        "free",
-        StackSettings {
-            sync_windows: Some(Vec::new()),
-            ..StackSettings::default()
-        },
-    );
-    with(
-        &mut snap,
-        "own",
-        StackSettings {
-            sync_windows: Some(vec![
-                SyncWindow::new("0 3 * * 6", Duration::from_secs(600)).unwrap(),
-            ]),
-            ..StackSettings::default()
-        },
-    );
+    with(&mut snap, "free", windows(&[]));
+    with(&mut snap, "own", windows(&[("0 3 * * 6", 600)]));
     let plan = plan(&snap, &BTreeMap::new(), &[], &policy, saturday_3am());
     assert!(is_sync(action(&plan, "free")));
     assert!(is_sync(action(&plan, "own")));
@@ -266,7 +259,7 @@ fn the_global_windows_apply_unless_the_stack_has_its_own_and_an_empty_list_is_al
 #[test]
 fn a_drift_revert_waits_for_the_window_too() {
     let mut policy = revert();
-    policy.sync_windows = vec![SyncWindow::new("0 2 * * 0", Duration::from_secs(3600)).unwrap()];
+    policy.sync_windows = window_list(&[("0 2 * * 0", 3600)]);
     let snap = snapshot(&[("web", "w1")]);
     let plan = plan(
         &snap,
@@ -282,7 +275,7 @@ fn a_drift_revert_waits_for_the_window_too() {
 #[test]
 fn a_stack_in_sync_is_not_blocked_whatever_the_windows_say() {
     let mut policy = revert();
-    policy.sync_windows = vec![SyncWindow::new("0 2 * * 0", Duration::from_secs(3600)).unwrap()];
+    policy.sync_windows = window_list(&[("0 2 * * 0", 3600)]);
     let plan = plan(
         &snapshot(&[("web", "w1")]),
         &sync_map(&[("web", healthy("w1"))]),
