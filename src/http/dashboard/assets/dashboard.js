@@ -243,6 +243,11 @@
   const cards = new Map();
   const filter = { status: '', health: '', control: '', q: '' };
 
+  /** `after db, cache` for a dependsOn (after_text on the server); empty without one. */
+  function afterText(dependsOn) {
+    return dependsOn && dependsOn.length ? `after ${dependsOn.join(', ')}` : '';
+  }
+
   /** The same as control_name on the server: what holds the stack, for the filter. */
   function controlName(rec) {
     if (rec.suspended) return 'suspended';
@@ -272,6 +277,11 @@
     optional(pinned, rec.pinnedRevision ? `pinned ${rec.pinnedRevision.slice(0, PIN_REVISION)}` : '');
     pinned.title = rec.pinnedRevision || '';
     field('suspended').hidden = !rec.suspended;
+    field('suspended-in-git').hidden = !rec.suspendedInGit;
+    const blocked = field('blocked-by');
+    optional(blocked, rec.blockedBy || '');
+    blocked.title = rec.blockedBy || '';
+    optional(field('depends-on'), afterText((rec.settings || {}).dependsOn));
     const running = rec.containersRunning || 0;
     const total = rec.containersTotal || 0;
     field('containers').textContent = `${running}/${total}`;
