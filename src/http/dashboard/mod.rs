@@ -12,7 +12,7 @@
 //! history (`stack.history`), and fetches and shows the stack's diff (`/api/stacks/{path}/diff`).
 //! What a stack's `x-docker-cd:` says (SPEC §11) is on both: a card shows what holds the stack
 //! back (`blockedBy`), a suspension by Git apart from the operator's, and its dependencies; the
-//! stack page lists every setting and links the dependencies.
+//! stack page lists every setting, links the dependencies, and shows each deployment's hooks.
 //! Pages are served with a Content-Security-Policy that allows only these same-origin files:
 //! no inline script, style or event handler.
 //!
@@ -40,7 +40,7 @@ use super::names::WireName;
 use super::{ApiError, AppState};
 use crate::desired_state::settings::{Hook, Phase, StackSettings};
 use crate::desired_state::{Health, RefreshStatus, StackRecord, StackStatus, rfc3339};
-use crate::history::{Deployment, Outcome};
+use crate::history::{Deployment, HookRun, Outcome};
 use crate::stack::ContainerView;
 
 /// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
@@ -581,6 +581,8 @@ struct DeploymentRow {
     reason: String,
     /// `service: image (id)`, one per service.
     images: Vec<String>,
+    /// The hooks that ran, in order (SPEC §11).
+    hooks: Vec<HookRunView>,
     /// A rollback to this row's commit is offered: it succeeded, and the stack runs another
     /// commit now.
     rollback: bool,
@@ -615,9 +617,38 @@ impl DeploymentRow {
                     )
                 })
                 .collect(),
+            hooks: d.hooks.iter().map(HookRunView::new).collect(),
             rollback: controls
                 && d.outcome == Outcome::Succeeded
                 && running.is_none_or(|r| r != d.revision),
+        }
+    }
+}
+
+/// A hook that ran during a deployment; `hookItem` in the script is its twin.
+#[derive(Debug)]
+struct HookRunView {
+    phase: String,
+    service: String,
+    /// `exit 0`, or why there is no exit code; `exitText` in the script.
+    exit: String,
+    /// It did not exit with 0.
+    failed: bool,
+    /// The end of what it wrote (empty: nothing).
+    output: String,
+}
+
+impl HookRunView {
+    fn new(h: &HookRun) -> Self {
+        Self {
+            phase: h.phase.clone(),
+            service: h.service.clone(),
+            exit: match h.exit_code {
+                Some(code) => format!("exit {code}"),
+                None => "no exit code (timed out or did not start)".into(),
+            },
+            failed: h.exit_code != Some(0),
+            output: h.output.clone(),
         }
     }
 }
@@ -1557,6 +1588,47 @@ mod tests {
         assert!(!page.contains("id=\"blocked-by\""));
         assert!(page.contains("data-action=\"sync\" data-path=\"web\" hidden>"));
         assert!(page.contains("data-action=\"resume\" data-path=\"web\" hidden>"));
+    }
+
+    #[test]
+    fn the_history_shows_each_hook_with_its_output_folded_and_escaped() {
+        let mut failed = deployment(2, "cccc", Outcome::Failed, Some("postSync hook failed"));
+        failed.hooks = vec![
+            HookRun {
+                phase: "preSync".into(),
+                service: "migrate".into(),
+                exit_code: Some(0),
+                output: "migrated 3 tables\n<script>alert(1)</script>".into(),
+            },
+            HookRun {
+                phase: "postSync".into(),
+                service: "web".into(),
+                exit_code: None,
+                output: String::new(),
+            },
+        ];
+        let html = stack_page(
+            &record("web", StackStatus::Failed),
+            &[failed, deployment(1, "aaaa", Outcome::Succeeded, None)],
+            true,
+        );
+        assert!(html.contains("<th>images</th><th>hooks</th><th></th>"));
+        let rows: Vec<&str> = html.split("<tr data-deployment=").skip(1).collect();
+        assert!(
+            rows[0].contains(
+                "<ul class=\"hooks\" data-field=\"hooks\"><li data-phase=\"preSync\" data-failed=\"false\">\
+                 <span class=\"phase\">preSync</span> <code>migrate</code> <span class=\"exit\">exit 0</span>\
+                 <details><summary>output</summary><pre>migrated 3 tables\n&#60;script&#62;alert(1)&#60;/script&#62;</pre></details></li>\
+                 <li data-phase=\"postSync\" data-failed=\"true\"><span class=\"phase\">postSync</span> <code>web</code> \
+                 <span class=\"exit\">no exit code (timed out or did not start)</span> <span class=\"meta\">no output</span></li></ul>"
+            ),
+            "{}",
+            rows[0]
+        );
+        assert!(!html.contains("<script>alert"));
+        // A deployment without hooks, and the blank row of the template, have an empty list.
+        assert!(rows[1].contains("<ul class=\"hooks\" data-field=\"hooks\"></ul>"));
+        assert!(rows[2].contains("<ul class=\"hooks\" data-field=\"hooks\"></ul>"));
     }
 
     #[test]
