@@ -921,6 +921,132 @@ async fn the_refresh_button_asks_for_the_api_token_once_and_sends_it() {
     app.finish(outcome).await;
 }
 
+/// A card's holds from Git: `[shown, text, title]` of its waiting tag, its suspended-in-Git
+/// tag and its dependencies, and how many elements the card's tags hold (markup from Git would
+/// be some).
+const GIT_HOLDS: &str = "const c = [...document.querySelectorAll('#grid .card')]
+        .find(c => c.dataset.path === arguments[0]);
+    if (!c) return null;
+    const f = n => c.querySelector(`[data-field='${n}']`);
+    const tag = n => [!f(n).hidden, f(n).textContent, f(n).title];
+    return { blocked: tag('blocked-by'), git: tag('suspended-in-git'),
+             after: tag('depends-on'), health: c.dataset.health,
+             elements: c.querySelectorAll('.tags .tag *').length };";
+
+/// The stack page's word on what holds it back, and its dependencies' links.
+const PAGE_HOLDS: &str = "const d = document.getElementById('stack-detail');
+    if (!d) return null;
+    const text = id => document.getElementById(id)?.textContent ?? null;
+    return { blocked: text('blocked-by-text'), waiting: text('waiting'),
+             git: !!document.getElementById('suspended-in-git-note'),
+             links: [...d.querySelectorAll('#depends-on a')].map(a => a.getAttribute('href')),
+             settings: [...d.querySelectorAll('#settings [data-setting]')]
+                 .map(s => s.dataset.setting) };";
+
+#[tokio::test]
+async fn what_holds_a_stack_back_appears_and_goes_live_on_the_grid_and_its_page() {
+    let Some(tools) = require_browser() else {
+        return;
+    };
+    let repo = TestRepo::new();
+    repo.write("stacks/db/compose.yaml", compose("db:1"));
+    repo.write(
+        "stacks/web/compose.yaml",
+        format!("{}x-docker-cd:\n  dependsOn: [db]\n", compose("web:1")),
+    );
+    repo.commit_and_push("web after db");
+    let app = TestApp::start(&repo.url(), |a| a.git_deploy_dir = "stacks".into()).await;
+    app.wait_refreshes(1).await;
+    // Reconciling is off: only the test moves the gate, as the reconciler would.
+    let gate = |suspended_in_git: bool, blocked_by: Option<&str>| {
+        let blocked_by = blocked_by.map(str::to_owned);
+        assert!(
+            app.app()
+                .store
+                .update_stack("web", |s| s.gate(suspended_in_git, blocked_by))
+        );
+    };
+    let browser = Browser::start(&tools, "holds").await;
+    let b = &browser;
+    let outcome = common::catch(async {
+        b.goto(&app.url("/")).await;
+        b.wait_cards("the stacks", &["db", "web"]).await;
+        let web = b
+            .wait_for(WAIT, "web's card", GIT_HOLDS, vec![json!("web")], |v| {
+                !v.is_null()
+            })
+            .await;
+        assert_eq!(web["after"], json!([true, "after db", ""]));
+        assert_eq!(web["blocked"], json!([false, "", ""]));
+        assert_eq!(web["git"][0], false);
+
+        let why = "waiting for db (progressing) <b>db</b>";
+        gate(false, Some(why));
+        let web = b
+            .wait_for(WAIT, "web waits", GIT_HOLDS, vec![json!("web")], |v| {
+                v["blocked"][0] == true
+            })
+            .await;
+        assert_eq!(web["blocked"], json!([true, why, why]));
+        assert_eq!(web["elements"], 0, "text from Git is never markup");
+        b.assert_grid_matches_server().await;
+
+        gate(true, None);
+        let web = b
+            .wait_for(
+                WAIT,
+                "web suspended in Git",
+                GIT_HOLDS,
+                vec![json!("web")],
+                |v| v["git"][0] == true,
+            )
+            .await;
+        assert_eq!(web["blocked"][0], false, "{web}");
+        assert_eq!(web["health"], "suspended");
+        b.assert_grid_matches_server().await;
+        gate(false, None);
+        b.wait_for(
+            WAIT,
+            "web follows Git again",
+            GIT_HOLDS,
+            vec![json!("web")],
+            |v| v["git"][0] == false && v["blocked"][0] == false,
+        )
+        .await;
+
+        // The stack page: its settings and dependency, and the wait appearing and going.
+        b.goto(&app.url("/stacks/web")).await;
+        let page = b
+            .wait_for(WAIT, "web's page", PAGE_HOLDS, vec![], |v| !v.is_null())
+            .await;
+        assert_eq!(page["links"], json!(["/stacks/db"]));
+        assert_eq!(page["settings"], json!(["dependsOn"]));
+        assert!(
+            page["blocked"].is_null() && page["waiting"].is_null(),
+            "{page}"
+        );
+        let window = "sync window opens 2026-12-05T02:00:00Z";
+        gate(false, Some(window));
+        b.wait_for(WAIT, "the page says web waits", PAGE_HOLDS, vec![], |v| {
+            v["blocked"] == window && v["waiting"] == "waiting"
+        })
+        .await;
+        b.screenshot("dashboard-stack-waiting.png").await;
+        gate(false, None);
+        b.wait_for(
+            WAIT,
+            "the wait is gone from the page",
+            PAGE_HOLDS,
+            vec![],
+            |v| !v.is_null() && v["blocked"].is_null() && v["waiting"].is_null(),
+        )
+        .await;
+    })
+    .await;
+    browser.close(&outcome).await;
+    app.finish(outcome).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // With Docker: real statuses, drift flagged and acknowledged from the page.
 

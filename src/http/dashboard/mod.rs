@@ -10,6 +10,9 @@
 //! the refresh and acknowledge requests and the operator's (sync now, rollback, suspend,
 //! resume, unpin, all with the API token), prepends new deployments to the stack page's
 //! history (`stack.history`), and fetches and shows the stack's diff (`/api/stacks/{path}/diff`).
+//! What a stack's `x-docker-cd:` says (SPEC §11) is on both: a card shows what holds the stack
+//! back (`blockedBy`), a suspension by Git apart from the operator's, and its dependencies; the
+//! stack page lists every setting, links the dependencies, and shows each deployment's hooks.
 //! Pages are served with a Content-Security-Policy that allows only these same-origin files:
 //! no inline script, style or event handler.
 //!
@@ -35,8 +38,9 @@ use sha2::{Digest, Sha256};
 
 use super::names::WireName;
 use super::{ApiError, AppState};
+use crate::desired_state::settings::{Hook, Phase, StackSettings};
 use crate::desired_state::{Health, RefreshStatus, StackRecord, StackStatus, rfc3339};
-use crate::history::{Deployment, Outcome};
+use crate::history::{Deployment, HookRun, Outcome};
 use crate::stack::ContainerView;
 
 /// The statuses the grid can filter by, in the order of its chips (`statuses` in the script).
@@ -220,6 +224,12 @@ struct CardView {
     /// The whole pinned commit (the badge's tooltip).
     pinned_revision: String,
     suspended: bool,
+    /// Git suspends the stack (`x-docker-cd.suspend: true`); apart from the operator's hold.
+    suspended_in_git: bool,
+    /// Why an automatic sync waits (empty: nothing holds it back).
+    blocked_by: String,
+    /// `after db, cache`: the stacks of `dependsOn` (empty: none).
+    depends_on: String,
     /// The control the card counts under for the filter: `pinned`, `suspended` or empty.
     /// A stack both pinned and suspended counts as suspended (that is what holds it).
     control: String,
@@ -268,6 +278,9 @@ impl CardView {
                 .unwrap_or_default(),
             pinned_revision: sync.pinned_revision.clone().unwrap_or_default(),
             suspended: sync.suspended,
+            suspended_in_git: sync.suspended_in_git,
+            blocked_by: sync.blocked_by.clone().unwrap_or_default(),
+            depends_on: after_text(&record.settings.depends_on),
             control: control_name(record).to_owned(),
             hidden: !query.matches(record),
             status,
@@ -364,6 +377,13 @@ struct DetailView {
     /// The commit the stack is pinned at (empty: it follows Git).
     pinned_revision: String,
     suspended: bool,
+    suspended_in_git: bool,
+    /// Why an automatic sync waits (empty: nothing holds it back).
+    blocked_by: String,
+    /// The stacks of `dependsOn`, each a link to its page.
+    depends_on: Vec<String>,
+    /// What the compose file's `x-docker-cd:` sets, key by key (empty: nothing).
+    settings: Vec<Setting>,
 }
 
 impl DetailView {
@@ -402,8 +422,122 @@ impl DetailView {
             running_revision: sync.synced_revision.clone().unwrap_or_default(),
             pinned_revision: sync.pinned_revision.clone().unwrap_or_default(),
             suspended: sync.suspended,
+            suspended_in_git: sync.suspended_in_git,
+            blocked_by: sync.blocked_by.clone().unwrap_or_default(),
+            depends_on: record.settings.depends_on.clone(),
+            settings: Setting::list(&record.settings),
             status,
         }
+    }
+}
+
+/// One key of a stack's `x-docker-cd:` as the stack page lists it.
+#[derive(Debug)]
+struct Setting {
+    /// As the file spells it: `healthTimeout`, `dependsOn`.
+    key: &'static str,
+    value: SettingValue,
+}
+
+/// A setting's value, by how the page shows it.
+#[derive(Debug)]
+enum SettingValue {
+    /// `true`, `revert`, `1m 30s`: as the JSON API spells it.
+    Text(String),
+    /// Stack paths, each a link to its page (`dependsOn`).
+    Stacks(Vec<String>),
+    /// Compose files or profiles, in the file's order.
+    Names(Vec<String>),
+    Hooks(Vec<HookView>),
+    /// Empty: the stack has no windows at all (always open), whatever `SYNC_WINDOWS` says.
+    Windows(Vec<WindowView>),
+}
+
+/// A hook of the settings: `preSync`, its service and its command.
+#[derive(Debug)]
+struct HookView {
+    phase: &'static str,
+    service: String,
+    /// The arguments as a JSON array (`["sh", "-c", "./migrate.sh"]`): exact, spaces and
+    /// quotes included. Empty: the service's own command.
+    command: String,
+}
+
+impl HookView {
+    fn new(phase: Phase, hook: &Hook) -> Self {
+        Self {
+            phase: phase.as_str(),
+            service: hook.service.clone(),
+            command: if hook.command.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&hook.command).unwrap_or_default()
+            },
+        }
+    }
+}
+
+/// A sync window of the settings.
+#[derive(Debug)]
+struct WindowView {
+    /// Cron, 5 fields, UTC.
+    schedule: String,
+    /// `2h`, `1h 30m`.
+    duration: String,
+}
+
+impl Setting {
+    /// Every key the settings set, in the reference's order (SPEC §11); empty when none.
+    fn list(s: &StackSettings) -> Vec<Self> {
+        use SettingValue::{Hooks, Names, Stacks, Text, Windows};
+        let flag = |b: Option<bool>| b.map(|b| Text(b.to_string()));
+        let hooks: Vec<HookView> = s
+            .hooks
+            .pre_sync
+            .iter()
+            .map(|h| HookView::new(Phase::PreSync, h))
+            .chain(
+                s.hooks
+                    .post_sync
+                    .iter()
+                    .map(|h| HookView::new(Phase::PostSync, h)),
+            )
+            .collect();
+        let list = |names: &[String], value: fn(Vec<String>) -> SettingValue| {
+            (!names.is_empty()).then(|| value(names.to_vec()))
+        };
+        [
+            ("suspend", flag(s.suspend)),
+            ("drift", s.drift.map(|d| Text(wire_text(&d)))),
+            (
+                "healthTimeout",
+                s.health_timeout
+                    .map(|d| Text(humantime::format_duration(d).to_string())),
+            ),
+            ("rollbackOnFailure", flag(s.rollback_on_failure)),
+            ("dependsOn", list(&s.depends_on, Stacks)),
+            ("files", list(&s.files, Names)),
+            ("profiles", list(&s.profiles, Names)),
+            ("hooks", (!hooks.is_empty()).then_some(Hooks(hooks))),
+            (
+                "syncWindows",
+                s.sync_windows.as_ref().map(|windows| {
+                    Windows(
+                        windows
+                            .iter()
+                            .map(|w| WindowView {
+                                schedule: w.schedule().to_owned(),
+                                duration: humantime::format_duration(w.duration()).to_string(),
+                            })
+                            .collect(),
+                    )
+                }),
+            ),
+            ("imageUpdates", flag(s.image_updates)),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| Self { key, value }))
+        .collect()
     }
 }
 
@@ -447,6 +581,8 @@ struct DeploymentRow {
     reason: String,
     /// `service: image (id)`, one per service.
     images: Vec<String>,
+    /// The hooks that ran, in order (SPEC §11).
+    hooks: Vec<HookRunView>,
     /// A rollback to this row's commit is offered: it succeeded, and the stack runs another
     /// commit now.
     rollback: bool,
@@ -481,9 +617,38 @@ impl DeploymentRow {
                     )
                 })
                 .collect(),
+            hooks: d.hooks.iter().map(HookRunView::new).collect(),
             rollback: controls
                 && d.outcome == Outcome::Succeeded
                 && running.is_none_or(|r| r != d.revision),
+        }
+    }
+}
+
+/// A hook that ran during a deployment; `hookItem` in the script is its twin.
+#[derive(Debug)]
+struct HookRunView {
+    phase: String,
+    service: String,
+    /// `exit 0`, or why there is no exit code; `exitText` in the script.
+    exit: String,
+    /// It did not exit with 0.
+    failed: bool,
+    /// The end of what it wrote (empty: nothing).
+    output: String,
+}
+
+impl HookRunView {
+    fn new(h: &HookRun) -> Self {
+        Self {
+            phase: h.phase.clone(),
+            service: h.service.clone(),
+            exit: match h.exit_code {
+                Some(code) => format!("exit {code}"),
+                None => "no exit code (timed out or did not start)".into(),
+            },
+            failed: h.exit_code != Some(0),
+            output: h.output.clone(),
         }
     }
 }
@@ -726,6 +891,23 @@ fn control_name(record: &StackRecord) -> &'static str {
     }
 }
 
+/// `after db, cache` for a `dependsOn` (empty: none); `afterText` in the script.
+fn after_text(depends_on: &[String]) -> String {
+    if depends_on.is_empty() {
+        String::new()
+    } else {
+        format!("after {}", depends_on.join(", "))
+    }
+}
+
+/// A unit enum's name as the JSON API writes it (`revert`), so the page and the API agree.
+fn wire_text(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
 fn status_name(record: &StackRecord) -> String {
     record.sync.status.wire_name()
 }
@@ -889,13 +1071,25 @@ mod tests {
             template.contains("data-field=\"health\" data-health=\"\" title=\"\"></span>"),
             "the health badge is an empty slot: {template}"
         );
-        for field in ["project", "not-in-git", "drift", "error", "warnings"] {
+        for field in [
+            "project",
+            "not-in-git",
+            "suspended-in-git",
+            "depends-on",
+            "drift",
+            "error",
+            "warnings",
+        ] {
             let slot = format!("data-field=\"{field}\" hidden");
             assert!(
                 template.contains(&slot),
                 "{field} is not hidden: {template}"
             );
         }
+        assert!(
+            template.contains("data-field=\"blocked-by\" title=\"\" hidden></span>"),
+            "{template}"
+        );
         assert!(template.contains("data-action=\"ack\" data-path=\"\" hidden"));
         assert!(html.contains("data-token-required=\"true\""));
     }
@@ -1209,6 +1403,232 @@ mod tests {
         assert!(html.contains("data-field=\"suspended\">suspended</span>"));
         assert!(html.contains("data-control=\"suspended\""));
         assert_eq!(GridQuery::parse(Some("control=bogus")).control, "");
+    }
+
+    fn grid(cards: Vec<CardView>) -> String {
+        DashboardPage {
+            header: header(),
+            chips: vec![],
+            health_chips: vec![],
+            control_chips: vec![],
+            cards,
+            blank: CardView::blank(),
+            query: String::new(),
+            running: 0,
+            containers: 0,
+            empty_reason: "",
+        }
+        .render()
+        .unwrap()
+    }
+
+    /// Every key set, with hostile text where the type allows any.
+    fn hostile_settings() -> StackSettings {
+        use crate::desired_state::settings::Hooks;
+        StackSettings {
+            suspend: Some(false),
+            drift: Some(crate::config::DriftPolicy::Ignore),
+            health_timeout: Some(Duration::from_secs(90)),
+            rollback_on_failure: Some(true),
+            depends_on: vec!["db".into(), "<script>alert(1)</script>".into()],
+            files: vec!["compose.yaml".into(), "compose.prod.yaml".into()],
+            profiles: vec!["prod".into()],
+            hooks: Hooks {
+                pre_sync: vec![Hook {
+                    service: "migrate".into(),
+                    command: vec!["sh".into(), "-c".into(), "echo '<script>x</script>'".into()],
+                }],
+                post_sync: vec![Hook {
+                    service: "web".into(),
+                    command: vec![],
+                }],
+            },
+            sync_windows: Some(vec![
+                crate::schedule::SyncWindow::new("0 2 * * 6", Duration::from_secs(7200)).unwrap(),
+            ]),
+            image_updates: Some(false),
+        }
+    }
+
+    #[test]
+    fn the_stack_page_lists_every_setting_from_git_escaped_and_links_the_dependencies() {
+        let mut web = record("web", StackStatus::Synced);
+        web.settings = hostile_settings();
+        let html = stack_page(&web, &[], true);
+        let settings = html
+            .split("<dl class=\"fields settings\" id=\"settings\">")
+            .nth(1)
+            .and_then(|t| t.split("</dl>").next())
+            .unwrap_or_else(|| panic!("no settings: {html}"));
+        let keys: Vec<&str> = settings
+            .split("data-setting=\"")
+            .skip(1)
+            .filter_map(|t| t.split('"').next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "suspend",
+                "drift",
+                "healthTimeout",
+                "rollbackOnFailure",
+                "dependsOn",
+                "files",
+                "profiles",
+                "hooks",
+                "syncWindows",
+                "imageUpdates"
+            ]
+        );
+        for shown in [
+            "<dt><code>suspend</code></dt><dd><code>false</code></dd>",
+            "<dt><code>drift</code></dt><dd><code>ignore</code></dd>",
+            "<dt><code>healthTimeout</code></dt><dd><code>1m 30s</code></dd>",
+            "<dt><code>rollbackOnFailure</code></dt><dd><code>true</code></dd>",
+            "<dd><a href=\"/stacks/db\">db</a>, <a href=\"/stacks/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\">&#60;script&#62;alert(1)&#60;/script&#62;</a></dd>",
+            "<dd><code>compose.yaml</code>, <code>compose.prod.yaml</code></dd>",
+            "<dd><code>prod</code></dd>",
+            "<li data-phase=\"preSync\"><span class=\"phase\">preSync</span> <code>migrate</code> \
+             <code>[&#34;sh&#34;,&#34;-c&#34;,&#34;echo &#39;&#60;script&#62;x&#60;/script&#62;&#39;&#34;]</code></li>",
+            "<li data-phase=\"postSync\"><span class=\"phase\">postSync</span> <code>web</code> \
+             <span class=\"meta\">its own command</span></li>",
+            "<li><code>0 2 * * 6</code> (UTC) for <code>2h</code></li>",
+            "<dt><code>imageUpdates</code></dt><dd><code>false</code></dd>",
+        ] {
+            assert!(settings.contains(shown), "{shown:?} in {settings}");
+        }
+        // The dependencies beside the other fields too, as links.
+        assert!(html.contains(
+            "<dd id=\"depends-on\"><a href=\"/stacks/db\">db</a>, <a href=\"/stacks/%3Cscript%3E"
+        ));
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("id=\"no-settings\""));
+
+        // No windows at all is said apart from no windows set (SYNC_WINDOWS applies).
+        web.settings = StackSettings {
+            sync_windows: Some(vec![]),
+            ..StackSettings::default()
+        };
+        let html = stack_page(&web, &[], true);
+        assert!(html.contains(
+            "<dt><code>syncWindows</code></dt><dd><span class=\"meta\">none: always open</span></dd>"
+        ), "{html}");
+        assert!(!html.contains("id=\"depends-on\""));
+    }
+
+    #[test]
+    fn a_stack_without_settings_says_none() {
+        let html = stack_page(&record("web", StackStatus::Synced), &[], true);
+        assert!(
+            html.contains("<h3>Settings <small>(x-docker-cd)</small></h3>\n  <p class=\"empty\" id=\"no-settings\">none</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"settings\""));
+        assert!(!html.contains("id=\"blocked-by\"") && !html.contains("id=\"waiting\""));
+        assert!(!html.contains("suspended-in-git-note"));
+    }
+
+    #[test]
+    fn what_holds_a_stack_back_is_on_its_card_and_prominent_on_its_page() {
+        let mut web = record("web", StackStatus::Synced);
+        web.settings.depends_on = vec!["db".into(), "cache <b>".into()];
+        web.sync.blocked_by = Some("waiting for db (progressing) <i>".into());
+        let card = CardView::new(&web, &GridQuery::default());
+        let html = grid(vec![card]);
+        assert!(
+            html.contains(
+                "<span class=\"tag wait\" data-field=\"blocked-by\" \
+                 title=\"waiting for db (progressing) &#60;i&#62;\">waiting for db (progressing) &#60;i&#62;</span>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<span class=\"tag\" data-field=\"depends-on\">after db, cache &#60;b&#62;</span>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains(
+            "data-field=\"suspended-in-git\" hidden title=\"x-docker-cd.suspend: true\">"
+        ));
+        assert!(!html.contains("<i>") && !html.contains("<b>"));
+
+        let page = stack_page(&web, &[], true);
+        assert!(
+            page.contains("<span class=\"badge wait\" id=\"waiting\" title=\"waiting for db (progressing) &#60;i&#62;\">waiting</span>"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "<p class=\"hold wait\" id=\"blocked-by\"><strong>Automatic syncs wait:</strong> \
+                 <span id=\"blocked-by-text\">waiting for db (progressing) &#60;i&#62;</span>."
+            ),
+            "{page}"
+        );
+        assert!(page.contains("data-action=\"sync\" data-path=\"web\">Sync now"));
+
+        // Suspended by Git: its own badge and note, apart from the operator's; no sync button.
+        web.sync.blocked_by = None;
+        web.sync.suspended_in_git = true;
+        web.sync.health = Health::Suspended;
+        let card = CardView::new(&web, &GridQuery::parse(Some("control=suspended")));
+        assert!(
+            card.hidden,
+            "the control filter counts the operator's holds only"
+        );
+        let html = grid(vec![card]);
+        assert!(html.contains(
+            "data-field=\"suspended-in-git\" title=\"x-docker-cd.suspend: true\">suspended in Git</span>"
+        ));
+        assert!(html.contains("data-field=\"suspended\" hidden>suspended</span>"));
+        assert!(html.contains("data-field=\"blocked-by\" title=\"\" hidden></span>"));
+        let page = stack_page(&web, &[], true);
+        assert!(page.contains("id=\"suspended-in-git-note\""), "{page}");
+        assert!(!page.contains("id=\"suspended-note\""));
+        assert!(!page.contains("id=\"blocked-by\""));
+        assert!(page.contains("data-action=\"sync\" data-path=\"web\" hidden>"));
+        assert!(page.contains("data-action=\"resume\" data-path=\"web\" hidden>"));
+    }
+
+    #[test]
+    fn the_history_shows_each_hook_with_its_output_folded_and_escaped() {
+        let mut failed = deployment(2, "cccc", Outcome::Failed, Some("postSync hook failed"));
+        failed.hooks = vec![
+            HookRun {
+                phase: "preSync".into(),
+                service: "migrate".into(),
+                exit_code: Some(0),
+                output: "migrated 3 tables\n<script>alert(1)</script>".into(),
+            },
+            HookRun {
+                phase: "postSync".into(),
+                service: "web".into(),
+                exit_code: None,
+                output: String::new(),
+            },
+        ];
+        let html = stack_page(
+            &record("web", StackStatus::Failed),
+            &[failed, deployment(1, "aaaa", Outcome::Succeeded, None)],
+            true,
+        );
+        assert!(html.contains("<th>images</th><th>hooks</th><th></th>"));
+        let rows: Vec<&str> = html.split("<tr data-deployment=").skip(1).collect();
+        assert!(
+            rows[0].contains(
+                "<ul class=\"hooks\" data-field=\"hooks\"><li data-phase=\"preSync\" data-failed=\"false\">\
+                 <span class=\"phase\">preSync</span> <code>migrate</code> <span class=\"exit\">exit 0</span>\
+                 <details><summary>output</summary><pre>migrated 3 tables\n&#60;script&#62;alert(1)&#60;/script&#62;</pre></details></li>\
+                 <li data-phase=\"postSync\" data-failed=\"true\"><span class=\"phase\">postSync</span> <code>web</code> \
+                 <span class=\"exit\">no exit code (timed out or did not start)</span> <span class=\"meta\">no output</span></li></ul>"
+            ),
+            "{}",
+            rows[0]
+        );
+        assert!(!html.contains("<script>alert"));
+        // A deployment without hooks, and the blank row of the template, have an empty list.
+        assert!(rows[1].contains("<ul class=\"hooks\" data-field=\"hooks\"></ul>"));
+        assert!(rows[2].contains("<ul class=\"hooks\" data-field=\"hooks\"></ul>"));
     }
 
     #[test]

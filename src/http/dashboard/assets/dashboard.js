@@ -243,6 +243,11 @@
   const cards = new Map();
   const filter = { status: '', health: '', control: '', q: '' };
 
+  /** `after db, cache` for a dependsOn (after_text on the server); empty without one. */
+  function afterText(dependsOn) {
+    return dependsOn && dependsOn.length ? `after ${dependsOn.join(', ')}` : '';
+  }
+
   /** The same as control_name on the server: what holds the stack, for the filter. */
   function controlName(rec) {
     if (rec.suspended) return 'suspended';
@@ -272,6 +277,11 @@
     optional(pinned, rec.pinnedRevision ? `pinned ${rec.pinnedRevision.slice(0, PIN_REVISION)}` : '');
     pinned.title = rec.pinnedRevision || '';
     field('suspended').hidden = !rec.suspended;
+    field('suspended-in-git').hidden = !rec.suspendedInGit;
+    const blocked = field('blocked-by');
+    optional(blocked, rec.blockedBy || '');
+    blocked.title = rec.blockedBy || '';
+    optional(field('depends-on'), afterText((rec.settings || {}).dependsOn));
     const running = rec.containersRunning || 0;
     const total = rec.containersTotal || 0;
     field('containers').textContent = `${running}/${total}`;
@@ -474,6 +484,42 @@
     return id ? `${image.service}: ${image.image} (${id})` : `${image.service}: ${image.image}`;
   }
 
+  /** `exit 0`, or why there is none: HookRunView on the server. */
+  function exitText(exitCode) {
+    return exitCode == null ? 'no exit code (timed out or did not start)' : `exit ${exitCode}`;
+  }
+
+  /** One hook of a deployment, as the hook_run macro renders it. */
+  function hookItem(hook) {
+    const item = document.createElement('li');
+    item.dataset.phase = hook.phase;
+    item.dataset.failed = String(hook.exitCode !== 0);
+    const phase = document.createElement('span');
+    phase.className = 'phase';
+    phase.textContent = hook.phase;
+    const service = document.createElement('code');
+    service.textContent = hook.service;
+    const exit = document.createElement('span');
+    exit.className = 'exit';
+    exit.textContent = exitText(hook.exitCode);
+    item.append(phase, ' ', service, ' ', exit);
+    if (hook.output) {
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
+      summary.textContent = 'output';
+      const pre = document.createElement('pre');
+      pre.textContent = hook.output;
+      details.append(summary, pre);
+      item.append(details);
+    } else {
+      const none = document.createElement('span');
+      none.className = 'meta';
+      none.textContent = 'no output';
+      item.append(' ', none);
+    }
+    return item;
+  }
+
   /** The twin of DeploymentRow: a history record into a row of the history table. */
   function fillDeployment(row, d, running, controls) {
     const field = (name) => row.querySelector(`[data-field="${name}"]`);
@@ -499,6 +545,7 @@
       item.append(code);
       return item;
     }));
+    field('hooks').replaceChildren(...(d.hooks || []).map(hookItem));
     const rollback = row.querySelector('[data-action="rollback"]');
     rollback.dataset.revision = d.revision;
     rollback.hidden = !(controls && d.outcome === 'succeeded' && d.revision !== running);
