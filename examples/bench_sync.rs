@@ -587,11 +587,27 @@ async fn webhook_rounds(
         );
     }
     // The demo's web stack publishes 127.0.0.1:18080; move it aside in case a demo runs.
+    // Its x-docker-cd.dependsOn names the demo's cache stack, here under the tagged path.
     let web_compose = repo.work.join(&demo[0]).join("compose.yaml");
-    let text = std::fs::read_to_string(&web_compose)
-        .unwrap()
-        .replace("18080", "18981");
-    std::fs::write(&web_compose, text).unwrap();
+    let text = std::fs::read_to_string(&web_compose).unwrap();
+    let depends = format!("dependsOn: [{}]", demo[2]);
+    let edited = text
+        .replace("18080", "18981")
+        .replace("dependsOn: [cache]", &depends);
+    assert!(
+        edited.contains(&depends),
+        "the demo's web stack changed: {web_compose:?}"
+    );
+    std::fs::write(&web_compose, edited).unwrap();
+    // The demo's worker waits for a Saturday-night sync window; here it syncs at once.
+    let worker_compose = repo.work.join(&demo[1]).join("docker-compose.yml");
+    let text = std::fs::read_to_string(&worker_compose).unwrap();
+    let window = "\n    - {schedule: \"0 2 * * 6\", duration: 2h}\n";
+    assert!(
+        text.contains(window),
+        "the demo's worker stack changed: {worker_compose:?}"
+    );
+    std::fs::write(&worker_compose, text.replace(window, " []\n")).unwrap();
     let tip = repo.push("bench stacks");
 
     let (app, base) = start(host.config(host.args(&repo, &s.join("hook-data")))).await;

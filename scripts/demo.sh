@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's demo: builds a local Git repository from fixtures/demo in a temp dir and runs
-# docker-cd against it, so it deploys three stacks on this machine's Docker engine.
+# docker-cd against it, so it deploys three stacks on this machine's Docker engine: cache first,
+# then web (it depends on cache, and runs a preSync "migration" hook), while worker waits for its
+# sync window (Saturdays 02:00-04:00 UTC) until it is synced by hand.
 #
 #   scripts/demo.sh            # then open http://127.0.0.1:8080/ (PORT=… to change)
 #
@@ -56,6 +58,10 @@ cat >&2 <<MSG
                curl -X POST http://127.0.0.1:$PORT/api/refresh
   webhook    : secret "demo-secret" at http://127.0.0.1:$PORT/api/webhook
   demo site  : curl http://127.0.0.1:18080/   (the "web" stack, once synced)
+  settings   : web waits for cache (dependsOn) and runs a preSync hook, see
+                 curl http://127.0.0.1:$PORT/api/stacks/web/history
+               worker waits for its sync window (blockedBy); deploy it now with
+                 curl -X POST http://127.0.0.1:$PORT/api/stacks/worker/sync
   Ctrl-C stops it and removes the demo's containers.
 
 MSG
