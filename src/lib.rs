@@ -18,9 +18,10 @@
 //! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`] and
 //! [`schedule`] use no other module; [`config`] uses only [`schedule`] (for `SYNC_WINDOWS`);
 //! [`process`] uses only [`untrusted`] (log lines) and reports every child to an observer that
-//! [`app`] connects to [`metrics`]; [`desired_state`] uses [`config`], [`process`] and
-//! [`untrusted`] (for the errors it shows clients), and nothing in the foundation uses it but
-//! [`history`], for its RFC 3339 helper only (the API's timestamps); [`history`] is pure storage
+//! [`app`] connects to [`metrics`]; [`desired_state`] uses [`config`], [`process`],
+//! [`schedule`] (a stack's sync windows) and [`untrusted`] (for the errors it shows clients),
+//! and nothing in the foundation uses it but [`history`], for its RFC 3339 helper only (the
+//! API's timestamps); [`history`] is pure storage
 //! under `DATA_DIR/history` and uses nothing else. [`desired_state`] and [`metrics`] know nothing
 //! of each other: the cache hands `GET /metrics` a [`desired_state::Census`] of its own types,
 //! and [`http`] turns it into a [`metrics::State`].

@@ -388,6 +388,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether this engine can run hooks: compose can (`compose run`); swarm mode has no `run`,
+    /// so a stack with hooks is refused before anything is deployed.
+    pub fn check_hooks(&self) -> Result<(), EngineError> {
+        match self {
+            Self::Compose { .. } => Ok(()),
+            Self::Swarm { .. } => Err(EngineError::Internal(
+                "x-docker-cd.hooks: hooks run with `compose run`, which swarm mode (docker stack deploy) does not have; remove the hooks or deploy with DEPLOY_MODE=compose".into(),
+            )),
+        }
+    }
+
     /// Runs one hook of a prepared stack (SPEC §11): `compose run --rm --no-deps` of its
     /// `service` with its `command`, in a container named `name`, after building the service's
     /// image when the stack builds. An exit status is an answer, not an error; a hook that
@@ -400,10 +411,9 @@ impl Engine {
         service: &str,
         command: &[String],
     ) -> Result<HookOutput, EngineError> {
+        self.check_hooks()?;
         let Self::Compose { compose, host } = self else {
-            return Err(EngineError::Internal(
-                "x-docker-cd.hooks: hooks run with `compose run`, which swarm mode (docker stack deploy) does not have; remove the hooks or deploy with DEPLOY_MODE=compose".into(),
-            ));
+            unreachable!("check_hooks refuses every other engine");
         };
         if prepared.build {
             compose.build(&prepared.files, service).await?;

@@ -229,6 +229,10 @@ struct Attempt {
     hooks: Vec<HookRun>,
     /// The version's settings (`x-docker-cd:` at its commit), as far as they were read.
     settings: StackSettings,
+    /// `up` (or `deploy`) ran: the host may have changed. A sync that failed before (its files,
+    /// its settings, a `preSync` hook) left the running version as it was, and is never
+    /// rolled back.
+    applied: bool,
 }
 
 /// A version ready to be applied: the engine's prepared stack and the settings at its commit.
@@ -401,9 +405,12 @@ impl Reconciler {
             Err((message, health)) => {
                 tracing::error!(stack = %Untrusted::new(path), commit = %version.revision, %trigger, duration_ms = duration.as_millis() as u64, error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "sync failed");
                 let images = self.images(project).await;
-                let back_to = self
-                    .rollback_target(path, reason, version, &attempt.settings)
-                    .await;
+                let back_to = if attempt.applied {
+                    self.rollback_target(path, reason, version, &attempt.settings)
+                        .await
+                } else {
+                    None
+                };
                 let outcome = if back_to.is_some() {
                     Outcome::RolledBack
                 } else {
@@ -444,6 +451,7 @@ impl Reconciler {
         };
         let mut hooks = Vec::new();
         let mut settings = StackSettings::default();
+        let mut up_ran = false;
         let staged = self
             .stage(path, project, version, &revision, &synced_at)
             .await;
@@ -454,21 +462,24 @@ impl Reconciler {
                     .run_hooks(Phase::PreSync, project, &staged, &mut hooks)
                     .await;
                 match pre {
-                    Ok(()) => self
-                        .engine
-                        .up(&staged.prepared)
-                        .await
-                        .map(|()| staged)
-                        .map_err(SyncError::from),
+                    Ok(()) => {
+                        up_ran = true;
+                        self.engine
+                            .up(&staged.prepared)
+                            .await
+                            .map(|()| staged)
+                            .map_err(SyncError::from)
+                    }
                     Err(message) => Err(SyncError::Refused(message)),
                 }
             }
             Err(error) => Err(error),
         };
         self.forget_views();
-        let timeout = settings
-            .health_timeout
-            .unwrap_or(self.settings.health_timeout);
+        let timeout = match settings.health_timeout {
+            Some(t) => (t, "x-docker-cd.healthTimeout"),
+            None => (self.settings.health_timeout, "SYNC_HEALTH_TIMEOUT"),
+        };
         let outcome = match applied {
             Ok(staged) => match self.wait_healthy(path, project, timeout, shutdown).await {
                 Waited::Healthy(counts) => {
@@ -497,6 +508,7 @@ impl Reconciler {
             outcome,
             hooks,
             settings,
+            applied: up_ran,
         })
     }
 
@@ -692,7 +704,7 @@ impl Reconciler {
         &self,
         path: &str,
         project: &str,
-        timeout: Duration,
+        (timeout, setting): (Duration, &str),
         shutdown: &CancellationToken,
     ) -> Waited {
         if timeout.is_zero() {
@@ -743,7 +755,7 @@ impl Reconciler {
                 return Waited::Unhealthy {
                     health: Health::Degraded,
                     message: format!(
-                        "{last} (not healthy within the health timeout of {})",
+                        "{last} (not healthy within {setting}={})",
                         humantime::format_duration(timeout)
                     ),
                 };
@@ -777,6 +789,9 @@ impl Reconciler {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
+        if !settings.hooks.is_empty() {
+            self.engine.check_hooks().map_err(SyncError::from)?;
+        }
         let labels = SyncLabels {
             instance: self.policy.instance.clone(),
             stack_path: path.to_owned(),

@@ -78,6 +78,8 @@ pub enum Reason {
     Finished,
     /// An operator's sync, rollback, unpin or resume.
     Operator,
+    /// A sync window that automatic syncs wait for opened.
+    Window,
 }
 
 impl std::fmt::Display for Reason {
@@ -88,6 +90,7 @@ impl std::fmt::Display for Reason {
             Self::Ack => "ack",
             Self::Finished => "job finished",
             Self::Operator => "operator",
+            Self::Window => "sync window opened",
         })
     }
 }
@@ -184,6 +187,9 @@ pub struct Reconciler {
     watch: Arc<HealthWatch>,
     /// The deployment history and the operator's controls, on disk.
     records: Arc<Records>,
+    /// A reconcile asked for when the earliest sync window a stack waits for opens (so that a
+    /// window shorter than `RECONCILE_INTERVAL` is not missed): when, and its timer.
+    window_alarm: std::sync::Mutex<Option<(SystemTime, tokio::task::AbortHandle)>>,
 }
 
 impl Reconciler {
@@ -212,6 +218,7 @@ impl Reconciler {
             jobs: Arc::new(Jobs::new(settings.concurrency)),
             settings,
             records,
+            window_alarm: std::sync::Mutex::new(None),
         }
     }
 
@@ -313,6 +320,7 @@ impl Reconciler {
             );
         }
         self.publish_gates(&snapshot, &sync, &plan.blocked, &busy_before);
+        self.set_window_alarm(plan.window_opens);
         for action in plan.actions {
             let project = match &action {
                 Action::Sync { project, .. }
@@ -508,6 +516,34 @@ impl Reconciler {
         }
     }
 
+    /// Asks for a reconcile when the earliest window a stack waits for opens (a second after,
+    /// so the plan finds it open), replacing the alarm set for another time.
+    fn set_window_alarm(&self, opens: Option<SystemTime>) {
+        let mut alarm = self
+            .window_alarm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if alarm.as_ref().map(|(at, _)| *at) == opens {
+            return;
+        }
+        if let Some((_, timer)) = alarm.take() {
+            timer.abort();
+        }
+        let Some(at) = opens else {
+            return;
+        };
+        let wait = at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_add(Duration::from_secs(1));
+        let slot = self.slot.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            slot.request(Reason::Window);
+        });
+        *alarm = Some((at, timer.abort_handle()));
+    }
+
     /// Sets each stack's `blockedBy` and its suspension in Git where they changed (most
     /// ticks: none, and no store write). Stacks a job is busy with are left to it.
     fn publish_gates(
@@ -525,8 +561,8 @@ impl Reconciler {
                 continue;
             }
             let project = desired.and_then(|d| d.project_name.as_deref());
-            if blocked_by.is_none() && busy_before.contains(path, project) {
-                continue; // its job clears it
+            if busy_before.contains(path, project) {
+                continue; // its job's outcome comes first; the next reconcile sees the rest
             }
             if suspended_in_git && !info.suspended_in_git {
                 tracing::info!(stack = %Untrusted::new(path), "suspended in Git (x-docker-cd.suspend: true)");

@@ -189,6 +189,9 @@ pub struct Plan {
     /// Why each waiting stack ([`Action::Wait`]) waits: its `blockedBy`. Every other stack's
     /// `blockedBy` is cleared.
     pub blocked: BTreeMap<String, String>,
+    /// The earliest opening of a sync window that a stack waits for: the reconciler plans
+    /// again then.
+    pub window_opens: Option<SystemTime>,
 }
 
 impl Plan {
@@ -660,7 +663,7 @@ pub fn plan_for<W: Workload>(
         })
         .collect();
     let mut blocked = BTreeMap::new();
-    gate(
+    let window_opens = gate(
         &mut actions,
         &mut blocked,
         snapshot,
@@ -670,7 +673,11 @@ pub fn plan_for<W: Workload>(
         &still_removed,
         now,
     );
-    Plan { actions, blocked }
+    Plan {
+        actions,
+        blocked,
+        window_opens,
+    }
 }
 
 fn count<W: Workload>(workloads: &[&W]) -> Counts {
@@ -786,6 +793,7 @@ fn not_ready(
 
 /// Holds back automatic syncs of stacks whose dependencies are not ready or that are outside
 /// every sync window, and removals of stacks gone from Git that other gone stacks depended on.
+/// Returns the earliest opening of a window a stack waits for.
 #[allow(clippy::too_many_arguments)]
 fn gate(
     actions: &mut [Action],
@@ -796,9 +804,10 @@ fn gate(
     counts_of: &BTreeMap<&str, Counts>,
     still_removed: &BTreeMap<String, Vec<String>>,
     now: SystemTime,
-) {
+) -> Option<SystemTime> {
     let planned: BTreeMap<&str, &Action> = actions.iter().map(|a| (a.path(), a)).collect();
     let mut waits = Vec::new();
+    let mut window_opens: Option<SystemTime> = None;
     for (i, action) in actions.iter().enumerate() {
         match action {
             Action::Sync { path, reason, .. } if !reason.is_requested() => {
@@ -820,10 +829,13 @@ fn gate(
                         .unwrap_or(&policy.sync_windows);
                     match schedule::gate(windows, now) {
                         Gate::Open => None,
-                        Gate::Closed { opens: Some(at) } => Some(format!(
-                            "sync window opens {}",
-                            crate::desired_state::rfc3339::format(at)
-                        )),
+                        Gate::Closed { opens: Some(at) } => {
+                            window_opens = Some(window_opens.map_or(at, |w| w.min(at)));
+                            Some(format!(
+                                "sync window opens {}",
+                                crate::desired_state::rfc3339::format(at)
+                            ))
+                        }
                         Gate::Closed { opens: None } => {
                             Some("no sync window opens again (check the schedules)".into())
                         }
@@ -867,6 +879,7 @@ fn gate(
             counts,
         };
     }
+    window_opens
 }
 
 #[cfg(test)]

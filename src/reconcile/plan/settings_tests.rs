@@ -213,6 +213,11 @@ fn an_operator_sync_is_never_held_back_by_dependencies_or_windows() {
 #[test]
 fn outside_every_window_an_automatic_sync_waits_until_the_next_opening() {
     let plan = plan_web(windows(&[("0 2 * * 0", 7200), ("0 4 * * 1", 600)]));
+    // The reconciler plans again when the earliest window opens.
+    assert_eq!(
+        plan.window_opens,
+        Some(saturday_3am() + Duration::from_secs(23 * 3600))
+    );
     assert!(is_wait(action(&plan, "web")));
     assert_eq!(
         plan.blocked["web"],
