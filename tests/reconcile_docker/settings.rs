@@ -261,12 +261,12 @@ async fn depends_on_starts_each_stack_of_a_chain_after_its_dependency_is_healthy
 async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_failing_dependency_blocks_and_unknown_keys_warn()
  {
     let names = [
-        "cyca", "cycb", "lost", "broken", "waiter", "warned", "invalid",
+        "cyca", "cycb", "lost", "broken", "waiter", "warned", "invalid", "slowpoke",
     ];
     let Some((prefix, p, _cleanup)) = docker::begin_projects("serr", names) else {
         return;
     };
-    let [cyca, cycb, lost, broken, waiter, warned, invalid] = &p;
+    let [cyca, cycb, lost, broken, waiter, warned, invalid, slowpoke] = &p;
     let nosuch = format!("{prefix}-nosuch");
     let repo = TestRepo::new();
     let files = [
@@ -283,6 +283,11 @@ async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_fail
             compose("  colour: blue\n  drift: revert\n", &[sleeper("app")]),
         ),
         (invalid, compose("  drift: sometimes\n", &[sleeper("app")])),
+        // Healthy after 8 s, inside SYNC_HEALTH_TIMEOUT (10 s), not inside its own 2 s.
+        (
+            slowpoke,
+            compose("  healthTimeout: 2s\n", &[slow_healthy("app", 8)]),
+        ),
     ];
     for (path, file) in &files {
         repo.write(&stack_file(path, "compose.yaml"), file);
@@ -294,7 +299,7 @@ async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_fail
             status(stacks, warned) == "synced"
                 && status(stacks, broken) == "failed"
                 && text(stacks, waiter, "blockedBy") == format!("waiting for {broken} (failed)")
-                && [cyca, cycb, lost, invalid]
+                && [cyca, cycb, lost, invalid, slowpoke]
                     .iter()
                     .all(|path| status(stacks, path) == "failed")
         })
@@ -334,6 +339,13 @@ async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_fail
         let attempts = history(app, broken).await;
         assert_eq!(attempts.len(), 1, "{attempts:?}");
 
+        let late = text(&stacks, slowpoke, "lastSyncError");
+        assert!(
+            late.starts_with("app: ")
+                && late.contains("not healthy within the health timeout of 2s"),
+            "healthTimeout in Git overrides SYNC_HEALTH_TIMEOUT: {late}"
+        );
+
         let warnings = find(&stacks, warned).unwrap()["warnings"].clone();
         assert!(
             warnings.as_array().is_some_and(|w| w.iter().any(|w| w
@@ -364,8 +376,8 @@ async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_fail
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_merged_in_order_and_profiles_select_the_services_that_run() {
-    let Some((prefix, [merged, profiled, plain], _cleanup)) =
-        docker::begin_projects("sfiles", ["merged", "profiled", "plain"])
+    let Some((prefix, [merged, profiled, plain, missing], _cleanup)) =
+        docker::begin_projects("sfiles", ["merged", "profiled", "plain", "missing"])
     else {
         return;
     };
@@ -397,14 +409,28 @@ async fn files_are_merged_in_order_and_profiles_select_the_services_that_run() {
         &stack_file(&plain, "compose.yaml"),
         compose("", &profile_services),
     );
+    repo.write(
+        &stack_file(&missing, "compose.yaml"),
+        compose(
+            "  files: [compose.yaml, compose.nowhere.yaml]\n",
+            &[sleeper("app")],
+        ),
+    );
     repo.commit_and_push("extra files and profiles");
     let app = start(&repo, |_| {}).await;
     app.run(async |app| {
         let paths = [&merged, &profiled, &plain];
-        let stacks = wait_for(app, &prefix, LONG, "all synced", |stacks| {
+        let stacks = wait_for(app, &prefix, LONG, "all synced, one failed", |stacks| {
             paths.iter().all(|p| status(stacks, p) == "synced")
+                && status(stacks, &missing) == "failed"
         })
         .await;
+        let error = text(&stacks, &missing, "lastSyncError");
+        assert!(
+            error.contains("x-docker-cd.files: compose.nowhere.yaml is not in the stack directory"),
+            "{error}"
+        );
+        assert!(docker::container_ids(&missing).is_empty());
         // The second file overrides a value, adds one and adds a service.
         assert_eq!(running_services(&merged), ["app", "sidecar"]);
         let app_container = inspect(&service_container(&merged, "app").unwrap());
@@ -735,8 +761,9 @@ async fn drift_ignore_and_flag_in_git_override_the_global_revert_and_suspend_in_
             "a stack suspended in Git was deployed"
         );
 
-        // Stopped by hand: the control stack (the global revert) first in line to be noticed
-        // last, so the reconcile that restarts it saw the other two stopped as well.
+        // Stopped by hand, the control stack (no setting: the global revert) last: the
+        // reconcile that restarts it read the engine after the other two were stopped, so it
+        // planned them too. That restart is the sign they were looked at, no sleep needed.
         let ids: Vec<String> = [&ignored, &flagged, &control]
             .iter()
             .map(|p| service_container(p, "app").unwrap())
