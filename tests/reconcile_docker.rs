@@ -16,6 +16,8 @@ mod common;
 mod health;
 #[path = "reconcile_docker/operate.rs"]
 mod operate;
+#[path = "reconcile_docker/settings.rs"]
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

@@ -209,25 +209,24 @@ impl Compose {
         cmd
     }
 
-    /// Validates the operator's compose file and lists its services (`config --services`).
+    /// Validates the operator's compose files and lists the services `up` starts, from
+    /// compose's rendering of the project (`config`). Not `config --services`: compose v1 lists
+    /// services of inactive profiles there too, which `up` does not start.
     pub async fn services(&self, project: &StackFiles) -> Result<Vec<String>, ComposeError> {
         let out = self
             .project_command(project, false)
-            .args(["config", "--services"])
+            .arg("config")
             .run()
             .await
             .map_err(|source| ComposeError::Compose {
                 action: "config",
                 source,
             })?;
-        let mut services: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        services.sort();
-        services.dedup();
+        let services = crate::stack::compose_file::started_services(&out.stdout, &project.profiles)
+            .ok_or_else(|| ComposeError::Output {
+                what: "compose config",
+                message: "no services mapping in the rendered project".into(),
+            })?;
         if services.is_empty() {
             return Err(ComposeError::NoServices);
         }

@@ -329,7 +329,7 @@ impl Engine {
         let build = match self {
             Self::Compose { compose, .. } => {
                 // One compose process per sync when the file says plainly what it starts;
-                // compose itself (`config --services`) when it does not, or when several files
+                // compose itself (`config`) when it does not, or when several files
                 // or profiles decide.
                 let raw = read_compose_file(&files, &files.compose_file).await?;
                 let listed = files

@@ -538,7 +538,14 @@ pub fn plan_for<W: Workload>(
             });
             continue;
         }
+        let failed_here = info.is_some_and(|i| {
+            i.status == StackStatus::Failed && i.failed_content_hash.as_deref() == Some(target_hash)
+        });
         match describe_drift(&owned, &foreign) {
+            // The last sync of this very content failed, say because a container exited: what
+            // is stopped is that failure, retried after the backoff. Reverting it as drift at
+            // once re-ran `up` in a loop, each failed sync's reconcile starting the next.
+            Some(_) if failed_here => actions.push(backoff(SyncReason::Retry)),
             Some(drift) => {
                 actions.push(drift_action(
                     path,
@@ -562,13 +569,7 @@ pub fn plan_for<W: Workload>(
                     counts,
                 });
             }
-            None if info.is_some_and(|i| {
-                i.status == StackStatus::Failed
-                    && i.failed_content_hash.as_deref() == Some(target_hash)
-            }) =>
-            {
-                actions.push(backoff(SyncReason::Retry));
-            }
+            None if failed_here => actions.push(backoff(SyncReason::Retry)),
             None => {
                 let already = info.is_some_and(|i| {
                     i.status == StackStatus::Synced
@@ -1258,6 +1259,61 @@ mod tests {
             now,
         ));
         assert!(matches!(fixed, Action::Sync { .. }), "{fixed:?}");
+    }
+
+    #[test]
+    fn a_failed_sync_whose_container_exited_is_retried_after_the_backoff_not_reverted_as_drift() {
+        let at = SystemTime::now();
+        let mut info = SyncInfo::new(StackStatus::Missing);
+        info.fail("app: exited (exit code 1)".into(), "h1", at);
+        let sync = sync_map(&[("web", info)]);
+        let mut exited = container("web", "app", "h1");
+        exited.state = "exited".into();
+        exited.status = "Exited (1) 1 second ago".into();
+        let exited = [exited];
+        let soon = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync,
+            &exited,
+            &revert(),
+            at + Duration::from_secs(1),
+        ));
+        assert!(matches!(soon, Action::Backoff { .. }), "{soon:?}");
+        let later = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync,
+            &exited,
+            &revert(),
+            at + RETRY_BASE,
+        ));
+        assert!(
+            matches!(
+                &later,
+                Action::Sync {
+                    reason: SyncReason::Retry,
+                    ..
+                }
+            ),
+            "{later:?}"
+        );
+        // Once synced, the same exited container is drift.
+        let reverted = only(plan(
+            &snapshot(&[("web", "h1")]),
+            &sync_map(&[("web", synced("h1"))]),
+            &exited,
+            &revert(),
+            at,
+        ));
+        assert!(
+            matches!(
+                &reverted,
+                Action::Sync {
+                    reason: SyncReason::Drift(_),
+                    ..
+                }
+            ),
+            "{reverted:?}"
+        );
     }
 
     #[test]

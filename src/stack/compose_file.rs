@@ -1,11 +1,11 @@
 //! What docker-cd reads from an operator's compose file itself, so that a sync starts compose
-//! once (`up`) rather than twice (`config --services`, then `up`): the names of the services
+//! once (`up`) rather than twice (`config`, then `up`): the names of the services
 //! `up` starts, and whether any of them is built from the stack directory.
 //!
 //! Only what the file says plainly is trusted. A file this reading is not sure about (not
 //! YAML, no `services` mapping, `include:` of other files, which adds services this reading
-//! cannot see) gives `None`, and the engine asks compose (`config --services`), whose own words
-//! then explain what is wrong.
+//! cannot see) gives `None`, and the engine asks compose (`config`), whose own words then
+//! explain what is wrong, and reads the services from its rendering ([`started_services`]).
 //!
 //! Adapter layer (shared by the engines). Uses: a maintained YAML crate (`yaml_serde`). Pure.
 
@@ -51,6 +51,35 @@ pub fn services(bytes: &[u8]) -> Option<Services> {
     }
     names.sort();
     Some(Services { names, builds })
+}
+
+/// The services `up` starts, from compose's own rendering of the project (`config`: the
+/// operator's files merged, with the `active` profiles): every service but those whose
+/// profiles are all inactive. Compose v2 leaves those out of its rendering itself; v1 (1.29)
+/// keeps them, as it does in `config --services`, so this reading filters for both. Sorted.
+/// `None`: the output has no `services` mapping.
+pub fn started_services(rendered: &[u8], active: &[String]) -> Option<Vec<String>> {
+    let doc: Value = yaml_serde::from_slice(rendered).ok()?;
+    let services = doc.as_mapping()?.get("services")?.as_mapping()?;
+    let mut names = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str()?;
+        let started = service
+            .get("profiles")
+            .and_then(Value::as_sequence)
+            .is_none_or(|profiles| {
+                profiles.is_empty()
+                    || profiles
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|p| active.iter().any(|a| a == p))
+            });
+        if started {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Some(names)
 }
 
 #[cfg(test)]
@@ -101,6 +130,45 @@ mod tests {
         let listed = read(text).unwrap();
         assert_eq!(listed.names, ["web", "worker"]);
         assert!(listed.builds);
+    }
+
+    /// `docker-compose --profile extra config` (1.29.2) of a file with services `app`, `extra`
+    /// (profile `extra`) and `debug` (profile `debug`): it keeps `debug`.
+    const V1_RENDERING: &str = "services:\n  app:\n    command:\n    - sleep\n    - '3600'\n    image: docker-cd-test/busybox:latest\n  debug:\n    image: docker-cd-test/busybox:latest\n    profiles:\n    - debug\n  extra:\n    image: docker-cd-test/busybox:latest\n    profiles:\n    - extra\nversion: '3.9'\n\n";
+    /// `docker compose --profile extra config` (2.40.3) of the same file: `debug` is left out.
+    const V2_RENDERING: &str = "name: web\nservices:\n  app:\n    command:\n      - sleep\n      - \"3600\"\n    image: docker-cd-test/busybox:latest\n    networks:\n      default: null\n  extra:\n    profiles:\n      - extra\n    image: docker-cd-test/busybox:latest\n    networks:\n      default: null\nnetworks:\n  default:\n    name: web_default\n";
+
+    #[test]
+    fn started_services_leave_out_services_whose_profiles_are_all_inactive() {
+        let active = ["extra".to_owned()];
+        for rendered in [V1_RENDERING, V2_RENDERING] {
+            assert_eq!(
+                started_services(rendered.as_bytes(), &active).unwrap(),
+                ["app", "extra"],
+                "{rendered}"
+            );
+        }
+        assert_eq!(
+            started_services(V1_RENDERING.as_bytes(), &[]).unwrap(),
+            ["app"]
+        );
+        let both = ["debug".to_owned(), "extra".to_owned()];
+        assert_eq!(
+            started_services(V1_RENDERING.as_bytes(), &both).unwrap(),
+            ["app", "debug", "extra"]
+        );
+        let shared = "services:\n  a:\n    image: x\n    profiles: [one, two]\n";
+        assert_eq!(
+            started_services(shared.as_bytes(), &["two".to_owned()]).unwrap(),
+            ["a"]
+        );
+        for broken in ["", "42\n", "services: [a]\n", ": not yaml : [\n"] {
+            assert_eq!(
+                started_services(broken.as_bytes(), &active),
+                None,
+                "{broken:?}"
+            );
+        }
     }
 
     #[test]
