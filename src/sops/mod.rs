@@ -15,8 +15,10 @@
 //!   An empty string stays an empty string, unencrypted.
 //! - **Selection.** At most one of `unencrypted_suffix` (the default, `_unencrypted`),
 //!   `encrypted_suffix`, `unencrypted_regex`, `encrypted_regex`, `unencrypted_comment_regex`,
-//!   `encrypted_comment_regex`, tested against every key of the leaf's path (`tree::Rules`).
-//!   Leaves not selected stay in clear text.
+//!   `encrypted_comment_regex`: the suffixes and key regexes are tested against every key of
+//!   the leaf's path (a parent key selects all below it), the comment regexes against the
+//!   comments above the leaf (`tree::Rules`). Leaves not selected stay in clear text but are in
+//!   the MAC, unless `mac_only_encrypted`.
 //! - **MAC.** SHA-512 over every leaf in document order as SOPS's `ToBytes` renders it (strings
 //!   as they are, ints in decimal, floats in Go's shortest `'f'` form, bools as `True`/`False`;
 //!   nulls and comments not at all), only the encrypted leaves after a fixed 32-byte prefix when

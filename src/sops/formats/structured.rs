@@ -6,8 +6,13 @@
 //!
 //! Numbers follow the Go stores: a JSON integer that fits in 64 bits is an int, any other
 //! number a float; YAML scalars are typed by `yaml_serde`'s YAML 1.2 resolver, like yaml.v3's
-//! for the usual forms (`5`, `0x1f`, `1.5`, `1e3`, `.inf`, `true`, `null`). YAML comments are
-//! not read: they are never in the MAC, and the plaintext is written without them.
+//! for the usual forms (`5`, `0x1f`, `0o17`, `1.5`, `1e3`, `.inf`, `true`, `null`). Two forms
+//! differ: yaml.v3 reads a plain `0777` as octal and `1_000` as 1000, `yaml_serde` both as
+//! strings. Encrypted values carry their own type and are not affected; a clear-text value
+//! written that way is in the MAC as SOPS rendered it, so such a file fails the MAC check here
+//! (refused, never decrypted wrongly). YAML comments are not read: they are never in the MAC,
+//! and the plaintext is written without them. JSON is written with serde_json's string
+//! escaping (Go's also escapes `<`, `>`, `&`): the same JSON, not always the same bytes.
 
 use std::collections::HashSet;
 use std::fmt;
