@@ -8,7 +8,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`], [`schedule`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print; sync windows (cron in UTC with a duration) |
+//! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`], [`schedule`], [`sops`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print; sync windows (cron in UTC with a duration); SOPS documents decrypted with age identities |
 //! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
 //! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
@@ -16,7 +16,9 @@
 //! | wiring | [`app`], [`cli`] | builds the pieces, chooses the engine once, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
 //! Inside the foundation, dependencies point one way: [`queue`], [`metrics`], [`untrusted`] and
-//! [`schedule`] use no other module; [`config`] uses only [`schedule`] (for `SYNC_WINDOWS`);
+//! [`schedule`] use no other module; [`sops`] uses only [`untrusted`] (key paths and recipients
+//! in its errors); [`config`] uses only [`schedule`] (for `SYNC_WINDOWS`; it hands the age
+//! identities to [`app`] as secret text, which [`sops::Identities::parse`] reads);
 //! [`process`] uses only [`untrusted`] (log lines) and reports every child to an observer that
 //! [`app`] connects to [`metrics`]; [`desired_state`] uses [`config`], [`process`],
 //! [`schedule`] (a stack's sync windows) and [`untrusted`] (for the errors it shows clients),
@@ -47,6 +49,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod refresh;
 pub mod schedule;
+pub mod sops;
 pub mod stack;
 pub mod swarm;
 pub mod untrusted;

@@ -92,6 +92,11 @@ const SECRET_FLAGS: &[SecretFlag] = &[
         flag: "--api-token",
         file_variable: "API_TOKEN_FILE",
     },
+    SecretFlag {
+        id: "sops_age_key",
+        flag: "--sops-age-key",
+        file_variable: "SOPS_AGE_KEY_FILE",
+    },
 ];
 
 /// The flags of [`SECRET_FLAGS`] that were given on the command line (not through their
@@ -346,6 +351,14 @@ pub struct Args {
     /// or `auto` (swarm when the engine is a swarm manager)
     #[arg(long, env = "DEPLOY_MODE", default_value = "compose")]
     pub deploy_mode: String,
+    /// age identity file (AGE-SECRET-KEY-1… lines, as age-keygen writes them) that decrypts the
+    /// repository's SOPS files; mount it read-only
+    #[arg(long, env = "SOPS_AGE_KEY_FILE")]
+    pub sops_age_key_file: Option<PathBuf>,
+    /// age identities given directly, one per line (prefer SOPS_AGE_KEY_FILE); with both, the
+    /// keys of both are used, as sops does
+    #[arg(long, env = "SOPS_AGE_KEY", hide_env_values = true)]
+    pub sops_age_key: Option<String>,
 }
 
 #[cfg(test)]
@@ -381,6 +394,14 @@ mod tests {
         assert_eq!(flagged, ["--api-token"]);
         let flagged = secret_flags(&matches(&["docker-cd", "--api-token-file", "/run/t"]));
         assert!(flagged.is_empty(), "{flagged:?}");
+        let flagged = secret_flags(&matches(&[
+            "docker-cd",
+            "--sops-age-key",
+            "AGE-SECRET-KEY-1X",
+            "--sops-age-key-file",
+            "/run/keys.txt",
+        ]));
+        assert_eq!(flagged, ["--sops-age-key"]);
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //! |---|---|
 //! | `cli` | the command line: [`Cli`], [`CliCommand`], [`Args`], [`parse_command_line`], warnings for secrets given as flags |
 //! | `settings` | validation into domain types: [`Config::validate`], [`ClientConfig`], the [`Problem`] lines of a [`ConfigError`] |
-//! | `secrets` | [`Secret`], [`Redactor`], secrets read from `*_FILE`s, empty secrets refused |
+//! | `secrets` | [`Secret`], [`Redactor`], secrets read from `*_FILE`s, empty secrets refused, the shape of the age identities of [`SopsConfig`] |
 //! | `repo` | the repository's newtypes: [`RepoUrl`], [`Transport`], [`Revision`], [`DeployDir`] |
 //!
-//! Of the rest of the crate it uses only [`schedule`](crate::schedule), to read `SYNC_WINDOWS`.
+//! Of the rest of the crate it uses only [`schedule`](crate::schedule), to read `SYNC_WINDOWS`;
+//! the age identities of [`SopsConfig`] stay secret text, which the wiring hands to
+//! [`sops::Identities::parse`](crate::sops::Identities::parse).
 //! Inside, `repo` uses `secrets`, `cli` uses `repo`, and `settings` uses all three and this
 //! file's types.
 
@@ -114,6 +116,26 @@ pub struct HttpConfig {
     pub webhook_secret: Option<Secret>,
 }
 
+/// The age identities SOPS-encrypted files of the repository are decrypted with (SPEC §12):
+/// one entry per variable given, `SOPS_AGE_KEY` first, then the content of `SOPS_AGE_KEY_FILE`
+/// (read at start-up); sops uses the keys of both, and so does docker-cd. Each text is in the
+/// age identity file format and was checked for its shape here (identity lines only, no
+/// plugins); [`crate::sops::Identities::parse`] reads it, in the wiring, so that `config` does
+/// not depend on `sops`. Empty: no SOPS decryption.
+#[derive(Debug, Clone, Default)]
+pub struct SopsConfig {
+    pub age_identities: Vec<AgeIdentities>,
+}
+
+/// The age identities of one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgeIdentities {
+    /// `SOPS_AGE_KEY` or `SOPS_AGE_KEY_FILE`, to name in messages.
+    pub variable: &'static str,
+    /// The identity text (`AGE-SECRET-KEY-1…` lines, `#` comments).
+    pub text: Secret,
+}
+
 /// How logs are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -139,11 +161,18 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub child_env: ChildEnv,
     pub log_format: LogFormat,
+    pub sops: SopsConfig,
 }
 
 impl Config {
-    /// Every secret of this configuration, for [`Redactor`].
+    /// Every secret of this configuration, for [`Redactor`]; each age identity line alone.
     pub fn redactor(&self) -> Redactor {
+        let age_lines = self
+            .sops
+            .age_identities
+            .iter()
+            .flat_map(|source| secrets::age_identity_lines(&source.text))
+            .collect::<Vec<_>>();
         Redactor::new(
             [
                 self.git.token.clone(),
@@ -151,7 +180,8 @@ impl Config {
                 self.http.api_token.clone(),
             ]
             .into_iter()
-            .flatten(),
+            .flatten()
+            .chain(age_lines),
         )
     }
 }

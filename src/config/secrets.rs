@@ -1,6 +1,7 @@
 //! Secrets: [`Secret`], a value that cannot be logged; [`Redactor`], which blanks configured
-//! secrets out of outgoing text; and reading a secret given directly or as `<NAME>_FILE`, where an
-//! empty value is refused rather than taken as "no authentication".
+//! secrets out of outgoing text; reading a secret given directly or as `<NAME>_FILE`, where an
+//! empty value is refused rather than taken as "no authentication"; and the age identities of
+//! `SOPS_AGE_KEY` and `SOPS_AGE_KEY_FILE`, checked for their shape.
 //!
 //! Reads the secret files it is pointed at, nothing else: no environment, no processes. Problems
 //! are reported through the caller's callback, so it uses nothing else of the crate.
@@ -117,6 +118,87 @@ pub(super) fn secret_value(
     }
 }
 
+/// The age identities given in `variable` (`SOPS_AGE_KEY` directly, or the content of the
+/// `SOPS_AGE_KEY_FILE` read here), checked for the shape of an age identity file: after
+/// skipping empty lines and `#` comments, at least one line, and every line an
+/// `AGE-SECRET-KEY-1…` (no spaces; case as age accepts it). The bech32 itself is checked by
+/// [`crate::sops::Identities::parse`], which the wiring calls: `config` does not depend on
+/// `sops`. Problems name the variable, the file and the line, never a line's content.
+pub(super) fn age_identities(
+    variable: &'static str,
+    direct: Option<String>,
+    file: Option<PathBuf>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Secret> {
+    let (text, source) = match (direct, file) {
+        (Some(text), None) => (text, String::new()),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => (text, format!("file {} ", path.display())),
+            Err(e) => {
+                problem(
+                    variable,
+                    format!("file {} cannot be read: {e}", path.display()),
+                );
+                return None;
+            }
+        },
+        // One variable at a time; the caller asks for each.
+        (None, None) | (Some(_), Some(_)) => return None,
+    };
+    match age_identity_shape(&text) {
+        Ok(()) => Some(Secret::new(text)),
+        Err(what) => {
+            problem(variable, format!("{source}{what}"));
+            None
+        }
+    }
+}
+
+/// What is wrong with the shape of an age identity text, if anything.
+fn age_identity_shape(text: &str) -> Result<(), String> {
+    let mut identities = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let has_prefix = |prefix: &str| {
+            line.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        };
+        if has_prefix("AGE-PLUGIN-") {
+            return Err(format!(
+                "line {} is an age plugin identity (AGE-PLUGIN-…); plugins are not supported",
+                i + 1
+            ));
+        }
+        if !has_prefix("AGE-SECRET-KEY-1") || line.contains(char::is_whitespace) {
+            return Err(format!(
+                "line {} is not an age identity (AGE-SECRET-KEY-1…, as age-keygen writes it; not the age1… public key)",
+                i + 1
+            ));
+        }
+        identities += 1;
+    }
+    if identities == 0 {
+        return Err(
+            "holds no age identity (an AGE-SECRET-KEY-1… line); unset the variable to go without"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The identity lines of an age identity text, each a secret of its own for the [`Redactor`]
+/// (a line may leak alone, the whole text hardly).
+pub(super) fn age_identity_lines(text: &Secret) -> impl Iterator<Item = Secret> + '_ {
+    text.expose()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(Secret::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +246,103 @@ mod tests {
                 problems.len() == 1 && problems[0].contains(expected),
                 "{problems:?}"
             );
+        }
+    }
+
+    const KEY: &str = "AGE-SECRET-KEY-1RH87A5Z54ZGUR9S0AS3R6WHFSEFNPLYMAKF5Z2CEU7R06VRJ0A3Q7242AM";
+
+    /// `age_identities` for `SOPS_AGE_KEY_FILE`: the text it yields and the problems.
+    fn identities(direct: Option<&str>, file: Option<PathBuf>) -> (Option<String>, Vec<String>) {
+        let mut problems = Vec::new();
+        let variable = if file.is_some() {
+            "SOPS_AGE_KEY_FILE"
+        } else {
+            "SOPS_AGE_KEY"
+        };
+        let text = age_identities(
+            variable,
+            direct.map(str::to_owned),
+            file,
+            &mut |variable, message| problems.push(format!("{variable}: {message}")),
+        );
+        (text.map(|s| s.expose().to_owned()), problems)
+    }
+
+    #[test]
+    fn an_age_identity_file_is_taken_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.txt");
+        let text = format!("# created: 2021-03-31\n# public key: age1l44x\n{KEY}\n");
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(identities(None, Some(file)), (Some(text), vec![]));
+        let two = format!("{KEY}\r\n  {}\n", KEY.to_lowercase());
+        assert_eq!(identities(Some(&two), None), (Some(two.clone()), vec![]));
+        let lines: Vec<_> = age_identity_lines(&Secret::new(two))
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(lines, [KEY.to_owned(), KEY.to_lowercase()]);
+    }
+
+    #[test]
+    fn unreadable_empty_or_misshapen_identities_are_problems_that_never_echo_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let cases = [
+            (
+                Some(dir.path().join("missing")),
+                None,
+                "SOPS_AGE_KEY_FILE: file ",
+                "cannot be read",
+            ),
+            (
+                Some(write("blank", "\n# only a comment\n")),
+                None,
+                "SOPS_AGE_KEY_FILE: file ",
+                "holds no age identity",
+            ),
+            (
+                Some(write(
+                    "public",
+                    "age1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29\n",
+                )),
+                None,
+                "SOPS_AGE_KEY_FILE: file ",
+                "line 1 is not an age identity",
+            ),
+            (
+                None,
+                Some(format!("{KEY}\n{KEY} trailing words\n")),
+                "SOPS_AGE_KEY: ",
+                "line 2 is not an age identity",
+            ),
+            (
+                None,
+                Some("AGE-PLUGIN-YUBIKEY-1QQQQ\n".to_owned()),
+                "SOPS_AGE_KEY: ",
+                "line 1 is an age plugin identity",
+            ),
+            (
+                None,
+                Some(" ".to_owned()),
+                "SOPS_AGE_KEY: ",
+                "holds no age identity",
+            ),
+        ];
+        for (file, direct, start, expected) in cases {
+            let (text, problems) = identities(direct.as_deref(), file);
+            assert_eq!(text, None);
+            assert!(
+                problems.len() == 1
+                    && problems[0].starts_with(start)
+                    && problems[0].contains(expected),
+                "{problems:?}"
+            );
+            assert!(!problems[0].contains("AGE-SECRET-KEY-1RH"), "{problems:?}");
+            assert!(!problems[0].contains("YUBIKEY"), "{problems:?}");
         }
     }
 

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use super::cli::{Args, ClientArgs, RefreshArgs, TokenArgs};
 use super::repo::{DeployDir, RepoUrl, Revision, Transport};
-use super::secrets::{Secret, secret_value};
+use super::secrets::{Secret, age_identities, secret_value};
 use super::{
-    ChildEnv, Config, DeployMode, DriftPolicy, GitConfig, HttpConfig, LogFormat, ReconcileConfig,
-    SshSettings,
+    AgeIdentities, ChildEnv, Config, DeployMode, DriftPolicy, GitConfig, HttpConfig, LogFormat,
+    ReconcileConfig, SopsConfig, SshSettings,
 };
 
 /// Shortest accepted `REFRESH_POLL_INTERVAL`.
@@ -414,6 +414,20 @@ impl Config {
             &mut problem,
         );
 
+        // SOPS_AGE_KEY, then SOPS_AGE_KEY_FILE: both may be given (sops uses both).
+        let sops = SopsConfig {
+            age_identities: [
+                ("SOPS_AGE_KEY", args.sops_age_key, None),
+                ("SOPS_AGE_KEY_FILE", None, args.sops_age_key_file),
+            ]
+            .into_iter()
+            .filter_map(|(variable, direct, file)| {
+                age_identities(variable, direct, file, &mut problem)
+                    .map(|text| AgeIdentities { variable, text })
+            })
+            .collect(),
+        };
+
         let log_format = match args.log_format.trim() {
             "text" => Some(LogFormat::Text),
             "json" => Some(LogFormat::Json),
@@ -554,6 +568,7 @@ impl Config {
             },
             child_env,
             log_format,
+            sops,
         })
     }
 }
@@ -839,6 +854,65 @@ mod tests {
         a.webhook_secret_file = Some(file);
         let config = Config::validate(a, env()).unwrap();
         assert_eq!(config.http.webhook_secret.unwrap().expose(), "from-file");
+    }
+
+    /// A public throwaway test key (tests/data/sops/fluxcd-kustomize-controller/age.txt).
+    const AGE_KEY: &str =
+        "AGE-SECRET-KEY-1RH87A5Z54ZGUR9S0AS3R6WHFSEFNPLYMAKF5Z2CEU7R06VRJ0A3Q7242AM";
+
+    #[test]
+    fn sops_age_identities_come_from_the_key_and_the_key_file_and_are_never_shown() {
+        let config = Config::validate(args("/srv/repo.git"), env()).unwrap();
+        assert!(config.sops.age_identities.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.txt");
+        std::fs::write(&file, format!("# public key: age1l44x\n{AGE_KEY}\n")).unwrap();
+        let mut a = args("/srv/repo.git");
+        a.sops_age_key_file = Some(file);
+        a.sops_age_key = Some(AGE_KEY.to_lowercase());
+        let config = Config::validate(a, env()).unwrap();
+        let variables: Vec<_> = config
+            .sops
+            .age_identities
+            .iter()
+            .map(|s| s.variable)
+            .collect();
+        assert_eq!(variables, ["SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE"]);
+        assert!(
+            config.sops.age_identities[1]
+                .text
+                .expose()
+                .contains(AGE_KEY)
+        );
+        assert!(!format!("{config:?}").to_uppercase().contains(AGE_KEY));
+        let redacted = config
+            .redactor()
+            .redact(&format!("error: {AGE_KEY} / {}", AGE_KEY.to_lowercase()));
+        assert_eq!(redacted, "error: [redacted] / [redacted]");
+    }
+
+    #[test]
+    fn an_unreadable_or_invalid_sops_key_is_a_problem_naming_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args("/srv/repo.git");
+        a.sops_age_key_file = Some(dir.path().join("missing.txt"));
+        a.sops_age_key = Some(format!(
+            "{AGE_KEY}\nage1l44xcng8dqj32nlv6d930qvvrny05hglzcv9qpc7kxjc6902ma4qufys29\n"
+        ));
+        let p = problems(a);
+        let vars: Vec<_> = p.iter().map(|p| p.variable).collect();
+        assert_eq!(vars, ["SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE"]);
+        assert!(
+            p[0].message.contains("line 2 is not an age identity"),
+            "{}",
+            p[0]
+        );
+        assert!(p[1].message.contains("cannot be read"), "{}", p[1]);
+        for problem in &p {
+            assert!(!problem.message.contains("AGE-SECRET-KEY-1RH"), "{problem}");
+            assert!(!problem.message.contains("age1l44x"), "{problem}");
+        }
     }
 
     #[test]
