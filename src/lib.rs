@@ -27,8 +27,8 @@
 //! and [`http`] turns it into a [`metrics::State`].
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment. Within the
-//! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. [`registry`] uses
-//! only [`config`] (its secret type) and [`untrusted`], and speaks HTTP itself: it spawns nothing. Only [`engine`]
+//! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other; [`registry`] uses
+//! only [`config`] (its secret type) and [`untrusted`], and speaks HTTP itself. Only [`engine`]
 //! decides between compose and swarm (the wiring picks which one, from `DEPLOY_MODE`); the
 //! workflows reach docker only through it, and [`http`] reaches git and docker only through the
 //! workflows' handles ([`reconcile::EngineView`] for the engine), never an adapter.
