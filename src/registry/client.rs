@@ -16,8 +16,9 @@
 //!
 //! Transport rules: HTTPS (rustls with the system's roots), except plain HTTP for loopback
 //! registries (127.0.0.0/8, `localhost`, `[::1]`, which the Docker engine treats as insecure by
-//! default) and for the registries of [`RegistryOptions::insecure`]; a token realm follows the
-//! same rule. Every request has a connect timeout and a total timeout. Redirects are followed
+//! default) and for the registries of [`RegistryOptions::insecure`] (names or CIDR ranges, as in
+//! the engine's `insecure-registries`); a token realm follows the same rule. Plain HTTP is
+//! never tried after HTTPS fails: that would let a network attacker downgrade the connection. Every request has a connect timeout and a total timeout. Redirects are followed
 //! only within the same scheme, host and port, at most [`MAX_REDIRECTS`], so credentials never
 //! travel to another host (reqwest would strip `Authorization` there anyway; refusing says so
 //! instead of failing obscurely). Proxies from the environment are not used.
@@ -62,8 +63,10 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 /// How registries are reached.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
-    /// Registries (`host[:port]`, or a `host` for all its ports) reached over plain HTTP, like
-    /// the engine's `insecure-registries`. Loopback registries are always plain HTTP.
+    /// Registries reached over plain HTTP, like the engine's `insecure-registries`: a
+    /// `host[:port]`, a `host` for all its ports, or a CIDR range of IP addresses. Loopback
+    /// registries are always plain HTTP. [`engine_insecure_registries`] reads the engine's own
+    /// list from `docker info`.
     pub insecure: Vec<String>,
     /// The most a TCP (and TLS) connection may take.
     pub connect_timeout: Duration,
@@ -134,15 +137,21 @@ impl Registries {
         })
     }
 
-    /// Whether `registry` (`host[:port]`) is reached over plain HTTP.
+    /// Whether `registry` (`host[:port]`) is reached over plain HTTP: a loopback registry, or
+    /// one [`RegistryOptions::insecure`] names (as `host[:port]`, `host`, or a CIDR range its
+    /// IP address is in; host names are not resolved for that).
     pub fn is_plain_http(&self, registry: &str) -> bool {
         let registry = registry.to_ascii_lowercase();
         let host = host_of(&registry);
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok();
         is_loopback(host)
-            || self
-                .insecure
-                .iter()
-                .any(|entry| *entry == registry || *entry == host)
+            || self.insecure.iter().any(|entry| {
+                *entry == registry || *entry == host || ip.is_some_and(|ip| in_cidr(ip, entry))
+            })
     }
 
     /// The manifest digest `image`'s tag points at now (`sha256:…`). A digest reference is its
@@ -295,15 +304,10 @@ impl Registries {
                     status: 401,
                 }),
             },
-            Auth::Bearer {
-                realm,
-                service,
-                scope,
-            } => {
-                let scope = scope
-                    .clone()
-                    .filter(|s| s.contains(&image.repository))
-                    .unwrap_or_else(|| format!("repository:{}:pull", image.repository));
+            Auth::Bearer { realm, service, .. } => {
+                // The scope is always this repository's pull, as Docker's client asks (a
+                // challenge's own scope may be a placeholder, as ghcr.io's on `/v2/`).
+                let scope = format!("repository:{}:pull", image.repository);
                 let key = TokenKey {
                     registry: image.registry.clone(),
                     realm: realm.clone(),
@@ -647,6 +651,68 @@ fn host_of(registry: &str) -> &str {
     registry.split_once(':').map_or(registry, |(host, _)| host)
 }
 
+/// Whether `ip` is in `cidr` (`10.0.0.0/8`, `fd00::/8`); `false` for anything else.
+fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
+    let Some((network, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(network), Ok(bits)) = (network.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, network) {
+        (IpAddr::V4(ip), IpAddr::V4(network)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(network) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(network)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(network) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The registries the Docker engine reaches without TLS, from
+/// `docker info --format '{{json .RegistryConfig}}'`, for [`RegistryOptions::insecure`]: its
+/// `InsecureRegistryCIDRs` and the names of its `IndexConfigs` with `"Secure": false` (both
+/// from `insecure-registries` in daemon.json). So docker-cd asks a registry the way the engine
+/// that pulls from it does. Broken input gives an empty list (loopback is plain HTTP anyway).
+///
+/// ```text
+/// {"IndexConfigs":{"docker.io":{"Mirrors":[],"Name":"docker.io","Official":true,"Secure":true},
+///  "registry.lan:5000":{"Mirrors":[],"Name":"registry.lan:5000","Official":false,"Secure":false}},
+///  "InsecureRegistryCIDRs":["10.0.0.0/8","127.0.0.0/8"],"Mirrors":[]}
+/// ```
+pub fn engine_insecure_registries(registry_config_json: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct RegistryConfig {
+        #[serde(rename = "IndexConfigs", default)]
+        index_configs: HashMap<String, IndexConfig>,
+        #[serde(rename = "InsecureRegistryCIDRs", default)]
+        insecure_cidrs: Option<Vec<String>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct IndexConfig {
+        #[serde(rename = "Secure", default = "secure_by_default")]
+        secure: bool,
+    }
+    fn secure_by_default() -> bool {
+        true
+    }
+    let Ok(config) = serde_json::from_slice::<RegistryConfig>(registry_config_json) else {
+        return Vec::new();
+    };
+    let mut insecure: Vec<String> = config
+        .index_configs
+        .into_iter()
+        .filter(|(_, index)| !index.secure)
+        .map(|(name, _)| name)
+        .chain(config.insecure_cidrs.unwrap_or_default())
+        .collect();
+    insecure.sort();
+    insecure
+}
+
 /// 127.0.0.0/8, `::1` and `localhost`: what the engine reaches without TLS by default.
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -701,6 +767,46 @@ mod tests {
         assert!(!r.is_plain_http("registry.lan"));
         assert!(r.is_plain_http("other.lan"));
         assert!(r.is_plain_http("other.lan:8080"));
+    }
+
+    #[test]
+    fn the_insecure_list_may_hold_cidr_ranges_of_ip_registries() {
+        let r = registries(&["10.0.0.0/8", "fd00::/8", "192.168.1.7/32", "junk/99"]);
+        assert!(r.is_plain_http("10.1.2.3:5000"));
+        assert!(r.is_plain_http("[fd12::1]:5000"));
+        assert!(r.is_plain_http("192.168.1.7"));
+        assert!(!r.is_plain_http("192.168.1.8"));
+        assert!(!r.is_plain_http("11.0.0.1:5000"));
+        assert!(!r.is_plain_http("registry.lan:5000"));
+        assert!(in_cidr("1.2.3.4".parse().unwrap(), "0.0.0.0/0"));
+        assert!(!in_cidr("1.2.3.4".parse().unwrap(), "::/0"));
+    }
+
+    #[test]
+    fn the_engines_insecure_registries_are_read_from_docker_info() {
+        // `docker info --format '{{json .RegistryConfig}}'` of Docker 20.10 with
+        // `"insecure-registries": ["registry.lan:5000", "10.0.0.0/8"]` in daemon.json.
+        let info = br#"{"AllowNondistributableArtifactsCIDRs":[],"AllowNondistributableArtifactsHostnames":[],"IndexConfigs":{"docker.io":{"Name":"docker.io","Mirrors":[],"Secure":true,"Official":true},"registry.lan:5000":{"Name":"registry.lan:5000","Mirrors":[],"Secure":false,"Official":false}},"InsecureRegistryCIDRs":["10.0.0.0/8","127.0.0.0/8"],"Mirrors":[]}"#;
+        assert_eq!(
+            engine_insecure_registries(info),
+            ["10.0.0.0/8", "127.0.0.0/8", "registry.lan:5000"]
+        );
+        // This machine's engine, with no insecure-registries configured.
+        let default = br#"{"IndexConfigs":{"docker.io":{"Mirrors":[],"Name":"docker.io","Official":true,"Secure":true}},"InsecureRegistryCIDRs":["127.0.0.0/8"],"Mirrors":[]}"#;
+        assert_eq!(engine_insecure_registries(default), ["127.0.0.0/8"]);
+        assert!(engine_insecure_registries(b"null").is_empty());
+        assert!(engine_insecure_registries(b"not json").is_empty());
+        assert!(engine_insecure_registries(br#"{"InsecureRegistryCIDRs":null}"#).is_empty());
+    }
+
+    #[test]
+    fn a_digest_call_can_run_on_any_tokio_worker() {
+        fn assert_send<T: Send>(_: &T) {}
+        let r = registries(&[]);
+        let image = ImageRef::parse("nginx").unwrap();
+        assert_send(&r.digest(&image));
+        fn assert_sync<T: Send + Sync>() {}
+        assert_sync::<Registries>();
     }
 
     #[test]

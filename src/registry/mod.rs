@@ -12,6 +12,11 @@
 //! say how it wants to be authenticated, plus a token request when the token flow needs a new
 //! token); callers deduplicate by [`ImageRef::key`].
 //!
+//! Wiring: `Registries::new(DockerConfig::load(DockerConfig::dir(&config.child_env.vars)
+//! .as_deref())?, options)`, so the adapter reads the `config.json` the docker children read;
+//! `options.insecure` is best [`engine_insecure_registries`] of the engine's `docker info`, so
+//! a registry is asked over plain HTTP exactly when the engine pulls from it that way.
+//!
 //! Uses [`config`](crate::config) (its [`Secret`](crate::config::Secret) type) and
 //! [`untrusted`](crate::untrusted) (for text a registry sends), nothing else of the crate; it
 //! reads no environment variable itself ([`DockerConfig::dir`] takes the children's environment
@@ -26,7 +31,7 @@ mod docker_config;
 mod reference;
 
 pub use challenge::{Auth, Challenge, TokenAnswer, choose, parse_challenges, parse_token_answer};
-pub use client::{MANIFEST_MEDIA_TYPES, Registries, RegistryOptions};
+pub use client::{MANIFEST_MEDIA_TYPES, Registries, RegistryOptions, engine_insecure_registries};
 pub use docker_config::{Credentials, DockerConfig, Lookup};
 pub use reference::{DOCKER_HUB, DOCKER_HUB_AUTH_KEY, ImageRef, Reference};
 
