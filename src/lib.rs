@@ -9,7 +9,7 @@
 //! | layer | modules | owns |
 //! |---|---|---|
 //! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`], [`schedule`], [`sops`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print; sync windows (cron in UTC with a duration); SOPS documents decrypted with age identities |
-//! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification |
+//! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`], [`registry`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification; a Docker registry's manifest digests over HTTPS, with credentials from the Docker client config |
 //! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
 //! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
 //! | edge | [`http`] | the axum API |
@@ -29,7 +29,8 @@
 //! and [`http`] turns it into a [`metrics::State`].
 //!
 //! Only [`process`] spawns children; only [`config`] reads the environment. Within the
-//! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other. Only [`engine`]
+//! adapters, [`compose`] and [`swarm`] use [`stack`] and never each other; [`registry`] uses
+//! only [`config`] (its secret type) and [`untrusted`], and speaks HTTP itself. Only [`engine`]
 //! decides between compose and swarm (the wiring picks which one, from `DEPLOY_MODE`); the
 //! workflows reach docker only through it, and [`http`] reaches git and docker only through the
 //! workflows' handles ([`reconcile::EngineView`] for the engine), never an adapter.
@@ -48,6 +49,7 @@ pub mod process;
 pub mod queue;
 pub mod reconcile;
 pub mod refresh;
+pub mod registry;
 pub mod schedule;
 pub mod sops;
 pub mod stack;

@@ -2,10 +2,12 @@
 //! 127.0.0.1:0 ([`TestApp`]) with the prologue and epilogue every test repeats ([`TestApp::run`],
 //! [`catch`]), signed webhook deliveries ([`TestApp::delivery`]), log capture, polling on
 //! `/api/stacks` ([`wait_for`], [`find`], [`status`]), recording wrappers that stand in for
-//! `git`, `docker` or compose ([`wrappers`]), and Docker guards ([`docker`]).
+//! `git`, `docker` or compose ([`wrappers`]), Docker guards ([`docker`]), and a real registry
+//! ([`registry`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod docker;
+pub mod registry;
 pub mod wrappers;
 
 #[allow(unused_imports)]
