@@ -88,6 +88,7 @@ pub async fn start_with_limits(
                 config.git.deploy_dir.as_str(),
             ),
             sync_windows: config.reconcile.sync_windows.clone(),
+            image_updates: config.reconcile.image_update_interval.is_some(),
         };
         let engine = Arc::new(Engine::detect(&config.reconcile, host.clone(), docker_env).await?);
         let tool = (
@@ -110,6 +111,19 @@ pub async fn start_with_limits(
             concurrency: config.reconcile.concurrency,
             rollback_on_failure: config.reconcile.rollback_on_failure,
         });
+        // Image updates ask registries with the docker client's own credentials.
+        let docker_config = crate::registry::DockerConfig::dir(&config.child_env.vars);
+        let registries =
+            crate::registry::DockerConfig::load(docker_config.as_deref()).and_then(|c| {
+                crate::registry::Registries::new(c, crate::registry::RegistryOptions::default())
+            });
+        let reconciler = match registries {
+            Ok(registries) => reconciler.with_image_checks(Arc::new(registries)),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "image updates are off: no registry client");
+                reconciler
+            }
+        };
         (Some(reconciler), Some(engine), Some(tool), Some(mode))
     } else {
         tracing::info!("RECONCILE_ENABLED=false: desired state is refreshed, nothing is applied");
@@ -146,6 +160,12 @@ pub async fn start_with_limits(
             config.reconcile.interval,
             shutdown.clone(),
         ));
+        if let (Some(interval), Some(images)) = (
+            config.reconcile.image_update_interval,
+            reconciler.image_checker(),
+        ) {
+            tasks.spawn(images.run_periodic(interval, shutdown.clone()));
+        }
         tasks.spawn(reconciler.run(shutdown.clone()));
     }
 

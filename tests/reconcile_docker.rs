@@ -14,6 +14,8 @@
 mod common;
 #[path = "reconcile_docker/health.rs"]
 mod health;
+#[path = "reconcile_docker/images.rs"]
+mod images;
 #[path = "reconcile_docker/operate.rs"]
 mod operate;
 #[path = "reconcile_docker/settings.rs"]

@@ -148,6 +148,17 @@ impl From<&ContainerInfo> for ContainerView {
     }
 }
 
+/// One container's image, from [`Docker::container_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    pub id: String,
+    /// The image id it runs (`sha256:…`).
+    pub image_id: String,
+    /// The image as the compose file named it (`nginx:1.27`).
+    pub image: String,
+    pub service: String,
+}
+
 /// Parses `docker ps --format PS_FORMAT` output: one JSON object per line.
 pub fn parse_ps(out: &[u8]) -> Result<Vec<ContainerInfo>, serde_json::Error> {
     out.split(|b| *b == b'\n')
@@ -290,6 +301,108 @@ impl Docker {
                 Some((id.to_owned(), image.to_owned()))
             })
             .collect())
+    }
+
+    /// For each of `ids`: its service label, the image as the compose file named it
+    /// (`.Config.Image`) and the image id it runs. One process; none without ids.
+    pub async fn container_images(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ContainerImage>, ComposeError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .command()
+            .args([
+                "container",
+                "inspect",
+                "--format",
+                r#"{{json .Id}} {{json .Image}} {{json .Config.Image}} {{json (index .Config.Labels "com.docker.compose.service")}}"#,
+            ])
+            .arg("--")
+            .args(ids)
+            .run()
+            .await
+            .map_err(ComposeError::Docker)?;
+        let mut images = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let fields: Vec<String> = serde_json::Deserializer::from_str(line)
+                .into_iter::<String>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| ComposeError::Output {
+                    what: "docker container inspect",
+                    message: e.to_string(),
+                })?;
+            let [id, image_id, image, service] =
+                <[String; 4]>::try_from(fields).map_err(|f| ComposeError::Output {
+                    what: "docker container inspect",
+                    message: format!("{} fields, not 4", f.len()),
+                })?;
+            images.push(ContainerImage {
+                id,
+                image_id,
+                image,
+                service,
+            });
+        }
+        Ok(images)
+    }
+
+    /// The repository digests (`repo@sha256:…`) of each image id: what a pull or push
+    /// recorded, empty for an image built or loaded here. One process; none without ids.
+    pub async fn repo_digests(
+        &self,
+        image_ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, ComposeError> {
+        if image_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let out = self
+            .command()
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Id}} {{json .RepoDigests}}",
+            ])
+            .arg("--")
+            .args(image_ids)
+            .run()
+            .await
+            .map_err(ComposeError::Docker)?;
+        let mut digests = std::collections::BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((id, list)) = line.trim().split_once(' ') else {
+                continue;
+            };
+            let id: String = serde_json::from_str(id).map_err(|e| ComposeError::Output {
+                what: "docker image inspect",
+                message: e.to_string(),
+            })?;
+            let list: Option<Vec<String>> =
+                serde_json::from_str(list).map_err(|e| ComposeError::Output {
+                    what: "docker image inspect",
+                    message: e.to_string(),
+                })?;
+            digests.insert(id, list.unwrap_or_default());
+        }
+        Ok(digests)
+    }
+
+    /// `tag <image id> <reference>`: puts a tag back on the image a service ran before an
+    /// update (the rollback of an image update). One process.
+    pub async fn tag(&self, image_id: &str, reference: &str) -> Result<(), ComposeError> {
+        self.command()
+            .args(["tag", image_id, reference])
+            .run()
+            .await
+            .map(drop)
+            .map_err(ComposeError::Docker)
     }
 
     /// How many containers run on the host (all of them, not only docker-cd's).

@@ -249,6 +249,43 @@ impl Compose {
             })
     }
 
+    /// `pull <services>`: the images those services name, as the registry has them now.
+    pub async fn pull(
+        &self,
+        project: &StackFiles,
+        services: &[String],
+    ) -> Result<(), ComposeError> {
+        self.project_command(project, true)
+            .args(["pull", "--"])
+            .args(services)
+            .run()
+            .await
+            .map(drop)
+            .map_err(|source| ComposeError::Compose {
+                action: "pull",
+                source,
+            })
+    }
+
+    /// `up -d --no-deps <services>`: recreates those services (their image changed), with the
+    /// labels of the last sync, and nothing else of the project.
+    pub async fn up_services(
+        &self,
+        project: &StackFiles,
+        services: &[String],
+    ) -> Result<(), ComposeError> {
+        self.project_command(project, true)
+            .args(["up", "--detach", "--no-deps", "--"])
+            .args(services)
+            .run()
+            .await
+            .map(drop)
+            .map_err(|source| ComposeError::Compose {
+                action: "up",
+                source,
+            })
+    }
+
     /// `build <service>`: what a hook of a stack that builds runs with is built from this
     /// commit's files first (`run` builds only a missing image).
     pub async fn build(&self, project: &StackFiles, service: &str) -> Result<(), ComposeError> {

@@ -337,6 +337,10 @@ pub struct Args {
     /// and a duration (`0 2 * * 6 2h; 30 1 * * * 45m`); empty: always
     #[arg(long, env = "SYNC_WINDOWS", default_value = "")]
     pub sync_windows: String,
+    /// How often the registries are asked whether the images of the stacks' tags moved
+    /// (`off`: only on `POST /api/image-updates` and for stacks with `imageUpdates: true`)
+    #[arg(long, env = "IMAGE_UPDATE_INTERVAL", default_value = "off")]
+    pub image_update_interval: String,
     /// Deployments kept in the history of each stack (under DATA_DIR/history)
     #[arg(long, env = "HISTORY_LIMIT", default_value = "20")]
     pub history_limit: String,

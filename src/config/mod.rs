@@ -99,6 +99,8 @@ pub struct ReconcileConfig {
     pub concurrency: usize,
     /// `SYNC_WINDOWS`: when automatic syncs may run; empty: always.
     pub sync_windows: Vec<crate::schedule::SyncWindow>,
+    /// `IMAGE_UPDATE_INTERVAL`: how often the registries are asked; `None`: off.
+    pub image_update_interval: Option<Duration>,
     /// `HISTORY_LIMIT`: deployments kept per stack.
     pub history_limit: usize,
     /// `ROLLBACK_ON_FAILURE`: a failed sync of a new commit re-applies the last good one.

@@ -26,6 +26,8 @@ use super::{
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// The most stacks synced at once (`SYNC_CONCURRENCY`): each sync is a compose process tree.
 pub const MAX_SYNC_CONCURRENCY: usize = 64;
+/// The shortest `IMAGE_UPDATE_INTERVAL`: every check asks each registry once per image.
+pub const MIN_IMAGE_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 /// The most deployments kept per stack (`HISTORY_LIMIT`).
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
@@ -333,6 +335,27 @@ impl Config {
                 None
             }
         };
+        let image_update_interval = match args.image_update_interval.trim() {
+            "" | "0" | "off" | "false" => None,
+            raw => match humantime::parse_duration(raw) {
+                Ok(d) if d.is_zero() => None,
+                Ok(d) if d < MIN_IMAGE_UPDATE_INTERVAL => {
+                    problem(
+                        "IMAGE_UPDATE_INTERVAL",
+                        format!("{raw:?} is below the minimum of 1m (use `off` to disable)"),
+                    );
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problem(
+                        "IMAGE_UPDATE_INTERVAL",
+                        format!("{raw:?} is not a duration (such as 30m or 6h) or `off`: {e}"),
+                    );
+                    None
+                }
+            },
+        };
         let rollback_on_failure = parse_bool(
             "ROLLBACK_ON_FAILURE",
             &args.rollback_on_failure,
@@ -560,6 +583,7 @@ impl Config {
                 health_timeout,
                 concurrency,
                 sync_windows,
+                image_update_interval,
                 history_limit,
                 rollback_on_failure,
                 docker_bin,

@@ -378,6 +378,10 @@ pub struct SyncInfo {
     /// Why an automatic sync waits (SPEC §11): `waiting for db (progressing)`, `sync window
     /// opens 2026-12-05T02:00:00Z`. `None` when nothing holds the stack back.
     pub blocked_by: Option<String>,
+    /// What the last image-update check found, per service (SPEC §12); empty before one.
+    pub images: Vec<ImageStatus>,
+    #[serde(serialize_with = "rfc3339::option")]
+    pub images_checked_at: Option<SystemTime>,
     /// What the stack is held at instead of the snapshot's version: an operator's pin, or an
     /// automatic rollback (which holds only until Git says something new).
     #[serde(skip)]
@@ -385,6 +389,28 @@ pub struct SyncInfo {
     /// A sync the operator asked for (`sync now`, `rollback`): applied once, even in sync.
     #[serde(skip)]
     pub requested: Option<Request>,
+}
+
+/// One service's image as the image-update check found it (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    pub service: String,
+    /// As the compose file names it (`nginx:1.27`).
+    pub image: String,
+    /// The manifest digest the running image is known by; `None` for an image never pulled
+    /// from (or pushed to) its registry here.
+    pub digest: Option<String>,
+    /// What the registry's tag points at now; `None` when it could not be asked (`error`).
+    pub latest_digest: Option<String>,
+    pub update_available: bool,
+    /// Why the registry could not be asked (names the registry, never a credential).
+    pub error: Option<String>,
+    /// The running image's id, to put back if the update fails (internal).
+    #[serde(skip)]
+    pub image_id: Option<String>,
+    /// An update to `latest_digest` was tried and failed: not tried again until the tag moves.
+    pub update_failed: bool,
 }
 
 /// The version of a stack at one commit, when that is not the snapshot's: what a pinned or
@@ -452,6 +478,8 @@ impl SyncInfo {
             suspended: false,
             suspended_in_git: false,
             blocked_by: None,
+            images: Vec::new(),
+            images_checked_at: None,
             hold: None,
             requested: None,
         }

@@ -16,7 +16,7 @@
 
 use std::time::SystemTime;
 
-use super::{Health, Hold, Request, StackStatus, SyncInfo, SyncOutcome, Target};
+use super::{Health, Hold, ImageStatus, Request, StackStatus, SyncInfo, SyncOutcome, Target};
 
 /// What runs on the host after a sync, or what its labels say was deployed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +183,67 @@ impl SyncInfo {
         self.last_sync_error = Some(message);
         self.failed_content_hash = Some(failed.to_owned());
         self.consecutive_failures = self.consecutive_failures.max(1);
+    }
+
+    /// What an image-update check found (SPEC §12). An update that failed for a digest stays
+    /// marked failed while the registry still says that digest.
+    pub fn images_checked(&mut self, mut images: Vec<ImageStatus>, at: SystemTime) {
+        for image in &mut images {
+            image.update_failed = self.images.iter().any(|old| {
+                old.service == image.service
+                    && old.update_failed
+                    && old.latest_digest.is_some()
+                    && old.latest_digest == image.latest_digest
+            });
+        }
+        self.images = images;
+        self.images_checked_at = Some(at);
+    }
+
+    /// The image update of `services` that ran at `at` succeeded: they run the registry's
+    /// digest now.
+    pub fn images_updated(&mut self, services: &[String], at: SystemTime) {
+        self.status = StackStatus::Synced;
+        self.last_sync_at = Some(at);
+        self.last_sync_status = Some(SyncOutcome::Succeeded);
+        self.last_sync_error = None;
+        for image in self
+            .images
+            .iter_mut()
+            .filter(|i| services.contains(&i.service))
+        {
+            image.digest.clone_from(&image.latest_digest);
+            image.update_available = false;
+            image.update_failed = false;
+        }
+    }
+
+    /// The image update of `services` failed with `error`: not tried again for these digests.
+    /// `rolled_back`: the previous images run again, and the stack is `synced` on them;
+    /// otherwise it failed like any sync.
+    pub fn image_update_failed(
+        &mut self,
+        services: &[String],
+        error: String,
+        rolled_back: bool,
+        content_hash: &str,
+        at: SystemTime,
+    ) {
+        for image in self
+            .images
+            .iter_mut()
+            .filter(|i| services.contains(&i.service))
+        {
+            image.update_failed = true;
+        }
+        if rolled_back {
+            self.status = StackStatus::Synced;
+            self.last_sync_at = Some(at);
+            self.last_sync_status = Some(SyncOutcome::Failed);
+            self.last_sync_error = Some(error);
+        } else {
+            self.fail(error, content_hash, at);
+        }
     }
 
     /// The operator suspended the stack: nothing is synced, reverted or removed.

@@ -21,6 +21,7 @@
 
 pub mod health;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,19 @@ pub struct HookOutput {
     /// stdout, then stderr's tail.
     pub output: String,
     pub timed_out: bool,
+}
+
+/// The image one service of a stack runs, for the image-update check (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceImage {
+    pub service: String,
+    /// As the compose file names it (`nginx:1.27`).
+    pub image: String,
+    /// The image id it runs (compose), `None` in swarm mode.
+    pub image_id: Option<String>,
+    /// `repo@sha256:…`: the manifest digests the running image is known by (what a pull
+    /// recorded; a swarm service's resolved digest). Empty for an image built or loaded here.
+    pub repo_digests: Vec<String>,
 }
 
 /// One image a stack runs.
@@ -528,6 +542,119 @@ impl Engine {
                 images.sort_by(|a, b| a.service.cmp(&b.service));
                 Ok(images)
             }
+        }
+    }
+
+    /// The images the services of `projects` run, by project: from `actual` and, in compose
+    /// mode, one `docker container inspect` and one `docker image inspect` for all of them;
+    /// in swarm mode from the services' specs (no process).
+    pub async fn service_images(
+        &self,
+        actual: &Actual,
+        projects: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Vec<ServiceImage>>, EngineError> {
+        let mut out: BTreeMap<String, Vec<ServiceImage>> = BTreeMap::new();
+        match (self, actual) {
+            (Self::Compose { host, .. }, Actual::Containers(containers)) => {
+                let ids: Vec<String> = containers
+                    .iter()
+                    .filter(|c| !c.is_oneoff() && projects.contains(&c.project))
+                    .map(|c| c.id.clone())
+                    .collect();
+                let images = host.docker.container_images(&ids).await?;
+                let mut image_ids: Vec<String> =
+                    images.iter().map(|i| i.image_id.clone()).collect();
+                image_ids.sort();
+                image_ids.dedup();
+                let digests = host.docker.repo_digests(&image_ids).await?;
+                for c in containers {
+                    let Some(found) = images
+                        .iter()
+                        .find(|i| i.id.starts_with(&c.id) || c.id.starts_with(&i.id))
+                    else {
+                        continue;
+                    };
+                    let list = out.entry(c.project.clone()).or_default();
+                    if list.iter().any(|s| s.service == found.service) {
+                        continue; // one entry per service (scaled services run one image)
+                    }
+                    list.push(ServiceImage {
+                        service: found.service.clone(),
+                        image: found.image.clone(),
+                        image_id: Some(found.image_id.clone()),
+                        repo_digests: digests.get(&found.image_id).cloned().unwrap_or_default(),
+                    });
+                }
+            }
+            (Self::Swarm { .. }, Actual::Services(services)) => {
+                for s in services.iter().filter(|s| projects.contains(&s.stack)) {
+                    let (image, digest) = match s.image.split_once('@') {
+                        Some((image, digest)) => (image.to_owned(), Some(digest.to_owned())),
+                        None => (s.image.clone(), None),
+                    };
+                    let repo = image
+                        .rsplit_once(':')
+                        .filter(|(_, tag)| !tag.contains('/'))
+                        .map_or(image.as_str(), |(repo, _)| repo)
+                        .to_owned();
+                    out.entry(s.stack.clone()).or_default().push(ServiceImage {
+                        service: s.service.clone(),
+                        image,
+                        image_id: None,
+                        repo_digests: digest.map(|d| format!("{repo}@{d}")).into_iter().collect(),
+                    });
+                }
+            }
+            _ => {
+                return Err(EngineError::Internal(
+                    "actual state of the other engine".into(),
+                ));
+            }
+        }
+        for list in out.values_mut() {
+            list.sort_by(|a, b| a.service.cmp(&b.service));
+        }
+        Ok(out)
+    }
+
+    /// Brings `services` of a prepared stack to the images their tags name now: `compose pull`
+    /// of them, then `up -d --no-deps` of them (with the labels of the last sync, so nothing
+    /// else is recreated). In swarm mode, a deploy again: the CLI resolves every tag to its
+    /// current digest and updates the services whose digest moved.
+    pub async fn update_images(
+        &self,
+        prepared: &Prepared,
+        services: &[String],
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Compose { compose, .. } => {
+                compose.pull(&prepared.files, services).await?;
+                compose.up_services(&prepared.files, services).await?;
+                Ok(())
+            }
+            Self::Swarm { .. } => self.up(prepared).await,
+        }
+    }
+
+    /// Puts `reference` back on the image `image_id` (compose), then recreates `services`: the
+    /// rollback of an image update. Swarm mode keeps no previous image here: not supported.
+    pub async fn restore_images(
+        &self,
+        prepared: &Prepared,
+        images: &[(String, String)],
+        services: &[String],
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Compose { compose, host } => {
+                for (image_id, reference) in images {
+                    host.docker.tag(image_id, reference).await?;
+                }
+                compose.up_services(&prepared.files, services).await?;
+                Ok(())
+            }
+            Self::Swarm { .. } => Err(EngineError::Internal(
+                "rolling back an image update is not supported in swarm mode; `docker service rollback` does it by hand".into(),
+            )),
         }
     }
 

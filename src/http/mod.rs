@@ -207,6 +207,12 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(token())
                 .fallback(method_not_allowed),
         )
+        .route(
+            "/api/image-updates",
+            post(operate::image_updates)
+                .route_layer(token())
+                .fallback(method_not_allowed),
+        )
         .route("/api/events", get(api::events).fallback(method_not_allowed))
         .route(
             "/stacks/{path}",

@@ -158,3 +158,26 @@ pub(super) async fn resume(
 fn accepted(answer: ControlAnswer) -> Response {
     (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
+
+/// `POST /api/image-updates`'s answer.
+#[derive(Debug, Serialize)]
+pub struct ImageCheckAnswer {
+    /// `checking`: a check of every stack that takes image updates started.
+    pub status: &'static str,
+}
+
+/// `POST /api/image-updates`: checks the registries now (SPEC §12); 202, the check runs on.
+/// What it finds is on the stacks' records (`images`), and updates run as deployments.
+pub(super) async fn image_updates(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if !handle(&state)?.check_images() {
+        return Err(ApiError::Unavailable(
+            "image updates are off: no registry client could be set up (see the log)",
+        ));
+    }
+    tracing::info!("image check requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ImageCheckAnswer { status: "checking" }),
+    )
+        .into_response())
+}

@@ -83,12 +83,22 @@ pub enum Job {
         path: String,
         project: String,
     },
+    /// Pull and recreate `services`, whose tag moved in the registry (SPEC §12).
+    UpdateImages {
+        path: String,
+        project: String,
+        services: Vec<String>,
+        /// The labels of the last sync, kept: only the images change.
+        deployed: Deployed,
+    },
 }
 
 impl Job {
     fn keys(&self) -> (&str, &str) {
         match self {
-            Self::Sync { path, project, .. } | Self::Remove { path, project } => (path, project),
+            Self::Sync { path, project, .. }
+            | Self::Remove { path, project }
+            | Self::UpdateImages { path, project, .. } => (path, project),
         }
     }
 }
@@ -327,7 +337,182 @@ impl Reconciler {
                 }
             }
             Job::Remove { path, project } => self.remove(path, project).await,
+            Job::UpdateImages {
+                path,
+                project,
+                services,
+                deployed,
+            } => {
+                self.update_images(path, project, services, deployed, shutdown)
+                    .await;
+            }
         }
+    }
+
+    /// Pulls and recreates `services` of a synced stack with the labels of its last sync, waits
+    /// for health, and records it (`trigger: image-update`). On failure with
+    /// `rollbackOnFailure` (the stack's, else `ROLLBACK_ON_FAILURE`) the previous images are
+    /// tagged again and the services recreated on them.
+    #[tracing::instrument(name = "image_update", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
+    async fn update_images(
+        &self,
+        path: &str,
+        project: &str,
+        services: &[String],
+        deployed: &Deployed,
+        shutdown: &CancellationToken,
+    ) {
+        let Some(record) = self.store.stack(path) else {
+            return;
+        };
+        let Some(compose_file) = record.compose_file.clone() else {
+            return;
+        };
+        tracing::info!(services = %services.join(","), "image update started: the registry has newer images for these tags");
+        self.store.update_stack(path, SyncInfo::start_sync);
+        let started_at = SystemTime::now();
+        let previous: Vec<(String, String)> = record
+            .sync
+            .images
+            .iter()
+            .filter(|i| services.contains(&i.service))
+            .filter_map(|i| Some((i.image_id.clone()?, i.image.clone())))
+            .collect();
+        let staged = self
+            .stage_deployed(path, project, &compose_file, deployed)
+            .await;
+        let applied = match &staged {
+            Ok(staged) => self
+                .engine
+                .update_images(&staged.prepared, services)
+                .await
+                .map_err(SyncError::from),
+            Err(e) => Err(SyncError::Internal(e.to_string())),
+        };
+        self.forget_views();
+        let settings = staged
+            .as_ref()
+            .map(|s| s.settings.clone())
+            .unwrap_or_default();
+        let timeout = match settings.health_timeout {
+            Some(t) => (t, "x-docker-cd.healthTimeout"),
+            None => (self.settings.health_timeout, "SYNC_HEALTH_TIMEOUT"),
+        };
+        let outcome = match applied {
+            Ok(()) => match self.wait_healthy(path, project, timeout, shutdown).await {
+                Waited::Healthy(counts) => Ok(counts),
+                Waited::Interrupted => return,
+                Waited::Unhealthy { message, .. } => Err(message),
+            },
+            Err(error) => Err(truncate(error.render(&self.errors).as_str())),
+        };
+        let rollback = settings
+            .rollback_on_failure
+            .unwrap_or(self.settings.rollback_on_failure);
+        let rolled_back = match (&outcome, &staged) {
+            (Err(_), Ok(staged)) if rollback && !previous.is_empty() => {
+                tracing::warn!("image update failed; putting the previous images back");
+                let back = self
+                    .engine
+                    .restore_images(&staged.prepared, &previous, services)
+                    .await;
+                self.forget_views();
+                match back {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %crate::error_chain(&e), "the rollback of the image update failed too");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        let images = self.images(project).await;
+        let finished_at = SystemTime::now();
+        let (history_outcome, reason) = match &outcome {
+            Ok(_) => (Outcome::Succeeded, None),
+            Err(m) if rolled_back => (Outcome::RolledBack, Some(m.clone())),
+            Err(m) => (Outcome::Failed, Some(m.clone())),
+        };
+        self.records
+            .record(NewDeployment {
+                stack: path.to_owned(),
+                revision: deployed.revision.clone(),
+                commit_message: record
+                    .sync
+                    .synced_commit_message
+                    .clone()
+                    .unwrap_or_default(),
+                content_hash: deployed.content_hash.clone(),
+                trigger: HistoryTrigger::ImageUpdate,
+                started_at,
+                finished_at,
+                outcome: history_outcome,
+                reason,
+                images,
+                hooks: Vec::new(),
+            })
+            .await;
+        match outcome {
+            Ok(counts) => {
+                tracing::info!(services = %services.join(","), "image update succeeded");
+                self.store.update_stack(path, |s| {
+                    s.images_updated(services, started_at);
+                    observe(s, counts);
+                });
+            }
+            Err(message) => {
+                tracing::error!(error = %Untrusted::bounded(&message, LOG_ERROR_CHARS), "image update failed");
+                self.store.update_stack(path, |s| {
+                    s.image_update_failed(
+                        services,
+                        format!("image update of {}: {message}", services.join(", ")),
+                        rolled_back,
+                        &deployed.content_hash,
+                        started_at,
+                    );
+                });
+            }
+        }
+    }
+
+    /// The stack as its last sync left it on disk (files, settings), prepared with the labels
+    /// of that sync.
+    async fn stage_deployed(
+        &self,
+        path: &str,
+        project: &str,
+        compose_file: &str,
+        deployed: &Deployed,
+    ) -> Result<Staged, SyncError> {
+        let dir = self.layout.stacks_dir.join(project);
+        let main = compose_file.to_owned();
+        let at = dir.clone();
+        let (settings, compose_files) =
+            tokio::task::spawn_blocking(move || settings_at(&at, &main))
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))??;
+        let labels = SyncLabels {
+            instance: self.policy.instance.clone(),
+            stack_path: path.to_owned(),
+            revision: deployed.revision.clone(),
+            content_hash: deployed.content_hash.clone(),
+            compose_hash: deployed.compose_hash.clone(),
+            synced_at: deployed.synced_at.clone(),
+            services: Vec::new(),
+            depends_on: settings.depends_on.clone(),
+        };
+        let files = StackFiles {
+            name: project.to_owned(),
+            dir,
+            compose_file: compose_file.to_owned(),
+            extra_files: compose_files.into_iter().skip(1).collect(),
+            profiles: settings.profiles.clone(),
+            override_file: None,
+        };
+        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
+        let prepared = self.engine.prepare(files, labels, override_file).await?;
+        Ok(Staged { prepared, settings })
     }
 
     #[tracing::instrument(name = "sync", skip_all, fields(stack = %Untrusted::new(path), project = %project))]

@@ -30,6 +30,7 @@
 
 pub mod control;
 pub mod diff;
+pub mod images;
 pub mod jobs;
 pub mod plan;
 pub mod view;
@@ -80,6 +81,8 @@ pub enum Reason {
     Operator,
     /// A sync window that automatic syncs wait for opened.
     Window,
+    /// An image check found newer images in a registry.
+    ImageUpdate,
 }
 
 impl std::fmt::Display for Reason {
@@ -91,6 +94,7 @@ impl std::fmt::Display for Reason {
             Self::Finished => "job finished",
             Self::Operator => "operator",
             Self::Window => "sync window opened",
+            Self::ImageUpdate => "image update available",
         })
     }
 }
@@ -111,11 +115,24 @@ pub struct ReconcileHandle {
     git: Arc<GitReader>,
     records: Arc<Records>,
     engine: Arc<Engine>,
+    images: Option<Arc<images::ImageChecker>>,
 }
 
 impl ReconcileHandle {
     pub fn request(&self, reason: Reason) -> Admission {
         self.slot.request(reason)
+    }
+
+    /// `POST /api/image-updates`: starts an image check now (SPEC §12), beside whatever runs;
+    /// `false` when no registry client could be set up.
+    pub fn check_images(&self) -> bool {
+        let Some(images) = self.images.clone() else {
+            return false;
+        };
+        tokio::spawn(async move {
+            images.check().await;
+        });
+        true
     }
 
     /// Acknowledges the drift of a `drifted` stack: it is re-applied from Git once.
@@ -190,6 +207,8 @@ pub struct Reconciler {
     /// A reconcile asked for when the earliest sync window a stack waits for opens (so that a
     /// window shorter than `RECONCILE_INTERVAL` is not missed): when, and its timer.
     window_alarm: std::sync::Mutex<Option<(SystemTime, tokio::task::AbortHandle)>>,
+    /// The image-update checks (SPEC §12), when a registry client could be set up.
+    images: Option<Arc<images::ImageChecker>>,
 }
 
 impl Reconciler {
@@ -219,6 +238,7 @@ impl Reconciler {
             settings,
             records,
             window_alarm: std::sync::Mutex::new(None),
+            images: None,
         }
     }
 
@@ -249,7 +269,27 @@ impl Reconciler {
             git: self.git.clone(),
             records: self.records.clone(),
             engine: self.engine.clone(),
+            images: self.images.clone(),
         }
+    }
+
+    /// Checks images with `registries` (SPEC §12); stacks take updates unless their
+    /// `imageUpdates` says otherwise when `default_on` (`IMAGE_UPDATE_INTERVAL` is set).
+    pub fn with_image_checks(mut self, registries: Arc<crate::registry::Registries>) -> Self {
+        self.images = Some(Arc::new(images::ImageChecker::new(
+            self.store.clone(),
+            self.engine.clone(),
+            registries,
+            self.layout.stacks_dir.clone(),
+            self.slot.clone(),
+            self.policy.image_updates,
+        )));
+        self
+    }
+
+    /// The image checker, for the interval's ticker.
+    pub fn image_checker(&self) -> Option<Arc<images::ImageChecker>> {
+        self.images.clone()
     }
 
     /// Takes requests until `shutdown`. Then no job starts any more, and running ones get
@@ -325,6 +365,7 @@ impl Reconciler {
             let project = match &action {
                 Action::Sync { project, .. }
                 | Action::Remove { project, .. }
+                | Action::UpdateImages { project, .. }
                 | Action::Orphan { project, .. } => Some(project.as_str()),
                 _ => snapshot
                     .stacks
@@ -361,6 +402,22 @@ impl Reconciler {
                 Action::Remove { path, project } => {
                     if !shutdown.is_cancelled() {
                         self.dispatch(Job::Remove { path, project }, shutdown);
+                    }
+                }
+                Action::UpdateImages {
+                    path,
+                    project,
+                    services,
+                    deployed,
+                } => {
+                    if !shutdown.is_cancelled() {
+                        let job = Job::UpdateImages {
+                            path,
+                            project,
+                            services,
+                            deployed,
+                        };
+                        self.dispatch(job, shutdown);
                     }
                 }
                 other => self.apply(other, &snapshot),
@@ -421,8 +478,8 @@ impl Reconciler {
     /// [`Job`]s).
     fn apply(&self, action: Action, snapshot: &Snapshot) {
         match action {
-            Action::Sync { .. } | Action::Remove { .. } => {
-                unreachable!("syncs and removals run as jobs")
+            Action::Sync { .. } | Action::Remove { .. } | Action::UpdateImages { .. } => {
+                unreachable!("syncs, removals and image updates run as jobs")
             }
             Action::Recognise {
                 path,

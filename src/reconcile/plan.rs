@@ -34,6 +34,9 @@ pub struct Policy {
     /// `SYNC_WINDOWS`: when automatic syncs may run (empty: always), unless a stack's
     /// `x-docker-cd.syncWindows` says otherwise.
     pub sync_windows: Vec<SyncWindow>,
+    /// Stacks take image updates unless their `x-docker-cd.imageUpdates` says otherwise
+    /// (`IMAGE_UPDATE_INTERVAL` is set).
+    pub image_updates: bool,
 }
 
 /// Why a stack is (re-)synced. Logged with every sync.
@@ -149,6 +152,14 @@ pub enum Action {
     },
     /// Gone from Git and from the host: drop it from the list.
     Forget { path: String },
+    /// In sync, but the registry has newer images for these services (SPEC §12): pull them
+    /// and recreate only them, with the labels of the last sync.
+    UpdateImages {
+        path: String,
+        project: String,
+        services: Vec<String>,
+        deployed: Deployed,
+    },
     /// Would sync (or be removed) but waits: for its dependencies, for a sync window, or (a
     /// stack gone from Git) for the stacks that depend on it to be removed first. Why is in
     /// [`Plan::blocked`].
@@ -172,13 +183,17 @@ impl Action {
             | Self::Remove { path, .. }
             | Self::Orphan { path, .. }
             | Self::Wait { path, .. }
+            | Self::UpdateImages { path, .. }
             | Self::Forget { path } => path,
         }
     }
 
     /// Does this action run compose?
     pub fn runs_compose(&self) -> bool {
-        matches!(self, Self::Sync { .. } | Self::Remove { .. })
+        matches!(
+            self,
+            Self::Sync { .. } | Self::Remove { .. } | Self::UpdateImages { .. }
+        )
     }
 }
 
@@ -576,7 +591,19 @@ pub fn plan_for<W: Workload>(
                         && i.synced_content_hash.as_deref() == Some(deployed_hash)
                         && !i.ack_requested
                 });
-                if already {
+                let updates = if already && hold.is_none() {
+                    image_updates(info, desired.settings().image_updates, policy)
+                } else {
+                    Vec::new()
+                };
+                if !updates.is_empty() {
+                    actions.push(Action::UpdateImages {
+                        path: path.clone(),
+                        project: project.to_owned(),
+                        services: updates,
+                        deployed,
+                    });
+                } else if already {
                     actions.push(Action::Observe {
                         path: path.clone(),
                         counts,
@@ -731,6 +758,23 @@ fn drift_action(
     }
 }
 
+/// The services of a stack in sync whose image the last check found newer in the registry,
+/// when the stack takes image updates (its `imageUpdates`, else the policy), leaving out an
+/// update that failed for the same digest.
+fn image_updates(info: Option<&SyncInfo>, setting: Option<bool>, policy: &Policy) -> Vec<String> {
+    if !setting.unwrap_or(policy.image_updates) {
+        return Vec::new();
+    }
+    info.map(|i| {
+        i.images
+            .iter()
+            .filter(|s| s.update_available && !s.update_failed)
+            .map(|s| s.service.clone())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 impl SyncReason {
     /// Asked for by the operator (sync now, rollback, an acknowledged drift): never held back
     /// by dependencies or sync windows.
@@ -763,7 +807,9 @@ fn not_ready(
     }
     match planned.get(path) {
         Some(Action::Observe { .. } | Action::Recognise { .. }) | None => {}
-        Some(Action::Sync { .. }) => return Some("syncing".into()),
+        Some(Action::Sync { .. } | Action::UpdateImages { .. }) => {
+            return Some("syncing".into());
+        }
         Some(Action::Wait { .. }) => return Some("waiting".into()),
         Some(Action::Fail { .. } | Action::Backoff { .. }) => return Some("failed".into()),
         Some(Action::Flag { .. }) => return Some("drifted".into()),
@@ -811,7 +857,8 @@ fn gate(
     let mut window_opens: Option<SystemTime> = None;
     for (i, action) in actions.iter().enumerate() {
         match action {
-            Action::Sync { path, reason, .. } if !reason.is_requested() => {
+            Action::Sync { path, .. } | Action::UpdateImages { path, .. } if !matches!(action, Action::Sync { reason, .. } if reason.is_requested()) =>
+            {
                 let Some(desired) = snapshot.stacks.get(path) else {
                     continue;
                 };
@@ -902,6 +949,7 @@ mod tests {
             drift_policy: DriftPolicy::Revert,
             instance: INSTANCE.into(),
             sync_windows: Vec::new(),
+            image_updates: false,
         }
     }
 

@@ -82,6 +82,36 @@ pub fn started_services(rendered: &[u8], active: &[String]) -> Option<Vec<String
     Some(names)
 }
 
+/// The services of the compose file `bytes` that have `build:`: their images are built here,
+/// never updated from a registry. Empty when the file cannot be read as YAML.
+pub fn built_services(bytes: &[u8]) -> Vec<String> {
+    let Ok(mut doc) = yaml_serde::from_slice::<Value>(bytes) else {
+        return Vec::new();
+    };
+    if doc.apply_merge().is_err() {
+        return Vec::new();
+    }
+    let Some(services) = doc
+        .as_mapping()
+        .and_then(|top| top.get("services"))
+        .and_then(Value::as_mapping)
+    else {
+        return Vec::new();
+    };
+    let mut built: Vec<String> = services
+        .iter()
+        .filter(|(_, service)| {
+            service
+                .as_mapping()
+                .and_then(|m| m.get("build"))
+                .is_some_and(|b| !b.is_null())
+        })
+        .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+        .collect();
+    built.sort();
+    built
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -342,7 +342,7 @@ async fn cycles_unknown_dependencies_and_invalid_values_fail_their_stacks_a_fail
         let late = text(&stacks, slowpoke, "lastSyncError");
         assert!(
             late.starts_with("app: ")
-                && late.contains("not healthy within the health timeout of 2s"),
+                && late.contains("not healthy within x-docker-cd.healthTimeout=2s"),
             "healthTimeout in Git overrides SYNC_HEALTH_TIMEOUT: {late}"
         );
 

@@ -456,3 +456,74 @@ fn a_removal_is_not_held_by_a_stack_still_in_git() {
         "{plan:?}"
     );
 }
+
+fn with_update(available: bool, failed: bool) -> SyncInfo {
+    let mut info = healthy("w1");
+    info.images = vec![crate::desired_state::ImageStatus {
+        service: "app".into(),
+        image: "127.0.0.1:5000/team/app:1".into(),
+        digest: Some("sha256:1".into()),
+        latest_digest: Some("sha256:2".into()),
+        update_available: available,
+        error: None,
+        image_id: Some("sha256:old".into()),
+        update_failed: failed,
+    }];
+    info
+}
+
+#[test]
+fn a_synced_stack_with_a_newer_image_is_updated_when_it_takes_updates() {
+    let mut policy = revert();
+    policy.image_updates = true;
+    let running = [container("web", "app", "w1")];
+    let plan_with = |info: SyncInfo, policy: &Policy, settings: StackSettings| {
+        let mut snap = snapshot(&[("web", "w1")]);
+        with(&mut snap, "web", settings);
+        plan(
+            &snap,
+            &sync_map(&[("web", info)]),
+            &running,
+            policy,
+            saturday_3am(),
+        )
+    };
+    let plan1 = plan_with(with_update(true, false), &policy, StackSettings::default());
+    assert!(
+        matches!(action(&plan1, "web"), Action::UpdateImages { services, .. } if services == &["app".to_owned()]),
+        "{plan1:?}"
+    );
+    // Nothing newer, an update that failed for this digest, or updates off: only observed.
+    for (info, settings) in [
+        (with_update(false, false), StackSettings::default()),
+        (with_update(true, true), StackSettings::default()),
+        (
+            with_update(true, false),
+            StackSettings {
+                image_updates: Some(false),
+                ..StackSettings::default()
+            },
+        ),
+    ] {
+        let p = plan_with(info, &policy, settings);
+        assert!(matches!(action(&p, "web"), Action::Observe { .. }), "{p:?}");
+    }
+    // Off globally, on for the stack.
+    let p = plan_with(
+        with_update(true, false),
+        &revert(),
+        StackSettings {
+            image_updates: Some(true),
+            ..StackSettings::default()
+        },
+    );
+    assert!(matches!(action(&p, "web"), Action::UpdateImages { .. }));
+    // An image update respects sync windows.
+    let p = plan_with(
+        with_update(true, false),
+        &policy,
+        windows(&[("0 2 * * 0", 3600)]),
+    );
+    assert!(is_wait(action(&p, "web")), "{p:?}");
+    assert!(p.blocked["web"].starts_with("sync window opens"));
+}

@@ -1,0 +1,157 @@
+//! Image updates against a real registry (SPEC §12, issue 15): Debian's `docker-registry` on
+//! 127.0.0.1, filled by the real `docker push`. When a tag moves in the registry, only the
+//! service using it is pulled and recreated, the history says `image-update`, and a check with
+//! nothing new changes nothing.
+
+use std::time::Duration;
+
+use super::common::docker::{self, TEST_IMAGE};
+use super::common::registry::{self, RegistryAuth, TestRegistry};
+use super::common::{TestRepo, find, wait_for, wait_revision};
+use super::{LONG, stack_file, start};
+use serde_json::{Value, json};
+
+/// The id of the container of `service` in `project`.
+fn container_of(project: &str, service: &str) -> String {
+    let project_filter = format!("label=com.docker.compose.project={project}");
+    let service_filter = format!("label=com.docker.compose.service={service}");
+    docker::output(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &project_filter,
+        "--filter",
+        &service_filter,
+    ])
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+fn image_of(container: &str) -> String {
+    docker::output(&["inspect", "--format", "{{.Image}}", container])
+        .trim()
+        .to_owned()
+}
+
+fn service_status<'a>(stack: &'a Value, service: &str) -> Option<&'a Value> {
+    stack["images"]
+        .as_array()?
+        .iter()
+        .find(|i| i["service"] == service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tag_recreates_only_its_service_and_a_check_with_nothing_new_changes_nothing() {
+    if !registry::require() {
+        return;
+    }
+    let Some((prefix, [path], _cleanup)) = docker::begin_projects("img", ["web"]) else {
+        return;
+    };
+    let reg = TestRegistry::start(RegistryAuth::None).await;
+    let first = reg.push(TEST_IMAGE, "team/app:1");
+    reg.push(TEST_IMAGE, "team/side:1");
+    let app_image = reg.image("team/app:1");
+    let side_image = reg.image("team/side:1");
+    let repo = TestRepo::new();
+    repo.write(
+        &stack_file(&path, "compose.yaml"),
+        format!(
+            "x-docker-cd:\n  imageUpdates: true\nservices:\n  app:\n    image: {app_image}\n    init: true\n    command: [\"sleep\", \"3600\"]\n  side:\n    image: {side_image}\n    init: true\n    command: [\"sleep\", \"3600\"]\n"
+        ),
+    );
+    let revision = repo.commit_and_push("two services from the registry");
+    let app = start(&repo, |a| {
+        a.reconcile_interval = "5s".into();
+        a.sync_health_timeout = "30s".into();
+    })
+    .await;
+    app.run(async |app| {
+        wait_revision(app, &revision).await;
+        wait_for(app, &prefix, LONG, "synced and healthy", |stacks| {
+            find(stacks, &path).is_some_and(|s| s["status"] == "synced" && s["health"] == "healthy")
+        })
+        .await;
+        let app_before = container_of(&path, "app");
+        let side_before = container_of(&path, "side");
+        let old_image = image_of(&app_before);
+
+        // The tag moves: a new image under team/app:1.
+        let variant = reg.build_variant(TEST_IMAGE, "moved");
+        let second = reg.push(&variant, "team/app:1");
+        assert_ne!(first, second);
+        let (code, body) = app.post_json("/api/image-updates", json!({})).await;
+        assert_eq!(code, 202, "{body}");
+        assert_eq!(body["status"], "checking");
+
+        let stacks = wait_for(app, &prefix, LONG, "the image update", |stacks| {
+            find(stacks, &path).is_some_and(|s| {
+                s["status"] == "synced"
+                    && service_status(s, "app").is_some_and(|i| {
+                        i["digest"] == second.as_str() && i["updateAvailable"] == false
+                    })
+            })
+        })
+        .await;
+        let stack = find(&stacks, &path).unwrap();
+        let side = service_status(stack, "side").unwrap();
+        assert_eq!(side["updateAvailable"], false, "{stack}");
+        assert_eq!(side["latestDigest"], side["digest"], "{stack}");
+        assert_eq!(
+            service_status(stack, "app").unwrap()["latestDigest"],
+            second.as_str()
+        );
+        assert_eq!(stack["syncedRevision"], revision.as_str(), "same commit");
+
+        // Only app was recreated, on the new image.
+        let app_after = container_of(&path, "app");
+        assert_ne!(app_after, app_before, "app is recreated");
+        assert_ne!(image_of(&app_after), old_image, "on the new image");
+        assert_eq!(
+            container_of(&path, "side"),
+            side_before,
+            "side is left alone"
+        );
+
+        // The history says so.
+        let (code, history) = app
+            .get_json(&format!("/api/stacks/{}/history", path.replace('/', "%2F")))
+            .await;
+        assert_eq!(code, 200, "{history}");
+        let newest = &history["deployments"][0];
+        assert_eq!(newest["trigger"], "image-update", "{history}");
+        assert_eq!(newest["outcome"], "succeeded", "{history}");
+        assert_eq!(newest["revision"], revision.as_str());
+        let records = history["deployments"].as_array().unwrap().len();
+
+        // A second check with nothing new: no pull, no recreation, no record.
+        let checked = stack["imagesCheckedAt"].clone();
+        let (code, _) = app.post_json("/api/image-updates", json!({})).await;
+        assert_eq!(code, 202);
+        wait_for(app, &prefix, LONG, "a second check", |stacks| {
+            find(stacks, &path).is_some_and(|s| {
+                s["imagesCheckedAt"] != checked
+                    && s["images"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().all(|i| i["updateAvailable"] == false))
+            })
+        })
+        .await;
+        // Give a reconcile tick the chance to act on it, were it wrong.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(container_of(&path, "app"), app_after);
+        assert_eq!(container_of(&path, "side"), side_before);
+        let (_, history) = app
+            .get_json(&format!("/api/stacks/{}/history", path.replace('/', "%2F")))
+            .await;
+        assert_eq!(
+            history["deployments"].as_array().unwrap().len(),
+            records,
+            "{history}"
+        );
+    })
+    .await;
+}
