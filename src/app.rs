@@ -111,6 +111,20 @@ pub async fn start_with_limits(
             concurrency: config.reconcile.concurrency,
             rollback_on_failure: config.reconcile.rollback_on_failure,
         });
+        // SOPS files are decrypted with every age identity given (SPEC §12).
+        let mut identities = crate::sops::Identities::default();
+        for source in &config.sops.age_identities {
+            let parsed = crate::sops::Identities::parse(source.text.expose())
+                .with_context(|| format!("{}: not an age identity file", source.variable))?;
+            identities = identities.merged(parsed);
+        }
+        if !identities.is_empty() {
+            tracing::info!(
+                identities = identities.len(),
+                "SOPS files of the stacks are decrypted with the configured age identities"
+            );
+        }
+        let reconciler = reconciler.with_identities(identities);
         // Image updates ask registries with the docker client's own credentials.
         let docker_config = crate::registry::DockerConfig::dir(&config.child_env.vars);
         let registries =

@@ -18,6 +18,8 @@ mod health;
 mod images;
 #[path = "reconcile_docker/operate.rs"]
 mod operate;
+#[path = "reconcile_docker/secrets.rs"]
+mod secrets;
 #[path = "reconcile_docker/settings.rs"]
 mod settings;
 

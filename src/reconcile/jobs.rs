@@ -41,6 +41,7 @@ use crate::history::{
 use crate::stack::StackFiles;
 use crate::stack::labels::SyncLabels;
 use crate::stack::materialise;
+use crate::stack::secrets;
 use crate::untrusted::Untrusted;
 
 /// How a sync waits for health, and how many run at once.
@@ -963,11 +964,18 @@ impl Reconciler {
         revision: &str,
         synced_at: &str,
     ) -> Result<Staged, SyncError> {
-        let files = self.git.read_stack_files(&version.revision, path).await?;
+        let mut files = self.git.read_stack_files(&version.revision, path).await?;
         let stacks_dir = self.layout.stacks_dir.clone();
         let name = project.to_owned();
         let main = version.compose_file.clone();
+        let identities = self.identities.clone();
         let (dir, settings, compose_files) = tokio::task::spawn_blocking(move || {
+            // SOPS files become their plaintext here, written 0600; nothing else sees it.
+            let decrypted = secrets::decrypt(&mut files, &identities)
+                .map_err(|e| SyncError::Refused(crate::error_chain(&e)))?;
+            if !decrypted.is_empty() {
+                tracing::debug!(files = decrypted.len(), "SOPS files decrypted");
+            }
             let dir = materialise::materialise(&stacks_dir, &name, &files)?;
             let (settings, compose_files) = settings_at(&dir, &main)?;
             Ok::<_, SyncError>((dir, settings, compose_files))

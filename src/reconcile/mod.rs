@@ -209,6 +209,8 @@ pub struct Reconciler {
     window_alarm: std::sync::Mutex<Option<(SystemTime, tokio::task::AbortHandle)>>,
     /// The image-update checks (SPEC §12), when a registry client could be set up.
     images: Option<Arc<images::ImageChecker>>,
+    /// The age identities SOPS files are decrypted with (SPEC §12); empty: none configured.
+    identities: Arc<crate::sops::Identities>,
 }
 
 impl Reconciler {
@@ -239,6 +241,7 @@ impl Reconciler {
             records,
             window_alarm: std::sync::Mutex::new(None),
             images: None,
+            identities: Arc::default(),
         }
     }
 
@@ -284,6 +287,12 @@ impl Reconciler {
             self.slot.clone(),
             self.policy.image_updates,
         )));
+        self
+    }
+
+    /// Decrypts the stacks' SOPS files with `identities`.
+    pub fn with_identities(mut self, identities: crate::sops::Identities) -> Self {
+        self.identities = Arc::new(identities);
         self
     }
 

@@ -19,6 +19,7 @@ pub mod compose_file;
 pub mod health;
 pub mod labels;
 pub mod materialise;
+pub mod secrets;
 
 use std::path::PathBuf;
 

@@ -50,6 +50,8 @@ pub const MANIFEST: &str = ".docker-cd-files";
 pub const FILE_MODE: u32 = 0o640;
 /// The mode of a materialised file that is executable in Git: owner and group may run it.
 pub const EXECUTABLE_MODE: u32 = 0o750;
+/// The mode of a decrypted SOPS file: docker-cd's user only.
+pub const SECRET_MODE: u32 = 0o600;
 /// The mode of a directory materialise creates.
 pub const DIR_MODE: u32 = 0o750;
 /// The staging directory: only docker-cd's user, until each file is renamed into place.
@@ -220,7 +222,9 @@ fn write_entry(staging: &Dir, file: &StackFile) -> Result<(), MaterialiseError> 
     let written = if file.mode == MODE_SYMLINK {
         dir.symlink(&file.content, name)
     } else {
-        let mode = if file.mode & 0o111 != 0 {
+        let mode = if file.mode == crate::stack::secrets::DECRYPTED {
+            SECRET_MODE
+        } else if file.mode & 0o111 != 0 {
             EXECUTABLE_MODE
         } else {
             FILE_MODE
