@@ -134,4 +134,43 @@ mod tests {
         // Nothing was changed by the failed call.
         assert_eq!(files[1].mode, 0o100644);
     }
+
+    /// `config/app.yaml` changed by `damage`: the stack's error names the file and the cause.
+    fn damaged(damage: impl Fn(String) -> String) -> String {
+        let mut list = files();
+        list.remove(1); // only the YAML file
+        let text = String::from_utf8(list[1].content.clone()).unwrap();
+        list[1].content = damage(text).into_bytes();
+        let e = decrypt(&mut list, &key("fluxcd-kustomize-controller/age.txt")).unwrap_err();
+        let text = crate::error_chain(&e);
+        assert!(
+            text.starts_with("config/app.yaml cannot be decrypted: "),
+            "{text}"
+        );
+        assert!(!text.contains("key: value"), "no plaintext: {text}");
+        text
+    }
+
+    #[test]
+    fn a_flipped_ciphertext_byte_or_a_changed_mac_fails_naming_the_file() {
+        // The first character of the first value's ciphertext, flipped.
+        let flipped = damaged(|text| {
+            let at = text.find("ENC[AES256_GCM,data:").unwrap() + "ENC[AES256_GCM,data:".len();
+            let mut bytes = text.into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        });
+        assert!(
+            flipped.contains("stringData.key"),
+            "the key path: {flipped}"
+        );
+        let mac = damaged(|text| {
+            let at =
+                text.find("mac: ENC[AES256_GCM,data:").unwrap() + "mac: ENC[AES256_GCM,data:".len();
+            let mut bytes = text.into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        });
+        assert!(mac.to_ascii_lowercase().contains("mac"), "{mac}");
+    }
 }
