@@ -127,9 +127,23 @@ pub async fn start_with_limits(
         let reconciler = reconciler.with_identities(identities);
         // Image updates ask registries with the docker client's own credentials.
         let docker_config = crate::registry::DockerConfig::dir(&config.child_env.vars);
+        // Plain HTTP where the engine pulls over plain HTTP (its insecure registries).
+        let insecure = match engine.host().insecure_registries().await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot read the engine's insecure registries; only loopback registries are asked over plain HTTP");
+                Vec::new()
+            }
+        };
         let registries =
             crate::registry::DockerConfig::load(docker_config.as_deref()).and_then(|c| {
-                crate::registry::Registries::new(c, crate::registry::RegistryOptions::default())
+                crate::registry::Registries::new(
+                    c,
+                    crate::registry::RegistryOptions {
+                        insecure,
+                        ..crate::registry::RegistryOptions::default()
+                    },
+                )
             });
         let reconciler = match registries {
             Ok(registries) => reconciler.with_image_checks(Arc::new(registries)),

@@ -394,6 +394,17 @@ impl Docker {
         Ok(digests)
     }
 
+    /// The engine's registry configuration (`docker info`'s `RegistryConfig`, as JSON): which
+    /// registries it reaches over plain HTTP. One process.
+    pub async fn registry_config(&self) -> Result<Vec<u8>, ComposeError> {
+        self.command()
+            .args(["info", "--format", "{{json .RegistryConfig}}"])
+            .run()
+            .await
+            .map(|out| out.stdout)
+            .map_err(ComposeError::Docker)
+    }
+
     /// `tag <image id> <reference>`: puts a tag back on the image a service ran before an
     /// update (the rollback of an image update). One process.
     pub async fn tag(&self, image_id: &str, reference: &str) -> Result<(), ComposeError> {

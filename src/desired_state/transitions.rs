@@ -95,6 +95,9 @@ impl SyncInfo {
         self.last_sync_status = Some(SyncOutcome::Succeeded);
         self.last_sync_error = None;
         self.clear_trouble();
+        // What the last image check found is about the containers this sync replaced.
+        self.images.clear();
+        self.images_checked_at = None;
     }
 
     /// The host already runs `deployed` (its labels say so): `synced` without a sync. The last

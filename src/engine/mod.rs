@@ -200,6 +200,13 @@ impl Host {
         Ok(self.docker.running_count().await?)
     }
 
+    /// The registries the engine reaches over plain HTTP (its `insecure-registries`), so that
+    /// image checks use plain HTTP exactly where its pulls do. One process.
+    pub async fn insecure_registries(&self) -> Result<Vec<String>, EngineError> {
+        let config = self.docker.registry_config().await?;
+        Ok(crate::registry::engine_insecure_registries(&config))
+    }
+
     /// The engine's version: proves the daemon answers. One process.
     pub async fn server_version(&self) -> Result<String, EngineError> {
         Ok(self.docker.server_version().await?)
