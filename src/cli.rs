@@ -248,7 +248,7 @@ fn stack_table(snapshot: &Snapshot, out: &mut impl Write) -> std::io::Result<(us
 
 /// `docker-cd status`: the refresh status and the stacks table of a running instance: each
 /// stack's status and health, and for a stack that is not healthy what its health message
-/// says, under its problem.
+/// says, under its problem, and below that what the last image check found.
 pub async fn status(client: ClientConfig, out: &mut impl Write) -> Result<Exit, ClientError> {
     let http = http_client()?;
     let refresh = get_json(&http, &client, "/api/refresh-status").await?;
@@ -441,21 +441,62 @@ fn health_note(stack: &Value) -> Option<String> {
     (!message.is_empty()).then(|| shortened(message))
 }
 
-/// The PROBLEM cell: the stack's problem, and on a line of its own the health note, unless it
-/// says the same (a sync that failed on health names the same service and cause).
+/// What the last image check found (SPEC §12), one line each: the services with an update
+/// available (`updates: web, worker (update failed)`) and the first service whose registry
+/// could not be asked (`image check: cache: registry.example.com: timed out`, `+ 1 more`).
+fn image_notes(stack: &Value) -> Vec<String> {
+    let images = stack["images"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut notes = Vec::new();
+    let updates: Vec<String> = images
+        .iter()
+        .filter(|i| i["updateAvailable"].as_bool() == Some(true))
+        .map(|i| {
+            let failed = if i["updateFailed"].as_bool() == Some(true) {
+                " (update failed)"
+            } else {
+                ""
+            };
+            format!("{}{failed}", i["service"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    if !updates.is_empty() {
+        notes.push(shortened(&format!("updates: {}", updates.join(", "))));
+    }
+    let errors: Vec<String> = images
+        .iter()
+        .filter_map(|i| {
+            // Its first line only, so that "+ n more" is not cut off with the rest.
+            let error = first_line(i["error"].as_str()?);
+            Some(format!("{}: {error}", i["service"].as_str().unwrap_or("?")))
+        })
+        .collect();
+    if let Some(first) = errors.first() {
+        let more = match errors.len() - 1 {
+            0 => String::new(),
+            n => format!(" (+ {n} more)"),
+        };
+        notes.push(shortened(&format!("image check: {first}{more}")));
+    }
+    notes
+}
+
+/// The PROBLEM cell: the stack's problem, and on lines of their own the health note, unless it
+/// says the same (a sync that failed on health names the same service and cause), and what
+/// the image check found.
 fn problem_cell(stack: &Value) -> String {
     let problem = problem_of(stack);
-    match health_note(stack) {
-        Some(note) if note != problem => {
-            let note = format!("health: {note}");
-            if problem.is_empty() {
-                note
-            } else {
-                format!("{problem}\n{note}")
-            }
-        }
-        _ => problem,
+    let mut lines: Vec<String> = (!problem.is_empty())
+        .then(|| problem.clone())
+        .into_iter()
+        .collect();
+    if let Some(note) = health_note(stack).filter(|note| *note != problem) {
+        lines.push(format!("health: {note}"));
     }
+    lines.extend(image_notes(stack));
+    lines.join("\n")
 }
 
 /// The first line of `text`, escaped, and cut to [`MAX_PROBLEM_CHARS`] with a `…`.
@@ -689,6 +730,41 @@ mod tests {
         let cell = problem_cell(&evil);
         assert!(cell.starts_with("health: \\u{1b}[2J"), "{cell}");
         assert_eq!(cell.chars().count(), "health: ".len() + MAX_PROBLEM_CHARS);
+    }
+
+    #[test]
+    fn a_stack_with_image_updates_or_a_failed_check_says_so_under_its_problem() {
+        let image = |service: &str, available: bool, failed: bool, error: Option<&str>| {
+            json!({"service": service, "image": "nginx:1.27", "updateAvailable": available,
+                   "updateFailed": failed, "error": error})
+        };
+        let stack = json!({
+            "health": "healthy",
+            "drift": "web stopped",
+            "images": [
+                image("db", false, false, None),
+                image("web", true, false, None),
+                image("worker", true, true, None),
+                image("cache", false, false, Some("registry.example.com: \u{1b}[2Jtimed out\nmore")),
+                image("queue", false, false, Some("quay.io: 401")),
+            ],
+        });
+        assert_eq!(
+            problem_cell(&stack),
+            "web stopped\nupdates: web, worker (update failed)\n\
+             image check: cache: registry.example.com: \\u{1b}[2Jtimed out (+ 1 more)"
+        );
+        let alone = json!({"health": "healthy", "images": [image("web", true, false, None)]});
+        assert_eq!(problem_cell(&alone), "updates: web");
+        let one = json!({"images": [image("queue", false, false, Some("quay.io: 401"))]});
+        assert_eq!(problem_cell(&one), "image check: queue: quay.io: 401");
+        // Up to date, or never checked: nothing.
+        let quiet = json!({"health": "healthy", "images": [image("db", false, false, None)]});
+        assert_eq!(problem_cell(&quiet), "");
+        assert_eq!(
+            problem_cell(&json!({"health": "healthy", "images": []})),
+            ""
+        );
     }
 
     #[test]

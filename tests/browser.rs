@@ -1047,6 +1047,155 @@ async fn what_holds_a_stack_back_appears_and_goes_live_on_the_grid_and_its_page(
     app.finish(outcome).await;
 }
 
+/// A card's image tags: [shown, text, title] each, and any element inside the tags.
+const IMAGE_TAGS: &str = "const c = [...document.querySelectorAll('#grid .card')]
+        .find(c => c.dataset.path === arguments[0]);
+    if (!c) return null;
+    const f = n => c.querySelector(`[data-field='${n}']`);
+    const tag = n => [!f(n).hidden, f(n).textContent, f(n).title];
+    return { updates: tag('updates'), errors: tag('image-errors'),
+             elements: c.querySelectorAll('.tags .tag *').length };";
+
+/// The stack page's images section: each row's service, status and status cell.
+const PAGE_IMAGES: &str = "const d = document.getElementById('stack-detail');
+    if (!d) return null;
+    return { checked: document.querySelector('#images-checked time')?.textContent ?? null,
+             button: !!d.querySelector('[data-action=check-images]'),
+             empty: document.getElementById('no-images')?.textContent ?? null,
+             rows: [...d.querySelectorAll('#images tbody tr')].map(r =>
+                 [r.dataset.service, r.dataset.imageStatus, r.cells[4].textContent]),
+             elements: d.querySelectorAll('#images td .message *').length };";
+
+#[tokio::test]
+async fn image_updates_appear_live_on_the_grid_and_the_stack_page() {
+    use docker_cd::desired_state::ImageStatus;
+    let Some(tools) = require_browser() else {
+        return;
+    };
+    let repo = TestRepo::new();
+    repo.write("stacks/web/compose.yaml", compose("web:1"));
+    repo.commit_and_push("web");
+    let app = TestApp::start(&repo.url(), |a| a.git_deploy_dir = "stacks".into()).await;
+    app.wait_refreshes(1).await;
+    let digest = |d: char| format!("sha256:{}", d.to_string().repeat(64));
+    let up_to_date = ImageStatus {
+        service: "db".into(),
+        image: "postgres:16".into(),
+        digest: Some(digest('1')),
+        latest_digest: Some(digest('1')),
+        update_available: false,
+        error: None,
+        image_id: None,
+        update_failed: false,
+    };
+    let newer = ImageStatus {
+        service: "web".into(),
+        image: "nginx:1.27".into(),
+        latest_digest: Some(digest('2')),
+        update_available: true,
+        ..up_to_date.clone()
+    };
+    let hostile = "registry.example.com: <b>refused</b>";
+    let broken = ImageStatus {
+        service: "cache".into(),
+        image: "registry.example.com/cache:7".into(),
+        digest: None,
+        latest_digest: None,
+        error: Some(hostile.into()),
+        ..up_to_date.clone()
+    };
+    // Reconciling is off: only the test records a check, as the reconciler would.
+    let checked = |images: Vec<ImageStatus>| {
+        assert!(app.app().store.update_stack("web", |s| {
+            s.images_checked(images, std::time::SystemTime::UNIX_EPOCH);
+        }));
+    };
+    let browser = Browser::start(&tools, "images").await;
+    let b = &browser;
+    let outcome = common::catch(async {
+        b.goto(&app.url("/")).await;
+        b.wait_cards("the stacks", &["web"]).await;
+        let web = b
+            .wait_for(WAIT, "web's card", IMAGE_TAGS, vec![json!("web")], |v| {
+                !v.is_null()
+            })
+            .await;
+        assert_eq!(web["updates"][0], false, "{web}");
+        assert_eq!(web["errors"][0], false, "{web}");
+
+        checked(vec![up_to_date.clone(), newer.clone(), broken.clone()]);
+        let web = b
+            .wait_for(
+                WAIT,
+                "web has an update",
+                IMAGE_TAGS,
+                vec![json!("web")],
+                |v| v["updates"][0] == true,
+            )
+            .await;
+        assert_eq!(
+            web["updates"],
+            json!([true, "update available", "web: nginx:1.27"])
+        );
+        assert_eq!(
+            web["errors"],
+            json!([true, "image check failed", format!("cache: {hostile}")])
+        );
+        assert_eq!(web["elements"], 0, "a registry's text is never markup");
+        b.assert_grid_matches_server().await;
+
+        checked(vec![up_to_date.clone()]);
+        b.wait_for(
+            WAIT,
+            "web is up to date",
+            IMAGE_TAGS,
+            vec![json!("web")],
+            |v| v["updates"][0] == false && v["errors"][0] == false,
+        )
+        .await;
+        b.assert_grid_matches_server().await;
+
+        // The stack page: the table follows each check without a reload.
+        b.goto(&app.url("/stacks/web")).await;
+        let page = b
+            .wait_for(WAIT, "web's page", PAGE_IMAGES, vec![], |v| !v.is_null())
+            .await;
+        assert_eq!(
+            page["rows"],
+            json!([["db", "up-to-date", "up to date"]]),
+            "{page}"
+        );
+        assert_eq!(page["checked"], "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            page["button"], false,
+            "no check on request without reconciling"
+        );
+        checked(vec![up_to_date, newer, broken]);
+        let page = b
+            .wait_for(
+                WAIT,
+                "the page shows the update",
+                PAGE_IMAGES,
+                vec![],
+                |v| v["rows"].as_array().is_some_and(|r| r.len() == 3),
+            )
+            .await;
+        assert_eq!(
+            page["rows"],
+            json!([
+                ["db", "up-to-date", "up to date"],
+                ["web", "update-available", "update available"],
+                ["cache", "error", format!("error {hostile}")]
+            ])
+        );
+        assert_eq!(page["elements"], 0);
+        b.screenshot("dashboard-stack-images.png").await;
+    })
+    .await;
+    browser.close(&outcome).await;
+    app.finish(outcome).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // With Docker: real statuses, drift flagged and acknowledged from the page.
 

@@ -13,6 +13,9 @@
 //! What a stack's `x-docker-cd:` says (SPEC §11) is on both: a card shows what holds the stack
 //! back (`blockedBy`), a suspension by Git apart from the operator's, and its dependencies; the
 //! stack page lists every setting, links the dependencies, and shows each deployment's hooks.
+//! Image updates (SPEC §12) too: a card says when a service has an update available or its
+//! registry could not be asked; the stack page has a table of every checked service (running
+//! digest against the registry's) and a button that starts a check.
 //! Pages are served with a Content-Security-Policy that allows only these same-origin files:
 //! no inline script, style or event handler.
 //!
@@ -39,7 +42,7 @@ use sha2::{Digest, Sha256};
 use super::names::WireName;
 use super::{ApiError, AppState};
 use crate::desired_state::settings::{Hook, Phase, StackSettings};
-use crate::desired_state::{Health, RefreshStatus, StackRecord, StackStatus, rfc3339};
+use crate::desired_state::{Health, ImageStatus, RefreshStatus, StackRecord, StackStatus, rfc3339};
 use crate::history::{Deployment, HookRun, Outcome};
 use crate::stack::ContainerView;
 
@@ -230,6 +233,12 @@ struct CardView {
     blocked_by: String,
     /// `after db, cache`: the stacks of `dependsOn` (empty: none).
     depends_on: String,
+    /// The services whose registry has a newer image (the "update available" tag's tooltip;
+    /// empty: none).
+    updates: String,
+    /// Why the registry could not be asked, per service (the "image check failed" tag's
+    /// tooltip; empty: every registry answered).
+    image_errors: String,
     /// The control the card counts under for the filter: `pinned`, `suspended` or empty.
     /// A stack both pinned and suspended counts as suspended (that is what holds it).
     control: String,
@@ -281,6 +290,8 @@ impl CardView {
             suspended_in_git: sync.suspended_in_git,
             blocked_by: sync.blocked_by.clone().unwrap_or_default(),
             depends_on: after_text(&record.settings.depends_on),
+            updates: updates_text(&sync.images),
+            image_errors: image_errors_text(&sync.images),
             control: control_name(record).to_owned(),
             hidden: !query.matches(record),
             status,
@@ -384,6 +395,11 @@ struct DetailView {
     depends_on: Vec<String>,
     /// What the compose file's `x-docker-cd:` sets, key by key (empty: nothing).
     settings: Vec<Setting>,
+    /// What the last image-update check found, per service (empty: none yet).
+    images: Vec<ImageRow>,
+    images_checked_at: Stamp,
+    /// `x-docker-cd.imageUpdates: false`: the stack's images are never checked.
+    image_updates_off: bool,
 }
 
 impl DetailView {
@@ -426,8 +442,72 @@ impl DetailView {
             blocked_by: sync.blocked_by.clone().unwrap_or_default(),
             depends_on: record.settings.depends_on.clone(),
             settings: Setting::list(&record.settings),
+            images: sync.images.iter().map(ImageRow::new).collect(),
+            images_checked_at: Stamp::new(sync.images_checked_at, "never"),
+            image_updates_off: record.settings.image_updates == Some(false),
             status,
         }
+    }
+}
+
+/// One service of the stack page's images table (SPEC §12).
+#[derive(Debug)]
+struct ImageRow {
+    service: String,
+    /// As the compose file names it.
+    image: String,
+    /// The running image's digest (empty: never pulled from its registry) and its short form.
+    digest: String,
+    digest_short: String,
+    /// The registry's digest for the tag (empty: it could not be asked) and its short form.
+    latest_digest: String,
+    latest_short: String,
+    /// `up-to-date`, `update-available`, `update-failed` or `error`.
+    status: &'static str,
+    /// What the status cell says: `up to date`, `update available`, `update failed`, `error`.
+    status_text: &'static str,
+    /// Why the registry could not be asked (empty: it answered).
+    error: String,
+}
+
+impl ImageRow {
+    fn new(i: &ImageStatus) -> Self {
+        let (status, status_text) = if i.error.is_some() {
+            ("error", "error")
+        } else if i.update_failed {
+            ("update-failed", "update failed")
+        } else if i.update_available {
+            ("update-available", "update available")
+        } else {
+            ("up-to-date", "up to date")
+        };
+        let digest = i.digest.clone().unwrap_or_default();
+        let latest_digest = i.latest_digest.clone().unwrap_or_default();
+        Self {
+            service: i.service.clone(),
+            image: i.image.clone(),
+            digest_short: short_digest(&digest, "not from a registry"),
+            digest,
+            latest_short: short_digest(&latest_digest, "—"),
+            latest_digest,
+            status,
+            status_text,
+            error: i.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `sha256:0123456789ab` (the algorithm and [`SHORT_REVISION`] hex digits), or `absent`.
+fn short_digest(digest: &str, absent: &str) -> String {
+    if digest.is_empty() {
+        return absent.to_owned();
+    }
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => {
+            let hex: String = hex.chars().take(SHORT_REVISION).collect();
+            format!("{algorithm}:{hex}")
+        }
+        None => digest.chars().take(SHORT_REVISION).collect(),
     }
 }
 
@@ -900,6 +980,34 @@ fn after_text(depends_on: &[String]) -> String {
     }
 }
 
+/// `web: nginx:1.27, worker: redis:7 (update failed)`: the services with an update available;
+/// empty when none (`updatesText` in the script).
+fn updates_text(images: &[ImageStatus]) -> String {
+    images
+        .iter()
+        .filter(|i| i.update_available)
+        .map(|i| {
+            let failed = if i.update_failed {
+                " (update failed)"
+            } else {
+                ""
+            };
+            format!("{}: {}{failed}", i.service, i.image)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `web: registry.example.com refused the credentials`, one line per service the registry
+/// could not be asked for; empty when none (`imageErrorsText` in the script).
+fn image_errors_text(images: &[ImageStatus]) -> String {
+    images
+        .iter()
+        .filter_map(|i| i.error.as_ref().map(|e| format!("{}: {e}", i.service)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A unit enum's name as the JSON API writes it (`revert`), so the page and the API agree.
 fn wire_text(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
@@ -1090,6 +1198,10 @@ mod tests {
             template.contains("data-field=\"blocked-by\" title=\"\" hidden></span>"),
             "{template}"
         );
+        for field in ["updates", "image-errors"] {
+            let slot = format!("data-field=\"{field}\" title=\"\" hidden>");
+            assert!(template.contains(&slot), "{field}: {template}");
+        }
         assert!(template.contains("data-action=\"ack\" data-path=\"\" hidden"));
         assert!(html.contains("data-token-required=\"true\""));
     }
@@ -1588,6 +1700,213 @@ mod tests {
         assert!(!page.contains("id=\"blocked-by\""));
         assert!(page.contains("data-action=\"sync\" data-path=\"web\" hidden>"));
         assert!(page.contains("data-action=\"resume\" data-path=\"web\" hidden>"));
+    }
+
+    const RUNNING: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const LATEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn image(service: &str, image: &str) -> ImageStatus {
+        ImageStatus {
+            service: service.into(),
+            image: image.into(),
+            digest: Some(RUNNING.into()),
+            latest_digest: Some(RUNNING.into()),
+            update_available: false,
+            error: None,
+            image_id: None,
+            update_failed: false,
+        }
+    }
+
+    /// One service of each status, with hostile text where a registry or a compose file can
+    /// put any.
+    fn checked_images() -> Vec<ImageStatus> {
+        let newer = ImageStatus {
+            latest_digest: Some(LATEST.into()),
+            update_available: true,
+            ..image("web", "nginx:1.27")
+        };
+        let failed = ImageStatus {
+            digest: None,
+            update_failed: true,
+            ..newer.clone()
+        };
+        let broken = ImageStatus {
+            digest: None,
+            latest_digest: None,
+            error: Some(
+                "registry.example.com refused the credentials: <script>alert(1)</script>".into(),
+            ),
+            ..image(
+                "cache",
+                "registry.example.com/<img src=x onerror=alert(1)>:7",
+            )
+        };
+        vec![
+            image("db", "postgres:16"),
+            newer,
+            ImageStatus {
+                service: "worker".into(),
+                ..failed
+            },
+            broken,
+        ]
+    }
+
+    #[test]
+    fn the_stack_page_shows_each_checked_image_with_its_status_escaped() {
+        let mut web = record("web", StackStatus::Synced);
+        web.sync.images = checked_images();
+        web.sync.images_checked_at =
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_347_000));
+        let html = stack_page(&web, &[], true);
+        assert!(
+            html.contains(
+                "<p class=\"meta\" id=\"images-checked\">last checked \
+                 <time datetime=\"2025-11-28T16:23:20Z\">2025-11-28 16:23:20 UTC</time> \
+                 <button type=\"button\" data-action=\"check-images\">Check images now</button></p>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains(
+            "<thead><tr><th>service</th><th>image</th><th>running digest</th><th>registry digest</th><th>status</th></tr></thead>"
+        ));
+        let rows: Vec<&str> = html
+            .split("<tr data-service=")
+            .skip(1)
+            .map(|r| r.split("</tr>").next().unwrap())
+            .collect();
+        assert_eq!(rows.len(), 4, "{html}");
+        assert_eq!(
+            rows[0],
+            format!(
+                "\"db\" data-image-status=\"up-to-date\"><td>db</td><td><code>postgres:16</code></td>\
+                 <td><code title=\"{RUNNING}\">sha256:111111111111</code></td>\
+                 <td><code title=\"{RUNNING}\">sha256:111111111111</code></td>\
+                 <td><span class=\"badge\" data-image-status=\"up-to-date\">up to date</span></td>"
+            )
+        );
+        assert!(
+            rows[1].contains(&format!(
+                "<td><code title=\"{LATEST}\">sha256:222222222222</code></td>\
+                 <td><span class=\"badge\" data-image-status=\"update-available\">update available</span></td>"
+            )),
+            "{}",
+            rows[1]
+        );
+        // Never pulled from its registry: no running digest, and the update failed.
+        assert!(
+            rows[2].contains(
+                "<td><code title=\"\">not from a registry</code></td>\
+                 <td><code title=\"sha256:2222"
+            ),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[2].contains(
+            "<span class=\"badge\" data-image-status=\"update-failed\">update failed</span></td>"
+        ));
+        // The registry could not be asked: why, escaped, and no registry digest.
+        assert!(
+            rows[3].contains(
+                "<td><code>registry.example.com/&#60;img src=x onerror=alert(1)&#62;:7</code></td>"
+            ),
+            "{}",
+            rows[3]
+        );
+        assert!(
+            rows[3].contains(
+                "<td><code title=\"\">—</code></td><td><span class=\"badge\" data-image-status=\"error\">error</span> \
+                 <span class=\"message\">registry.example.com refused the credentials: &#60;script&#62;alert(1)&#60;/script&#62;</span></td>"
+            ),
+            "{}",
+            rows[3]
+        );
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"no-images\""));
+
+        // Without reconciling nothing is checked on request: no button.
+        let html = stack_page(&web, &[], false);
+        assert!(html.contains("id=\"images\""));
+        assert!(!html.contains("data-action=\"check-images\""), "{html}");
+    }
+
+    #[test]
+    fn a_stack_whose_images_are_not_checked_says_why() {
+        let mut web = record("web", StackStatus::Synced);
+        let html = stack_page(&web, &[], true);
+        assert!(
+            html.contains("<time datetime=\"\">never</time> <button type=\"button\" data-action=\"check-images\">"),
+            "{html}"
+        );
+        assert!(html.contains("<p class=\"empty\" id=\"no-images\">Not checked yet"));
+        assert!(!html.contains("id=\"images\""));
+
+        web.sync.images_checked_at = Some(SystemTime::UNIX_EPOCH);
+        let html = stack_page(&web, &[], true);
+        assert!(html.contains(
+            "id=\"no-images\">No service of this stack runs a tagged image from a registry.</p>"
+        ));
+
+        web.settings.image_updates = Some(false);
+        let html = stack_page(&web, &[], true);
+        assert!(html.contains("id=\"image-updates-off\""), "{html}");
+        assert!(!html.contains("id=\"no-images\""));
+    }
+
+    #[test]
+    fn cards_mark_available_updates_and_failed_checks_with_escaped_tooltips() {
+        let mut web = record("web", StackStatus::Synced);
+        web.sync.images = checked_images();
+        let html = grid(vec![CardView::new(&web, &GridQuery::default())]);
+        assert!(
+            html.contains(
+                "<span class=\"tag update\" data-field=\"updates\" \
+                 title=\"web: nginx:1.27, worker: nginx:1.27 (update failed)\">update available</span>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<span class=\"tag warn\" data-field=\"image-errors\" \
+                 title=\"cache: registry.example.com refused the credentials: &#60;script&#62;alert(1)&#60;/script&#62;\">\
+                 image check failed</span>"
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("<script>alert"));
+
+        // Every image up to date (or none checked yet): neither tag.
+        web.sync.images = vec![image("db", "postgres:16")];
+        let html = grid(vec![CardView::new(&web, &GridQuery::default())]);
+        assert!(html.contains("data-field=\"updates\" title=\"\" hidden>update available</span>"));
+        assert!(
+            html.contains(
+                "data-field=\"image-errors\" title=\"\" hidden>image check failed</span>"
+            )
+        );
+        // Several errors: one line each in the tooltip.
+        let broken = |service: &str| ImageStatus {
+            error: Some(format!("{service}.example.com: timed out")),
+            ..image(service, "x:1")
+        };
+        web.sync.images = vec![broken("a"), broken("b")];
+        let card = CardView::new(&web, &GridQuery::default());
+        assert_eq!(
+            card.image_errors,
+            "a: a.example.com: timed out\nb: b.example.com: timed out"
+        );
+        assert_eq!(card.updates, "");
+    }
+
+    #[test]
+    fn digests_are_shortened_to_their_algorithm_and_twelve_digits() {
+        assert_eq!(short_digest(LATEST, "—"), "sha256:222222222222");
+        assert_eq!(short_digest("", "—"), "—");
+        assert_eq!(short_digest("abc", "—"), "abc");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // docker-cd dashboard: live updates from /api/events, the grid's filter, the refresh and
 // drift-acknowledge buttons, the operator's buttons of the stack page (sync now, rollback,
-// suspend, resume, unpin), its live deployment history and its diff. Plain JavaScript served
-// from the binary; no build step.
+// suspend, resume, unpin, check images), its live deployment history and its diff. Plain
+// JavaScript served from the binary; no build step.
 //
 // Safety: values from the server are written with textContent and attributes only, never
 // parsed as HTML, except the stack page, which is fetched again whole from the server (where
@@ -234,6 +234,15 @@
       (answer) => operations[action](path, answer));
   });
 
+  // The stack page's "Check images now": every stack's images, not only this one's. What the
+  // registries say arrives as stack.upsert, and the page follows.
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('[data-action="check-images"]');
+    if (!button) return;
+    send('/api/image-updates', null, button,
+      () => 'Image check started: the registries are asked now; this page shows what they say.');
+  });
+
   // ---------------------------------------------------------------------------------------
   // The grid
 
@@ -246,6 +255,18 @@
   /** `after db, cache` for a dependsOn (after_text on the server); empty without one. */
   function afterText(dependsOn) {
     return dependsOn && dependsOn.length ? `after ${dependsOn.join(', ')}` : '';
+  }
+
+  /** `web: nginx:1.27, worker: redis:7 (update failed)`: updates_text on the server. */
+  function updatesText(images) {
+    return (images || []).filter((i) => i.updateAvailable)
+      .map((i) => `${i.service}: ${i.image}${i.updateFailed ? ' (update failed)' : ''}`)
+      .join(', ');
+  }
+
+  /** One line per service whose registry could not be asked: image_errors_text on the server. */
+  function imageErrorsText(images) {
+    return (images || []).filter((i) => i.error).map((i) => `${i.service}: ${i.error}`).join('\n');
   }
 
   /** The same as control_name on the server: what holds the stack, for the filter. */
@@ -282,6 +303,12 @@
     optional(blocked, rec.blockedBy || '');
     blocked.title = rec.blockedBy || '';
     optional(field('depends-on'), afterText((rec.settings || {}).dependsOn));
+    const updates = field('updates');
+    updates.title = updatesText(rec.images);
+    updates.hidden = !updates.title;
+    const imageErrors = field('image-errors');
+    imageErrors.title = imageErrorsText(rec.images);
+    imageErrors.hidden = !imageErrors.title;
     const running = rec.containersRunning || 0;
     const total = rec.containersTotal || 0;
     field('containers').textContent = `${running}/${total}`;
