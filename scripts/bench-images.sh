@@ -34,7 +34,8 @@ cleanup() {
   ids=$(docker ps -aq --filter "label=com.docker-cd.owner=docker-cd" --filter "label=com.docker.compose.project" \
         | xargs -r docker inspect --format '{{.Id}} {{index .Config.Labels "com.docker.compose.project"}}' \
         | awk '$2 ~ /^bimg-/ {print $1}')
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null || true
+  # Ten at a time: this VM's engine stopped answering a removal of 100 containers at once.
+  [ -n "$ids" ] && echo "$ids" | xargs -r -n 10 docker rm -f >/dev/null || true
   docker network ls --format '{{.Name}}' | grep '^bimg-' | xargs -r docker network rm >/dev/null || true
   for i in $(seq 0 $((IMAGES - 1))); do
     docker rmi "$reg/bench/img$i:1" >/dev/null 2>&1 || true
