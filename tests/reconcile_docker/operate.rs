@@ -53,6 +53,18 @@ async fn post(app: &TestApp, path: &str, action: &str, body: Value) -> (u16, Val
         .await
 }
 
+/// `docker-cd diff --url <the app> <path>`: its exit code.
+async fn cli_diff(app: &TestApp, path: &str) -> Option<i32> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .args(["diff", "--url", &app.base, path])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .output()
+        .await
+        .unwrap();
+    out.status.code()
+}
+
 fn encode(path: &str) -> String {
     path.replace('/', "%2F")
 }
@@ -129,6 +141,8 @@ async fn history_diff_rollback_pin_and_suspend_survive_a_restart() {
             assert_eq!(diff["from"], first.as_str());
             assert_eq!(diff["to"], second.as_str());
             assert_eq!(diff["inSync"], false);
+            // The CLI against the real route: 1 while something is pending.
+            assert_eq!(cli_diff(app, &path).await, Some(1));
             let change = |file: &str| {
                 diff["files"]
                     .as_array()
@@ -170,6 +184,9 @@ async fn history_diff_rollback_pin_and_suspend_survive_a_restart() {
                 .get_json(&format!("/api/stacks/{}/diff", encode(&path)))
                 .await;
             assert_eq!(diff["inSync"], true, "{diff}");
+            // 0 when nothing is pending, 2 for a stack that does not exist.
+            assert_eq!(cli_diff(app, &path).await, Some(0));
+            assert_eq!(cli_diff(app, "no-such-stack").await, Some(2));
             let deployments = history(app, &path).await;
             assert!(deployments.len() >= 2, "{deployments:?}");
             let newest = &deployments[0];
