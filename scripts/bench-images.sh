@@ -67,7 +67,7 @@ git init -q --initial-branch=main "$work/src"
 for n in $(seq -w 1 "$STACKS"); do
   mkdir -p "$work/src/stacks/bimg-$n"
   i=$(( 10#$n % IMAGES ))
-  printf 'x-docker-cd:\n  imageUpdates: true\nservices:\n  app:\n    image: %s\n    init: true\n    command: ["sleep", "3600"]\n' \
+  printf 'x-docker-cd:\n  imageUpdates: true\nservices:\n  app:\n    image: %s\n    init: true\n    network_mode: none\n    command: ["sleep", "3600"]\n' \
     "$reg/bench/img$i:1" > "$work/src/stacks/bimg-$n/compose.yaml"
 done
 git -C "$work/src" add -A
