@@ -165,6 +165,14 @@ async fn version_of(cmd: Command, env: &[(OsString, OsString)]) -> Result<String
         .to_owned())
 }
 
+/// Runs a compose operation to the end; a failure says which `action` it was.
+async fn run_action(cmd: Command, action: &'static str) -> Result<(), ComposeError> {
+    cmd.run()
+        .await
+        .map(drop)
+        .map_err(|source| ComposeError::Compose { action, source })
+}
+
 /// Runs compose operations.
 #[derive(Debug, Clone)]
 pub struct Compose {
@@ -237,16 +245,11 @@ impl Compose {
     /// stack builds are rebuilt from the files of this commit (the build cache keeps an
     /// unchanged build cheap), and containers whose image changed are recreated.
     pub async fn up(&self, project: &StackFiles, build: bool) -> Result<(), ComposeError> {
-        self.project_command(project, true)
+        let cmd = self
+            .project_command(project, true)
             .args(["up", "--detach", "--remove-orphans"])
-            .args(build.then_some("--build"))
-            .run()
-            .await
-            .map(drop)
-            .map_err(|source| ComposeError::Compose {
-                action: "up",
-                source,
-            })
+            .args(build.then_some("--build"));
+        run_action(cmd, "up").await
     }
 
     /// `pull <services>`: the images those services name, as the registry has them now.
@@ -255,16 +258,11 @@ impl Compose {
         project: &StackFiles,
         services: &[String],
     ) -> Result<(), ComposeError> {
-        self.project_command(project, true)
+        let cmd = self
+            .project_command(project, true)
             .args(["pull", "--"])
-            .args(services)
-            .run()
-            .await
-            .map(drop)
-            .map_err(|source| ComposeError::Compose {
-                action: "pull",
-                source,
-            })
+            .args(services);
+        run_action(cmd, "pull").await
     }
 
     /// `up -d --no-deps <services>`: recreates those services (their image changed), with the
@@ -274,30 +272,20 @@ impl Compose {
         project: &StackFiles,
         services: &[String],
     ) -> Result<(), ComposeError> {
-        self.project_command(project, true)
+        let cmd = self
+            .project_command(project, true)
             .args(["up", "--detach", "--no-deps", "--"])
-            .args(services)
-            .run()
-            .await
-            .map(drop)
-            .map_err(|source| ComposeError::Compose {
-                action: "up",
-                source,
-            })
+            .args(services);
+        run_action(cmd, "up").await
     }
 
     /// `build <service>`: what a hook of a stack that builds runs with is built from this
     /// commit's files first (`run` builds only a missing image).
     pub async fn build(&self, project: &StackFiles, service: &str) -> Result<(), ComposeError> {
-        self.project_command(project, true)
-            .args(["build", "--", service])
-            .run()
-            .await
-            .map(drop)
-            .map_err(|source| ComposeError::Compose {
-                action: "build",
-                source,
-            })
+        let cmd = self
+            .project_command(project, true)
+            .args(["build", "--", service]);
+        run_action(cmd, "build").await
     }
 
     /// `run --rm --no-deps -T --name <name> <service> <command…>`: one hook (SPEC §11), with the
@@ -334,14 +322,9 @@ impl Compose {
 
     /// `down --remove-orphans`: removes the project's containers and networks (volumes stay).
     pub async fn down(&self, project: &StackFiles) -> Result<(), ComposeError> {
-        self.project_command(project, true)
-            .args(["down", "--remove-orphans"])
-            .run()
-            .await
-            .map(drop)
-            .map_err(|source| ComposeError::Compose {
-                action: "down",
-                source,
-            })
+        let cmd = self
+            .project_command(project, true)
+            .args(["down", "--remove-orphans"]);
+        run_action(cmd, "down").await
     }
 }

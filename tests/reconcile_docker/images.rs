@@ -13,21 +13,7 @@ use serde_json::{Value, json};
 
 /// The id of the container of `service` in `project`.
 fn container_of(project: &str, service: &str) -> String {
-    let project_filter = format!("label=com.docker.compose.project={project}");
-    let service_filter = format!("label=com.docker.compose.service={service}");
-    docker::output(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &project_filter,
-        "--filter",
-        &service_filter,
-    ])
-    .lines()
-    .next()
-    .unwrap_or_default()
-    .to_owned()
+    super::service_container(project, service).unwrap_or_default()
 }
 
 fn image_of(container: &str) -> String {
