@@ -421,6 +421,12 @@ fn by_hand(
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|r| r.parse().unwrap())
@@ -496,6 +502,10 @@ async fn main() {
     // Each figure is printed before its section cleans up: a removal that hangs in the
     // engine must not lose it.
     remove_tagged(&tag);
+    // BENCH_SYNC_ONLY=webhook: only the first section (to study it, e.g. with RUST_LOG=debug).
+    if std::env::var("BENCH_SYNC_ONLY").is_ok_and(|only| only == "webhook") {
+        return;
+    }
 
     // 2. Cold start, SYNC_CONCURRENCY 4 against 1.
     let mut cold = Vec::new();

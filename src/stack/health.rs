@@ -288,6 +288,11 @@ fn container_verdict(line: &ContainerLine<'_>, detail: Option<&ContainerDetail>)
                 .or_else(|| {
                     if line.status.contains("(unhealthy)") {
                         Some("unhealthy")
+                    } else if line.status.ends_with("(healthy)") {
+                        // `needs_detail` skips the inspect of such a line: without this, a
+                        // container healthy by its check would wait out the settle time of one
+                        // without a check.
+                        Some("healthy")
                     } else if line.status.contains("(health: starting)") {
                         Some("starting")
                     } else {
@@ -761,6 +766,22 @@ mod tests {
             assess_compose(&["web"], &[c], &[]),
             verdict(Health::Healthy, None, true)
         );
+    }
+
+    /// Healthy by its own check a second after start: healthy at once, as `up --wait` says; the
+    /// settle time is for containers without a check. (The inspect is skipped for such a line.)
+    #[test]
+    fn a_container_healthy_by_its_check_right_after_start_is_healthy() {
+        for status in ["Up Less than a second (healthy)", "Up 1 second (healthy)"] {
+            let mut c = line("healthy", "web", "p-web-1");
+            c.status = status;
+            assert!(!c.needs_detail(), "{status}");
+            assert_eq!(
+                assess_compose(&["web"], &[c], &[]),
+                verdict(Health::Healthy, None, true),
+                "{status}"
+            );
+        }
     }
 
     #[test]
