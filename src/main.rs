@@ -110,13 +110,7 @@ where
     F: std::future::Future<Output = Result<Exit, E>>,
     E: std::error::Error,
 {
-    match settings {
-        Ok(settings) => {
-            init_logs(LogFormat::Text, "warn");
-            run(work(settings), ExitCode::FAILURE)
-        }
-        Err(e) => invalid(&e),
-    }
+    command(settings, work, ExitCode::FAILURE)
 }
 
 /// An operator's command (`diff`, `history`, `sync`, `rollback`, …): like [`client_command`],
@@ -130,10 +124,24 @@ where
     F: std::future::Future<Output = Result<Exit, E>>,
     E: std::error::Error,
 {
+    command(settings, work, ExitCode::from(2))
+}
+
+/// A subcommand's settings, else their problems (exit code 2); then warnings-only text logs
+/// and [`run`], an error exiting with `on_error`.
+fn command<C, F, E>(
+    settings: Result<C, ConfigError>,
+    work: impl FnOnce(C) -> F,
+    on_error: ExitCode,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<Exit, E>>,
+    E: std::error::Error,
+{
     match settings {
         Ok(settings) => {
             init_logs(LogFormat::Text, "warn");
-            run(work(settings), ExitCode::from(2))
+            run(work(settings), on_error)
         }
         Err(e) => invalid(&e),
     }

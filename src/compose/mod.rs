@@ -258,11 +258,7 @@ impl Compose {
         project: &StackFiles,
         services: &[String],
     ) -> Result<(), ComposeError> {
-        let cmd = self
-            .project_command(project, true)
-            .args(["pull", "--"])
-            .args(services);
-        run_action(cmd, "pull").await
+        self.services_action(project, &["pull"], services).await
     }
 
     /// `up -d --no-deps <services>`: recreates those services (their image changed), with the
@@ -272,11 +268,23 @@ impl Compose {
         project: &StackFiles,
         services: &[String],
     ) -> Result<(), ComposeError> {
+        self.services_action(project, &["up", "--detach", "--no-deps"], services)
+            .await
+    }
+
+    /// `<action…> -- <services>` on the project, under the action's name.
+    async fn services_action(
+        &self,
+        project: &StackFiles,
+        action: &[&'static str],
+        services: &[String],
+    ) -> Result<(), ComposeError> {
         let cmd = self
             .project_command(project, true)
-            .args(["up", "--detach", "--no-deps", "--"])
+            .args(action)
+            .arg("--")
             .args(services);
-        run_action(cmd, "up").await
+        run_action(cmd, action[0]).await
     }
 
     /// `build <service>`: what a hook of a stack that builds runs with is built from this

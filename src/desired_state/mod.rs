@@ -670,6 +670,16 @@ pub struct RefreshStatus {
 }
 
 impl RefreshStatus {
+    /// A refresh by `trigger` succeeded at `now`.
+    pub(crate) fn complete(&mut self, trigger: Trigger, now: SystemTime) {
+        self.refreshed_at = Some(now);
+        self.last_success_at = Some(now);
+        self.refresh_status = RefreshPhase::Completed;
+        self.refresh_error = None;
+        self.trigger = Some(trigger);
+        self.consecutive_failures = 0;
+    }
+
     pub fn initial(configured_ref: String) -> Self {
         Self {
             refresh_id: 0,

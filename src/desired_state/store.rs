@@ -264,12 +264,7 @@ impl Store {
         refresh.git_ref = snapshot.git_ref.clone();
         refresh.ref_type = Some(snapshot.ref_type);
         refresh.commit_message = Some(snapshot.commit_message.clone());
-        refresh.refreshed_at = Some(now);
-        refresh.last_success_at = Some(now);
-        refresh.refresh_status = RefreshPhase::Completed;
-        refresh.refresh_error = None;
-        refresh.trigger = Some(trigger);
-        refresh.consecutive_failures = 0;
+        refresh.complete(trigger, now);
         refresh.stack_count = snapshot.stacks.len();
         refresh.warnings = snapshot.warnings.clone();
         if snapshot.stacks.is_empty() {
@@ -289,12 +284,7 @@ impl Store {
         let mut inner = self.lock();
         let unchanged = inner.snapshot.as_ref().map_or(0, |s| s.stacks.len());
         let refresh = &mut inner.refresh;
-        refresh.refreshed_at = Some(now);
-        refresh.last_success_at = Some(now);
-        refresh.refresh_status = RefreshPhase::Completed;
-        refresh.refresh_error = None;
-        refresh.trigger = Some(trigger);
-        refresh.consecutive_failures = 0;
+        refresh.complete(trigger, now);
         self.publish(Event::RefreshStatus(Box::new(inner.refresh.clone())));
         InstallReport {
             unchanged,

@@ -51,11 +51,7 @@ impl GitReader {
         if !parse::is_object_id(&commit) {
             return Ok(StackAt::NoCommit);
         }
-        let dir = if self.config.deploy_dir.is_root() {
-            stack_path.to_owned()
-        } else {
-            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
-        };
+        let dir = self.repo_path(stack_path);
         // `<commit>:<path>^{tree}` would look for a path ending in `^{tree}`: list the
         // directory's own entry instead (one process), and take it only when it is a tree.
         let parent = self
@@ -124,11 +120,7 @@ impl GitReader {
         if !parse::is_object_id(commit) {
             return Ok(None);
         }
-        let dir = if self.config.deploy_dir.is_root() {
-            stack_path.to_owned()
-        } else {
-            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
-        };
+        let dir = self.repo_path(stack_path);
         let out = self
             .git()
             .args(["cat-file", "blob", "--end-of-options"])

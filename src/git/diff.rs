@@ -102,11 +102,7 @@ impl GitReader {
         } else {
             EMPTY_TREE_SHA1
         });
-        let dir = if self.config.deploy_dir.is_root() {
-            stack_path.to_owned()
-        } else {
-            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
-        };
+        let dir = self.repo_path(stack_path);
         // `--relative=<dir>/` shows paths from the stack directory (the slash keeps `web` from
         // also matching `webx`); the pathspec after `--` is literal (`GIT_LITERAL_PATHSPECS`).
         let relative = format!("--relative={dir}/");

@@ -559,6 +559,14 @@ impl GitReader {
     pub fn data_dir(&self) -> Option<&Path> {
         self.mirror.parent()
     }
+    /// The path in the repository of the stack `stack_path` (relative to the deploy dir).
+    fn repo_path(&self, stack_path: &str) -> String {
+        if self.config.deploy_dir.is_root() {
+            stack_path.to_owned()
+        } else {
+            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
+        }
+    }
 
     /// Every file of one stack directory at `commit`: one `ls-tree` and one `cat-file --batch`.
     /// Submodules inside a stack are skipped (they have no content in this repository).
@@ -567,11 +575,7 @@ impl GitReader {
         commit: &str,
         stack_path: &str,
     ) -> Result<Vec<StackFile>, GitError> {
-        let dir = if self.config.deploy_dir.is_root() {
-            stack_path.to_owned()
-        } else {
-            format!("{}/{stack_path}", self.config.deploy_dir.as_str())
-        };
+        let dir = self.repo_path(stack_path);
         let out = self
             .git()
             .args(["ls-tree", "-r", "-l", "-z", "--end-of-options"])

@@ -503,17 +503,8 @@ impl Reconciler {
             services: Vec::new(),
             depends_on: settings.depends_on.clone(),
         };
-        let files = StackFiles {
-            name: project.to_owned(),
-            dir,
-            compose_file: compose_file.to_owned(),
-            extra_files: compose_files.into_iter().skip(1).collect(),
-            profiles: settings.profiles.clone(),
-            override_file: None,
-        };
-        let override_file = self.layout.overrides_dir.join(format!("{project}.json"));
-        let prepared = self.engine.prepare(files, labels, override_file).await?;
-        Ok(Staged { prepared, settings })
+        self.prepare(project, dir, compose_file, compose_files, settings, labels)
+            .await
     }
 
     #[tracing::instrument(name = "sync", skip_all, fields(stack = %Untrusted::new(path), project = %project))]
@@ -996,10 +987,32 @@ impl Reconciler {
             services: Vec::new(),
             depends_on: settings.depends_on.clone(),
         };
+        self.prepare(
+            project,
+            dir,
+            &version.compose_file,
+            compose_files,
+            settings,
+            labels,
+        )
+        .await
+    }
+
+    /// Lets the engine prepare the stack materialised in `dir` (list its services, write the
+    /// label override) with its files and settings.
+    async fn prepare(
+        &self,
+        project: &str,
+        dir: std::path::PathBuf,
+        compose_file: &str,
+        compose_files: Vec<String>,
+        settings: StackSettings,
+        labels: SyncLabels,
+    ) -> Result<Staged, SyncError> {
         let files = StackFiles {
             name: project.to_owned(),
             dir,
-            compose_file: version.compose_file.clone(),
+            compose_file: compose_file.to_owned(),
             extra_files: compose_files.into_iter().skip(1).collect(),
             profiles: settings.profiles.clone(),
             override_file: None,

@@ -1025,6 +1025,37 @@ mod tests {
         plan.actions.into_iter().next().unwrap()
     }
 
+    /// A second after the failure at `at` the plan of stack `web` (at `h1`) backs off; after
+    /// [`RETRY_BASE`] it retries.
+    pub(super) fn backs_off_then_retries(
+        sync: &BTreeMap<String, SyncInfo>,
+        containers: &[ContainerInfo],
+        at: SystemTime,
+    ) {
+        let plan_at = |when| {
+            only(plan(
+                &snapshot(&[("web", "h1")]),
+                sync,
+                containers,
+                &revert(),
+                when,
+            ))
+        };
+        let soon = plan_at(at + Duration::from_secs(1));
+        assert!(matches!(soon, Action::Backoff { .. }), "{soon:?}");
+        let later = plan_at(at + RETRY_BASE);
+        assert!(
+            matches!(
+                &later,
+                Action::Sync {
+                    reason: SyncReason::Retry,
+                    ..
+                }
+            ),
+            "{later:?}"
+        );
+    }
+
     pub(super) fn sync_map(entries: &[(&str, SyncInfo)]) -> BTreeMap<String, SyncInfo> {
         entries
             .iter()
@@ -1319,31 +1350,7 @@ mod tests {
         exited.state = "exited".into();
         exited.status = "Exited (1) 1 second ago".into();
         let exited = [exited];
-        let soon = only(plan(
-            &snapshot(&[("web", "h1")]),
-            &sync,
-            &exited,
-            &revert(),
-            at + Duration::from_secs(1),
-        ));
-        assert!(matches!(soon, Action::Backoff { .. }), "{soon:?}");
-        let later = only(plan(
-            &snapshot(&[("web", "h1")]),
-            &sync,
-            &exited,
-            &revert(),
-            at + RETRY_BASE,
-        ));
-        assert!(
-            matches!(
-                &later,
-                Action::Sync {
-                    reason: SyncReason::Retry,
-                    ..
-                }
-            ),
-            "{later:?}"
-        );
+        backs_off_then_retries(&sync, &exited, at);
         // Once synced, the same exited container is drift.
         let reverted = only(plan(
             &snapshot(&[("web", "h1")]),

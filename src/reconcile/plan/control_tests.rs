@@ -2,9 +2,9 @@
 //! automatic rollbacks, syncs asked for, and failed health waits.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::tests::{container, only, revert, snapshot, sync_map, synced};
+use super::tests::{backs_off_then_retries, container, only, revert, snapshot, sync_map, synced};
 use super::*;
 use crate::desired_state::{Hold, Request, Target};
 
@@ -236,31 +236,7 @@ fn a_failed_health_wait_is_not_recognised_from_matching_labels_but_retried_after
     info.fail("web: unhealthy".into(), "h1", at);
     let sync = sync_map(&[("web", info)]);
     let running = [container("web", "app", "h1")];
-    let soon = only(plan(
-        &snapshot(&[("web", "h1")]),
-        &sync,
-        &running,
-        &revert(),
-        at + Duration::from_secs(1),
-    ));
-    assert!(matches!(soon, Action::Backoff { .. }), "{soon:?}");
-    let later = only(plan(
-        &snapshot(&[("web", "h1")]),
-        &sync,
-        &running,
-        &revert(),
-        at + RETRY_BASE,
-    ));
-    assert!(
-        matches!(
-            &later,
-            Action::Sync {
-                reason: SyncReason::Retry,
-                ..
-            }
-        ),
-        "{later:?}"
-    );
+    backs_off_then_retries(&sync, &running, at);
 }
 
 #[test]
