@@ -416,3 +416,52 @@ async fn a_delivery_for_another_repository_is_ignored_naming_both() {
     }
     app.stop().await;
 }
+
+#[test]
+fn a_webhook_secret_list_with_an_empty_entry_stops_start_up_naming_only_the_position() {
+    let data = tempfile::tempdir().unwrap();
+    for (direct, file) in [
+        (Some("old-secret,"), None),
+        (None, Some("old-secret\n\nnew-secret\n")),
+    ] {
+        let mut a = common::args("file:///nonexistent/repo.git", data.path());
+        a.webhook_secret = direct.map(str::to_owned);
+        a.webhook_secret_file = file.map(|text| {
+            let path = data.path().join("webhook_secret");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let problems = docker_cd::config::Config::validate(a, common::child_env())
+            .expect_err("refused")
+            .0;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].variable, "WEBHOOK_SECRET");
+        assert!(
+            problems[0]
+                .message
+                .contains("secret 2 of the list is empty"),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            !problems[0].message.contains("old-secret"),
+            "{}",
+            problems[0].message
+        );
+    }
+    // One per line in the file is a list of two.
+    let mut a = common::args("file:///nonexistent/repo.git", data.path());
+    let path = data.path().join("rotation");
+    std::fs::write(&path, "old-secret\nnew-secret\n").unwrap();
+    a.webhook_secret = None;
+    a.webhook_secret_file = Some(path);
+    let config = docker_cd::config::Config::validate(a, common::child_env()).expect("valid");
+    let secret = config.http.webhook_secret.clone().expect("set");
+    let items: Vec<&str> = docker_cd::config::secret_list_items(&secret).collect();
+    assert_eq!(items, ["old-secret", "new-secret"]);
+    // Each secret of the list is redacted alone.
+    assert_eq!(
+        config.redactor().redact("new-secret here"),
+        "[redacted] here"
+    );
+}
