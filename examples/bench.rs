@@ -377,6 +377,9 @@ struct Size {
     burst_total: Vec<Duration>,
     burst_refreshes: Vec<u64>,
     burst_non_2xx: usize,
+    /// The same burst from the other forges (`gitea` form deliveries signed over their JSON,
+    /// `gitlab` with its token): per sender, p50, p99, max and non-2xx answers.
+    burst_forges: Vec<(&'static str, ForgeBurst)>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,6 +640,20 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// One sender's bursts: p50, p99 and max per round, and the non-2xx answers of all rounds.
+#[derive(Default)]
+struct ForgeBurst {
+    p50: Vec<Duration>,
+    p99: Vec<Duration>,
+    max: Vec<Duration>,
+    non_2xx: usize,
+}
+
+/// The senders of each round's bursts, GitHub's first (the figures of the table's first burst
+/// row), then those of SPEC §13 as they really deliver: Gitea's form signed over its JSON
+/// payload, GitLab's JSON with `X-Gitlab-Token`.
+const BURST_SENDERS: [&str; 3] = ["github", "gitea", "gitlab"];
+
 async fn binary(
     n: usize,
     origin: &Path,
@@ -728,71 +745,118 @@ async fn binary(
     out.rss_after_api_kib = proc_status_kib(pid, "VmRSS:");
     out.hwm_after_api_kib = proc_status_kib(pid, "VmHWM:");
 
-    // Bursts: a new commit, then `burst` signed deliveries of its push, 32 at a time.
+    // Bursts: a new commit, then `burst` signed deliveries of its push, 32 at a time; one
+    // burst per sender.
     for round in 0..rounds {
-        let tip = pusher.push_one();
-        let payload = serde_json::json!({
-            "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000",
-            "after": tip, "created": false, "deleted": false,
-            "repository": {"full_name": "bench/gitops"},
-            "head_commit": {"id": tip, "message": "bench: change one stack"},
-        })
-        .to_string();
-        let signature = sign(payload.as_bytes());
-        let calls_before = log_lines(&git_log)
-            .iter()
-            .filter(|l| *l == "ls-remote")
-            .count();
-        let started = Instant::now();
-        let results: Vec<(bool, Duration)> = futures_util::stream::iter(0..burst)
-            .map(|i| {
-                let request = client
-                    .post(format!("{base}/api/webhook"))
-                    .header("x-github-event", "push")
-                    .header("x-github-delivery", format!("bench-{n}-{round}-{i}"))
-                    .header("content-type", "application/json")
-                    .header("x-hub-signature-256", &signature)
-                    .body(payload.clone());
-                async move {
-                    let sent = Instant::now();
-                    let response = request.send().await.unwrap();
-                    let ok = response.status().is_success();
-                    let _ = response.bytes().await.unwrap();
-                    (ok, sent.elapsed())
-                }
+        for sender in BURST_SENDERS {
+            let tip = pusher.push_one();
+            let payload = serde_json::json!({
+                "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000",
+                "after": tip, "created": false, "deleted": false,
+                "repository": {"full_name": "bench/gitops"},
+                "head_commit": {"id": tip, "message": "bench: change one stack"},
             })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        out.burst_total.push(started.elapsed());
-        out.burst_non_2xx += results.iter().filter(|r| !r.0).count();
-        let mut latencies: Vec<Duration> = results.iter().map(|r| r.1).collect();
-        latencies.sort();
-        out.burst_p50.push(latencies[latencies.len() / 2]);
-        out.burst_p99
-            .push(latencies[(latencies.len() * 99).div_ceil(100) - 1]);
-        out.burst_max.push(*latencies.last().unwrap());
-        // Settled: completed at the tip and no new ls-remote for 1.5 s.
-        let mut last = usize::MAX;
-        let mut quiet = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let calls = log_lines(&git_log)
+            .to_string();
+            let signature = sign(payload.as_bytes());
+            // Gitea signs the JSON (bare hex) and posts it as the form's `payload`.
+            let form = serde_urlencoded::to_string([("payload", payload.as_str())]).unwrap();
+            let calls_before = log_lines(&git_log)
                 .iter()
                 .filter(|l| *l == "ls-remote")
                 .count();
-            let s = status().await.unwrap_or_default();
-            if calls != last || s["refreshStatus"] != "completed" {
-                last = calls;
-                quiet = Instant::now();
-            } else if quiet.elapsed() > Duration::from_millis(1500) {
-                assert_eq!(s["revision"], tip.as_str(), "the burst ended at the tip");
-                break;
+            let started = Instant::now();
+            let results: Vec<(bool, Duration)> = futures_util::stream::iter(0..burst)
+                .map(|i| {
+                    let id = format!("bench-{n}-{round}-{i}");
+                    let request = client.post(format!("{base}/api/webhook"));
+                    let request = match sender {
+                        "gitea" => request
+                            .header("x-gitea-event", "push")
+                            .header("x-gitea-delivery", &id)
+                            .header("x-gitea-signature", &signature["sha256=".len()..])
+                            .header("x-gogs-event", "push")
+                            .header("x-gogs-signature", &signature["sha256=".len()..])
+                            .header("x-hub-signature-256", &signature)
+                            .header("x-github-event", "push")
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(form.clone()),
+                        "gitlab" => request
+                            .header("x-gitlab-event", "Push Hook")
+                            .header("x-gitlab-event-uuid", &id)
+                            .header("x-gitlab-token", SECRET)
+                            .header("content-type", "application/json")
+                            .body(payload.clone()),
+                        _ => request
+                            .header("x-github-event", "push")
+                            .header("x-github-delivery", &id)
+                            .header("content-type", "application/json")
+                            .header("x-hub-signature-256", &signature)
+                            .body(payload.clone()),
+                    };
+                    async move {
+                        let sent = Instant::now();
+                        let response = request.send().await.unwrap();
+                        let ok = response.status().is_success();
+                        let _ = response.bytes().await.unwrap();
+                        (ok, sent.elapsed())
+                    }
+                })
+                .buffer_unordered(32)
+                .collect()
+                .await;
+            let total = started.elapsed();
+            let non_2xx = results.iter().filter(|r| !r.0).count();
+            let mut latencies: Vec<Duration> = results.iter().map(|r| r.1).collect();
+            latencies.sort();
+            let (p50, p99, max) = (
+                latencies[latencies.len() / 2],
+                latencies[(latencies.len() * 99).div_ceil(100) - 1],
+                *latencies.last().unwrap(),
+            );
+            if sender == "github" {
+                out.burst_total.push(total);
+                out.burst_non_2xx += non_2xx;
+                out.burst_p50.push(p50);
+                out.burst_p99.push(p99);
+                out.burst_max.push(max);
+            } else {
+                let at = match out.burst_forges.iter().position(|(s, _)| *s == sender) {
+                    Some(at) => at,
+                    None => {
+                        out.burst_forges.push((sender, ForgeBurst::default()));
+                        out.burst_forges.len() - 1
+                    }
+                };
+                let forge = &mut out.burst_forges[at].1;
+                forge.p50.push(p50);
+                forge.p99.push(p99);
+                forge.max.push(max);
+                forge.non_2xx += non_2xx;
             }
-            assert!(Instant::now() < deadline, "refreshes did not settle");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Settled: completed at the tip and no new ls-remote for 1.5 s.
+            let mut last = usize::MAX;
+            let mut quiet = Instant::now();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let calls = log_lines(&git_log)
+                    .iter()
+                    .filter(|l| *l == "ls-remote")
+                    .count();
+                let s = status().await.unwrap_or_default();
+                if calls != last || s["refreshStatus"] != "completed" {
+                    last = calls;
+                    quiet = Instant::now();
+                } else if quiet.elapsed() > Duration::from_millis(1500) {
+                    assert_eq!(s["revision"], tip.as_str(), "the burst ended at the tip");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "refreshes did not settle");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if sender == "github" {
+                out.burst_refreshes.push((last - calls_before) as u64);
+            }
         }
-        out.burst_refreshes.push((last - calls_before) as u64);
     }
     drop(child);
 }
@@ -1165,6 +1229,16 @@ async fn main() {
             ms(median(r.burst_total.clone())),
             r.burst_non_2xx,
         );
+        for (sender, forge) in &r.burst_forges {
+            println!(
+                "| {burst}-webhook burst from {sender}: p50 / p99 / max | {} | {} / {} / {} ({} non-2xx) | | | | | p99 < 10 ms |",
+                r.n,
+                ms(median(forge.p50.clone())),
+                ms(median(forge.p99.clone())),
+                ms(median(forge.max.clone())),
+                forge.non_2xx,
+            );
+        }
     }
     if let Some(rec) = &reconciled {
         println!(

@@ -8,6 +8,10 @@
 #   RECONCILE=0 scripts/bench.sh          # skip the no-op reconcile on the Docker engine
 #   SETTINGS=1 scripts/bench.sh           # every compose file also has an x-docker-cd: block
 #
+# The webhook burst (BURST deliveries of one new commit, per round) is sent three times: as
+# GitHub, as Gitea form deliveries signed over their JSON payload, and as GitLab Push Hooks with
+# the token; each gets its own p50/p99/max row.
+#
 # Needs git and a Rust toolchain. The no-op reconcile over 1,000 synced stacks also needs a
 # Docker engine and docker-compose (or the compose plugin); it builds the local test image
 # (scripts/build-test-image.sh), starts one exited container per stack and removes them all

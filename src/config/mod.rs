@@ -38,7 +38,7 @@ pub use cli::{
     TokenArgs, parse_command_line,
 };
 pub use repo::{DeployDir, RepoUrl, Revision, Transport};
-pub use secrets::{Redactor, Secret};
+pub use secrets::{Redactor, Secret, list_items as secret_list_items};
 pub use settings::{ClientConfig, ConfigError, MIN_POLL_INTERVAL, Problem};
 
 /// How SSH remotes are authenticated and their host keys checked.
@@ -175,6 +175,13 @@ impl Config {
             .iter()
             .flat_map(|source| secrets::age_identity_lines(&source.text))
             .collect::<Vec<_>>();
+        // Each webhook secret of a rotation list alone, too: one may leak without the other.
+        let webhook_secrets = self
+            .http
+            .webhook_secret
+            .iter()
+            .flat_map(|list| secrets::list_items(list).map(Secret::new))
+            .collect::<Vec<_>>();
         Redactor::new(
             [
                 self.git.token.clone(),
@@ -183,7 +190,8 @@ impl Config {
             ]
             .into_iter()
             .flatten()
-            .chain(age_lines),
+            .chain(age_lines)
+            .chain(webhook_secrets),
         )
     }
 }

@@ -118,6 +118,46 @@ pub(super) fn secret_value(
     }
 }
 
+/// A secret that may list several values, for rotation (`WEBHOOK_SECRET`): [`secret_value`],
+/// then every value of [`list_items`] must be non-empty, so that `old,` or a blank line in the
+/// file is refused rather than silently dropped. Problems name the position, never a value.
+pub(super) fn secret_list(
+    variable: &'static str,
+    direct: Option<String>,
+    file: Option<PathBuf>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<Secret> {
+    let secret = secret_value(variable, direct, file, problem)?;
+    let empty = split_list(&secret).position(|item| item.is_empty());
+    if let Some(index) = empty {
+        problem(
+            variable,
+            format!(
+                "secret {} of the list is empty; separate secrets with one comma (or one per line in the file), without empty entries",
+                index + 1
+            ),
+        );
+        return None;
+    }
+    Some(secret)
+}
+
+/// The values of a list-valued secret: separated by commas or line breaks, each with
+/// surrounding whitespace trimmed; empty ones skipped (start-up refuses them, see
+/// [`secret_list`]). A secret therefore cannot contain a comma or a line break.
+pub fn list_items(secret: &Secret) -> impl Iterator<Item = &str> {
+    split_list(secret).filter(|item| !item.is_empty())
+}
+
+fn split_list(secret: &Secret) -> impl Iterator<Item = &str> {
+    // Line breaks that end the value separate nothing (a file's last line, an echo).
+    secret
+        .expose()
+        .trim_end_matches(['\n', '\r'])
+        .split([',', '\n'])
+        .map(|item| item.trim_matches(|c: char| c.is_whitespace()))
+}
+
 /// The age identities given in `variable` (`SOPS_AGE_KEY` directly, or the content of the
 /// `SOPS_AGE_KEY_FILE` read here), checked for the shape of an age identity file: after
 /// skipping empty lines and `#` comments, at least one line, and every line an
@@ -202,6 +242,59 @@ pub(super) fn age_identity_lines(text: &Secret) -> impl Iterator<Item = Secret> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn list(direct: &str) -> (Option<Vec<String>>, Vec<String>) {
+        let mut problems = Vec::new();
+        let secret = secret_list(
+            "WEBHOOK_SECRET",
+            Some(direct.to_owned()),
+            None,
+            &mut |variable, message| problems.push(format!("{variable}: {message}")),
+        );
+        let items = secret.map(|s| list_items(&s).map(str::to_owned).collect());
+        (items, problems)
+    }
+
+    #[test]
+    fn a_webhook_secret_may_list_several_for_rotation() {
+        for (raw, expected) in [
+            ("one", vec!["one"]),
+            ("old,new", vec!["old", "new"]),
+            ("old, new ", vec!["old", "new"]),
+            ("old\nnew", vec!["old", "new"]),
+            ("old\r\nnew\n", vec!["old", "new"]),
+        ] {
+            let (items, problems) = list(raw);
+            assert_eq!(problems, Vec::<String>::new(), "{raw:?}");
+            assert_eq!(
+                items,
+                Some(expected.into_iter().map(str::to_owned).collect())
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_entry_in_the_list_is_refused_without_echoing_the_others() {
+        for (raw, position) in [
+            ("old,", 2),
+            (",new", 1),
+            ("a,,b", 2),
+            ("a\n\nb", 2),
+            ("a, ,b", 2),
+        ] {
+            let (items, problems) = list(raw);
+            assert_eq!(items, None, "{raw:?}");
+            assert_eq!(problems.len(), 1, "{raw:?}");
+            assert!(
+                problems[0].starts_with(&format!(
+                    "WEBHOOK_SECRET: secret {position} of the list is empty"
+                )),
+                "{}",
+                problems[0]
+            );
+            assert!(!problems[0].contains("new") && !problems[0].contains("old"));
+        }
+    }
 
     /// `secret_value` for `API_TOKEN`: the secret it yields and the problems it records.
     fn read(direct: Option<&str>, file: Option<PathBuf>) -> (Option<String>, Vec<String>) {

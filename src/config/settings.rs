@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::cli::{Args, ClientArgs, RefreshArgs, TokenArgs};
 use super::repo::{DeployDir, RepoUrl, Revision, Transport};
-use super::secrets::{Secret, age_identities, secret_value};
+use super::secrets::{Secret, age_identities, secret_list, secret_value};
 use super::{
     AgeIdentities, ChildEnv, Config, DeployMode, DriftPolicy, GitConfig, HttpConfig, LogFormat,
     ReconcileConfig, SopsConfig, SshSettings,
@@ -424,7 +424,7 @@ impl Config {
 
         let (ip, port) = parse_listen(&args.listen_addr, &args.port, "", &mut problem);
 
-        let webhook_secret = secret_value(
+        let webhook_secret = secret_list(
             "WEBHOOK_SECRET",
             args.webhook_secret,
             args.webhook_secret_file,

@@ -108,16 +108,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A delivery without a valid signature is unauthorised; anything else wrong with it is the
-/// sender's bad request.
+/// A delivery without one valid signature or token is unauthorised; anything else wrong with an
+/// authentic one is the sender's bad request (GitLab's never get here: `webhook` answers them
+/// `ignored`).
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         match e {
-            WebhookError::MissingSignature
-            | WebhookError::MalformedSignature
-            | WebhookError::DuplicateSignature
-            | WebhookError::BadSignature => Self::Unauthorized(e.to_string()),
-            WebhookError::MissingEvent | WebhookError::InvalidPayload(_) => {
+            WebhookError::MissingSignature(_)
+            | WebhookError::MalformedSignature { .. }
+            | WebhookError::DuplicateSignature(_)
+            | WebhookError::AmbiguousAuthentication(_)
+            | WebhookError::BadSignature
+            | WebhookError::BadToken
+            | WebhookError::UnsignedForm(_) => Self::Unauthorized(e.to_string()),
+            WebhookError::MissingEvent(_) | WebhookError::InvalidPayload(_) => {
                 Self::BadRequest(e.to_string())
             }
         }
@@ -176,15 +180,21 @@ mod tests {
     #[test]
     fn a_bad_signature_is_unauthorised_and_a_bad_payload_a_bad_request() {
         for e in [
-            WebhookError::MissingSignature,
-            WebhookError::MalformedSignature,
-            WebhookError::DuplicateSignature,
+            WebhookError::MissingSignature("x-hub-signature-256"),
+            WebhookError::MalformedSignature {
+                header: "x-gitea-signature",
+                expected: "64 hex digits",
+            },
+            WebhookError::DuplicateSignature("x-gitlab-token"),
+            WebhookError::AmbiguousAuthentication("two kinds".into()),
             WebhookError::BadSignature,
+            WebhookError::BadToken,
+            WebhookError::UnsignedForm("gitea"),
         ] {
             assert_eq!(ApiError::from(e).status(), StatusCode::UNAUTHORIZED);
         }
         for e in [
-            WebhookError::MissingEvent,
+            WebhookError::MissingEvent("x-github-event"),
             WebhookError::InvalidPayload("not JSON".into()),
         ] {
             assert_eq!(ApiError::from(e).status(), StatusCode::BAD_REQUEST);

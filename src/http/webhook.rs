@@ -1,4 +1,6 @@
-//! `POST /api/webhook`: GitHub, Gitea and Forgejo push webhooks.
+//! `POST /api/webhook`: the push webhooks of GitHub, Gitea, Forgejo, Gogs, GitLab and the
+//! generic sender (SPEC §7, §13). The decisions are `crate::webhook`'s; this reads the request
+//! in the order they need and answers.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -6,11 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::answers::{DeliveryAnswer, DeliveryStatus, RefreshAnswer};
 use super::{ApiError, AppState, guard};
-use crate::config::Revision;
+use crate::config::{Revision, secret_list_items};
 use crate::desired_state::{RefType, Trigger};
 use crate::metrics::WebhookResult;
 use crate::untrusted::Untrusted;
-use crate::webhook::{self, Decision, EventKind};
+use crate::webhook::{self, Decision, Delivery, RepoIdentity};
 
 /// The refs a push must name to count as a push to the tracked revision.
 fn tracked_refs(state: &AppState) -> Vec<String> {
@@ -50,10 +52,10 @@ fn delivery_result(answer: &Result<DeliveryAnswer, ApiError>) -> WebhookResult {
     }
 }
 
-/// Order: enabled? → signature header (one, well-formed) → size → body, within the limit, one
-/// of [`super::EdgeLimits::max_webhook_bodies`] at a time → signature over the raw bytes →
-/// event → payload → decision. Nothing is read before the headers authorise reading it, and
-/// nothing is parsed before the signature is verified.
+/// Order: enabled? → sender and its one credential, from the headers → size → body, within
+/// the limit, one of [`super::EdgeLimits::max_webhook_bodies`] at a time → credential over the
+/// raw bytes, against each configured secret → event → payload → decision. Nothing is read
+/// before the headers authorise reading it, and nothing is interpreted before it is verified.
 async fn handle(
     State(state): State<AppState>,
     request: Request,
@@ -66,21 +68,22 @@ async fn handle(
     };
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let delivery = header_str(&headers, "x-github-delivery")
-        .or_else(|| header_str(&headers, "x-gitea-delivery"))
-        .unwrap_or("-");
+    let delivery = [
+        "x-github-delivery",
+        "x-gitea-delivery",
+        "x-forgejo-delivery",
+        "x-gogs-delivery",
+        "x-gitlab-event-uuid",
+    ]
+    .into_iter()
+    .find_map(|name| header_str(&headers, name))
+    .unwrap_or("-");
     let delivery = Untrusted::bounded(delivery, 64);
     let unauthorized = |e: webhook::WebhookError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: authentication failed");
         ApiError::from(e)
     };
-    let signature = webhook::parse_signature(
-        headers
-            .get_all("x-hub-signature-256")
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-    .map_err(unauthorized)?;
+    let (sender, credential) = webhook::authenticate(&headers).map_err(unauthorized)?;
     let unreadable = |e: ApiError| {
         tracing::warn!(%delivery, reason = %e, "rejected webhook: cannot read the body");
         e
@@ -94,67 +97,74 @@ async fn handle(
     let body = guard::read_body(body, &headers, webhook::MAX_BODY_BYTES)
         .await
         .map_err(unreadable)?;
-    signature
-        .verify(secret.expose().as_bytes(), &body)
+    let secrets: Vec<&[u8]> = secret_list_items(&secret).map(str::as_bytes).collect();
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    let document = credential
+        .verify(sender, &secrets, content_type, &body)
         .map_err(unauthorized)?;
     let bad_request = |e: webhook::WebhookError| {
-        tracing::warn!(%delivery, reason = %Untrusted::new(&e.to_string()), "rejected webhook: bad request");
+        tracing::warn!(%delivery, sender = sender.name(), reason = %Untrusted::new(&e.to_string()), "rejected webhook: bad request");
         ApiError::from(e)
     };
-    let event = webhook::event_kind(
-        headers.get("x-github-event").map(HeaderValue::as_bytes),
-        headers.get("x-gitea-event").map(HeaderValue::as_bytes),
-        headers.get("x-gogs-event").map(HeaderValue::as_bytes),
-    )
-    .map_err(bad_request)?;
-    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
-    let answer = match event {
-        EventKind::Ping => {
-            webhook::parse_ping(content_type, &body).map_err(bad_request)?;
-            tracing::info!(%delivery, "webhook ping");
-            DeliveryAnswer::pong()
+    let push = match webhook::parse_delivery(sender, &headers, &document).map_err(bad_request)? {
+        Delivery::Ping => {
+            tracing::info!(%delivery, sender = sender.name(), "webhook ping");
+            return Ok(DeliveryAnswer::pong());
         }
-        EventKind::Other(name) => {
-            tracing::info!(%delivery, event = %Untrusted::new(&name), "webhook event ignored");
-            DeliveryAnswer::ignored(format!("{name} events are not handled"))
+        Delivery::Ignored(reason) => {
+            tracing::info!(%delivery, sender = sender.name(), reason = %Untrusted::new(&reason), "webhook event ignored");
+            return Ok(DeliveryAnswer::ignored(reason));
         }
-        EventKind::Push => {
-            let push = webhook::parse_push(content_type, &body).map_err(bad_request)?;
-            match webhook::decide(&push, &tracked_refs(&state)) {
-                Decision::Ignored(reason) => {
-                    tracing::info!(
-                        %delivery,
-                        git_ref = %Untrusted::new(&push.git_ref),
-                        reason = %Untrusted::new(&reason),
-                        "webhook push ignored"
-                    );
-                    DeliveryAnswer::ignored(reason)
-                }
-                Decision::Refresh => {
-                    let admission = state.refresh.request(Trigger::Webhook);
-                    tracing::info!(
-                        %delivery,
-                        git_ref = %Untrusted::new(&push.git_ref),
-                        ?admission,
-                        "webhook push accepted"
-                    );
-                    DeliveryAnswer::refresh(RefreshAnswer::from(admission))
-                }
-                Decision::RefreshTrackedRefDeleted => {
-                    let admission = state.refresh.request(Trigger::Webhook);
-                    tracing::warn!(
-                        %delivery,
-                        git_ref = %Untrusted::new(&push.git_ref),
-                        "webhook says the tracked ref was deleted; nothing is torn down"
-                    );
-                    DeliveryAnswer::refresh(RefreshAnswer::from(admission)).warning(
-                        "the push deletes the tracked ref; the last good desired state is kept and nothing is removed",
-                    )
-                }
-            }
+        Delivery::Push(push) => push,
+    };
+    let git_ref = Untrusted::new(push.refs.first().map_or("-", String::as_str));
+    let tracked_repo = RepoIdentity::from_url(state.info.repo.as_str());
+    let answer = match webhook::decide(&push, &tracked_refs(&state), tracked_repo.as_ref()) {
+        Decision::Ignored(reason) => {
+            tracing::info!(
+                %delivery,
+                sender = sender.name(),
+                %git_ref,
+                reason = %Untrusted::new(&reason),
+                "webhook push ignored"
+            );
+            DeliveryAnswer::ignored(reason)
+        }
+        Decision::Refresh => {
+            let admission = state.refresh.request(Trigger::Webhook);
+            tracing::info!(
+                %delivery,
+                sender = sender.name(),
+                %git_ref,
+                ?admission,
+                "webhook push accepted"
+            );
+            DeliveryAnswer::refresh(RefreshAnswer::from(admission))
+        }
+        Decision::RefreshTrackedRefDeleted => {
+            let admission = state.refresh.request(Trigger::Webhook);
+            tracing::warn!(
+                %delivery,
+                sender = sender.name(),
+                %git_ref,
+                "webhook says the tracked ref was deleted; nothing is torn down"
+            );
+            DeliveryAnswer::refresh(RefreshAnswer::from(admission)).warning(
+                "the push deletes the tracked ref; the last good desired state is kept and nothing is removed",
+            )
         }
     };
     Ok(answer)
+}
+
+/// The request's headers, for the pure checks.
+impl webhook::Headers for HeaderMap {
+    fn values(&self, name: &str) -> Vec<&[u8]> {
+        self.get_all(name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect()
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -18,6 +18,7 @@ mod common;
 mod api;
 mod auth;
 mod cli;
+mod forges;
 mod harness;
 mod health;
 mod incremental;
