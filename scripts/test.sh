@@ -4,6 +4,8 @@
 #
 # Docker tests skip with a loud message on a machine without Docker, and FAIL under CI=true.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test refresh`).
+# Not the three-node swarm suite (tests/swarm_cluster.rs needs root and debootstrap): it is
+# `test = false` in Cargo.toml, which --all-targets leaves out; `.ci/run` runs it on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -25,9 +25,11 @@ use crate::swarm::{ServiceInfo, TaskInfo};
 
 impl Engine {
     /// The health of each of `projects` from `actual` (read just before by `Engine::read`),
-    /// with at most one more docker process: compose inspects only the containers that need a
-    /// closer look; swarm asks for the tasks (`docker service ps`, one process for all
-    /// services given) only of services that are not converged or were synced just now.
+    /// with at most one more docker process for compose and two for swarm: compose inspects only
+    /// the containers that need a closer look; swarm asks for the tasks (`docker service ps`,
+    /// one process for all services given) only of services that are not converged or were
+    /// synced just now, and then for the nodes (`docker node ls`) to leave out tasks on nodes
+    /// that are down.
     ///
     /// Every project in `projects` gets an entry ([`Health::Missing`] when it has nothing on
     /// the host).
@@ -48,7 +50,16 @@ impl Engine {
                 let now = SystemTime::now();
                 let ids = examined_services(services, projects, now);
                 let tasks = swarm.service_tasks(&ids).await?;
-                Ok(swarm_assessments(services, &ids, &tasks, projects, now))
+                // A lost node's tasks keep their last state (`Running`): with the tasks, one
+                // `docker node ls` says which nodes are up.
+                let down = if ids.is_empty() {
+                    BTreeSet::new()
+                } else {
+                    crate::swarm::down_nodes(&swarm.nodes().await?)
+                };
+                Ok(swarm_assessments(
+                    services, &ids, &tasks, &down, projects, now,
+                ))
             }
             (Self::Compose { .. }, Actual::Services(_))
             | (Self::Swarm { .. }, Actual::Containers(_)) => Err(EngineError::Internal(
@@ -165,11 +176,13 @@ fn examined_services(
 }
 
 /// The assessment of each of `projects` at `now` from its services and the tasks read of the
-/// services `asked` (ids).
+/// services `asked` (ids). Tasks on a node in `down` (names or ids) are left out: the manager
+/// no longer hears from it, so its tasks' recorded `Running` says nothing.
 fn swarm_assessments(
     services: &[ServiceInfo],
     asked: &[String],
     tasks: &[TaskInfo],
+    down: &BTreeSet<String>,
     projects: &BTreeSet<String>,
     now: SystemTime,
 ) -> BTreeMap<String, Assessment> {
@@ -184,7 +197,7 @@ fn swarm_assessments(
                     let tasks = asked.contains(&s.id).then(|| {
                         tasks
                             .iter()
-                            .filter(|t| t.service_name() == s.name)
+                            .filter(|t| t.service_name() == s.name && !down.contains(&t.node))
                             .map(task_line)
                             .collect()
                     });
@@ -320,7 +333,14 @@ mod tests {
         let projects = set(projects);
         let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
+        let health = swarm_assessments(
+            &services,
+            &asked,
+            &tasks,
+            &BTreeSet::new(),
+            &projects,
+            later(),
+        );
         (asked, health)
     }
 
@@ -368,7 +388,14 @@ mod tests {
         let projects = set(&["shop"]);
         let asked = examined_services(&services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(&services, &asked, &tasks, &projects, later());
+        let health = swarm_assessments(
+            &services,
+            &asked,
+            &tasks,
+            &BTreeSet::new(),
+            &projects,
+            later(),
+        );
         // The recorded worker is gone now: degraded, but the api's progress is what would be
         // named without it.
         assert_eq!(
@@ -379,7 +406,14 @@ mod tests {
         for s in &mut labelled {
             s.deployed.services = "api,web".into();
         }
-        let health = swarm_assessments(&labelled, &asked, &tasks, &projects, later());
+        let health = swarm_assessments(
+            &labelled,
+            &asked,
+            &tasks,
+            &BTreeSet::new(),
+            &projects,
+            later(),
+        );
         assert_eq!(
             health["shop"],
             assessment(
@@ -450,7 +484,7 @@ mod tests {
             .collect();
         let projects = set(&["mon", "shop"]);
         assert!(examined_services(&web, &projects, later()).is_empty());
-        let health = swarm_assessments(&web, &[], &[], &projects, later());
+        let health = swarm_assessments(&web, &[], &[], &BTreeSet::new(), &projects, later());
         assert_eq!(health["shop"], assessment(Health::Healthy, None, true));
         assert_eq!(health["mon"], assessment(Health::Healthy, None, true));
     }
@@ -473,7 +507,8 @@ mod tests {
         let now = humantime::parse_rfc3339(now).unwrap();
         let asked = examined_services(&services, &projects, now);
         let tasks = parse_tasks(ps.as_bytes()).unwrap();
-        let mut health = swarm_assessments(&services, &asked, &tasks, &projects, now);
+        let mut health =
+            swarm_assessments(&services, &asked, &tasks, &BTreeSet::new(), &projects, now);
         (!asked.is_empty(), health.pop_first().unwrap().1)
     }
 

@@ -32,8 +32,9 @@ use crate::process::{Command, ProcessError};
 pub use crate::stack::StackFiles;
 
 pub use parse::{
-    DeployFlags, ServiceInfo, ServiceView, SwarmState, TaskInfo, TaskView, parse_deploy_flags,
-    parse_service_inspect, parse_service_ls, parse_swarm_state, parse_tasks, service_views,
+    DeployFlags, NodeInfo, ServiceInfo, ServiceView, SwarmState, TaskInfo, TaskView,
+    doubtful_counts, down_nodes, parse_deploy_flags, parse_node_ls, parse_service_inspect,
+    parse_service_ls, parse_swarm_state, parse_tasks, recount_running, service_views,
     task_containers,
 };
 
@@ -263,7 +264,19 @@ impl Swarm {
                 stderr: inspect.stderr,
             }));
         }
-        parse_service_inspect(&inspect.stdout, &replicas).map_err(output("docker service inspect"))
+        let mut services = parse_service_inspect(&inspect.stdout, &replicas)
+            .map_err(output("docker service inspect"))?;
+        // `docker service ls` counts every task whose last reported state is running: a lost
+        // node's tasks too (3/3 while one runs, 5/3 once they are replaced). One `docker node
+        // ls`; when a node is down or a count exceeds the desired, one `docker service ps` of
+        // those services recounts them.
+        let down = down_nodes(&self.nodes().await?);
+        let doubtful = doubtful_counts(&services, &down);
+        if !doubtful.is_empty() {
+            let tasks = self.service_tasks(&doubtful).await?;
+            recount_running(&mut services, &doubtful, &tasks, &down);
+        }
+        Ok(services)
     }
 
     /// The current tasks of one stack (desired state running or ready), with their nodes.
@@ -327,6 +340,21 @@ impl Swarm {
         }
         parse_tasks(&out.stdout).map_err(|message| SwarmError::Output {
             what: "docker service ps",
+            message,
+        })
+    }
+
+    /// The swarm's nodes (`docker node ls`, one process): which are up, for counting only the
+    /// tasks that really run.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, SwarmError> {
+        let out = self
+            .command()
+            .args(["node", "ls", "--format", "{{json .}}"])
+            .run()
+            .await
+            .map_err(SwarmError::Docker)?;
+        parse_node_ls(&out.stdout).map_err(|message| SwarmError::Output {
+            what: "docker node ls",
             message,
         })
     }

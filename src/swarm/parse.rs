@@ -408,6 +408,86 @@ pub fn parse_service_inspect(
     Ok(services)
 }
 
+/// One line of `docker node ls --format '{{json .}}'`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NodeInfo {
+    #[serde(rename(deserialize = "ID"))]
+    pub id: String,
+    /// What `docker service ps` names the node by.
+    #[serde(rename(deserialize = "Hostname"))]
+    pub hostname: String,
+    /// `Ready`, `Down`, `Unknown`, `Disconnected`.
+    #[serde(rename(deserialize = "Status"))]
+    pub status: String,
+    /// `Active`, `Pause`, `Drain`.
+    #[serde(rename(deserialize = "Availability"))]
+    pub availability: String,
+}
+
+impl NodeInfo {
+    /// The manager hears from the node: its tasks' recorded states can be believed.
+    pub fn is_up(&self) -> bool {
+        self.status.eq_ignore_ascii_case("ready")
+    }
+}
+
+/// Parses `docker node ls --format '{{json .}}'` output.
+pub fn parse_node_ls(out: &[u8]) -> Result<Vec<NodeInfo>, String> {
+    out.split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|line| {
+            serde_json::from_slice(line)
+                .map_err(|e| format!("{e}: {:?}", String::from_utf8_lossy(line)))
+        })
+        .collect()
+}
+
+/// The names (hostname and id) of the nodes in `nodes` that are not up: a task recorded on one
+/// of them is not known to run (a lost node's tasks keep their last reported state).
+pub fn down_nodes(nodes: &[NodeInfo]) -> std::collections::BTreeSet<String> {
+    nodes
+        .iter()
+        .filter(|n| !n.is_up())
+        .flat_map(|n| [n.hostname.clone(), n.id.clone()])
+        .collect()
+}
+
+/// The ids of the services whose `docker service ls` count cannot be believed: every service
+/// with running tasks while a node is down (its tasks there keep their last state), and any
+/// service counting more running tasks than it desires (replaced tasks still recorded running).
+pub fn doubtful_counts(
+    services: &[ServiceInfo],
+    down: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| s.running > s.desired || (!down.is_empty() && s.running > 0))
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// Recounts the running tasks of the services `ids` from their `tasks`: desired and current
+/// state both running, on a node not in `down`.
+pub fn recount_running(
+    services: &mut [ServiceInfo],
+    ids: &[String],
+    tasks: &[TaskInfo],
+    down: &std::collections::BTreeSet<String>,
+) {
+    for service in services.iter_mut().filter(|s| ids.contains(&s.id)) {
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                t.service_name() == service.name
+                    && t.desired_state.eq_ignore_ascii_case("running")
+                    && t.state() == "running"
+                    && !down.contains(&t.node)
+            })
+            .count();
+        service.running = u32::try_from(running).unwrap_or(u32::MAX);
+    }
+}
+
 /// Parses `docker stack ps --format '{{json .}}'` or `docker service ps --format '{{json .}}'`
 /// output (the same shape).
 pub fn parse_tasks(out: &[u8]) -> Result<Vec<TaskInfo>, String> {
@@ -658,5 +738,61 @@ mod tests {
                 .is_manager()
         );
         assert!(parse_swarm_state(b"garbage").is_err());
+    }
+
+    /// The captured loss of a worker (tests/data/swarm/README.md) at second `n`: the service
+    /// as `docker service ls` counts it, then as recounted from its tasks and the nodes.
+    fn node_lost(n: u32) -> (ServiceInfo, Vec<String>, ServiceInfo) {
+        let data = |what: &str| {
+            let path = format!(
+                "{}/tests/data/swarm/node-lost-{n}-{what}.jsonl",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let inspect = include_bytes!("../../tests/data/swarm/inspect.json");
+        let replicas = parse_service_ls(&data("ls")).unwrap();
+        let mut services = parse_service_inspect(inspect, &replicas).unwrap();
+        let listed = services[0].clone();
+        let down = down_nodes(&parse_node_ls(&data("nodes")).unwrap());
+        let doubtful = doubtful_counts(&services, &down);
+        let tasks = parse_tasks(&data("ps")).unwrap();
+        recount_running(&mut services, &doubtful, &tasks, &down);
+        (listed, doubtful, services.remove(0))
+    }
+
+    #[test]
+    fn a_lost_nodes_tasks_are_not_counted_as_running() {
+        // Before the manager noticed: nothing to doubt, and nothing docker-cd can know better.
+        let (listed, doubtful, counted) = node_lost(2);
+        assert_eq!((listed.running, listed.desired), (3, 3));
+        assert!(doubtful.is_empty());
+        assert_eq!(counted.running, 3);
+        // Worker2 down: `3/3` from service ls, one task really running.
+        let (listed, doubtful, counted) = node_lost(5);
+        assert_eq!((listed.running, listed.desired), (3, 3));
+        assert_eq!(doubtful, std::slice::from_ref(&listed.id));
+        assert_eq!((counted.running, counted.desired), (1, 3));
+        // Replacements running: `5/3` from service ls, three running.
+        let (listed, _, counted) = node_lost(9);
+        assert_eq!((listed.running, listed.desired), (5, 3));
+        assert_eq!((counted.running, counted.desired), (3, 3));
+    }
+
+    #[test]
+    fn nodes_parse_and_only_ready_ones_are_up() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/swarm/node-lost-5-nodes.jsonl"
+        );
+        let nodes = parse_node_ls(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(nodes.len(), 3);
+        let down = down_nodes(&nodes);
+        assert!(down.contains("docker-cd-swarm-worker2"), "{down:?}");
+        assert!(down.contains("qj6tefylz7jah2jxp1g5eexxb"), "{down:?}");
+        assert_eq!(down.len(), 2, "{down:?}");
+        let err = parse_node_ls(b"{\"ID\": 1}\n").unwrap_err();
+        assert!(err.contains("ID"), "{err}");
+        assert!(parse_node_ls(b"\n").unwrap().is_empty());
     }
 }
