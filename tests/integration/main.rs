@@ -23,6 +23,7 @@ mod health;
 mod incremental;
 mod materialise;
 mod metrics;
+mod notify;
 mod properties;
 mod public_errors;
 mod webhook;
