@@ -165,7 +165,10 @@ impl Dedup {
             self.sent
                 .retain(|_, then| now.duration_since(*then).map_or(true, |age| age < window));
         }
-        let key = (notice.event, notice.stack.clone(), notice.reason.clone());
+        // An event without a reason (`sync.succeeded`, `image.updated`, `health.recovered`) is
+        // told apart by its commit: each new deployment is news, a repeat of one is not.
+        let reason = notice.reason.clone().or_else(|| notice.revision.clone());
+        let key = (notice.event, notice.stack.clone(), reason);
         match self.sent.get(&key) {
             Some(then) if within(*then) => false,
             _ => {
@@ -300,5 +303,22 @@ mod tests {
         assert!(dedup.admit(&other_stack, T0 + minute));
         assert!(dedup.admit(&n, T0 + 60 * minute));
         assert!(!dedup.admit(&n, T0 + 61 * minute));
+    }
+
+    #[test]
+    fn events_without_a_reason_are_told_apart_by_their_commit() {
+        let mut dedup = Dedup::default();
+        let deployed = |revision: &str| {
+            from_history(
+                "apps/web",
+                &json!({"trigger": "commit", "outcome": "succeeded", "revision": revision}),
+                None,
+                T0,
+            )
+            .remove(0)
+        };
+        assert!(dedup.admit(&deployed("a"), T0));
+        assert!(!dedup.admit(&deployed("a"), T0));
+        assert!(dedup.admit(&deployed("b"), T0));
     }
 }
