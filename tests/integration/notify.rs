@@ -613,3 +613,75 @@ async fn a_deployment_in_the_store_reaches_the_receiver_and_the_forge() {
     assert_eq!(body["description"], "rolled back: web: unhealthy");
     shutdown.cancel();
 }
+
+/// The binary with a clean environment plus `vars`, not reconciling.
+fn docker_cd(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_docker-cd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("RECONCILE_ENABLED", "false")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_lists_the_notification_and_commit_status_settings() {
+    let out = docker_cd(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for variable in [
+        "NOTIFY_URLS",
+        "NOTIFY_URLS_FILE",
+        "NOTIFY_EVENTS",
+        "NOTIFY_SECRET",
+        "NOTIFY_SECRET_FILE",
+        "COMMIT_STATUS",
+        "COMMIT_STATUS_TOKEN",
+        "COMMIT_STATUS_TOKEN_FILE",
+        "COMMIT_STATUS_API_URL",
+        "COMMIT_STATUS_REPO",
+        "PUBLIC_URL",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {variable}")),
+            "--help lacks {variable}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_receiver_stops_start_up_naming_the_entry_and_never_its_secret_parts() {
+    let out = docker_cd(
+        &[],
+        &[
+            ("GIT_REPO_URL", "https://github.com/o/r.git"),
+            (
+                "NOTIFY_URLS",
+                "slack+https://hooks.slack.com/services/T0/B0/SECRETPART,teams+https://user:hunter2@teams.example/SECRETPATH",
+            ),
+            ("NOTIFY_EVENTS", "sync.failed,sync.exploded"),
+            ("COMMIT_STATUS", "bitbucket"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NOTIFY_URLS: entry 2 (teams+https://teams.example/…): the kind is not one of: generic, slack, ntfy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("NOTIFY_EVENTS: \"sync.exploded\" not an event"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("COMMIT_STATUS: \"bitbucket\" is not one of"),
+        "{stderr}"
+    );
+    for secret in ["SECRETPART", "SECRETPATH", "hunter2"] {
+        assert!(!stderr.contains(secret), "{secret} in {stderr}");
+    }
+}
