@@ -590,8 +590,12 @@ mod tests {
         webhook_delivery(WebhookResult::TooLarge);
         command_finished("git", "unit-test-sub", Duration::from_millis(2));
         command_failed("git", "unit-test-sub", "timeout");
+        notification("ntfy", "dropped");
+        commit_status("failed");
         let text = render(&State::default()).unwrap();
         for needle in [
+            "docker_cd_notifications_total{receiver=\"ntfy\",outcome=\"dropped\"} ",
+            "docker_cd_commit_statuses_total{outcome=\"failed\"} ",
             "docker_cd_refreshes_total{trigger=\"webhook\",outcome=\"failed\"} ",
             "docker_cd_refresh_duration_seconds_bucket{trigger=\"webhook\",outcome=\"failed\",le=\"0.05\"} 1",
             "docker_cd_webhook_deliveries_total{result=\"too_large\"} ",
