@@ -197,6 +197,35 @@ pub async fn start_with_limits(
         tasks.spawn(reconciler.run(shutdown.clone()));
     }
 
+    // Notifications and commit statuses follow the store's events; a receiver never holds up
+    // the store or a sync (SPEC §13).
+    let context = crate::notify::deliver::Context {
+        instance: config.public_url.clone().unwrap_or_else(|| {
+            crate::stack::labels::instance_id(
+                config.git.repo.as_str(),
+                config.git.deploy_dir.as_str(),
+            )
+        }),
+        public_url: config.public_url.clone(),
+    };
+    let notifier = crate::notify::Notifier::new(
+        store.clone(),
+        config.notify.as_ref(),
+        config.commit_status.as_ref(),
+        context,
+        crate::notify::deliver::Options::default(),
+        &shutdown,
+    )
+    .context("cannot build the notifications' HTTP client")?;
+    if let Some(notifier) = notifier {
+        tracing::info!(
+            receivers = config.notify.as_ref().map_or(0, |n| n.receivers.len()),
+            commit_status = config.commit_status.as_ref().map(|c| c.forge.as_str()),
+            "notifications are on"
+        );
+        tasks.spawn(notifier.run(shutdown.clone()));
+    }
+
     let state = AppState {
         store: store.clone(),
         refresh: refresh_handle.clone(),

@@ -11,7 +11,7 @@
 //! | foundation | [`config`], [`process`], [`desired_state`], [`history`], [`queue`], [`metrics`], [`untrusted`], [`schedule`], [`sops`] | settings; child processes; the snapshot and the cache; the durable deployment history and stack controls (pins, suspensions); the single-slot queue; Prometheus metrics; untrusted text made safe to log and print; sync windows (cron in UTC with a duration); SOPS documents decrypted with age identities |
 //! | adapters | [`git`], [`stack`], [`compose`], [`swarm`], [`webhook`], [`registry`] | the `git` binary; what both engines share (labels, the override, materialisation, a stack's files); `docker`/`docker compose`; `docker stack`/`docker service` on a swarm manager; GitHub webhook verification; a Docker registry's manifest digests over HTTPS, with credentials from the Docker client config |
 //! | engine | [`engine`] | the one seam over compose and swarm: read actual state, apply, remove, describe, probe the host |
-//! | workflows | [`refresh`], [`reconcile`] | the single-slot refresh queue; plan and apply; [`reconcile::EngineView`], the edge's read-only handle on the engine |
+//! | workflows | [`refresh`], [`reconcile`], [`notify`] | the single-slot refresh queue; plan and apply; notifications and commit statuses from the store's events; [`reconcile::EngineView`], the edge's read-only handle on the engine |
 //! | edge | [`http`] | the axum API |
 //! | wiring | [`app`], [`cli`] | builds the pieces, chooses the engine once, runs them until shutdown; the `check`, `status` and `refresh` subcommands |
 //!
@@ -45,6 +45,7 @@ pub mod git;
 pub mod history;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod process;
 pub mod queue;
 pub mod reconcile;

@@ -67,6 +67,17 @@ struct WebhookLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    receiver: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     program: String,
     subcommand: String,
@@ -112,6 +123,8 @@ pub struct Metrics {
     refresh_duration: HistogramFamily<RefreshLabels>,
     sync_duration: HistogramFamily<SyncLabels>,
     webhook_deliveries: Family<WebhookLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
+    commit_statuses: Family<OutcomeLabels, Counter>,
     command_duration: HistogramFamily<CommandLabels>,
     command_failures: Family<CommandFailureLabels, Counter>,
 }
@@ -121,6 +134,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     refresh_duration: Family::new_with_constructor(duration_histogram),
     sync_duration: Family::new_with_constructor(duration_histogram),
     webhook_deliveries: Family::default(),
+    notifications: Family::default(),
+    commit_statuses: Family::default(),
     command_duration: Family::new_with_constructor(duration_histogram),
     command_failures: Family::default(),
 });
@@ -186,6 +201,24 @@ pub fn webhook_delivery(result: WebhookResult) {
         .get_or_create(&WebhookLabels {
             result: result.label(),
         })
+        .inc();
+}
+
+/// A notification was handled: `receiver` is the receiver's kind (`generic`, `slack`, `ntfy`;
+/// `any` for a repeat dropped before any receiver), `outcome` one of `sent`, `failed` (after
+/// the retries), `dropped` (its receiver's queue was full), `deduplicated`.
+pub fn notification(receiver: &'static str, outcome: &'static str) {
+    METRICS
+        .notifications
+        .get_or_create(&NotificationLabels { receiver, outcome })
+        .inc();
+}
+
+/// A commit status was handled: `sent`, `failed` (after the retries) or `dropped`.
+pub fn commit_status(outcome: &'static str) {
+    METRICS
+        .commit_statuses
+        .get_or_create(&OutcomeLabels { outcome })
         .inc();
 }
 
@@ -284,6 +317,16 @@ pub fn render(state: &State) -> Result<String, std::fmt::Error> {
         "webhook_deliveries",
         "Webhook deliveries by result (accepted, ignored, ping, unauthorized, bad_request, too_large, disabled)",
         metrics.webhook_deliveries.clone(),
+    );
+    registry.register(
+        "notifications",
+        "Notifications by receiver kind and outcome (sent, failed, dropped, deduplicated)",
+        metrics.notifications.clone(),
+    );
+    registry.register(
+        "commit_statuses",
+        "Commit statuses reported to the forge, by outcome (sent, failed, dropped)",
+        metrics.commit_statuses.clone(),
     );
     registry.register_with_unit(
         "command_duration",
@@ -547,8 +590,12 @@ mod tests {
         webhook_delivery(WebhookResult::TooLarge);
         command_finished("git", "unit-test-sub", Duration::from_millis(2));
         command_failed("git", "unit-test-sub", "timeout");
+        notification("ntfy", "dropped");
+        commit_status("failed");
         let text = render(&State::default()).unwrap();
         for needle in [
+            "docker_cd_notifications_total{receiver=\"ntfy\",outcome=\"dropped\"} ",
+            "docker_cd_commit_statuses_total{outcome=\"failed\"} ",
             "docker_cd_refreshes_total{trigger=\"webhook\",outcome=\"failed\"} ",
             "docker_cd_refresh_duration_seconds_bucket{trigger=\"webhook\",outcome=\"failed\",le=\"0.05\"} 1",
             "docker_cd_webhook_deliveries_total{result=\"too_large\"} ",

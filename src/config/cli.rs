@@ -97,6 +97,21 @@ const SECRET_FLAGS: &[SecretFlag] = &[
         flag: "--sops-age-key",
         file_variable: "SOPS_AGE_KEY_FILE",
     },
+    SecretFlag {
+        id: "notify_urls",
+        flag: "--notify-urls",
+        file_variable: "NOTIFY_URLS_FILE",
+    },
+    SecretFlag {
+        id: "notify_secret",
+        flag: "--notify-secret",
+        file_variable: "NOTIFY_SECRET_FILE",
+    },
+    SecretFlag {
+        id: "commit_status_token",
+        flag: "--commit-status-token",
+        file_variable: "COMMIT_STATUS_TOKEN_FILE",
+    },
 ];
 
 /// The flags of [`SECRET_FLAGS`] that were given on the command line (not through their
@@ -363,6 +378,43 @@ pub struct Args {
     /// keys of both are used, as sops does
     #[arg(long, env = "SOPS_AGE_KEY", hide_env_values = true)]
     pub sops_age_key: Option<String>,
+    /// Where notifications go, comma-separated: `generic+https://…`, `slack+https://…`,
+    /// `ntfy+https://host/topic` (`http` too); the URLs are secrets (prefer NOTIFY_URLS_FILE)
+    #[arg(long, env = "NOTIFY_URLS", hide_env_values = true)]
+    pub notify_urls: Option<String>,
+    /// File holding NOTIFY_URLS (one per line, or comma-separated)
+    #[arg(long, env = "NOTIFY_URLS_FILE")]
+    pub notify_urls_file: Option<PathBuf>,
+    /// Events notified, comma-separated, or `all` (default: every failure, recovery and
+    /// rollback)
+    #[arg(long, env = "NOTIFY_EVENTS", default_value = "")]
+    pub notify_events: String,
+    /// HMAC-SHA256 key that signs the generic receivers' bodies (X-Docker-CD-Signature)
+    #[arg(long, env = "NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<String>,
+    /// File holding NOTIFY_SECRET
+    #[arg(long, env = "NOTIFY_SECRET_FILE")]
+    pub notify_secret_file: Option<PathBuf>,
+    /// Report each sync as a commit status: `github`, `gitea` (Forgejo too) or `gitlab`
+    #[arg(long, env = "COMMIT_STATUS", default_value = "")]
+    pub commit_status: String,
+    /// Token of the commit status API (prefer COMMIT_STATUS_TOKEN_FILE; default: the Git token)
+    #[arg(long, env = "COMMIT_STATUS_TOKEN", hide_env_values = true)]
+    pub commit_status_token: Option<String>,
+    /// File holding COMMIT_STATUS_TOKEN
+    #[arg(long, env = "COMMIT_STATUS_TOKEN_FILE")]
+    pub commit_status_token_file: Option<PathBuf>,
+    /// The commit status API's base (default: from the repository's host)
+    #[arg(long, env = "COMMIT_STATUS_API_URL")]
+    pub commit_status_api_url: Option<String>,
+    /// `owner/name` (GitLab: the project path) of the commit status API (default: from the
+    /// repository URL's path)
+    #[arg(long, env = "COMMIT_STATUS_REPO")]
+    pub commit_status_repo: Option<String>,
+    /// Where this instance's dashboard is reached (`https://cd.example`): notifications and
+    /// commit statuses link to the stack's page
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[cfg(test)]

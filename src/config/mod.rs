@@ -15,6 +15,7 @@
 //! | `cli` | the command line: [`Cli`], [`CliCommand`], [`Args`], [`parse_command_line`], warnings for secrets given as flags |
 //! | `settings` | validation into domain types: [`Config::validate`], [`ClientConfig`], the [`Problem`] lines of a [`ConfigError`] |
 //! | `secrets` | [`Secret`], [`Redactor`], secrets read from `*_FILE`s, empty secrets refused, the shape of the age identities of [`SopsConfig`] |
+//! | `notify` | notifications and commit status: [`NotifyConfig`], [`CommitStatusConfig`], the receivers' URLs, the API base of each forge |
 //! | `repo` | the repository's newtypes: [`RepoUrl`], [`Transport`], [`Revision`], [`DeployDir`] |
 //!
 //! Of the rest of the crate it uses only [`schedule`](crate::schedule), to read `SYNC_WINDOWS`;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod cli;
+mod notify;
 mod repo;
 mod secrets;
 mod settings;
@@ -36,6 +38,10 @@ mod settings;
 pub use cli::{
     Args, Cli, CliCommand, ClientArgs, ControlArgs, DiffArgs, RefreshArgs, RollbackArgs, StackArgs,
     TokenArgs, parse_command_line,
+};
+pub use notify::{
+    CommitStatusConfig, Forge, NotifyConfig, NotifyEvent, Receiver, ReceiverKind, api_base,
+    repo_host_and_path,
 };
 pub use repo::{DeployDir, RepoUrl, Revision, Transport};
 pub use secrets::{Redactor, Secret, list_items as secret_list_items};
@@ -164,6 +170,12 @@ pub struct Config {
     pub child_env: ChildEnv,
     pub log_format: LogFormat,
     pub sops: SopsConfig,
+    /// `NOTIFY_URLS`; `None`: nothing is notified.
+    pub notify: Option<NotifyConfig>,
+    /// `COMMIT_STATUS`; `None`: no commit status is reported.
+    pub commit_status: Option<CommitStatusConfig>,
+    /// `PUBLIC_URL`, without its trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -187,11 +199,18 @@ impl Config {
                 self.git.token.clone(),
                 self.http.webhook_secret.clone(),
                 self.http.api_token.clone(),
+                self.notify.as_ref().and_then(|n| n.secret.clone()),
+                self.commit_status.as_ref().and_then(|c| c.token.clone()),
             ]
             .into_iter()
             .flatten()
             .chain(age_lines)
-            .chain(webhook_secrets),
+            .chain(webhook_secrets)
+            .chain(
+                self.notify
+                    .iter()
+                    .flat_map(|n| n.receivers.iter().map(|r| r.url.clone())),
+            ),
         )
     }
 }

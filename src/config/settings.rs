@@ -6,7 +6,7 @@
 //!
 //! Reads the process environment (only the `PASSTHROUGH_VARS`, in [`Config::from_args`]), the
 //! secret and SSH files it is pointed at, and the working directory; spawns nothing. Uses `cli`,
-//! `repo` and `secrets`, and of the rest of the crate only [`crate::schedule`] (`SYNC_WINDOWS`).
+//! `repo`, `secrets` and `notify`, and of the rest of the crate only [`crate::schedule`] (`SYNC_WINDOWS`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cli::{Args, ClientArgs, RefreshArgs, TokenArgs};
+use super::notify::{self, CommitStatusConfig, NotifyConfig};
 use super::repo::{DeployDir, RepoUrl, Revision, Transport};
 use super::secrets::{Secret, age_identities, secret_list, secret_value};
 use super::{
@@ -437,6 +438,43 @@ impl Config {
             &mut problem,
         );
 
+        let notify = notify_settings(
+            secret_value(
+                "NOTIFY_URLS",
+                args.notify_urls,
+                args.notify_urls_file,
+                &mut problem,
+            ),
+            &args.notify_events,
+            secret_value(
+                "NOTIFY_SECRET",
+                args.notify_secret,
+                args.notify_secret_file,
+                &mut problem,
+            ),
+            &mut problem,
+        );
+        let commit_status_token = secret_value(
+            "COMMIT_STATUS_TOKEN",
+            args.commit_status_token,
+            args.commit_status_token_file,
+            &mut problem,
+        )
+        .or_else(|| token.clone());
+        let commit_status = commit_status_settings(
+            &args.commit_status,
+            repo.as_ref(),
+            args.commit_status_api_url.as_deref(),
+            args.commit_status_repo.as_deref(),
+            commit_status_token,
+            &mut problem,
+        );
+        let public_url = args.public_url.as_deref().and_then(|raw| {
+            notify::parse_base_url(raw)
+                .map_err(|e| problem("PUBLIC_URL", format!("{raw:?} {e}")))
+                .ok()
+        });
+
         // SOPS_AGE_KEY, then SOPS_AGE_KEY_FILE: both may be given (sops uses both).
         let sops = SopsConfig {
             age_identities: [
@@ -593,8 +631,103 @@ impl Config {
             child_env,
             log_format,
             sops,
+            notify,
+            commit_status,
+            public_url,
         })
     }
+}
+
+/// `NOTIFY_URLS`, `NOTIFY_EVENTS` and `NOTIFY_SECRET` (SPEC §13); `None` without receivers.
+fn notify_settings(
+    urls: Option<Secret>,
+    events: &str,
+    secret: Option<Secret>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<NotifyConfig> {
+    let events = notify::parse_events(events)
+        .map_err(|e| problem("NOTIFY_EVENTS", e))
+        .ok();
+    let receivers = match urls.map(|raw| notify::parse_receivers(raw.expose())) {
+        None => return None,
+        Some(Ok(receivers)) => receivers,
+        Some(Err(problems)) => {
+            for p in problems {
+                problem("NOTIFY_URLS", p);
+            }
+            return None;
+        }
+    };
+    Some(NotifyConfig {
+        receivers,
+        events: events?,
+        secret,
+    })
+}
+
+/// `COMMIT_STATUS` and its API, repository and token (SPEC §13); `None` when it is not set.
+fn commit_status_settings(
+    forge: &str,
+    repo: Option<&RepoUrl>,
+    api_url: Option<&str>,
+    repo_path: Option<&str>,
+    token: Option<Secret>,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<CommitStatusConfig> {
+    let forge = match notify::parse_forge(forge) {
+        Ok(Some(forge)) => forge,
+        Ok(None) => return None,
+        Err(e) => {
+            problem("COMMIT_STATUS", e);
+            return None;
+        }
+    };
+    let repo = repo?;
+    let api_url = match api_url {
+        Some(raw) => notify::parse_base_url(raw)
+            .map_err(|e| problem("COMMIT_STATUS_API_URL", format!("{raw:?} {e}")))
+            .ok(),
+        None => notify::api_base(forge, repo.as_str()).or_else(|| {
+            problem(
+                "COMMIT_STATUS_API_URL",
+                "is required: GIT_REPO_URL names no forge host (a local repository)".into(),
+            );
+            None
+        }),
+    };
+    let repo_path = match repo_path.map(|r| r.trim().trim_matches('/')) {
+        Some(path) if path.split('/').count() >= 2 && !path.split('/').any(str::is_empty) => {
+            Some(path.to_owned())
+        }
+        Some(path) => {
+            problem(
+                "COMMIT_STATUS_REPO",
+                format!("{path:?} is not owner/name (GitLab: group/project)"),
+            );
+            None
+        }
+        None => notify::repo_host_and_path(repo.as_str())
+            .map(|(_, path)| path)
+            .or_else(|| {
+                problem(
+                    "COMMIT_STATUS_REPO",
+                    "is required: GIT_REPO_URL's path names no owner/name".into(),
+                );
+                None
+            }),
+    };
+    if token.is_none() {
+        problem(
+            "COMMIT_STATUS_TOKEN",
+            "is required with COMMIT_STATUS (or a GIT_ACCESS_TOKEN to use)".into(),
+        );
+    }
+    Some(CommitStatusConfig {
+        forge,
+        api_url: api_url?,
+        repo: repo_path?,
+        token,
+    })
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
@@ -739,6 +872,60 @@ mod tests {
         );
         let text = ConfigError(p).to_string();
         assert_eq!(text.lines().count(), 5, "{text}");
+    }
+
+    #[test]
+    fn notifications_and_commit_status_are_off_unless_set() {
+        let config = Config::validate(args("https://github.com/o/r.git"), env()).unwrap();
+        assert!(config.notify.is_none());
+        assert!(config.commit_status.is_none());
+        assert!(config.public_url.is_none());
+    }
+
+    #[test]
+    fn commit_status_takes_the_git_token_and_the_api_and_repository_from_the_url() {
+        let mut a = args("https://x-access-token:ghp_secret123@github.com/org/infra.git");
+        a.commit_status = "github".into();
+        a.public_url = Some("https://cd.example/".into());
+        let config = Config::validate(a, env()).unwrap();
+        let status = config.commit_status.unwrap();
+        assert_eq!(status.api_url, "https://api.github.com");
+        assert_eq!(status.repo, "org/infra");
+        assert_eq!(status.token.unwrap().expose(), "ghp_secret123");
+        assert_eq!(config.public_url.as_deref(), Some("https://cd.example"));
+
+        let mut a = args("https://gitlab.example/group/sub/project.git");
+        a.commit_status = "gitlab".into();
+        a.commit_status_token = Some("glpat-x".into());
+        a.commit_status_api_url = Some("http://127.0.0.1:9/api/v4/".into());
+        a.commit_status_repo = Some("other/project".into());
+        let status = Config::validate(a, env()).unwrap().commit_status.unwrap();
+        assert_eq!(status.api_url, "http://127.0.0.1:9/api/v4");
+        assert_eq!(status.repo, "other/project");
+    }
+
+    #[test]
+    fn invalid_notification_and_commit_status_settings_name_their_variable() {
+        let mut a = args("/srv/git/repo");
+        a.notify_urls = Some("slack+https://hooks.slack.com/services/T/B/SECRETPATH,mail+x".into());
+        a.notify_events = "sync.failed,everything".into();
+        a.commit_status = "gitea".into();
+        a.public_url = Some("cd.example".into());
+        let found = problems(a);
+        let vars: Vec<_> = found.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            vars,
+            [
+                "NOTIFY_EVENTS",
+                "NOTIFY_URLS",
+                "COMMIT_STATUS_API_URL",
+                "COMMIT_STATUS_REPO",
+                "COMMIT_STATUS_TOKEN",
+                "PUBLIC_URL"
+            ],
+            "{found:?}"
+        );
+        assert!(!format!("{found:?}").contains("SECRETPATH"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod health;
 mod incremental;
 mod materialise;
 mod metrics;
+mod notify;
 mod properties;
 mod public_errors;
 mod webhook;
