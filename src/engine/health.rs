@@ -330,11 +330,19 @@ mod tests {
     fn swarm_health(projects: &[&str]) -> (Vec<String>, BTreeMap<String, Assessment>) {
         let replicas = parse_service_ls(LS).unwrap();
         let services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
+        services_health(&services, projects)
+    }
+
+    /// The services examined and the health of `projects`, over the captured tasks.
+    fn services_health(
+        services: &[ServiceInfo],
+        projects: &[&str],
+    ) -> (Vec<String>, BTreeMap<String, Assessment>) {
         let projects = set(projects);
-        let asked = examined_services(&services, &projects, later());
+        let asked = examined_services(services, &projects, later());
         let tasks = parse_tasks(SERVICE_PS).unwrap();
         let health = swarm_assessments(
-            &services,
+            services,
             &asked,
             &tasks,
             &BTreeSet::new(),
@@ -385,17 +393,8 @@ mod tests {
         let replicas = parse_service_ls(LS).unwrap();
         let mut services = parse_service_inspect(INSPECT_SERVICES, &replicas).unwrap();
         services.retain(|s| s.name != "shop_worker");
-        let projects = set(&["shop"]);
-        let asked = examined_services(&services, &projects, later());
-        let tasks = parse_tasks(SERVICE_PS).unwrap();
-        let health = swarm_assessments(
-            &services,
-            &asked,
-            &tasks,
-            &BTreeSet::new(),
-            &projects,
-            later(),
-        );
+        let (asked, health) = services_health(&services, &["shop"]);
+        let (projects, tasks) = (set(&["shop"]), parse_tasks(SERVICE_PS).unwrap());
         // The recorded worker is gone now: degraded, but the api's progress is what would be
         // named without it.
         assert_eq!(

@@ -434,6 +434,18 @@ async fn forge(forge: Forge) -> (String, Arc<Mutex<Vec<Got>>>) {
     (api, got)
 }
 
+/// The one request a forge server receives for one status of `state` on `repo`.
+async fn one_status(forge_kind: Forge, repo: &str, state: CommitState) -> Got {
+    let (api, got) = forge(forge_kind).await;
+    let shutdown = CancellationToken::new();
+    let n = statuses(forge_kind, &api, repo, &shutdown);
+    n.report(update(state));
+    wait_for("the status", || got.lock().unwrap().len() == 1).await;
+    let g = got.lock().unwrap()[0].clone();
+    shutdown.cancel();
+    g
+}
+
 fn statuses(forge: Forge, api: &str, repo: &str, shutdown: &CancellationToken) -> Notifier {
     let config = CommitStatusConfig {
         forge,
@@ -497,12 +509,7 @@ async fn github_statuses_follow_the_rest_api() {
 
 #[tokio::test]
 async fn gitea_statuses_follow_api_v1() {
-    let (api, got) = forge(Forge::Gitea).await;
-    let shutdown = CancellationToken::new();
-    let n = statuses(Forge::Gitea, &api, "o/r", &shutdown);
-    n.report(update(CommitState::Success));
-    wait_for("the status", || got.lock().unwrap().len() == 1).await;
-    let g = got.lock().unwrap()[0].clone();
+    let g = one_status(Forge::Gitea, "o/r", CommitState::Success).await;
     assert_eq!(g.method, Method::POST);
     assert_eq!(g.uri, format!("/api/v1/repos/o/r/statuses/{SHA}"));
     assert_eq!(g.headers["authorization"], "token forge-token");
@@ -510,17 +517,11 @@ async fn gitea_statuses_follow_api_v1() {
     assert_eq!(body["state"], "success");
     assert_eq!(body["context"], "docker-cd/apps/web");
     assert_eq!(body["target_url"], "https://cd.example/stacks/apps%2Fweb");
-    shutdown.cancel();
 }
 
 #[tokio::test]
 async fn gitlab_statuses_follow_api_v4_with_the_encoded_project_path() {
-    let (api, got) = forge(Forge::Gitlab).await;
-    let shutdown = CancellationToken::new();
-    let n = statuses(Forge::Gitlab, &api, "group/sub/project", &shutdown);
-    n.report(update(CommitState::Failure));
-    wait_for("the status", || got.lock().unwrap().len() == 1).await;
-    let g = got.lock().unwrap()[0].clone();
+    let g = one_status(Forge::Gitlab, "group/sub/project", CommitState::Failure).await;
     assert_eq!(g.method, Method::POST);
     assert_eq!(
         g.uri,
@@ -534,7 +535,6 @@ async fn gitlab_statuses_follow_api_v4_with_the_encoded_project_path() {
         json!({"state": "failed", "name": "docker-cd/apps/web",
                "target_url": "https://cd.example/stacks/apps%2Fweb", "description": "web: unhealthy"})
     );
-    shutdown.cancel();
 }
 
 #[tokio::test]
